@@ -1,0 +1,1 @@
+"""modelswap's edges: the Starlette HTTP API and the ``modelswap`` command line."""

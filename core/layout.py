@@ -1,0 +1,97 @@
+"""Where a model's files live under the store root; the only module that names them.
+
+Every path is built from a validated model name and version id, so nothing
+outside ``<root>`` can be addressed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.ids import validate_model_name, validate_version_id
+
+# Files inside a version directory.
+MODEL_FILE = "model.joblib"
+METRICS_FILE = "metrics.json"
+MANIFEST_FILE = "manifest.json"
+
+# Files inside a model directory.
+VERSIONS_DIR = "versions"
+CURRENT_LINK = "current"
+REGISTRY_FILE = "versions.json"
+ABTEST_FILE = "abtest.json"
+LOCK_FILE = ".lock"
+FLEET_DIR = ".fleet"
+
+# Files at the store root.
+ADMIN_TOKEN_FILE = ".admin-token"
+JOBS_DIR = ".jobs"
+
+# Prefixes of transient entries; a crash may leave them behind for `verify --repair`.
+STAGING_PREFIX = ".staging-"  # in versions/: a version being written
+TRASH_PREFIX = ".trash-"  # in versions/: a version being deleted
+TMP_MARK = ".tmp-"  # beside a file or link: the half of an atomic replace
+
+
+@dataclass(frozen=True)
+class ModelPaths:
+    """The paths of one model's files. Build it with :func:`model_paths`."""
+
+    root: Path
+    name: str
+
+    @property
+    def dir(self) -> Path:
+        return self.root / self.name
+
+    @property
+    def versions_dir(self) -> Path:
+        return self.dir / VERSIONS_DIR
+
+    @property
+    def current(self) -> Path:
+        return self.dir / CURRENT_LINK
+
+    @property
+    def registry(self) -> Path:
+        return self.dir / REGISTRY_FILE
+
+    @property
+    def abtest(self) -> Path:
+        return self.dir / ABTEST_FILE
+
+    @property
+    def lock(self) -> Path:
+        return self.dir / LOCK_FILE
+
+    @property
+    def fleet_dir(self) -> Path:
+        return self.dir / FLEET_DIR
+
+    def version_dir(self, version: str) -> Path:
+        return self.versions_dir / validate_version_id(version)
+
+    def version_link_target(self, version: str) -> str:
+        """The RELATIVE target ``current`` holds for ``version``."""
+        return f"{VERSIONS_DIR}/{validate_version_id(version)}"
+
+
+def model_paths(root: Path, name: str) -> ModelPaths:
+    """Paths of model ``name`` under ``root``; raises InvalidName for a bad name."""
+    return ModelPaths(Path(root), validate_model_name(name))
+
+
+def version_from_link_target(target: str) -> str | None:
+    """The version id a ``current`` link target names, or None when it names none.
+
+    Only the exact relative form ``versions/<id>`` counts: an absolute target or
+    one that climbs out of the model directory is treated as naming nothing.
+    """
+    prefix = VERSIONS_DIR + "/"
+    if not target.startswith(prefix):
+        return None
+    candidate = target[len(prefix) :].rstrip("/")
+    from core.ids import is_version_id
+
+    return candidate if is_version_id(candidate) else None

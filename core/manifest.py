@@ -1,0 +1,183 @@
+"""The per-version manifest: what a version holds and how to check it is intact."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from core.errors import ValidationFailed
+from core.layout import MANIFEST_FILE
+
+MANIFEST_FORMAT = 1
+EXAMPLE_ROWS = 3
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model: str
+    version: str
+    created_at: str
+    files: Mapping[str, FileDigest]
+    python_version: str
+    sklearn_version: str | None
+    joblib_version: str | None
+    numpy_version: str | None
+    estimator: str
+    n_features_in: int | None
+    feature_names: tuple[str, ...] | None
+    input_example: tuple[tuple[float, ...], ...]
+    tags: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+    parent: str | None = None
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": MANIFEST_FORMAT,
+            "model": self.model,
+            "version": self.version,
+            "created_at": self.created_at,
+            "files": {n: {"sha256": d.sha256, "size": d.size} for n, d in sorted(self.files.items())},
+            "python_version": self.python_version,
+            "sklearn_version": self.sklearn_version,
+            "joblib_version": self.joblib_version,
+            "numpy_version": self.numpy_version,
+            "estimator": self.estimator,
+            "n_features_in": self.n_features_in,
+            "feature_names": list(self.feature_names) if self.feature_names is not None else None,
+            "input_example": [list(r) for r in self.input_example],
+            "tags": dict(self.tags),
+            "description": self.description,
+            "parent": self.parent,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
+        try:
+            names = data.get("feature_names")
+            return cls(
+                model=str(data["model"]),
+                version=str(data["version"]),
+                created_at=str(data["created_at"]),
+                files={
+                    str(n): FileDigest(str(d["sha256"]), int(d["size"])) for n, d in data["files"].items()
+                },
+                python_version=str(data.get("python_version", "")),
+                sklearn_version=data.get("sklearn_version"),
+                joblib_version=data.get("joblib_version"),
+                numpy_version=data.get("numpy_version"),
+                estimator=str(data.get("estimator", "")),
+                n_features_in=data.get("n_features_in"),
+                feature_names=tuple(str(n) for n in names) if names is not None else None,
+                input_example=tuple(tuple(float(v) for v in row) for row in data.get("input_example", [])),
+                tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
+                description=str(data.get("description") or ""),
+                parent=data.get("parent"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValidationFailed(f"manifest is malformed: {exc!r}") from exc
+
+
+def sha256_file(path: Path) -> FileDigest:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return FileDigest(digest.hexdigest(), size)
+
+
+def digest_files(directory: Path) -> dict[str, FileDigest]:
+    """sha256 and size of every regular file in ``directory`` except the manifest."""
+    return {
+        p.name: sha256_file(p)
+        for p in sorted(directory.iterdir())
+        if p.name != MANIFEST_FILE and p.is_file() and not p.is_symlink()
+    }
+
+
+def library_versions() -> dict[str, str | None]:
+    import joblib
+    import numpy
+    import sklearn
+
+    return {
+        "python_version": platform.python_version(),
+        "sklearn_version": sklearn.__version__,
+        "joblib_version": joblib.__version__,
+        "numpy_version": numpy.__version__,
+    }
+
+
+def describe_estimator(estimator: Any) -> tuple[str, int | None, tuple[str, ...] | None]:
+    """(class path, n_features_in_, feature names) of a fitted estimator."""
+    cls = type(estimator)
+    n_features = getattr(estimator, "n_features_in_", None)
+    names = getattr(estimator, "feature_names_in_", None)
+    return (
+        f"{cls.__module__}.{cls.__qualname__}",
+        int(n_features) if n_features is not None else None,
+        tuple(str(n) for n in names) if names is not None else None,
+    )
+
+
+def example_rows(rows: Sequence[Sequence[Any]]) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(float(v) for v in row) for row in list(rows)[:EXAMPLE_ROWS])
+
+
+def load_manifest(version_dir: Path) -> Manifest:
+    path = version_dir / MANIFEST_FILE
+    try:
+        data = orjson.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise ValidationFailed(f"{path} is missing") from exc
+    except orjson.JSONDecodeError as exc:
+        raise ValidationFailed(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValidationFailed(f"{path} is not a JSON object")
+    return Manifest.from_dict(data)
+
+
+def manifest_digest(version_dir: Path) -> str:
+    return sha256_file(version_dir / MANIFEST_FILE).sha256
+
+
+def verify_files(version_dir: Path, manifest: Manifest) -> list[str]:
+    """Every way the directory's files differ from the manifest (empty: intact)."""
+    problems: list[str] = []
+    present = {
+        p.name for p in version_dir.iterdir() if p.name != MANIFEST_FILE
+    } if version_dir.is_dir() else set()
+    for name, expected in sorted(manifest.files.items()):
+        path = version_dir / name
+        if name not in present:
+            problems.append(f"{name} is missing")
+            continue
+        if path.is_symlink() or not path.is_file():
+            problems.append(f"{name} is not a regular file")
+            continue
+        actual = sha256_file(path)
+        if actual.size != expected.size:
+            problems.append(f"{name} has {actual.size} bytes, manifest says {expected.size}")
+        elif actual.sha256 != expected.sha256:
+            problems.append(f"{name} sha256 differs from the manifest")
+    for extra in sorted(present - set(manifest.files)):
+        problems.append(f"{extra} is not in the manifest")
+    return problems

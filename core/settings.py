@@ -1,0 +1,100 @@
+"""Settings: one frozen value built from the environment, the only reader of MODELSWAP_*."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from core.errors import InvalidInput
+from core.ids import validate_model_name
+
+WATCH_MODES = ("auto", "poll", "off")
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path = Path("models")
+    models: tuple[str, ...] | None = None
+    default_model: str | None = None
+    poll_interval: float = 1.0
+    watch: str = "auto"
+    keep_loaded: int = 2
+    admin_token: str | None = None
+    admin_token_file: Path | None = None
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_rows: int = 10_000
+    strict_versions: bool = False
+    protect_reads: bool = False
+    url: str | None = None
+    log_format: str = "text"
+    log_level: str = "INFO"
+    lock_timeout: float = 30.0
+    multiproc_dir: Path | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value if value not in (None, "") else None
+
+        models = get("MODELSWAP_MODELS")
+        default_model = get("MODELSWAP_DEFAULT_MODEL")
+        token_file = get("MODELSWAP_ADMIN_TOKEN_FILE")
+        multiproc = get("PROMETHEUS_MULTIPROC_DIR") or get("prometheus_multiproc_dir")
+        settings = cls(
+            root=Path(get("MODELSWAP_ROOT") or "models"),
+            models=tuple(validate_model_name(m.strip()) for m in models.split(",") if m.strip()) if models else None,
+            default_model=validate_model_name(default_model) if default_model else None,
+            poll_interval=_number(env, "MODELSWAP_POLL_INTERVAL", 1.0, minimum=0.01),
+            watch=_choice(env, "MODELSWAP_WATCH", "auto", WATCH_MODES),
+            keep_loaded=int(_number(env, "MODELSWAP_KEEP_LOADED", 2, minimum=1)),
+            admin_token=get("MODELSWAP_ADMIN_TOKEN"),
+            admin_token_file=Path(token_file) if token_file else None,
+            max_body_bytes=int(_number(env, "MODELSWAP_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1)),
+            max_rows=int(_number(env, "MODELSWAP_MAX_ROWS", 10_000, minimum=1)),
+            strict_versions=_flag(env, "MODELSWAP_STRICT_VERSIONS"),
+            protect_reads=_flag(env, "MODELSWAP_PROTECT_READS"),
+            url=get("MODELSWAP_URL"),
+            log_format=_choice(env, "MODELSWAP_LOG_FORMAT", "text", LOG_FORMATS),
+            log_level=(get("MODELSWAP_LOG_LEVEL") or "INFO").upper(),
+            lock_timeout=_number(env, "MODELSWAP_LOCK_TIMEOUT", 30.0, minimum=0.0),
+            multiproc_dir=Path(multiproc) if multiproc else None,
+        )
+        return settings
+
+    def with_root(self, root: Path) -> Settings:
+        return replace(self, root=Path(root))
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"{name}={raw!r} is not a number") from exc
+    if not value >= minimum:  # also rejects NaN
+        raise InvalidInput(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).lower()
+    if value not in choices:
+        raise InvalidInput(f"{name}={value!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = (env.get(name) or "0").lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise InvalidInput(f"{name}={value!r}: expected 1 or 0")

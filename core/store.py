@@ -1,0 +1,512 @@
+"""The write side of the store: publish, deploy, rollback, delete and gc under ``.lock``.
+
+Readers never take the lock: every file they read is replaced atomically, and
+a version directory appears whole (by rename) or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import filelock
+import joblib
+import orjson
+
+from core import registry as reg
+from core.errors import (
+    Conflict,
+    InvalidInput,
+    ModelNotFound,
+    NothingToRollBack,
+    StoreBusy,
+    ValidationFailed,
+    VersionIsLive,
+    VersionNotFound,
+)
+from core.fsio import atomic_symlink, dumps_json, fsync_dir, read_json_file, read_link, write_bytes_durable
+from core.ids import is_version_id, new_version_id, validate_model_name, validate_version_id
+from core.layout import (
+    METRICS_FILE,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    STAGING_PREFIX,
+    TRASH_PREFIX,
+    ModelPaths,
+    model_paths,
+    version_from_link_target,
+)
+from core.loader import load_version, smoke_predict
+from core.manifest import Manifest, describe_estimator, digest_files, example_rows, library_versions, sha256_file
+
+logger = logging.getLogger(__name__)
+
+Validator = Callable[[ModelPaths, str], object]
+_RETRIES = 3
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def default_actor() -> str:
+    """``cli:<user>``: who ran a command, for the history's actor column."""
+    import pwd
+
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        user = os.environ.get("USER") or str(os.getuid())
+    return f"cli:{user}"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The outcome of a deploy, rollback or promote."""
+
+    model: str
+    action: str
+    previous: str | None
+    current: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "action": self.action, "previous": self.previous, "current": self.current}
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    model: str
+    current: str | None
+    canary: str | None
+    previous: str | None
+    versions: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "current": self.current,
+            "canary": self.canary,
+            "previous": self.previous,
+            "versions": self.versions,
+        }
+
+
+@dataclass(frozen=True)
+class GcPlan:
+    model: str
+    deleted: tuple[str, ...]
+    kept: tuple[str, ...]
+    dry_run: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "deleted": list(self.deleted), "kept": list(self.kept), "dry_run": self.dry_run}
+
+
+class Store:
+    """A model store rooted at ``root``. Thread- and process-safe for writers via ``.lock``."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        lock_timeout: float = 30.0,
+        strict_versions: bool = False,
+        clock: Callable[[], datetime] = utcnow,
+        rand: Callable[[int], str] = secrets.token_hex,
+        validator: Validator | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.lock_timeout = lock_timeout
+        self.strict_versions = strict_versions
+        self.clock = clock
+        self.rand = rand
+        self.validator: Validator = validator or self._load_and_check
+
+    # -- reads (no lock) ------------------------------------------------------
+    def paths(self, model: str) -> ModelPaths:
+        return model_paths(self.root, model)
+
+    def existing(self, model: str) -> ModelPaths:
+        paths = self.paths(model)
+        if not paths.versions_dir.is_dir() and not paths.registry.exists():
+            raise ModelNotFound(f"no model named {model!r} in {self.root}")
+        return paths
+
+    def models(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        names = []
+        for entry in sorted(self.root.iterdir()):
+            try:
+                validate_model_name(entry.name)
+            except InvalidInput:
+                continue
+            if (entry / "versions").is_dir():
+                names.append(entry.name)
+        return names
+
+    def registry(self, model: str) -> reg.Registry:
+        paths = self.existing(model)
+        return reg.read_registry(paths.registry, paths.name)
+
+    def current(self, model: str) -> str | None:
+        target = read_link(self.paths(model).current)
+        return version_from_link_target(target) if target is not None else None
+
+    def canary(self, model: str) -> str | None:
+        """The canary version named by ``abtest.json``, if a canary runs."""
+        path = self.paths(model).abtest
+        try:
+            data = read_json_file(path)
+        except FileNotFoundError:
+            return None
+        except orjson.JSONDecodeError:
+            logger.warning("%s is not valid JSON; treating the canary as stopped", path)
+            return None
+        version = data.get("version") if isinstance(data, dict) else None
+        return version if isinstance(version, str) and is_version_id(version) else None
+
+    def on_disk(self, model: str) -> list[str]:
+        directory = self.paths(model).versions_dir
+        if not directory.is_dir():
+            return []
+        return sorted(p.name for p in directory.iterdir() if is_version_id(p.name) and p.is_dir())
+
+    def _exists(self, model: str) -> Callable[[str], bool]:
+        paths = self.paths(model)
+        return lambda version: paths.version_dir(version).is_dir()
+
+    def status(self, model: str) -> ModelStatus:
+        registry = self.registry(model)
+        current = self.current(model)
+        return ModelStatus(
+            model=model,
+            current=current,
+            canary=self.canary(model),
+            previous=reg.rollback_target(registry, current, self._exists(model)),
+            versions=len(registry),
+        )
+
+    def manifest(self, model: str, version: str) -> Manifest:
+        from core.manifest import load_manifest
+
+        directory = self.existing(model).version_dir(version)
+        if not directory.is_dir():
+            raise VersionNotFound(f"model {model} has no version {version}")
+        return load_manifest(directory)
+
+    def metrics(self, model: str, version: str) -> dict[str, Any]:
+        path = self.existing(model).version_dir(version) / METRICS_FILE
+        try:
+            data = read_json_file(path)
+        except FileNotFoundError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    # -- locking ----------------------------------------------------------------
+    @contextmanager
+    def locked(self, model: str) -> Iterator[ModelPaths]:
+        """Hold the model's writer lock (``.lock``, an flock) for the block."""
+        paths = self.paths(model)
+        paths.dir.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(paths.lock, timeout=self.lock_timeout, preserve_lock_file=True)
+        try:
+            lock.acquire()
+        except filelock.Timeout as exc:
+            raise StoreBusy(
+                f"another writer holds {paths.lock} (waited {self.lock_timeout:g}s); try again"
+            ) from exc
+        try:
+            yield paths
+        finally:
+            lock.release()
+
+    # -- publish ----------------------------------------------------------------
+    def publish(
+        self,
+        model: str,
+        source: Path | Any,
+        *,
+        metrics: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        description: str = "",
+        input_example: Sequence[Sequence[float]] | None = None,
+        parent: str | None = None,
+        actor: str | None = None,
+    ) -> reg.VersionRecord:
+        """Publish a new immutable version from a joblib file path or a fitted estimator.
+
+        1. write model.joblib, metrics.json and manifest.json into a hidden staging
+           directory in ``versions/`` (same filesystem), fsyncing each file;
+        2. load the staged model and predict the input example (refuse otherwise);
+        3. fsync the staging directory and rename it to ``versions/<id>``, fsync ``versions/``;
+        4. under the lock, add the version to ``versions.json`` (atomic replace).
+        A crash before 3 leaves only a staging directory (invisible, removed by
+        ``verify --repair``); between 3 and 4 a complete version the registry does
+        not name yet (``verify --repair`` registers it).
+        """
+        paths = self.paths(model)
+        metrics = _check_metrics(metrics or {})
+        tags = {str(k): str(v) for k, v in (tags or {}).items()}
+        paths.versions_dir.mkdir(parents=True, exist_ok=True)
+        now = self.clock()
+        version = new_version_id(now, self.rand)
+        staging = paths.versions_dir / f"{STAGING_PREFIX}{version}-{self.rand(4)}"
+        staging.mkdir()
+        try:
+            model_file = staging / MODEL_FILE  # 1
+            if isinstance(source, (str, Path)):
+                _copy_durable(Path(source), model_file)
+            else:
+                joblib.dump(source, model_file)
+                _fsync_file(model_file)
+            write_bytes_durable(staging / METRICS_FILE, dumps_json(metrics))
+            estimator = _load_estimator(model_file, f"{model} (new version)")  # 2
+            cls, n_features, names = describe_estimator(estimator)
+            parent = parent if parent is not None else self.current(model)
+            example = example_rows(input_example) if input_example is not None else self._example_for(
+                paths, parent, n_features
+            )
+            manifest = Manifest(
+                model=model,
+                version=version,
+                created_at=iso(now),
+                files=digest_files(staging),
+                estimator=cls,
+                n_features_in=n_features,
+                feature_names=names,
+                input_example=example,
+                tags=tags,
+                description=description,
+                parent=parent,
+                **library_versions(),  # type: ignore[arg-type]
+            )
+            smoke_predict(f"{model} (new version)", estimator, manifest)
+            write_bytes_durable(staging / MANIFEST_FILE, dumps_json(manifest.to_dict()))
+            fsync_dir(staging)  # 3
+            final = paths.version_dir(version)
+            os.rename(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        fsync_dir(paths.versions_dir)
+        record = reg.VersionRecord(
+            id=version,
+            created_at=manifest.created_at,
+            metrics=metrics,
+            tags=tags,
+            description=description,
+            manifest_sha256=sha256_file(final / MANIFEST_FILE).sha256,
+            size=manifest.size,
+            parent=parent,
+        )
+        with self.locked(model):  # 4
+            registry = reg.read_registry(paths.registry, model)
+            reg.write_registry(paths.registry, registry.with_version(record))
+        logger.info("published %s %s (actor %s)", model, version, actor or default_actor())
+        return record
+
+    def _example_for(self, paths: ModelPaths, parent: str | None, n_features: int | None) -> tuple[tuple[float, ...], ...]:
+        if parent is not None and paths.version_dir(parent).is_dir():
+            try:
+                previous = self.manifest(paths.name, parent)
+            except ValidationFailed:
+                previous = None
+            if previous is not None and previous.input_example and previous.n_features_in == n_features:
+                return previous.input_example
+        if n_features:
+            return ((0.0,) * n_features,)
+        raise ValidationFailed(
+            f"cannot tell what input {paths.name} takes: give an input example (--example FILE.json)"
+        )
+
+    # -- moving `current` ----------------------------------------------------------
+    def deploy(self, model: str, version: str, *, actor: str | None = None, reason: str = "") -> Transition:
+        """Validate ``version`` and make it live; clears a rolled_back mark."""
+        validate_version_id(version)
+        return self._move(model, lambda registry, current: version, reg.DEPLOY, actor, reason)
+
+    def rollback(
+        self, model: str, to: str | None = None, *, actor: str | None = None, reason: str = ""
+    ) -> Transition:
+        """Go back to ``to`` or, with no target, to the previous live version (SPEC §1)."""
+        if to is not None:
+            validate_version_id(to)
+
+        def choose(registry: reg.Registry, current: str | None) -> str:
+            if to is not None:
+                return to
+            target = reg.rollback_target(registry, current, self._exists(model))
+            if target is None:
+                raise NothingToRollBack(
+                    f"{model}: no earlier live version to roll back to (current is {current or 'unset'})"
+                )
+            return target
+
+        return self._move(model, choose, reg.ROLLBACK, actor, reason)
+
+    def _move(
+        self,
+        model: str,
+        choose: Callable[[reg.Registry, str | None], str],
+        action: str,
+        actor: str | None,
+        reason: str,
+        *,
+        extra: Callable[[reg.Registry, ModelPaths], reg.Registry] | None = None,
+    ) -> Transition:
+        """Move ``current`` to the version ``choose`` picks.
+
+        1. read the registry and ``current``; pick the target (no lock);
+        2. validate the target outside the lock (loading can be slow);
+        3. under the lock, re-read; if ``current`` or the pick changed, start over;
+        4. swap the ``current`` symlink atomically (the truth moves first);
+        5. update statuses and append the history entry, write the registry.
+        A crash between 4 and 5 leaves history one entry behind the symlink;
+        the symlink wins and ``verify --repair`` records the move.
+        """
+        paths = self.existing(model)
+        for _ in range(_RETRIES):
+            registry = reg.read_registry(paths.registry, model)  # 1
+            current = self.current(model)
+            target = choose(registry, current)
+            self._require_published(registry, paths, target)
+            if action == reg.ROLLBACK and target == current:
+                raise Conflict(f"{model}: {target} is already live")
+            self.validator(paths, target)  # 2
+            with self.locked(model):
+                registry = reg.read_registry(paths.registry, model)  # 3
+                if self.current(model) != current or choose(registry, current) != target:
+                    continue
+                self._require_published(registry, paths, target)
+                atomic_symlink(paths.current, paths.version_link_target(target))  # 4
+                updated = registry.with_status(target, reg.AVAILABLE)
+                if action == reg.ROLLBACK and current is not None:
+                    updated = updated.with_status(current, reg.ROLLED_BACK)
+                if extra is not None:
+                    updated = extra(updated, paths)
+                updated = updated.with_event(
+                    reg.HistoryEntry(iso(self.clock()), action, actor or default_actor(), current, target, reason)
+                )
+                reg.write_registry(paths.registry, updated)  # 5
+            logger.info("%s %s: %s -> %s", action, model, current, target)
+            return Transition(model, action, current, target)
+        raise Conflict(f"{model}: the store kept changing under this {action}; try again")
+
+    def _require_published(self, registry: reg.Registry, paths: ModelPaths, version: str) -> None:
+        if version not in registry:
+            hint = " (it is on disk but not registered: run `modelswap verify --repair`)" if paths.version_dir(
+                version
+            ).is_dir() else ""
+            raise VersionNotFound(f"model {paths.name} has no version {version}{hint}")
+        if registry.status_of(version) == reg.CORRUPT:
+            raise ValidationFailed(f"{paths.name} {version} is marked corrupt by `verify`; it cannot go live")
+
+    def _load_and_check(self, paths: ModelPaths, version: str) -> object:
+        return load_version(paths, version, strict_versions=self.strict_versions)
+
+    # -- deleting ---------------------------------------------------------------------
+    def protected(self, model: str, registry: reg.Registry) -> set[str]:
+        """Versions gc and delete must keep: live, canary, and the rollback target."""
+        current = self.current(model)
+        keep = {current, self.canary(model), reg.rollback_target(registry, current, self._exists(model))}
+        return {v for v in keep if v is not None}
+
+    def delete_version(self, model: str, version: str, *, actor: str | None = None) -> None:
+        validate_version_id(version)
+        with self.locked(model) as paths:
+            registry = reg.read_registry(paths.registry, model)
+            if version not in registry and not paths.version_dir(version).is_dir():
+                raise VersionNotFound(f"model {model} has no version {version}")
+            if version in (self.current(model), self.canary(model)):
+                raise VersionIsLive(f"{model} {version} is live (current or canary); deploy another first")
+            self._remove(paths, registry, [version], reg.DELETE, actor)
+
+    def gc(self, model: str, keep: int, *, dry_run: bool = False, actor: str | None = None) -> GcPlan:
+        """Delete all but the newest ``keep`` versions, never a protected one."""
+        if keep < 0:
+            raise InvalidInput("--keep must be 0 or more")
+        with self.locked(model) as paths:
+            registry = reg.read_registry(paths.registry, model)
+            ids = registry.ids()
+            newest = set(ids[len(ids) - keep :]) if keep else set()
+            saved = newest | self.protected(model, registry)
+            doomed = [v for v in ids if v not in saved]
+            if not dry_run and doomed:
+                self._remove(paths, registry, doomed, reg.GC, actor)
+        return GcPlan(model, tuple(doomed), tuple(v for v in ids if v in saved), dry_run)
+
+    def _remove(
+        self, paths: ModelPaths, registry: reg.Registry, versions: list[str], action: str, actor: str | None
+    ) -> None:
+        """Delete versions. Caller holds the lock.
+
+        1. rename each directory to a hidden trash name (it vanishes atomically);
+        2. fsync ``versions/``; write the registry without them;
+        3. remove the trash. A crash leaves trash (``verify --repair`` removes it)
+           or registry entries without a directory (``verify --repair`` drops them).
+        """
+        trash = []
+        for version in versions:
+            directory = paths.version_dir(version)
+            if directory.is_dir():
+                moved = paths.versions_dir / f"{TRASH_PREFIX}{version}-{self.rand(4)}"
+                os.rename(directory, moved)  # 1
+                trash.append(moved)
+        fsync_dir(paths.versions_dir)  # 2
+        updated = registry.without(versions).with_event(
+            reg.HistoryEntry(
+                iso(self.clock()), action, actor or default_actor(), None, None, "", {"versions": list(versions)}
+            )
+        )
+        reg.write_registry(paths.registry, updated)
+        for moved in trash:  # 3
+            shutil.rmtree(moved)
+
+
+def _check_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(metrics, Mapping):
+        raise InvalidInput("metrics must be a JSON object of names to numbers")
+    clean: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise InvalidInput(f"metric {key!r} must be a number or a string")
+        clean[str(key)] = value
+    return clean
+
+
+def _load_estimator(path: Path, label: str) -> Any:
+    try:
+        estimator = joblib.load(path)
+    except Exception as exc:  # unpickling can raise anything; all of it means "not a model"
+        raise ValidationFailed(f"{label}: {path.name} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+    if not callable(getattr(estimator, "predict", None)):
+        raise ValidationFailed(f"{label}: the file holds a {type(estimator).__name__}, not an estimator with predict()")
+    return estimator
+
+
+def _copy_durable(source: Path, dest: Path) -> None:
+    if not source.is_file():
+        raise InvalidInput(f"{source} is not a file")
+    shutil.copyfile(source, dest)
+    _fsync_file(dest)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
