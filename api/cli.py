@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--root", default=argparse.SUPPRESS, help="store root (default: MODELSWAP_ROOT or ./models)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print machine-readable JSON")
 
-    parser = argparse.ArgumentParser(prog="modelswap", description="Filesystem-versioned model store with atomic hot-swap.")
+    parser = argparse.ArgumentParser(
+        prog="modelswap", description="Filesystem-versioned model store with atomic hot-swap."
+    )
     parser.add_argument("--root", help="store root (default: MODELSWAP_ROOT or ./models)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -101,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", required=True)
     p.add_argument("--lower-is-better", action="store_true")
 
-    p = command("status", cli_store.cmd_status, "current, canary, previous (and the fleet, with --url or a running server)")
+    p = command(
+        "status", cli_store.cmd_status, "current, canary, previous (and the fleet, with --url or a running server)"
+    )
     p.add_argument("model")
 
     p = command("history", cli_store.cmd_history, "deploy history, newest first")

@@ -9,9 +9,10 @@ from typing import Any
 
 from api import render
 from core import registry as reg
+from core.clock import default_actor
 from core.errors import InvalidInput, NotFound
 from core.settings import Settings
-from core.store import Store, default_actor
+from core.store import Store
 from core.training import retrain
 from core.verify import verify_store
 
@@ -57,7 +58,9 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
     store = open_store(settings)
     metrics = _read_json_arg(args.metrics, "metrics file")
     example = _read_json_arg(args.example, "example file")
-    if example is not None and not (isinstance(example, list) and example and all(isinstance(r, list) for r in example)):
+    if example is not None and not (
+        isinstance(example, list) and example and all(isinstance(r, list) for r in example)
+    ):
         raise InvalidInput(f"example file {args.example}: expected a JSON list of rows, e.g. [[5.1, 3.5, 1.4, 0.2]]")
     record = store.publish(
         args.model,
@@ -80,7 +83,10 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
 def cmd_models(args: argparse.Namespace, settings: Settings) -> Result:
     store = open_store(settings)
     rows = [store.status(m).to_dict() for m in store.models()]
-    text = render.table(["MODEL", "CURRENT", "CANARY", "VERSIONS"], [[r["model"], r["current"], r["canary"], r["versions"]] for r in rows])
+    text = render.table(
+        ["MODEL", "CURRENT", "CANARY", "VERSIONS"],
+        [[r["model"], r["current"], r["canary"], r["versions"]] for r in rows],
+    )
     return rows, text if rows else f"no models in {settings.root}"
 
 
@@ -93,14 +99,18 @@ def cmd_versions(args: argparse.Namespace, settings: Settings) -> Result:
         present = [r for r in records if isinstance(r["metrics"].get(args.sort), (int, float))]
         if not present:
             raise NotFound(f"no version of {args.model} has a metric {args.sort!r}")
-        records = sorted(present, key=lambda r: r["metrics"][args.sort], reverse=True) + [r for r in records if r not in present]
+        records = sorted(present, key=lambda r: r["metrics"][args.sort], reverse=True) + [
+            r for r in records if r not in present
+        ]
     else:
         records.reverse()
     return records, render.versions_table(records, status.current, status.canary, status.previous)
 
 
 def cmd_best(args: argparse.Namespace, settings: Settings) -> Result:
-    best = reg.best_version(open_store(settings).registry(args.model), args.metric, lower_is_better=args.lower_is_better)
+    best = reg.best_version(
+        open_store(settings).registry(args.model), args.metric, lower_is_better=args.lower_is_better
+    )
     if best is None:
         raise NotFound(f"no version of {args.model} has a metric {args.metric!r}")
     return best.to_dict(), f"{best.id}  {args.metric}={best.metrics[args.metric]}"
@@ -155,5 +165,9 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
     if not report.problems:
         return report.to_dict(), "ok: no problems found"
     lines = [f"{p.model}: {p.kind}: {p.message}{' [repaired]' if p.repaired else ''}" for p in report.problems]
-    lines.append("ok: everything repaired" if report.ok else "problems remain" + ("" if args.repair else "; `modelswap verify --repair` mends what it can"))
+    lines.append(
+        "ok: everything repaired"
+        if report.ok
+        else "problems remain" + ("" if args.repair else "; `modelswap verify --repair` mends what it can")
+    )
     return report.to_dict(), "\n".join(lines)

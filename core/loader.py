@@ -113,7 +113,9 @@ def load_version(
             raise ValidationFailed(f"{label}: {MODEL_FILE} cannot be loaded: {type(exc).__name__}: {exc}") from exc
     notes.extend(str(w.message).splitlines()[0] for w in caught if "version" in str(w.message).lower())
     if not callable(getattr(estimator, "predict", None)):
-        raise ValidationFailed(f"{label}: {MODEL_FILE} holds a {type(estimator).__name__}, not an estimator with predict()")
+        raise ValidationFailed(
+            f"{label}: {MODEL_FILE} holds a {type(estimator).__name__}, not an estimator with predict()"
+        )
     mismatch = sklearn_mismatch(manifest)  # 4
     if mismatch:
         if strict_versions:

@@ -75,9 +75,7 @@ class Manifest:
                 model=str(data["model"]),
                 version=str(data["version"]),
                 created_at=str(data["created_at"]),
-                files={
-                    str(n): FileDigest(str(d["sha256"]), int(d["size"])) for n, d in data["files"].items()
-                },
+                files={str(n): FileDigest(str(d["sha256"]), int(d["size"])) for n, d in data["files"].items()},
                 python_version=str(data.get("python_version", "")),
                 sklearn_version=data.get("sklearn_version"),
                 joblib_version=data.get("joblib_version"),
@@ -162,9 +160,7 @@ def manifest_digest(version_dir: Path) -> str:
 def verify_files(version_dir: Path, manifest: Manifest) -> list[str]:
     """Every way the directory's files differ from the manifest (empty: intact)."""
     problems: list[str] = []
-    present = {
-        p.name for p in version_dir.iterdir() if p.name != MANIFEST_FILE
-    } if version_dir.is_dir() else set()
+    present = {p.name for p in version_dir.iterdir() if p.name != MANIFEST_FILE} if version_dir.is_dir() else set()
     for name, expected in sorted(manifest.files.items()):
         path = version_dir / name
         if name not in present:

@@ -218,7 +218,8 @@ def read_registry(path: Path, model: str) -> Registry:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise CorruptRegistry(
-            f"{path} is not valid JSON ({exc}); run `modelswap verify --repair` to rebuild it from the version directories"
+            f"{path} is not valid JSON ({exc}); "
+            "run `modelswap verify --repair` to rebuild it from the version directories"
         ) from exc
     registry = Registry.from_dict(data, source=str(path))
     return Registry(model, registry.records, registry.events)
@@ -229,9 +230,7 @@ def write_registry(path: Path, registry: Registry) -> None:
     atomic_write_json(path, registry.to_dict())
 
 
-def rollback_target(
-    registry: Registry, current: str | None, exists: Callable[[str], bool] | None = None
-) -> str | None:
+def rollback_target(registry: Registry, current: str | None, exists: Callable[[str], bool] | None = None) -> str | None:
     """Where a rollback with no target goes, or None when there is nowhere to go.
 
     The most recent version that was live before ``current``, is still published

@@ -12,16 +12,15 @@ import secrets
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import filelock
-import joblib
 import orjson
 
 from core import registry as reg
+from core.clock import default_actor, iso, utcnow
 from core.errors import (
     Conflict,
     InvalidInput,
@@ -32,86 +31,18 @@ from core.errors import (
     VersionIsLive,
     VersionNotFound,
 )
-from core.fsio import atomic_symlink, dumps_json, fsync_dir, read_json_file, read_link, write_bytes_durable
+from core.fsio import atomic_symlink, fsync_dir, read_json_file, read_link
 from core.ids import is_version_id, new_version_id, validate_model_name, validate_version_id
-from core.layout import (
-    METRICS_FILE,
-    MANIFEST_FILE,
-    MODEL_FILE,
-    STAGING_PREFIX,
-    TRASH_PREFIX,
-    ModelPaths,
-    model_paths,
-    version_from_link_target,
-)
-from core.loader import load_version, smoke_predict
-from core.manifest import Manifest, describe_estimator, digest_files, example_rows, library_versions, sha256_file
+from core.layout import METRICS_FILE, TRASH_PREFIX, ModelPaths, model_paths, version_from_link_target
+from core.loader import load_version
+from core.manifest import Manifest
+from core.outcomes import GcPlan, ModelStatus, Transition
+from core.publish import stage_version
 
 logger = logging.getLogger(__name__)
 
 Validator = Callable[[ModelPaths, str], object]
 _RETRIES = 3
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def default_actor() -> str:
-    """``cli:<user>``: who ran a command, for the history's actor column."""
-    import pwd
-
-    try:
-        user = pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        user = os.environ.get("USER") or str(os.getuid())
-    return f"cli:{user}"
-
-
-@dataclass(frozen=True)
-class Transition:
-    """The outcome of a deploy, rollback or promote."""
-
-    model: str
-    action: str
-    previous: str | None
-    current: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "action": self.action, "previous": self.previous, "current": self.current}
-
-
-@dataclass(frozen=True)
-class ModelStatus:
-    model: str
-    current: str | None
-    canary: str | None
-    previous: str | None
-    versions: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "current": self.current,
-            "canary": self.canary,
-            "previous": self.previous,
-            "versions": self.versions,
-        }
-
-
-@dataclass(frozen=True)
-class GcPlan:
-    model: str
-    deleted: tuple[str, ...]
-    kept: tuple[str, ...]
-    dry_run: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "deleted": list(self.deleted), "kept": list(self.kept), "dry_run": self.dry_run}
 
 
 class Store:
@@ -133,6 +64,9 @@ class Store:
         self.clock = clock
         self.rand = rand
         self.validator: Validator = validator or self._load_and_check
+        # (path, inode, mtime_ns, size) -> parsed registry. versions.json is only ever
+        # replaced by rename, so a changed file always has a new stat key.
+        self._registry_cache: dict[Path, tuple[tuple[int, int, int], reg.Registry]] = {}
 
     # -- reads (no lock) ------------------------------------------------------
     def paths(self, model: str) -> ModelPaths:
@@ -159,7 +93,27 @@ class Store:
 
     def registry(self, model: str) -> reg.Registry:
         paths = self.existing(model)
-        return reg.read_registry(paths.registry, paths.name)
+        return self._read_registry(paths)
+
+    def _read_registry(self, paths: ModelPaths) -> reg.Registry:
+        """``versions.json``, parsed once per file version (parsing 10,000 records costs ~50 ms)."""
+        try:
+            st = paths.registry.stat()
+        except FileNotFoundError:
+            return reg.Registry(paths.name)
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = self._registry_cache.get(paths.registry)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        registry = reg.read_registry(paths.registry, paths.name)
+        self._registry_cache[paths.registry] = (key, registry)
+        return registry
+
+    def _write_registry(self, paths: ModelPaths, registry: reg.Registry) -> None:
+        """Replace ``versions.json`` (caller holds the lock) and remember what it now holds."""
+        reg.write_registry(paths.registry, registry)
+        st = paths.registry.stat()
+        self._registry_cache[paths.registry] = ((st.st_ino, st.st_mtime_ns, st.st_size), registry)
 
     def current(self, model: str) -> str | None:
         target = read_link(self.paths(model).current)
@@ -225,9 +179,7 @@ class Store:
         try:
             lock.acquire()
         except filelock.Timeout as exc:
-            raise StoreBusy(
-                f"another writer holds {paths.lock} (waited {self.lock_timeout:g}s); try again"
-            ) from exc
+            raise StoreBusy(f"another writer holds {paths.lock} (waited {self.lock_timeout:g}s); try again") from exc
         try:
             yield paths
         finally:
@@ -248,80 +200,52 @@ class Store:
     ) -> reg.VersionRecord:
         """Publish a new immutable version from a joblib file path or a fitted estimator.
 
-        1. write model.joblib, metrics.json and manifest.json into a hidden staging
-           directory in ``versions/`` (same filesystem), fsyncing each file;
-        2. load the staged model and predict the input example (refuse otherwise);
-        3. fsync the staging directory and rename it to ``versions/<id>``, fsync ``versions/``;
-        4. under the lock, add the version to ``versions.json`` (atomic replace).
-        A crash before 3 leaves only a staging directory (invisible, removed by
-        ``verify --repair``); between 3 and 4 a complete version the registry does
+        1. stage and validate the version's files (:func:`core.publish.stage_version`),
+           which renames the complete directory into ``versions/``;
+        2. under the lock, add the version to ``versions.json`` (atomic replace).
+        A crash before 1 ends leaves only a hidden staging directory (removed by
+        ``verify --repair``); between 1 and 2 a complete version the registry does
         not name yet (``verify --repair`` registers it).
         """
         paths = self.paths(model)
-        metrics = _check_metrics(metrics or {})
-        tags = {str(k): str(v) for k, v in (tags or {}).items()}
-        paths.versions_dir.mkdir(parents=True, exist_ok=True)
+        parent = parent if parent is not None else self.current(model)
         now = self.clock()
-        version = new_version_id(now, self.rand)
-        staging = paths.versions_dir / f"{STAGING_PREFIX}{version}-{self.rand(4)}"
-        staging.mkdir()
-        try:
-            model_file = staging / MODEL_FILE  # 1
-            if isinstance(source, (str, Path)):
-                _copy_durable(Path(source), model_file)
-            else:
-                joblib.dump(source, model_file)
-                _fsync_file(model_file)
-            write_bytes_durable(staging / METRICS_FILE, dumps_json(metrics))
-            estimator = _load_estimator(model_file, f"{model} (new version)")  # 2
-            cls, n_features, names = describe_estimator(estimator)
-            parent = parent if parent is not None else self.current(model)
-            example = example_rows(input_example) if input_example is not None else self._example_for(
-                paths, parent, n_features
-            )
-            manifest = Manifest(
-                model=model,
-                version=version,
-                created_at=iso(now),
-                files=digest_files(staging),
-                estimator=cls,
-                n_features_in=n_features,
-                feature_names=names,
-                input_example=example,
-                tags=tags,
-                description=description,
-                parent=parent,
-                **library_versions(),  # type: ignore[arg-type]
-            )
-            smoke_predict(f"{model} (new version)", estimator, manifest)
-            write_bytes_durable(staging / MANIFEST_FILE, dumps_json(manifest.to_dict()))
-            fsync_dir(staging)  # 3
-            final = paths.version_dir(version)
-            os.rename(staging, final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        fsync_dir(paths.versions_dir)
-        record = reg.VersionRecord(
-            id=version,
-            created_at=manifest.created_at,
-            metrics=metrics,
-            tags=tags,
+        staged = stage_version(
+            paths,
+            source,
+            version=new_version_id(now, self.rand),
+            created_at=iso(now),
+            metrics=metrics or {},
+            tags=tags or {},
             description=description,
-            manifest_sha256=sha256_file(final / MANIFEST_FILE).sha256,
-            size=manifest.size,
+            input_example=input_example,
+            parent=parent,
+            fallback_example=lambda n_features: self._example_for(paths, parent, n_features),
+            rand=self.rand,
+        )  # 1
+        record = reg.VersionRecord(
+            id=staged.version,
+            created_at=staged.manifest.created_at,
+            metrics=staged.metrics,
+            tags=dict(staged.manifest.tags),
+            description=description,
+            manifest_sha256=staged.manifest_sha256,
+            size=staged.manifest.size,
             parent=parent,
         )
-        with self.locked(model):  # 4
-            registry = reg.read_registry(paths.registry, model)
-            reg.write_registry(paths.registry, registry.with_version(record))
-        logger.info("published %s %s (actor %s)", model, version, actor or default_actor())
+        with self.locked(model):  # 2
+            registry = self._read_registry(paths)
+            self._write_registry(paths, registry.with_version(record))
+        logger.info("published %s %s (actor %s)", model, staged.version, actor or default_actor())
         return record
 
-    def _example_for(self, paths: ModelPaths, parent: str | None, n_features: int | None) -> tuple[tuple[float, ...], ...]:
+    def _example_for(
+        self, paths: ModelPaths, parent: str | None, n_features: int | None
+    ) -> tuple[tuple[float, ...], ...]:
+        """An input example for a version published without one: the parent's, or zeros."""
         if parent is not None and paths.version_dir(parent).is_dir():
             try:
-                previous = self.manifest(paths.name, parent)
+                previous: Manifest | None = self.manifest(paths.name, parent)
             except ValidationFailed:
                 previous = None
             if previous is not None and previous.input_example and previous.n_features_in == n_features:
@@ -338,9 +262,7 @@ class Store:
         validate_version_id(version)
         return self._move(model, lambda registry, current: version, reg.DEPLOY, actor, reason)
 
-    def rollback(
-        self, model: str, to: str | None = None, *, actor: str | None = None, reason: str = ""
-    ) -> Transition:
+    def rollback(self, model: str, to: str | None = None, *, actor: str | None = None, reason: str = "") -> Transition:
         """Go back to ``to`` or, with no target, to the previous live version (SPEC §1)."""
         if to is not None:
             validate_version_id(to)
@@ -379,7 +301,7 @@ class Store:
         """
         paths = self.existing(model)
         for _ in range(_RETRIES):
-            registry = reg.read_registry(paths.registry, model)  # 1
+            registry = self._read_registry(paths)  # 1
             current = self.current(model)
             target = choose(registry, current)
             self._require_published(registry, paths, target)
@@ -387,7 +309,7 @@ class Store:
                 raise Conflict(f"{model}: {target} is already live")
             self.validator(paths, target)  # 2
             with self.locked(model):
-                registry = reg.read_registry(paths.registry, model)  # 3
+                registry = self._read_registry(paths)  # 3
                 if self.current(model) != current or choose(registry, current) != target:
                     continue
                 self._require_published(registry, paths, target)
@@ -400,16 +322,18 @@ class Store:
                 updated = updated.with_event(
                     reg.HistoryEntry(iso(self.clock()), action, actor or default_actor(), current, target, reason)
                 )
-                reg.write_registry(paths.registry, updated)  # 5
+                self._write_registry(paths, updated)  # 5
             logger.info("%s %s: %s -> %s", action, model, current, target)
             return Transition(model, action, current, target)
         raise Conflict(f"{model}: the store kept changing under this {action}; try again")
 
     def _require_published(self, registry: reg.Registry, paths: ModelPaths, version: str) -> None:
         if version not in registry:
-            hint = " (it is on disk but not registered: run `modelswap verify --repair`)" if paths.version_dir(
-                version
-            ).is_dir() else ""
+            hint = (
+                " (it is on disk but not registered: run `modelswap verify --repair`)"
+                if paths.version_dir(version).is_dir()
+                else ""
+            )
             raise VersionNotFound(f"model {paths.name} has no version {version}{hint}")
         if registry.status_of(version) == reg.CORRUPT:
             raise ValidationFailed(f"{paths.name} {version} is marked corrupt by `verify`; it cannot go live")
@@ -427,7 +351,7 @@ class Store:
     def delete_version(self, model: str, version: str, *, actor: str | None = None) -> None:
         validate_version_id(version)
         with self.locked(model) as paths:
-            registry = reg.read_registry(paths.registry, model)
+            registry = self._read_registry(paths)
             if version not in registry and not paths.version_dir(version).is_dir():
                 raise VersionNotFound(f"model {model} has no version {version}")
             if version in (self.current(model), self.canary(model)):
@@ -439,7 +363,7 @@ class Store:
         if keep < 0:
             raise InvalidInput("--keep must be 0 or more")
         with self.locked(model) as paths:
-            registry = reg.read_registry(paths.registry, model)
+            registry = self._read_registry(paths)
             ids = registry.ids()
             newest = set(ids[len(ids) - keep :]) if keep else set()
             saved = newest | self.protected(model, registry)
@@ -471,42 +395,6 @@ class Store:
                 iso(self.clock()), action, actor or default_actor(), None, None, "", {"versions": list(versions)}
             )
         )
-        reg.write_registry(paths.registry, updated)
+        self._write_registry(paths, updated)
         for moved in trash:  # 3
             shutil.rmtree(moved)
-
-
-def _check_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(metrics, Mapping):
-        raise InvalidInput("metrics must be a JSON object of names to numbers")
-    clean: dict[str, Any] = {}
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise InvalidInput(f"metric {key!r} must be a number or a string")
-        clean[str(key)] = value
-    return clean
-
-
-def _load_estimator(path: Path, label: str) -> Any:
-    try:
-        estimator = joblib.load(path)
-    except Exception as exc:  # unpickling can raise anything; all of it means "not a model"
-        raise ValidationFailed(f"{label}: {path.name} cannot be loaded: {type(exc).__name__}: {exc}") from exc
-    if not callable(getattr(estimator, "predict", None)):
-        raise ValidationFailed(f"{label}: the file holds a {type(estimator).__name__}, not an estimator with predict()")
-    return estimator
-
-
-def _copy_durable(source: Path, dest: Path) -> None:
-    if not source.is_file():
-        raise InvalidInput(f"{source} is not a file")
-    shutil.copyfile(source, dest)
-    _fsync_file(dest)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -44,7 +44,12 @@ def load_dataset(spec: str, target: str | None = None) -> Dataset:
 
         loader: Callable[..., Any] = getattr(datasets, f"load_{spec}")
         bunch = loader()
-        return Dataset(spec, np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target), tuple(map(str, bunch.feature_names)))
+        return Dataset(
+            spec,
+            np.asarray(bunch.data, dtype=np.float64),
+            np.asarray(bunch.target),
+            tuple(map(str, bunch.feature_names)),
+        )
     if spec.startswith("csv:"):
         return _load_csv(Path(spec[4:]), target)
     raise InvalidInput(f"unknown dataset {spec!r}: use one of {', '.join(DATASETS)} or csv:PATH")
@@ -194,7 +199,8 @@ def retrain(
             why = f"{deploy_if_better} {record.metrics[deploy_if_better]} beats live {_metric(live, deploy_if_better)}"
             store.deploy(model, record.id, actor=actor, reason=why)
             return RetrainOutcome(model, record.id, dict(record.metrics), True, why)
-        why = f"{deploy_if_better} {record.metrics[deploy_if_better]} does not beat live {_metric(live, deploy_if_better)}"
+        new_value = record.metrics[deploy_if_better]
+        why = f"{deploy_if_better} {new_value} does not beat live {_metric(live, deploy_if_better)}"
         return RetrainOutcome(model, record.id, dict(record.metrics), False, why)
     if deploy:
         store.deploy(model, record.id, actor=actor, reason="retrain --deploy")

@@ -11,12 +11,13 @@ from typing import Any
 import orjson
 
 from core import registry as reg
+from core.clock import default_actor, iso
 from core.errors import CorruptRegistry, ValidationFailed
-from core.fsio import read_json_file, read_link
+from core.fsio import atomic_symlink, read_json_file, read_link
 from core.ids import is_version_id
 from core.layout import METRICS_FILE, STAGING_PREFIX, TMP_MARK, TRASH_PREFIX, ModelPaths, version_from_link_target
 from core.manifest import load_manifest, manifest_digest, verify_files
-from core.store import Store, default_actor, iso
+from core.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ class Report:
         return {"ok": self.ok, "problems": [p.to_dict() for p in self.problems]}
 
 
-def verify_store(store: Store, models: list[str] | None = None, *, repair: bool = False, actor: str | None = None) -> Report:
+def verify_store(
+    store: Store, models: list[str] | None = None, *, repair: bool = False, actor: str | None = None
+) -> Report:
     problems: list[Problem] = []
     for model in models if models is not None else store.models():
         store.existing(model)
@@ -73,7 +76,11 @@ def _verify_model(store: Store, paths: ModelPaths, *, repair: bool, actor: str) 
         found.append(Problem(model, kind, message, fixed and repair))
 
     # 1
-    leftovers = [p for p in paths.versions_dir.iterdir() if p.name.startswith((STAGING_PREFIX, TRASH_PREFIX))] if paths.versions_dir.is_dir() else []
+    leftovers = (
+        [p for p in paths.versions_dir.iterdir() if p.name.startswith((STAGING_PREFIX, TRASH_PREFIX))]
+        if paths.versions_dir.is_dir()
+        else []
+    )
     for path in leftovers:
         if repair:
             shutil.rmtree(path)
@@ -89,11 +96,19 @@ def _verify_model(store: Store, paths: ModelPaths, *, repair: bool, actor: str) 
     try:
         registry = reg.read_registry(paths.registry, model)
     except CorruptRegistry as exc:
-        note("registry", f"{exc} (rebuilt from the version directories; history restarts)" if repair else str(exc), fixed=True)
+        note(
+            "registry",
+            f"{exc} (rebuilt from the version directories; history restarts)" if repair else str(exc),
+            fixed=True,
+        )
         registry, changed = reg.Registry(model), True
 
     # 3
-    on_disk = [p.name for p in sorted(paths.versions_dir.iterdir()) if is_version_id(p.name) and p.is_dir()] if paths.versions_dir.is_dir() else []
+    on_disk = (
+        [p.name for p in sorted(paths.versions_dir.iterdir()) if is_version_id(p.name) and p.is_dir()]
+        if paths.versions_dir.is_dir()
+        else []
+    )
     intact: set[str] = set()
     for version in on_disk:
         directory = paths.version_dir(version)
@@ -125,21 +140,39 @@ def _verify_model(store: Store, paths: ModelPaths, *, repair: bool, actor: str) 
     if target is not None and (current is None or current not in intact):
         fallback = next((v for v in registry.live_sequence() if v in intact and v != current), None)
         fixable = fallback is not None
-        if repair and fixable:
-            from core.fsio import atomic_symlink
-
+        if repair and fallback is not None:
             atomic_symlink(paths.current, paths.version_link_target(fallback))
-            registry, changed = registry.with_event(
-                reg.HistoryEntry(iso(store.clock()), reg.REPAIR_LIVE, actor, current, fallback, "current named no intact version")
-            ), True
-        note("current", f"current -> {target!r} names no intact published version" + (f"; repointed to {fallback}" if repair and fixable else ""), fixed=fixable)
+            registry, changed = (
+                registry.with_event(
+                    reg.HistoryEntry(
+                        iso(store.clock()), reg.REPAIR_LIVE, actor, current, fallback, "current named no intact version"
+                    )
+                ),
+                True,
+            )
+        note(
+            "current",
+            f"current -> {target!r} names no intact published version"
+            + (f"; repointed to {fallback}" if repair and fixable else ""),
+            fixed=fixable,
+        )
         current = fallback if repair and fixable else current
     elif current is not None and registry.last_live() != current:
         said = registry.last_live()
         if repair:
-            registry, changed = registry.with_event(
-                reg.HistoryEntry(iso(store.clock()), reg.REPAIR_LIVE, actor, registry.last_live(), current, "history disagreed with the current symlink; the symlink wins")
-            ), True
+            registry, changed = (
+                registry.with_event(
+                    reg.HistoryEntry(
+                        iso(store.clock()),
+                        reg.REPAIR_LIVE,
+                        actor,
+                        registry.last_live(),
+                        current,
+                        "history disagreed with the current symlink; the symlink wins",
+                    )
+                ),
+                True,
+            )
         note("history", f"history says {said or 'nothing'} is live but current points to {current}", fixed=True)
 
     # 5
@@ -156,7 +189,9 @@ def _verify_model(store: Store, paths: ModelPaths, *, repair: bool, actor: str) 
 
     if repair and changed:
         registry = registry.with_event(
-            reg.HistoryEntry(iso(store.clock()), reg.REPAIR, actor, None, current, "verify --repair", {"problems": len(found)})
+            reg.HistoryEntry(
+                iso(store.clock()), reg.REPAIR, actor, None, current, "verify --repair", {"problems": len(found)}
+            )
         )
         reg.write_registry(paths.registry, registry)
     for problem in found:

@@ -1,0 +1,63 @@
+"""Shared fixtures: real stores in tmp_path, real fitted models."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pytest
+
+from core.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+IRIS_ROW = [6.0, 2.9, 4.5, 1.5]
+
+
+def fit_iris(max_iter: int = 1000, C: float = 1.0) -> Any:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    data = load_iris()
+    return LogisticRegression(max_iter=max_iter, C=C).fit(data.data, data.target)
+
+
+@pytest.fixture(scope="session")
+def iris_a() -> Any:
+    return fit_iris(C=1.0)
+
+
+@pytest.fixture(scope="session")
+def iris_b() -> Any:
+    return fit_iris(C=0.01)
+
+
+@pytest.fixture(scope="session")
+def iris_file(tmp_path_factory: pytest.TempPathFactory, iris_a: Any) -> Path:
+    path = tmp_path_factory.mktemp("files") / "iris.joblib"
+    joblib.dump(iris_a, path)
+    return path
+
+
+class StepClock:
+    """A clock that advances one second per call, so version ids and history sort."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._ticks = itertools.count()
+        self._start = start or datetime(2026, 11, 23, 2, 0, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self._start + timedelta(seconds=next(self._ticks))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "models", clock=StepClock(), lock_timeout=10)
+
+
+def publish(store: Store, estimator: Any, model: str = "iris", **kwargs: Any) -> str:
+    kwargs.setdefault("input_example", [IRIS_ROW])
+    kwargs.setdefault("metrics", {"accuracy": 0.9})
+    return store.publish(model, estimator, **kwargs).id
