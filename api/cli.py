@@ -131,17 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?")
     p.add_argument("--repair", action="store_true")
 
-    _add_serving_commands(command)
-    return parser
+    from api import cli_serve
 
-
-def _add_serving_commands(command: Callable[[str, Handler, str], argparse.ArgumentParser]) -> None:
-    """``serve`` and ``demo`` live in api.cli_serve; absent until the server exists."""
-    try:
-        from api import cli_serve
-    except ImportError:
-        return
     cli_serve.add_commands(command)
+    return parser
 
 
 def parse_tags(pairs: Sequence[str]) -> dict[str, str]:

@@ -11,6 +11,7 @@ from api import render
 from core import registry as reg
 from core.clock import default_actor
 from core.errors import InvalidInput, NotFound
+from core.fleet import read_fleet
 from core.settings import Settings
 from core.store import Store
 from core.training import retrain
@@ -127,12 +128,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> Result:
         if mismatch:
             warnings.append(f"current {data['current']}: {mismatch}")
     data["warnings"] = warnings
-    try:
-        from core.fleet import read_fleet
-    except ImportError:
-        read_fleet = None
-    if read_fleet is not None:
-        data["fleet"] = read_fleet(store.paths(args.model), settings.poll_interval, data["current"]).to_dict()
+    data["fleet"] = read_fleet(store.paths(args.model), settings.poll_interval, data["current"]).to_dict()
     return data, render.status_text(data)
 
 

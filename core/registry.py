@@ -132,8 +132,9 @@ class Registry:
         return len(self.records)
 
     def ids(self) -> list[str]:
-        """Version ids, oldest first (ids sort by publishing time)."""
-        return sorted(self.records)
+        """Version ids, oldest first: by publishing time to the millisecond, then id
+        (ids alone only resolve seconds)."""
+        return sorted(self.records, key=lambda v: (str(self.records[v].get("created_at", "")), v))
 
     def get(self, version: str) -> VersionRecord | None:
         raw = self.records.get(version)

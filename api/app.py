@@ -1,0 +1,98 @@
+"""The Starlette application factory: routes, error handlers, and the lifespan that
+starts and stops the watcher and heartbeat threads."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from api import admin, ops, predict, reads
+from api.auth import configured_token
+from api.errors import HANDLERS
+from api.logs import configure_logging
+from api.state import AppState
+from core.metrics import Metrics, forget_dead_processes
+from core.serving import Serving
+from core.settings import Settings
+from core.store import Store
+
+logger = logging.getLogger(__name__)
+
+ROUTES = [
+    Route("/v1/models/{model}/predict", predict.predict, methods=["POST"]),
+    Route("/v1/models/{model}/versions/{version}/predict", predict.predict_pinned, methods=["POST"]),
+    Route("/predict", predict.predict_default, methods=["POST"]),
+    Route("/v1/models", reads.list_models, methods=["GET"]),
+    Route("/v1/models/{model}", reads.get_model, methods=["GET"]),
+    Route("/v1/models/{model}/versions", reads.list_versions, methods=["GET"]),
+    Route("/v1/models/{model}/versions/{version}", reads.get_version, methods=["GET"]),
+    Route("/v1/models/{model}/versions/{version}", admin.delete_version, methods=["DELETE"]),
+    Route("/v1/models/{model}/history", reads.history, methods=["GET"]),
+    Route("/v1/models/{model}/fleet", reads.fleet, methods=["GET"]),
+    Route("/v1/models/{model}/deploy", admin.deploy, methods=["POST"]),
+    Route("/v1/models/{model}/rollback", admin.rollback, methods=["POST"]),
+    Route("/v1/models/{model}/reload", admin.reload, methods=["POST"]),
+    Route("/healthz", ops.healthz, methods=["GET"]),
+    Route("/readyz", ops.readyz, methods=["GET"]),
+    Route("/metrics", ops.metrics, methods=["GET"]),
+    Route("/openapi.json", ops.openapi, methods=["GET"]),
+]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    serving: Serving | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Starlette:
+    """Build the app for ``settings``; collaborators may be injected (tests do)."""
+    metrics = serving.metrics if serving is not None else Metrics(registry or CollectorRegistry())
+    if serving is None:
+        store_for_names = store or Store(settings.root)
+        names = settings.models if settings.models is not None else tuple(store_for_names.models())
+        serving = Serving(
+            {name: store_for_names.paths(name) for name in names},
+            metrics=metrics,
+            keep_loaded=settings.keep_loaded,
+            strict_versions=settings.strict_versions,
+        )
+    if store is None:
+        store = Store(
+            settings.root,
+            lock_timeout=settings.lock_timeout,
+            strict_versions=settings.strict_versions,
+            validator=serving.validator,
+        )
+    state = AppState(settings=settings, store=store, serving=serving, metrics=metrics, token=configured_token(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.multiproc_dir is not None:
+            forget_dead_processes(settings.multiproc_dir)
+        state.start()
+        logger.info("serving %s from %s", ", ".join(serving.slots) or "no models", settings.root)
+        try:
+            yield
+        finally:
+            state.stop()
+
+    app = Starlette(routes=ROUTES, exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    app.state.modelswap = state
+    return app
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory for ``modelswap serve`` workers: everything from the environment."""
+    settings = Settings.from_env()
+    configure_logging(settings)
+    # A model fitted on a DataFrame warns on every bare-array predict; the server
+    # always predicts on arrays, so the warning carries no information here.
+    warnings.filterwarnings("ignore", message="X does not have valid feature names")
+    return create_app(settings)

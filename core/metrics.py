@@ -1,0 +1,140 @@
+"""The Prometheus metrics of SPEC §6, created on a registry the caller passes in.
+
+In multi-worker mode (PROMETHEUS_MULTIPROC_DIR set before prometheus_client is
+imported) values live in per-process files; ``render`` aggregates them. Gauges
+use ``livemax``/``livesum`` so a dead worker's gauges drop out once
+:func:`forget_dead_processes` has run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+logger = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """modelswap's metric families, registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        ns = "modelswap"
+        self.predictions = Counter(
+            "predictions",
+            "Predictions served",
+            ["model", "version", "variant", "outcome"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.prediction_latency = Histogram(
+            "prediction_latency_seconds",
+            "Prediction latency, parse to response",
+            ["model", "variant"],
+            namespace=ns,
+            registry=registry,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.model_loads = Counter(
+            "model_loads", "Version loads", ["model", "outcome"], namespace=ns, registry=registry
+        )
+        self.model_load_seconds = Histogram(
+            "model_load_seconds",
+            "Time to load and validate a version",
+            ["model"],
+            namespace=ns,
+            registry=registry,
+            buckets=LOAD_BUCKETS,
+        )
+        self.serving_version = Gauge(
+            "serving_version_info",
+            "1 for the version this process serves",
+            ["model", "version", "variant"],
+            namespace=ns,
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.swap_lag = Histogram(
+            "swap_lag_seconds",
+            "From the current symlink changing to serving it in memory",
+            ["model"],
+            namespace=ns,
+            registry=registry,
+            buckets=LAG_BUCKETS,
+        )
+        self.admin_actions = Counter(
+            "admin_actions", "Admin requests", ["model", "action", "outcome"], namespace=ns, registry=registry
+        )
+        self.canary_fraction = Gauge(
+            "canary_fraction",
+            "Configured canary traffic fraction",
+            ["model"],
+            namespace=ns,
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+
+    def set_serving(self, model: str, variant: str, old: str | None, new: str | None) -> None:
+        if old is not None and old != new:
+            self.serving_version.labels(model, old, variant).set(0)
+        if new is not None:
+            self.serving_version.labels(model, new, variant).set(1)
+
+
+def render(registry: CollectorRegistry, multiproc_dir: Path | None) -> bytes:
+    """The exposition text: this registry, or every worker's files aggregated."""
+    if multiproc_dir is None:
+        return generate_latest(registry)
+    from prometheus_client import multiprocess
+
+    aggregate = CollectorRegistry()
+    multiprocess.MultiProcessCollector(aggregate, path=str(multiproc_dir))
+    return generate_latest(aggregate)
+
+
+def reset_multiproc_dir(path: Path) -> None:
+    """Empty the metrics directory before workers start (stale files would be counted)."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+_LIVE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db$")
+
+
+def forget_dead_processes(path: Path) -> list[int]:
+    """Drop the live-gauge files of worker processes that no longer exist.
+
+    Counters and histograms of dead workers stay: totals must survive a restart.
+    """
+    from prometheus_client import multiprocess
+
+    dead = set()
+    for entry in path.glob("gauge_live*.db"):
+        match = _LIVE_FILE.search(entry.name)
+        if match and not _alive(int(match.group(1))):
+            dead.add(int(match.group(1)))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, str(path))
+        logger.info("removed the live metrics of dead worker %d", pid)
+    return sorted(dead)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

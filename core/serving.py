@@ -1,0 +1,279 @@
+"""Per-model serving slots: the immutable snapshot a request reads, warm standby, hot swap.
+
+A request takes ``slot.snapshot()`` once and uses it to the end. Loading happens
+in the caller's thread (a watcher thread or an admin request's worker thread,
+never the event loop) under a per-slot load lock; the swap itself replaces one
+reference under an RLock, so a request never sees a half-loaded model.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import ModelNotFound, ModelswapError, NotReady
+from core.fsio import read_link
+from core.layout import MODEL_FILE, ModelPaths, version_from_link_target
+from core.loader import LoadedModel, load_version, memory_headroom
+from core.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+STABLE = "stable"
+CANARY = "canary"
+PINNED = "pinned"  # a version-pinned request for a version that is neither stable nor canary
+
+Loader = Callable[[ModelPaths, str], LoadedModel]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One loaded version as a request sees it; never changes after creation."""
+
+    model: str
+    version: str
+    variant: str
+    loaded: LoadedModel
+    swapped_at: float
+    methods: dict[str, Callable[..., Any]] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def of(cls, loaded: LoadedModel, variant: str) -> Snapshot:
+        methods = {name: getattr(loaded.estimator, name) for name in loaded.methods}
+        return cls(loaded.model, loaded.version, variant, loaded, time.time(), methods)
+
+    @property
+    def n_features(self) -> int | None:
+        return self.loaded.n_features
+
+
+@dataclass(frozen=True)
+class LoadError:
+    version: str
+    message: str
+    code: str
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "message": self.message, "code": self.code, "at": self.at}
+
+
+def _file_stamp(paths: ModelPaths, version: str) -> tuple[int, int] | None:
+    try:
+        st = (paths.version_dir(version) / MODEL_FILE).stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+class ModelSlot:
+    """What one process serves for one model."""
+
+    def __init__(self, paths: ModelPaths, *, keep_loaded: int, loader: Loader, metrics: Metrics) -> None:
+        self.paths = paths
+        self.name = paths.name
+        self.keep_loaded = max(1, keep_loaded)
+        self._loader = loader
+        self._metrics = metrics
+        self._lock = threading.RLock()  # guards the snapshot reference
+        self._load_lock = threading.Lock()  # one load/sync at a time per model
+        self._snapshot: Snapshot | None = None
+        self._cache: OrderedDict[str, tuple[LoadedModel, tuple[int, int] | None]] = OrderedDict()
+        self._pinned: OrderedDict[str, Snapshot] = OrderedDict()
+        self._failed: str | None = None
+        self.last_error: LoadError | None = None
+
+    # -- the request path --------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            snap = self._snapshot
+        if snap is None:
+            detail = f": last load error: {self.last_error.message}" if self.last_error else ""
+            raise NotReady(f"model {self.name} has no loaded version yet{detail}")
+        return snap
+
+    @property
+    def version(self) -> str | None:
+        snap = self._snapshot
+        return snap.version if snap is not None else None
+
+    def pinned(self, version: str) -> Snapshot:
+        """A snapshot of ``version`` for a version-pinned request (loads it if needed,
+        in the caller's thread, without displacing the warm standby)."""
+        snap = self._snapshot
+        if snap is not None and snap.version == version:
+            return snap
+        with self._lock:
+            if version in self._pinned:
+                self._pinned.move_to_end(version)
+                return self._pinned[version]
+            cached = self._cache.get(version)
+        loaded = cached[0] if cached is not None else self._loader(self.paths, version)
+        pinned = Snapshot.of(loaded, PINNED)
+        with self._lock:
+            self._pinned[version] = pinned
+            while len(self._pinned) > self.keep_loaded:
+                self._pinned.popitem(last=False)
+        return pinned
+
+    # -- loading -------------------------------------------------------------------
+    def prepare(self, version: str) -> LoadedModel:
+        """The validated, loaded ``version``: from warm standby when its file is unchanged,
+        else loaded now (digests, load, smoke predict). Raises ValidationFailed & co."""
+        stamp = _file_stamp(self.paths, version)
+        with self._lock:
+            cached = self._cache.get(version)
+            if cached is not None and cached[1] == stamp and stamp is not None:
+                self._cache.move_to_end(version)
+                return cached[0]
+        start = time.perf_counter()
+        try:
+            loaded = self._loader(self.paths, version)
+        except ModelswapError:
+            self._metrics.model_loads.labels(self.name, "failure").inc()
+            raise
+        self._metrics.model_loads.labels(self.name, "success").inc()
+        self._metrics.model_load_seconds.labels(self.name).observe(time.perf_counter() - start)
+        with self._lock:
+            self._cache[version] = (loaded, stamp)
+            self._cache.move_to_end(version)
+            self._evict(keep=version)
+        return loaded
+
+    def sync(self, *, force: bool = False) -> bool:
+        """Serve what ``current`` names. True when this call swapped.
+
+        A target that failed to load is retried only when ``current`` changes again
+        (or with ``force``); meanwhile the old version keeps serving.
+        """
+        with self._load_lock:
+            target = self.link_target()
+            if target is None:
+                return False
+            if target == self.version and not force:
+                return False
+            if target == self._failed and not force:
+                return False
+            try:
+                loaded = self.prepare(target)
+            except ModelswapError as exc:
+                self._record_failure(target, exc.message, exc.code)
+                return False
+            except Exception as exc:  # a background loader must survive anything a model file does
+                logger.exception("loading %s %s failed unexpectedly", self.name, target)
+                self._record_failure(target, f"{type(exc).__name__}: {exc}", "load_failed")
+                return False
+            swapped = self._swap(loaded)
+            self._observe_lag()
+            return swapped
+
+    def link_target(self) -> str | None:
+        target = read_link(self.paths.current)
+        return version_from_link_target(target) if target is not None else None
+
+    def _record_failure(self, version: str, message: str, code: str) -> None:
+        self._failed = version
+        self.last_error = LoadError(version, message, code, time.time())
+        logger.error("model %s: cannot serve %s, still serving %s: %s", self.name, version, self.version, message)
+
+    def _swap(self, loaded: LoadedModel) -> bool:
+        with self._lock:
+            old = self._snapshot
+            if old is not None and old.version == loaded.version:
+                return False
+            self._snapshot = Snapshot.of(loaded, STABLE)
+            self._failed = None
+            self.last_error = None
+            released = self._evict(keep=loaded.version)
+        self._metrics.set_serving(self.name, STABLE, old.version if old else None, loaded.version)
+        logger.info("model %s: now serving %s (was %s)", self.name, loaded.version, old.version if old else None)
+        if released:
+            release_memory()
+        return True
+
+    def _evict(self, keep: str) -> bool:
+        """Drop the least recently used versions beyond keep_loaded, never the one
+        serving nor ``keep``. Caller holds _lock."""
+        pinned = {self.version, keep}
+        released = False
+        for version in list(self._cache):
+            if len(self._cache) <= self.keep_loaded:
+                break
+            if version not in pinned:
+                del self._cache[version]
+                released = True
+        return released
+
+    def _observe_lag(self) -> None:
+        try:
+            changed = os.lstat(self.paths.current).st_mtime
+        except FileNotFoundError:
+            return
+        self._metrics.swap_lag.labels(self.name).observe(max(0.0, time.time() - changed))
+
+    def loaded_versions(self) -> list[str]:
+        with self._lock:
+            return list(self._cache)
+
+    def info(self) -> dict[str, Any]:
+        snap = self._snapshot
+        return {
+            "serving": snap.version if snap else None,
+            "serving_since": snap.swapped_at if snap else None,
+            "loaded_versions": self.loaded_versions(),
+            "warnings": list(snap.loaded.warnings) if snap else [],
+            "last_load_error": self.last_error.to_dict() if self.last_error else None,
+        }
+
+
+class Serving:
+    """Every model this process serves."""
+
+    def __init__(
+        self,
+        models: dict[str, ModelPaths],
+        *,
+        metrics: Metrics,
+        keep_loaded: int = 2,
+        strict_versions: bool = False,
+        headroom: Callable[[], int | None] = memory_headroom,
+    ) -> None:
+        def loader(paths: ModelPaths, version: str) -> LoadedModel:
+            return load_version(paths, version, strict_versions=strict_versions, headroom=headroom)
+
+        self.metrics = metrics
+        self.slots = {
+            name: ModelSlot(paths, keep_loaded=keep_loaded, loader=loader, metrics=metrics)
+            for name, paths in models.items()
+        }
+        self._loader = loader
+
+    def slot(self, model: str) -> ModelSlot:
+        try:
+            return self.slots[model]
+        except KeyError:
+            raise ModelNotFound(f"model {model!r} is not served here") from None
+
+    def validator(self, paths: ModelPaths, version: str) -> object:
+        """Store validator: served models load into their slot's warm standby."""
+        slot = self.slots.get(paths.name)
+        return slot.prepare(version) if slot is not None else self._loader(paths, version)
+
+    def ready(self) -> bool:
+        return all(slot.version is not None for slot in self.slots.values())
+
+
+def release_memory() -> None:
+    """Ask glibc to hand freed heap back to the OS, so RSS drops after a retire."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl, macOS): nothing to trim
+        return
+    libc.malloc_trim(0)
