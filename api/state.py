@@ -72,6 +72,7 @@ class AppState:
                         "canary": None,
                         "last_load_error": info["last_load_error"]["message"] if info["last_load_error"] else None,
                         "loaded_versions": info["loaded_versions"],
+                        "last_swap_lag_seconds": info["last_swap_lag_seconds"],
                         "started_at": self.started_at,
                     },
                 )

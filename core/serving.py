@@ -89,6 +89,7 @@ class ModelSlot:
         self._pinned: OrderedDict[str, Snapshot] = OrderedDict()
         self._failed: str | None = None
         self.last_error: LoadError | None = None
+        self.last_swap_lag: float | None = None
 
     # -- the request path --------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -171,7 +172,8 @@ class ModelSlot:
                 self._record_failure(target, f"{type(exc).__name__}: {exc}", "load_failed")
                 return False
             swapped = self._swap(loaded)
-            self._observe_lag()
+            if swapped:
+                self._observe_lag()
             return swapped
 
     def link_target(self) -> str | None:
@@ -212,11 +214,13 @@ class ModelSlot:
         return released
 
     def _observe_lag(self) -> None:
+        """Seconds from the symlink's creation (its lstat mtime) to this swap."""
         try:
             changed = os.lstat(self.paths.current).st_mtime
         except FileNotFoundError:
             return
-        self._metrics.swap_lag.labels(self.name).observe(max(0.0, time.time() - changed))
+        self.last_swap_lag = max(0.0, time.time() - changed)
+        self._metrics.swap_lag.labels(self.name).observe(self.last_swap_lag)
 
     def loaded_versions(self) -> list[str]:
         with self._lock:
@@ -230,6 +234,7 @@ class ModelSlot:
             "loaded_versions": self.loaded_versions(),
             "warnings": list(snap.loaded.warnings) if snap else [],
             "last_load_error": self.last_error.to_dict() if self.last_error else None,
+            "last_swap_lag_seconds": self.last_swap_lag,
         }
 
 

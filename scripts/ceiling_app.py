@@ -1,0 +1,25 @@
+"""The ceiling for scripts/bench.py: the thinnest Starlette app around model.predict
+(the same code as shared/bench's Ceiling A). The model comes from $BENCH_MODEL."""
+
+import os
+
+import joblib
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+MODEL = joblib.load(os.environ["BENCH_MODEL"])
+
+
+async def predict(request: Request) -> JSONResponse:
+    try:
+        payload = await request.json()
+        X = np.asarray(payload["instances"], dtype=np.float64)
+    except Exception as exc:  # malformed body
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return JSONResponse({"predictions": MODEL.predict(X).tolist()})
+
+
+app = Starlette(routes=[Route("/predict", predict, methods=["POST"])])
