@@ -196,7 +196,7 @@ def main() -> None:
         inotify: list[float] = []
         with modelswap(root, port, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}):
             fleet_lags(base, store.current("iris") or "", 2, timeout=30)
-            for i in range(args.swaps):
+            for _ in range(args.swaps):
                 target = b if store.current("iris") == a else a
                 store.deploy("iris", target, actor="bench")
                 inotify += fleet_lags(base, target, 2)
@@ -210,7 +210,7 @@ def main() -> None:
         try:
             base = f"http://127.0.0.1:{ports[0]}"
             fleet_lags(base, store.current("iris") or "", 3, timeout=30)
-            for i in range(max(5, args.swaps // 2)):
+            for _ in range(max(5, args.swaps // 2)):
                 target = b if store.current("iris") == a else a
                 store.deploy("iris", target, actor="bench")
                 poll += fleet_lags(base, target, 3)
