@@ -12,11 +12,12 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from api import admin, ops, predict, reads
+from api import admin, canary, ops, predict, reads, workflows
 from api.auth import configured_token
 from api.errors import HANDLERS
 from api.logs import configure_logging
 from api.state import AppState
+from core.jobs import Jobs
 from core.metrics import Metrics, forget_dead_processes
 from core.serving import Serving
 from core.settings import Settings
@@ -38,6 +39,14 @@ ROUTES = [
     Route("/v1/models/{model}/deploy", admin.deploy, methods=["POST"]),
     Route("/v1/models/{model}/rollback", admin.rollback, methods=["POST"]),
     Route("/v1/models/{model}/reload", admin.reload, methods=["POST"]),
+    Route("/v1/models/{model}/canary", canary.status, methods=["GET"]),
+    Route("/v1/models/{model}/canary", canary.start, methods=["POST"]),
+    Route("/v1/models/{model}/canary", canary.stop, methods=["DELETE"]),
+    Route("/v1/models/{model}/canary/promote", canary.promote, methods=["POST"]),
+    Route("/v1/models/{model}/versions", workflows.upload, methods=["POST"]),
+    Route("/v1/models/{model}/gc", workflows.gc, methods=["POST"]),
+    Route("/v1/models/{model}/retrain", workflows.retrain, methods=["POST"]),
+    Route("/v1/jobs/{job}", workflows.get_job, methods=["GET"]),
     Route("/healthz", ops.healthz, methods=["GET"]),
     Route("/readyz", ops.readyz, methods=["GET"]),
     Route("/metrics", ops.metrics, methods=["GET"]),
@@ -70,7 +79,14 @@ def create_app(
             strict_versions=settings.strict_versions,
             validator=serving.validator,
         )
-    state = AppState(settings=settings, store=store, serving=serving, metrics=metrics, token=configured_token(settings))
+    state = AppState(
+        settings=settings,
+        store=store,
+        serving=serving,
+        metrics=metrics,
+        token=configured_token(settings),
+        jobs=Jobs(settings.root, lock_timeout=settings.lock_timeout),
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

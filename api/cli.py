@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         settings = Settings.from_env(env)
         if getattr(args, "root", None):
             settings = settings.with_root(Path(args.root))
+        if getattr(args, "url", None):
+            settings = replace(settings, url=args.url)
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         data, text = args.handler(args, settings)
     except ModelswapError as exc:
@@ -58,12 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     # resetting a value given before it.
     common.add_argument("--root", default=argparse.SUPPRESS, help="store root (default: MODELSWAP_ROOT or ./models)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print machine-readable JSON")
+    common.add_argument("--url", default=argparse.SUPPRESS, help="act through this server (default: MODELSWAP_URL)")
 
     parser = argparse.ArgumentParser(
         prog="modelswap", description="Filesystem-versioned model store with atomic hot-swap."
     )
     parser.add_argument("--root", help="store root (default: MODELSWAP_ROOT or ./models)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument("--url", help="act through this server, sending MODELSWAP_ADMIN_TOKEN (default: MODELSWAP_URL)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -126,6 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--keep", type=int, required=True)
     p.add_argument("--dry-run", action="store_true")
+
+    p = command("canary", cli_store.cmd_canary, "A/B canary: start, status, stop, promote")
+    p.add_argument("action", choices=["start", "status", "stop", "promote"])
+    p.add_argument("model")
+    p.add_argument("version", nargs="?")
+    p.add_argument("--fraction", type=float, help="share of traffic for the canary, e.g. 0.1")
+    p.add_argument("--max-error-rate", type=float, help="guard: stop the canary above this error rate")
+    p.add_argument("--min-requests", type=int, default=200, help="guard: judge only after this many canary requests")
+    p.add_argument("--reason", default="")
 
     p = command("verify", cli_store.cmd_verify, "check checksums, registry, symlink and leftovers; --repair mends")
     p.add_argument("model", nargs="?")

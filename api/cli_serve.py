@@ -41,10 +41,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> Result:
-    from api.cli_store import open_store
+    from core.store import Store
     from core.training import retrain
 
-    store = open_store(settings)
+    store = Store(settings.root, lock_timeout=settings.lock_timeout)
     if not store.models():
         print(f"creating a demo store in {settings.root} ...", flush=True)
         actor = default_actor()

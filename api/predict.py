@@ -61,10 +61,15 @@ async def _predict(request: Request, state: AppState, model: str, version: str |
     payload = await read_json(request, state.settings.max_body_bytes)
     X, method = parse_predict(payload, state.settings.max_rows)
     if version is None:
-        snap = slot.snapshot()
+        snap = slot.route(request.headers.get("x-routing-key"))
     else:
         snap = await run_in_threadpool(slot.pinned, version)
-    predictions = await run_snapshot(state, snap, X, method, start)
+    try:
+        predictions = await run_snapshot(state, snap, X, method, start)
+    except PredictionFailed:
+        slot.record(snap, ok=False)
+        raise
+    slot.record(snap, ok=True)
     headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant}
     body = {"model": model, "version": snap.version, "variant": snap.variant, "predictions": predictions}
     return json_response(body, headers=headers)

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from core.errors import ModelswapError
+from core import registry as reg
+from core.canary import CanaryConfig, Guard, read_canary
+from core.canary_store import promote_canary, start_canary, stop_canary
+from core.errors import Conflict, ModelswapError
 from core.fleet import read_fleet, remove_heartbeat, write_heartbeat
+from core.jobs import Jobs
 from core.metrics import Metrics
 from core.outcomes import Transition
-from core.serving import Serving
+from core.serving import CANARY, ModelSlot, Serving
 from core.settings import Settings
 from core.store import Store
 from core.watcher import Ticker, Watcher
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -26,12 +33,15 @@ class AppState:
     serving: Serving
     metrics: Metrics
     token: str | None
+    jobs: Jobs
     started_at: float = field(default_factory=time.time)
     watcher: Watcher | None = None
     heartbeat: Ticker | None = None
 
     # -- lifecycle (called from the lifespan) ---------------------------------------
     def start(self) -> None:
+        for slot in self.serving.slots.values():
+            slot.on_guard_trip = self._guard_tripped
         self.watcher = Watcher(
             self.serving.slots.values(),
             {name: slot.paths.dir for name, slot in self.serving.slots.items()},
@@ -69,7 +79,7 @@ class AppState:
                     slot.paths,
                     {
                         "version": info["serving"],
-                        "canary": None,
+                        "canary": info["canary"],
                         "last_load_error": info["last_load_error"]["message"] if info["last_load_error"] else None,
                         "loaded_versions": info["loaded_versions"],
                         "last_swap_lag_seconds": info["last_swap_lag_seconds"],
@@ -84,10 +94,10 @@ class AppState:
     def rollback(self, model: str, to: str | None, *, actor: str, reason: str) -> Transition:
         return self._admin(model, "rollback", lambda: self.store.rollback(model, to, actor=actor, reason=reason))
 
-    def _admin(self, model: str, action: str, operation: Any) -> Transition:
-        """Run a store transition, then swap this process before returning (SPEC §3)."""
+    def _admin(self, model: str, action: str, operation: Callable[[], T]) -> T:
+        """Run a store change, then sync this process before returning (SPEC §3)."""
         try:
-            transition: Transition = operation()
+            transition = operation()
         except ModelswapError:
             self.metrics.admin_actions.labels(model, action, "failure").inc()
             raise
@@ -102,6 +112,65 @@ class AppState:
         slot.sync(force=True)
         self.metrics.admin_actions.labels(model, "reload", "success").inc()
         return {"model": model, **slot.info()}
+
+    def _guard_tripped(self, slot: ModelSlot, config: CanaryConfig) -> None:
+        """Called on the event loop when the guard trips: abort the canary off the loop."""
+        stats = slot.canary_stats.of(CANARY)
+        reason = (
+            f"guard: canary error rate {stats[1]}/{stats[0]} = {stats[1] / stats[0]:.3f} "
+            f"> {config.guard.max_error_rate if config.guard else '?'}"
+        )
+        logger.warning("model %s: %s; stopping canary %s", slot.name, reason, config.version)
+        threading.Thread(target=self._abort_canary, args=(slot, config.version, reason), daemon=True).start()
+
+    def _abort_canary(self, slot: ModelSlot, version: str, reason: str) -> None:
+        try:
+            stop_canary(
+                self.store, slot.name, actor="guard", reason=reason, action=reg.CANARY_ABORT, only_version=version
+            )
+            outcome = "success"
+        except Conflict:
+            outcome = "noop"  # another process's guard, or a person, ended it first
+        except ModelswapError as exc:
+            logger.error("model %s: guard could not stop canary %s: %s", slot.name, version, exc.message)
+            outcome = "failure"
+        self.metrics.admin_actions.labels(slot.name, "canary_abort", outcome).inc()
+        if slot.sync():
+            self.beat_now()
+
+    # -- canary (worker thread) ---------------------------------------------------------
+    def start_canary(
+        self, model: str, version: str, fraction: float, guard: Guard | None, *, actor: str, reason: str
+    ) -> dict[str, Any]:
+        config = self._admin(
+            model,
+            "canary_start",
+            lambda: start_canary(self.store, model, version, fraction, guard=guard, actor=actor, reason=reason),
+        )
+        return config.to_dict()
+
+    def stop_canary(self, model: str, *, actor: str, reason: str) -> dict[str, Any]:
+        config = self._admin(model, "canary_stop", lambda: stop_canary(self.store, model, actor=actor, reason=reason))
+        return {"model": model, "stopped": config.version}
+
+    def promote_canary(self, model: str, *, actor: str, reason: str) -> Transition:
+        return self._admin(
+            model, "canary_promote", lambda: promote_canary(self.store, model, actor=actor, reason=reason)
+        )
+
+    def canary(self, model: str) -> dict[str, Any]:
+        paths = self.store.existing(model)
+        config = read_canary(paths.abtest)
+        slot = self.serving.slots.get(model)
+        return {
+            "model": model,
+            "running": config is not None,
+            "config": config.to_dict() if config else None,
+            "this_process": {
+                "canary_loaded": slot.canary_version if slot else None,
+                "counts": slot.canary_stats.to_dict() if slot else {},
+            },
+        }
 
     # -- reads ------------------------------------------------------------------------
     def fleet(self, model: str) -> dict[str, Any]:

@@ -44,6 +44,7 @@ def stage_version(
 ) -> StagedVersion:
     """Write a complete, validated version directory ``versions/<version>``.
 
+    ``source`` is a joblib file's path, an open binary file, or a fitted estimator.
     1. write model.joblib (a copy of ``source``, or the dump of an estimator) and
        metrics.json into a hidden staging directory in ``versions/``, fsyncing each;
     2. load the staged model, describe it, and predict the input example;
@@ -62,6 +63,10 @@ def stage_version(
         model_file = staging / MODEL_FILE  # 1
         if isinstance(source, (str, Path)):
             copy_durable(Path(source), model_file)
+        elif hasattr(source, "read"):  # an open binary file, e.g. an upload
+            with open(model_file, "xb") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
+            fsync_file(model_file)
         else:
             joblib.dump(source, model_file)
             fsync_file(model_file)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -18,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.errors import ModelNotFound, ModelswapError, NotReady
+from core.canary import CanaryConfig, is_canary, read_canary
+from core.errors import InvalidInput, ModelNotFound, ModelswapError, NotReady
 from core.fsio import read_link
 from core.layout import MODEL_FILE, ModelPaths, version_from_link_target
 from core.loader import LoadedModel, load_version, memory_headroom
@@ -65,6 +67,24 @@ class LoadError:
         return {"version": self.version, "message": self.message, "code": self.code, "at": self.at}
 
 
+class VariantStats:
+    """This process's [requests, errors] per variant since the canary config changed."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[int]] = {}
+
+    def of(self, variant: str) -> list[int]:
+        counts = self.counts.get(variant)
+        if counts is None:
+            counts = self.counts[variant] = [0, 0]
+        return counts
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        return {
+            v: {"requests": n, "errors": e, "error_rate": (e / n) if n else 0.0} for v, (n, e) in self.counts.items()
+        }
+
+
 def _file_stamp(paths: ModelPaths, version: str) -> tuple[int, int] | None:
     try:
         st = (paths.version_dir(version) / MODEL_FILE).stat()
@@ -87,6 +107,13 @@ class ModelSlot:
         self._snapshot: Snapshot | None = None
         self._cache: OrderedDict[str, tuple[LoadedModel, tuple[int, int] | None]] = OrderedDict()
         self._pinned: OrderedDict[str, Snapshot] = OrderedDict()
+        self._canary: Snapshot | None = None
+        self._canary_config: CanaryConfig | None = None
+        self._abtest_key: tuple[int, int, int] | None = None
+        self.canary_stats = VariantStats()
+        self.on_guard_trip: Callable[[ModelSlot, CanaryConfig], None] | None = None
+        self._guard_tripped = False
+        self._draw = random.random
         self._failed: str | None = None
         self.last_error: LoadError | None = None
         self.last_swap_lag: float | None = None
@@ -99,6 +126,46 @@ class ModelSlot:
             detail = f": last load error: {self.last_error.message}" if self.last_error else ""
             raise NotReady(f"model {self.name} has no loaded version yet{detail}")
         return snap
+
+    def route(self, routing_key: str | None) -> Snapshot:
+        """The snapshot for one request: canary for its share of traffic once the canary
+        is loaded, stable otherwise. Sticky per routing key across processes."""
+        with self._lock:
+            stable, canary, config = self._snapshot, self._canary, self._canary_config
+        if canary is not None and config is not None and is_canary(config, routing_key, self._draw()):
+            return canary
+        if stable is None:
+            return self.snapshot()  # raises NotReady with the reason
+        return stable
+
+    def record(self, snap: Snapshot, ok: bool) -> None:
+        """Count an outcome per variant; trip the canary guard when it says so.
+        Called on the event loop thread only."""
+        stats = self.canary_stats.of(snap.variant)
+        stats[0] += 1
+        if not ok:
+            stats[1] += 1
+        config = self._canary_config
+        if (
+            snap.variant == CANARY
+            and not ok
+            and config is not None
+            and config.guard is not None
+            and not self._guard_tripped
+            and config.guard.tripped(stats[0], stats[1])
+            and self.on_guard_trip is not None
+        ):
+            self._guard_tripped = True
+            self.on_guard_trip(self, config)
+
+    @property
+    def canary_config(self) -> CanaryConfig | None:
+        return self._canary_config
+
+    @property
+    def canary_version(self) -> str | None:
+        snap = self._canary
+        return snap.version if snap is not None else None
 
     @property
     def version(self) -> str | None:
@@ -155,26 +222,63 @@ class ModelSlot:
         (or with ``force``); meanwhile the old version keeps serving.
         """
         with self._load_lock:
+            changed = self._sync_canary(force)
             target = self.link_target()
             if target is None:
-                return False
+                return changed
             if target == self.version and not force:
-                return False
+                return changed
             if target == self._failed and not force:
-                return False
+                return changed
             try:
                 loaded = self.prepare(target)
             except ModelswapError as exc:
                 self._record_failure(target, exc.message, exc.code)
-                return False
+                return changed
             except Exception as exc:  # a background loader must survive anything a model file does
                 logger.exception("loading %s %s failed unexpectedly", self.name, target)
                 self._record_failure(target, f"{type(exc).__name__}: {exc}", "load_failed")
-                return False
+                return changed
             swapped = self._swap(loaded)
             if swapped:
                 self._observe_lag()
-            return swapped
+            return swapped or changed
+
+    def _sync_canary(self, force: bool) -> bool:
+        """Follow ``abtest.json``: load a new canary (stable keeps its share meanwhile),
+        drop an ended one. True when the canary changed. Caller holds _load_lock."""
+        try:
+            st = self.paths.abtest.stat()
+            key: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            key = None
+        if key == self._abtest_key and not force:
+            return False
+        try:
+            config = read_canary(self.paths.abtest)
+        except InvalidInput as exc:
+            self._abtest_key = key
+            self.last_error = LoadError("canary", exc.message, exc.code, time.time())
+            logger.error("model %s: %s", self.name, exc.message)
+            return False
+        canary: Snapshot | None = None
+        if config is not None:
+            try:
+                canary = Snapshot.of(self.prepare(config.version), CANARY)
+            except ModelswapError as exc:
+                self._abtest_key = key
+                self._record_failure(config.version, f"canary: {exc.message}", exc.code)
+                return False
+        self._abtest_key = key
+        with self._lock:
+            old = self._canary
+            self._canary, self._canary_config = canary, config
+            self.canary_stats = VariantStats()
+            self._guard_tripped = False
+        self._metrics.set_serving(self.name, CANARY, old.version if old else None, canary.version if canary else None)
+        self._metrics.canary_fraction.labels(self.name).set(config.fraction if config else 0.0)
+        logger.info("model %s: canary %s", self.name, f"{config.version} at {config.fraction}" if config else "stopped")
+        return True
 
     def link_target(self) -> str | None:
         target = read_link(self.paths.current)
@@ -203,10 +307,10 @@ class ModelSlot:
     def _evict(self, keep: str) -> bool:
         """Drop the least recently used versions beyond keep_loaded, never the one
         serving nor ``keep``. Caller holds _lock."""
-        pinned = {self.version, keep}
+        pinned = {self.version, self.canary_version, keep}
         released = False
         for version in list(self._cache):
-            if len(self._cache) <= self.keep_loaded:
+            if len(self._cache) <= self.keep_loaded + (1 if self._canary is not None else 0):
                 break
             if version not in pinned:
                 del self._cache[version]
@@ -235,6 +339,7 @@ class ModelSlot:
             "warnings": list(snap.loaded.warnings) if snap else [],
             "last_load_error": self.last_error.to_dict() if self.last_error else None,
             "last_swap_lag_seconds": self.last_swap_lag,
+            "canary": self.canary_version,
         }
 
 

@@ -25,6 +25,7 @@ class Settings:
     admin_token: str | None = None
     admin_token_file: Path | None = None
     max_body_bytes: int = 10 * 1024 * 1024
+    max_upload_bytes: int = 1024 * 1024 * 1024
     max_rows: int = 10_000
     strict_versions: bool = False
     protect_reads: bool = False
@@ -56,6 +57,7 @@ class Settings:
             admin_token=get("MODELSWAP_ADMIN_TOKEN"),
             admin_token_file=Path(token_file) if token_file else None,
             max_body_bytes=int(_number(env, "MODELSWAP_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1)),
+            max_upload_bytes=int(_number(env, "MODELSWAP_MAX_UPLOAD_BYTES", 1024**3, minimum=1)),
             max_rows=int(_number(env, "MODELSWAP_MAX_ROWS", 10_000, minimum=1)),
             strict_versions=_flag(env, "MODELSWAP_STRICT_VERSIONS"),
             protect_reads=_flag(env, "MODELSWAP_PROTECT_READS"),

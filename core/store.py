@@ -93,9 +93,9 @@ class Store:
 
     def registry(self, model: str) -> reg.Registry:
         paths = self.existing(model)
-        return self._read_registry(paths)
+        return self.load_registry(paths)
 
-    def _read_registry(self, paths: ModelPaths) -> reg.Registry:
+    def load_registry(self, paths: ModelPaths) -> reg.Registry:
         """``versions.json``, parsed once per file version (parsing 10,000 records costs ~50 ms)."""
         try:
             st = paths.registry.stat()
@@ -109,7 +109,7 @@ class Store:
         self._registry_cache[paths.registry] = (key, registry)
         return registry
 
-    def _write_registry(self, paths: ModelPaths, registry: reg.Registry) -> None:
+    def save_registry(self, paths: ModelPaths, registry: reg.Registry) -> None:
         """Replace ``versions.json`` (caller holds the lock) and remember what it now holds."""
         reg.write_registry(paths.registry, registry)
         st = paths.registry.stat()
@@ -234,8 +234,8 @@ class Store:
             parent=parent,
         )
         with self.locked(model):  # 2
-            registry = self._read_registry(paths)
-            self._write_registry(paths, registry.with_version(record))
+            registry = self.load_registry(paths)
+            self.save_registry(paths, registry.with_version(record))
         logger.info("published %s %s (actor %s)", model, staged.version, actor or default_actor())
         return record
 
@@ -260,7 +260,7 @@ class Store:
     def deploy(self, model: str, version: str, *, actor: str | None = None, reason: str = "") -> Transition:
         """Validate ``version`` and make it live; clears a rolled_back mark."""
         validate_version_id(version)
-        return self._move(model, lambda registry, current: version, reg.DEPLOY, actor, reason)
+        return self.move_current(model, lambda registry, current: version, reg.DEPLOY, actor, reason)
 
     def rollback(self, model: str, to: str | None = None, *, actor: str | None = None, reason: str = "") -> Transition:
         """Go back to ``to`` or, with no target, to the previous live version (SPEC §1)."""
@@ -277,9 +277,9 @@ class Store:
                 )
             return target
 
-        return self._move(model, choose, reg.ROLLBACK, actor, reason)
+        return self.move_current(model, choose, reg.ROLLBACK, actor, reason)
 
-    def _move(
+    def move_current(
         self,
         model: str,
         choose: Callable[[reg.Registry, str | None], str],
@@ -301,7 +301,7 @@ class Store:
         """
         paths = self.existing(model)
         for _ in range(_RETRIES):
-            registry = self._read_registry(paths)  # 1
+            registry = self.load_registry(paths)  # 1
             current = self.current(model)
             target = choose(registry, current)
             self._require_published(registry, paths, target)
@@ -309,7 +309,7 @@ class Store:
                 raise Conflict(f"{model}: {target} is already live")
             self.validator(paths, target)  # 2
             with self.locked(model):
-                registry = self._read_registry(paths)  # 3
+                registry = self.load_registry(paths)  # 3
                 if self.current(model) != current or choose(registry, current) != target:
                     continue
                 self._require_published(registry, paths, target)
@@ -322,7 +322,7 @@ class Store:
                 updated = updated.with_event(
                     reg.HistoryEntry(iso(self.clock()), action, actor or default_actor(), current, target, reason)
                 )
-                self._write_registry(paths, updated)  # 5
+                self.save_registry(paths, updated)  # 5
             logger.info("%s %s: %s -> %s", action, model, current, target)
             return Transition(model, action, current, target)
         raise Conflict(f"{model}: the store kept changing under this {action}; try again")
@@ -351,7 +351,7 @@ class Store:
     def delete_version(self, model: str, version: str, *, actor: str | None = None) -> None:
         validate_version_id(version)
         with self.locked(model) as paths:
-            registry = self._read_registry(paths)
+            registry = self.load_registry(paths)
             if version not in registry and not paths.version_dir(version).is_dir():
                 raise VersionNotFound(f"model {model} has no version {version}")
             if version in (self.current(model), self.canary(model)):
@@ -363,7 +363,7 @@ class Store:
         if keep < 0:
             raise InvalidInput("--keep must be 0 or more")
         with self.locked(model) as paths:
-            registry = self._read_registry(paths)
+            registry = self.load_registry(paths)
             ids = registry.ids()
             newest = set(ids[len(ids) - keep :]) if keep else set()
             saved = newest | self.protected(model, registry)
@@ -395,6 +395,6 @@ class Store:
                 iso(self.clock()), action, actor or default_actor(), None, None, "", {"versions": list(versions)}
             )
         )
-        self._write_registry(paths, updated)
+        self.save_registry(paths, updated)
         for moved in trash:  # 3
             shutil.rmtree(moved)

@@ -184,18 +184,25 @@ def retrain(
     deploy_if_better: str | None = None,
     actor: str,
     seed: int = 0,
+    progress: Callable[[str], None] = lambda step: None,
 ) -> RetrainOutcome:
     """Train, evaluate on a held-out split, publish, and deploy as the policy says.
 
     ``deploy`` always deploys; ``deploy_if_better=METRIC`` deploys only when the new
     version's METRIC beats the live version's (or nothing is live).
     """
-    result = train(load_dataset(dataset, target), estimator, seed=seed)
+    progress("loading data")
+    data = load_dataset(dataset, target)
+    progress("training and evaluating")
+    result = train(data, estimator, seed=seed)
+    progress("publishing")
     record = publish_trained(store, model, result, actor=actor)
     if deploy_if_better:
+        progress(f"comparing {deploy_if_better} with the live version")
         current = store.current(model)
         live = store.registry(model).get(current) if current else None
         if beats(record, live, deploy_if_better):
+            progress("deploying")
             why = f"{deploy_if_better} {record.metrics[deploy_if_better]} beats live {_metric(live, deploy_if_better)}"
             store.deploy(model, record.id, actor=actor, reason=why)
             return RetrainOutcome(model, record.id, dict(record.metrics), True, why)
@@ -203,6 +210,7 @@ def retrain(
         why = f"{deploy_if_better} {new_value} does not beat live {_metric(live, deploy_if_better)}"
         return RetrainOutcome(model, record.id, dict(record.metrics), False, why)
     if deploy:
+        progress("deploying")
         store.deploy(model, record.id, actor=actor, reason="retrain --deploy")
         return RetrainOutcome(model, record.id, dict(record.metrics), True, "--deploy")
     return RetrainOutcome(model, record.id, dict(record.metrics), False, "published only")

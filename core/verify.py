@@ -182,10 +182,11 @@ def _verify_model(store: Store, paths: ModelPaths, *, repair: bool, actor: str) 
             canary = data.get("version") if isinstance(data, dict) else None
         except orjson.JSONDecodeError:
             canary = None
-        if canary not in intact:
+        if canary not in intact or canary == current:
             if repair:
                 os.unlink(paths.abtest)
-            note("canary", f"abtest.json names {canary!r}, which is not an intact version; canary stopped", fixed=True)
+            what = "the live version" if canary == current else "not an intact version"
+            note("canary", f"abtest.json names {canary!r}, which is {what}; canary stopped", fixed=True)
 
     if repair and changed:
         registry = registry.with_event(

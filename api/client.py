@@ -1,0 +1,169 @@
+"""A small client for a running modelswap server; the CLI's ``--url`` mode uses it,
+and notebooks can too::
+
+    from api.client import Client
+    c = Client("http://127.0.0.1:8000", token="...")
+    c.predict("iris", [[6.0, 2.9, 4.5, 1.5]])
+    c.rollback("iris")
+
+Standard library only. Errors the server reports raise RemoteError with its code.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import secrets
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from core.errors import ModelswapError
+
+
+class RemoteError(ModelswapError):
+    """The server answered with an error body; ``code`` and ``status`` are the server's."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class Client:
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    # -- transport ----------------------------------------------------------------
+    def request(
+        self, method: str, path: str, body: Any = None, *, raw: bytes | None = None, content_type: str | None = None
+    ) -> Any:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", content_type or "application/json")
+        req.add_header("Accept", "application/json")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            payload = exc.read()
+            try:
+                error = json.loads(payload)["error"]
+                raise RemoteError(exc.code, error["code"], error["message"]) from None
+            except (ValueError, KeyError, TypeError):
+                raise RemoteError(exc.code, "http_error", f"HTTP {exc.code} from {self.url}{path}") from None
+        except urllib.error.URLError as exc:
+            raise RemoteError(0, "unreachable", f"cannot reach {self.url}: {exc.reason}") from None
+
+    @staticmethod
+    def _q(value: str) -> str:
+        return urllib.parse.quote(value, safe="")
+
+    def _m(self, model: str) -> str:
+        return f"/v1/models/{self._q(model)}"
+
+    # -- inference -------------------------------------------------------------------
+    def predict(self, model: str, instances: list[list[float]], method: str = "predict") -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST", f"{self._m(model)}/predict", {"instances": instances, "method": method}
+        )
+        return result
+
+    # -- reads -------------------------------------------------------------------------
+    def models(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/v1/models")["models"])
+
+    def model(self, model: str) -> dict[str, Any]:
+        return dict(self.request("GET", self._m(model)))
+
+    def versions(self, model: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{self._m(model)}/versions"))
+
+    def history(self, model: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"{self._m(model)}/history")["history"])
+
+    def fleet(self, model: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{self._m(model)}/fleet"))
+
+    def job(self, job: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/jobs/{self._q(job)}"))
+
+    # -- admin ---------------------------------------------------------------------------
+    def deploy(self, model: str, version: str, reason: str = "") -> dict[str, Any]:
+        return dict(self.request("POST", f"{self._m(model)}/deploy", {"version": version, "reason": reason}))
+
+    def rollback(self, model: str, to: str | None = None, reason: str = "") -> dict[str, Any]:
+        body: dict[str, Any] = {"reason": reason} if reason else {}
+        if to:
+            body["to"] = to
+        return dict(self.request("POST", f"{self._m(model)}/rollback", body))
+
+    def gc(self, model: str, keep: int, dry_run: bool = False) -> dict[str, Any]:
+        return dict(self.request("POST", f"{self._m(model)}/gc", {"keep": keep, "dry_run": dry_run}))
+
+    def canary_start(
+        self, model: str, version: str, fraction: float, guard: dict[str, Any] | None = None, reason: str = ""
+    ) -> dict[str, Any]:
+        body = {"version": version, "fraction": fraction, "guard": guard, "reason": reason}
+        return dict(self.request("POST", f"{self._m(model)}/canary", body))
+
+    def canary_status(self, model: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{self._m(model)}/canary"))
+
+    def canary_stop(self, model: str, reason: str = "") -> dict[str, Any]:
+        return dict(self.request("DELETE", f"{self._m(model)}/canary", {"reason": reason}))
+
+    def canary_promote(self, model: str, reason: str = "") -> dict[str, Any]:
+        return dict(self.request("POST", f"{self._m(model)}/canary/promote", {"reason": reason}))
+
+    def upload(
+        self,
+        model: str,
+        file: Path,
+        *,
+        metrics: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        description: str = "",
+        example: list[list[float]] | None = None,
+    ) -> dict[str, Any]:
+        """Publish a joblib file as a new version (multipart upload)."""
+        boundary = "modelswap-" + secrets.token_hex(12)
+        parts: list[bytes] = []
+
+        def field(name: str, value: bytes, filename: str | None = None) -> None:
+            disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+            kind = (mimetypes.guess_type(filename)[0] if filename else None) or "application/octet-stream"
+            head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+            head += f"Content-Type: {kind}\r\n\r\n" if filename else "\r\n"
+            parts.append(head.encode() + value + b"\r\n")
+
+        field("model", Path(file).read_bytes(), "model.joblib")
+        for name, value in (("metrics", metrics), ("tags", tags), ("example", example)):
+            if value is not None:
+                field(name, json.dumps(value).encode())
+        if description:
+            field("description", description.encode())
+        raw = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        return dict(
+            self.request(
+                "POST", f"{self._m(model)}/versions", raw=raw, content_type=f"multipart/form-data; boundary={boundary}"
+            )
+        )
+
+    def retrain(self, model: str, **params: Any) -> dict[str, Any]:
+        return dict(self.request("POST", f"{self._m(model)}/retrain", params))
+
+    def wait_for_job(self, job: str, *, timeout: float = 600, interval: float = 0.5) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.job(job)
+            if state["state"] in ("succeeded", "failed") or time.monotonic() > deadline:
+                return state
+            time.sleep(interval)

@@ -1,0 +1,81 @@
+"""The retraining job's entry point (``python -m core.retrain``; scripts/retrain.py wraps it):
+train, evaluate on a held-out split, publish, and deploy as the policy says.
+
+Prints one JSON object (model, version, metrics, deployed, reason) as its last line;
+exit 1 on error. With ``--job-file`` it records progress and the outcome there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+from core.errors import ModelswapError
+from core.jobs import FAILED, RUNNING, SUCCEEDED, update_job
+from core.settings import Settings
+from core.store import Store
+from core.training import DATASETS, ESTIMATORS, retrain
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="retrain", description="train, evaluate, publish, optionally deploy")
+    parser.add_argument("model")
+    parser.add_argument("--root", help="store root (default: MODELSWAP_ROOT or ./models)")
+    parser.add_argument("--dataset", default="iris", help="|".join(DATASETS) + "|csv:PATH")
+    parser.add_argument("--target", help="target column of a csv dataset")
+    parser.add_argument("--estimator", default="logreg", help="|".join(ESTIMATORS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--job-file", type=Path, help=argparse.SUPPRESS)
+    policy = parser.add_mutually_exclusive_group()
+    policy.add_argument("--deploy", action="store_true")
+    policy.add_argument("--deploy-if-better", metavar="METRIC")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    job = args.job_file
+
+    def progress(step: str) -> None:
+        print(f"progress: {step}", flush=True)
+        if job is not None:
+            update_job(job, progress=step)
+
+    if job is not None:
+        update_job(job, state=RUNNING, pid=os.getpid(), host=socket.gethostname(), progress="starting")
+    try:
+        settings = Settings.from_env(os.environ)
+        root = Path(args.root) if args.root else settings.root
+        store = Store(root, lock_timeout=settings.lock_timeout, strict_versions=settings.strict_versions)
+        outcome = retrain(
+            store,
+            args.model,
+            dataset=args.dataset,
+            target=args.target,
+            estimator=args.estimator,
+            deploy=args.deploy,
+            deploy_if_better=args.deploy_if_better,
+            actor=os.environ.get("MODELSWAP_ACTOR") or f"retrain:{socket.gethostname()}",
+            seed=args.seed,
+            progress=progress,
+        )
+    except ModelswapError as exc:
+        print(f"error: {exc.message}", file=sys.stderr, flush=True)
+        if job is not None:
+            update_job(job, state=FAILED, error=exc.message, progress="failed")
+        return 1
+    except Exception as exc:  # the job must record its failure, whatever it was
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        if job is not None:
+            update_job(job, state=FAILED, error=f"{type(exc).__name__}: {exc}", progress="failed")
+        raise
+    if job is not None:
+        update_job(job, state=SUCCEEDED, result=outcome.to_dict(), progress="done")
+    print(json.dumps(outcome.to_dict()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
