@@ -40,6 +40,34 @@ DEPLOY_REQUEST = {
     "properties": {"version": {"type": "string"}, "reason": {"type": "string"}},
     "required": ["version"],
 }
+CANARY_REQUEST = {
+    "type": "object",
+    "properties": {
+        "version": {"type": "string"},
+        "fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "guard": {
+            "type": "object",
+            "properties": {"max_error_rate": {"type": "number"}, "min_requests": {"type": "integer"}},
+        },
+        "reason": {"type": "string"},
+    },
+    "required": ["version", "fraction"],
+}
+RETRAIN_REQUEST = {
+    "type": "object",
+    "properties": {
+        "dataset": {"enum": ["iris", "wine", "breast_cancer", "digits"]},
+        "estimator": {"enum": ["logreg", "random_forest", "gradient_boosting", "knn", "decision_tree"]},
+        "deploy": {"type": "boolean"},
+        "deploy_if_better": {"type": "string"},
+        "seed": {"type": "integer"},
+    },
+}
+GC_REQUEST = {
+    "type": "object",
+    "properties": {"keep": {"type": "integer", "minimum": 0}, "dry_run": {"type": "boolean"}},
+    "required": ["keep"],
+}
 ROLLBACK_REQUEST = {"type": "object", "properties": {"to": {"type": "string"}, "reason": {"type": "string"}}}
 MODEL = {
     "name": "model",
@@ -53,6 +81,7 @@ VERSION = {
     "required": True,
     "schema": {"type": "string", "pattern": r"^\d{8}-\d{6}-[0-9a-f]{6}$"},
 }
+JOB = {"name": "job", "in": "path", "required": True, "schema": VERSION["schema"]}
 
 # path, method, summary, admin?, request schema, response schema
 ROUTES: list[tuple[str, str, str, bool, dict[str, Any] | None, dict[str, Any] | None]] = [
@@ -83,6 +112,28 @@ ROUTES: list[tuple[str, str, str, bool, dict[str, Any] | None, dict[str, Any] | 
         TRANSITION,
     ),
     ("/v1/models/{model}/reload", "post", "Re-read `current` now", True, None, None),
+    ("/v1/models/{model}/canary", "get", "Canary config and this process's per-variant counts", False, None, None),
+    (
+        "/v1/models/{model}/canary",
+        "post",
+        "Start or update a canary (validated like a deploy)",
+        True,
+        CANARY_REQUEST,
+        None,
+    ),
+    ("/v1/models/{model}/canary", "delete", "Stop the canary", True, None, None),
+    ("/v1/models/{model}/canary/promote", "post", "Make the canary live and end the test", True, None, TRANSITION),
+    (
+        "/v1/models/{model}/versions",
+        "post",
+        "Upload a version (multipart: model, metrics, tags, example, description)",
+        True,
+        None,
+        None,
+    ),
+    ("/v1/models/{model}/gc", "post", "Delete all but the newest N versions", True, GC_REQUEST, None),
+    ("/v1/models/{model}/retrain", "post", "Start a retraining job (202)", True, RETRAIN_REQUEST, None),
+    ("/v1/jobs/{job}", "get", "Job state, progress, log tail, resulting version", False, None, None),
     ("/healthz", "get", "Liveness", False, None, None),
     ("/readyz", "get", "Readiness: every served model has a loaded version", False, None, None),
     ("/metrics", "get", "Prometheus exposition", False, None, None),
@@ -92,7 +143,7 @@ ROUTES: list[tuple[str, str, str, bool, dict[str, Any] | None, dict[str, Any] | 
 def _operation(
     path: str, summary: str, admin: bool, request: dict[str, Any] | None, response: dict[str, Any] | None
 ) -> dict[str, Any]:
-    params = [p for p, key in ((MODEL, "{model}"), (VERSION, "{version}")) if key in path]
+    params = [p for p, key in ((MODEL, "{model}"), (VERSION, "{version}"), (JOB, "{job}")) if key in path]
     op: dict[str, Any] = {
         "summary": summary,
         "parameters": params,
