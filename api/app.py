@@ -73,19 +73,14 @@ def create_app(
             strict_versions=settings.strict_versions,
         )
     if store is None:
-        store = Store(
-            settings.root,
-            lock_timeout=settings.lock_timeout,
-            strict_versions=settings.strict_versions,
-            validator=serving.validator,
-        )
+        store = Store.from_settings(settings, validator=serving.validator)
     state = AppState(
         settings=settings,
         store=store,
         serving=serving,
         metrics=metrics,
         token=configured_token(settings),
-        jobs=Jobs(settings.root, lock_timeout=settings.lock_timeout),
+        jobs=Jobs(settings.root, lock=store.lock_policy),
     )
 
     @asynccontextmanager

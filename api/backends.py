@@ -50,7 +50,7 @@ def backend_for(settings: Settings) -> Backend:
 class Local:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store = Store(settings.root, lock_timeout=settings.lock_timeout, strict_versions=settings.strict_versions)
+        self.store = Store.from_settings(settings)
         self.actor = default_actor()
 
     def models(self) -> list[dict[str, Any]]:

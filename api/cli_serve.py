@@ -45,7 +45,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> Result:
     from core.store import Store
     from core.training import retrain
 
-    store = Store(settings.root, lock_timeout=settings.lock_timeout)
+    store = Store.from_settings(settings)
     if not store.models():
         print(f"creating a demo store in {settings.root} ...", flush=True)
         actor = default_actor()

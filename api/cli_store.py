@@ -172,7 +172,7 @@ def cmd_canary(args: argparse.Namespace, settings: Settings) -> Result:
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
     if settings.url:
         raise InvalidInput("verify works on the store directly: run it where the volume is mounted, without --url")
-    store = Store(settings.root, lock_timeout=settings.lock_timeout, strict_versions=settings.strict_versions)
+    store = Store.from_settings(settings)
     models = [args.model] if args.model else None
     report = verify_store(store, models, repair=args.repair)
     if not report.problems:

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import filelock
 import orjson
 
 from core.clock import iso, utcnow
-from core.errors import Conflict, InvalidInput, JobNotFound, StoreBusy
+from core.errors import Conflict, InvalidInput, JobNotFound
 from core.fsio import atomic_write_json
 from core.ids import VERSION_ID_RE, new_version_id, validate_model_name
 from core.layout import JOBS_DIR
+from core.locking import LockPolicy, hold
 from core.training import DATASETS, ESTIMATORS
 
 logger = logging.getLogger(__name__)
@@ -101,10 +101,10 @@ class RetrainRequest:
 class Jobs:
     """Retrain jobs of one store. One active retrain per model, across processes and pods."""
 
-    def __init__(self, root: Path, *, lock_timeout: float = 10.0) -> None:
+    def __init__(self, root: Path, *, lock: LockPolicy | None = None) -> None:
         self.root = Path(root)
         self.dir = self.root / JOBS_DIR
-        self.lock_timeout = lock_timeout
+        self.lock = lock or LockPolicy()
 
     def path(self, job: str) -> Path:
         return self.dir / f"{validate_job_id(job)}.json"
@@ -112,12 +112,7 @@ class Jobs:
     def start(self, params: RetrainRequest, actor: str) -> Job:
         """Create the job (queued) and start its process; Conflict if one runs for the model."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(self.dir / f"{params.model}.lock", timeout=self.lock_timeout, preserve_lock_file=True)
-        try:
-            lock.acquire()
-        except filelock.Timeout as exc:
-            raise StoreBusy(f"another request is starting a retrain of {params.model}; try again") from exc
-        try:
+        with hold(self.dir / f"{params.model}.lock", self.lock):
             for other in self.of_model(params.model):
                 if other["state"] in ACTIVE:
                     raise Conflict(f"retrain job {other['id']} of {params.model} is still {other['state']}")
@@ -145,12 +140,12 @@ class Jobs:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,  # the job outlives a worker restart
-                    cwd=Path(__file__).resolve().parent.parent,
                 )
+            except OSError as exc:
+                update_job(self.path(job_id), state=FAILED, error=f"could not start the job: {exc}")
+                raise
             finally:
                 log.close()
-        finally:
-            lock.release()
         threading.Thread(target=proc.wait, name=f"reap-{job_id}", daemon=True).start()
         logger.info("retrain job %s of %s started (pid %d)", job_id, params.model, proc.pid)
         return Job(job_id, params.model)

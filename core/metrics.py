@@ -103,10 +103,16 @@ def render(registry: CollectorRegistry, multiproc_dir: Path | None) -> bytes:
 
 
 def reset_multiproc_dir(path: Path) -> None:
-    """Empty the metrics directory before workers start (stale files would be counted)."""
-    if path.is_dir():
-        shutil.rmtree(path)
+    """Empty the metrics directory before workers start (stale files would be counted).
+
+    Only its contents go: the directory itself is often a mount point (an emptyDir).
+    """
     path.mkdir(parents=True, exist_ok=True)
+    for entry in path.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 _LIVE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db$")

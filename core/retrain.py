@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env(os.environ)
         root = Path(args.root) if args.root else settings.root
-        store = Store(root, lock_timeout=settings.lock_timeout, strict_versions=settings.strict_versions)
+        store = Store.from_settings(settings.with_root(root))
         outcome = retrain(
             store,
             args.model,

@@ -16,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import filelock
 import orjson
 
 from core import registry as reg
@@ -26,7 +25,6 @@ from core.errors import (
     InvalidInput,
     ModelNotFound,
     NothingToRollBack,
-    StoreBusy,
     ValidationFailed,
     VersionIsLive,
     VersionNotFound,
@@ -35,9 +33,11 @@ from core.fsio import atomic_symlink, fsync_dir, read_json_file, read_link
 from core.ids import is_version_id, new_version_id, validate_model_name, validate_version_id
 from core.layout import METRICS_FILE, TRASH_PREFIX, ModelPaths, model_paths, version_from_link_target
 from core.loader import load_version
+from core.locking import LockPolicy, hold
 from core.manifest import Manifest
 from core.outcomes import GcPlan, ModelStatus, Transition
 from core.publish import stage_version
+from core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +53,15 @@ class Store:
         root: Path,
         *,
         lock_timeout: float = 30.0,
+        lock_kind: str = "flock",
+        lock_stale_after: float = 60.0,
         strict_versions: bool = False,
         clock: Callable[[], datetime] = utcnow,
         rand: Callable[[int], str] = secrets.token_hex,
         validator: Validator | None = None,
     ) -> None:
         self.root = Path(root)
-        self.lock_timeout = lock_timeout
+        self.lock_policy = LockPolicy(lock_kind, lock_timeout, lock_stale_after)
         self.strict_versions = strict_versions
         self.clock = clock
         self.rand = rand
@@ -67,6 +69,16 @@ class Store:
         # (path, inode, mtime_ns, size) -> parsed registry. versions.json is only ever
         # replaced by rename, so a changed file always has a new stat key.
         self._registry_cache: dict[Path, tuple[tuple[int, int, int], reg.Registry]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Store:
+        options: dict[str, Any] = {
+            "lock_timeout": settings.lock_timeout,
+            "lock_kind": settings.lock_kind,
+            "lock_stale_after": settings.lock_stale_after,
+            "strict_versions": settings.strict_versions,
+        }
+        return cls(settings.root, **{**options, **overrides})
 
     # -- reads (no lock) ------------------------------------------------------
     def paths(self, model: str) -> ModelPaths:
@@ -172,18 +184,11 @@ class Store:
     # -- locking ----------------------------------------------------------------
     @contextmanager
     def locked(self, model: str) -> Iterator[ModelPaths]:
-        """Hold the model's writer lock (``.lock``, an flock) for the block."""
+        """Hold the model's writer lock (see core.locking) for the block."""
         paths = self.paths(model)
         paths.dir.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(paths.lock, timeout=self.lock_timeout, preserve_lock_file=True)
-        try:
-            lock.acquire()
-        except filelock.Timeout as exc:
-            raise StoreBusy(f"another writer holds {paths.lock} (waited {self.lock_timeout:g}s); try again") from exc
-        try:
+        with hold(paths.lock, self.lock_policy):
             yield paths
-        finally:
-            lock.release()
 
     # -- publish ----------------------------------------------------------------
     def publish(

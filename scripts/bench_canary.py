@@ -85,8 +85,11 @@ def main() -> None:
                 time.sleep(0.005)
             other = time.monotonic()
             assert trip is not None
-            print(f"guard (min_requests 50, max rate 0.1): abtest.json removed {1000 * (gone - trip):.0f} ms after the "
-                  f"tripping request; the other server all-stable after {1000 * (other - trip):.0f} ms (poll 1.0 s, inotify on)")  # fmt: skip
+            print(
+                f"guard (min_requests 50, max rate 0.1): abtest.json removed {1000 * (gone - trip):.0f} ms after "
+                f"the tripping request; the other server all-stable after {1000 * (other - trip):.0f} ms "
+                "(poll 1.0 s, inotify on)"
+            )
             deadline = time.monotonic() + 5
             while store.registry("iris").history()[-1].action != "canary_abort" and time.monotonic() < deadline:
                 time.sleep(0.01)  # abtest.json goes first, the history entry right after

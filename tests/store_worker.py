@@ -6,6 +6,7 @@ python -m tests.store_worker ROOT MODEL_FILE publish N     # publish and deploy 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ ROW = [[6.0, 2.9, 4.5, 1.5]]
 
 def main() -> None:
     root, model_file, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-    store = Store(root, lock_timeout=60)
+    store = Store(root, lock_timeout=60, lock_kind=os.environ.get("MODELSWAP_LOCK", "flock"))
     joblib.load(model_file)  # pay the scikit-learn import before saying ready
     print("ready", flush=True)
     if mode == "churn":

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from core import registry as reg
 from core.fsio import read_link
 from core.ids import is_version_id
@@ -22,10 +24,11 @@ from tests.conftest import ROOT
 KILLS = 25
 
 
-def start_worker(root: Path, model_file: Path, *args: str) -> subprocess.Popen[str]:
+def start_worker(root: Path, model_file: Path, *args: str, lock: str = "flock") -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.store_worker", str(root), str(model_file), *args],
         cwd=ROOT,
+        env={**os.environ, "MODELSWAP_LOCK": lock},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -68,10 +71,11 @@ def test_kill_9_at_random_instants_never_leaves_a_partial_or_dangling_store(tmp_
     assert sum(e.action == reg.DEPLOY for e in history) >= KILLS  # the workers really worked
 
 
-def test_concurrent_writers_lose_no_registry_update(tmp_path: Path, iris_file: Path) -> None:
+@pytest.mark.parametrize("lock", ["flock", "soft"])
+def test_concurrent_writers_lose_no_registry_update(tmp_path: Path, iris_file: Path, lock: str) -> None:
     root = tmp_path / "models"
     workers, each = 4, 5
-    procs = [start_worker(root, iris_file, "publish", str(each), str(i)) for i in range(workers)]
+    procs = [start_worker(root, iris_file, "publish", str(each), str(i), lock=lock) for i in range(workers)]
     published: list[str] = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)
