@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from api import admin, canary, ops, predict, reads, workflows
+from api import admin, canary, mlflow, ops, predict, reads, v2, workflows
 from api.auth import configured_token
 from api.errors import HANDLERS
 from api.logs import configure_logging
@@ -47,6 +47,20 @@ ROUTES = [
     Route("/v1/models/{model}/gc", workflows.gc, methods=["POST"]),
     Route("/v1/models/{model}/retrain", workflows.retrain, methods=["POST"]),
     Route("/v1/jobs/{job}", workflows.get_job, methods=["GET"]),
+    # Open Inference Protocol v2
+    Route("/v2", v2.server_metadata, methods=["GET"]),
+    Route("/v2/health/live", v2.live, methods=["GET"]),
+    Route("/v2/health/ready", v2.ready, methods=["GET"]),
+    Route("/v2/models/{model}", v2.model_metadata, methods=["GET"]),
+    Route("/v2/models/{model}/ready", v2.model_ready, methods=["GET"]),
+    Route("/v2/models/{model}/infer", v2.infer, methods=["POST"]),
+    Route("/v2/models/{model}/versions/{version}", v2.model_metadata, methods=["GET"]),
+    Route("/v2/models/{model}/versions/{version}/ready", v2.model_ready, methods=["GET"]),
+    Route("/v2/models/{model}/versions/{version}/infer", v2.infer, methods=["POST"]),
+    # MLflow scoring protocol (default model)
+    Route("/ping", mlflow.ping, methods=["GET"]),
+    Route("/version", mlflow.version_text, methods=["GET"]),
+    Route("/invocations", mlflow.invocations, methods=["POST"]),
     Route("/healthz", ops.healthz, methods=["GET"]),
     Route("/readyz", ops.readyz, methods=["GET"]),
     Route("/metrics", ops.metrics, methods=["GET"]),

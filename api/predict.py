@@ -76,7 +76,14 @@ async def _predict(request: Request, state: AppState, model: str, version: str |
 
 
 async def run_snapshot(state: AppState, snap: Snapshot, X: np.ndarray, method: str, start: float) -> Any:
-    """Predict with one snapshot, count it, log it; PredictionFailed if the model raises."""
+    """Predict with one snapshot, count it, log it; PredictionFailed if the model raises.
+    Returns a JSON-ready list."""
+    result = await predict_array(state, snap, X, method, start)
+    return result.tolist() if isinstance(result, np.ndarray) else list(result)
+
+
+async def predict_array(state: AppState, snap: Snapshot, X: np.ndarray, method: str, start: float) -> Any:
+    """As run_snapshot, returning what the estimator returned (usually an ndarray)."""
     check_width(X, snap.n_features, snap.model, snap.version)
     fn = snap.methods.get(method)
     if fn is None:
@@ -107,4 +114,4 @@ async def run_snapshot(state: AppState, snap: Snapshot, X: np.ndarray, method: s
             len(X),
             elapsed * 1000,
         )
-    return result.tolist() if isinstance(result, np.ndarray) else list(result)
+    return result

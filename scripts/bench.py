@@ -180,15 +180,21 @@ def main() -> None:
         with process(ceiling_cmd, {"BENCH_MODEL": str(model_file)}, f"http://127.0.0.1:{port}/predict") as _:
             ceiling = wrk(f"http://127.0.0.1:{port}/predict", args.conc, args.duration, lua)
         port = free_port()
+        lua_v2 = tmp / "post_v2.lua"
+        lua_v2.write_text(
+            WRK_LUA % json.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": ROW}]})
+        )
         with modelswap(root, port):
             ours = wrk(f"http://127.0.0.1:{port}/v1/models/iris/predict", args.conc, args.duration, lua)
+            v2 = wrk(f"http://127.0.0.1:{port}/v2/models/iris/infer", args.conc, args.duration, lua_v2)
         print(f"predict, 1 worker, 1-row requests, concurrency {args.conc}, {args.duration:g}s (wrk):")
         print(f"  {'':12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-        for name, r in (("ceiling", ceiling), ("modelswap", ours)):
+        for name, r in (("ceiling", ceiling), ("modelswap", ours), ("modelswap v2", v2)):
             print(
                 f"  {name:12} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors'] + r['non2xx']:>7}"
             )
         print(f"  ratio modelswap / ceiling: {ours['rps'] / ceiling['rps']:.2f}")
+        print(f"  ratio v2 (Open Inference Protocol) / native route: {v2['rps'] / ours['rps']:.2f}")
 
         # 2. deploy on the filesystem -> every process serving it
         port = free_port()
