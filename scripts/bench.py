@@ -159,6 +159,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--conc", type=int, default=16)
     parser.add_argument("--swaps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed for the load: apt-get install -y wrk")
@@ -171,30 +172,52 @@ def main() -> None:
         lua.write_text(WRK_LUA % json.dumps({"instances": [ROW]}))
         store = Store(root)
 
-        # 1. throughput and latency, ceiling vs modelswap, same loop and parser
-        port = free_port()
+        # 1. throughput and latency: ceiling, native route, v2 route; interleaved rounds, medians
+        port, ms_port = free_port(), free_port()
         ceiling_cmd = [
             sys.executable, "-m", "uvicorn", "ceiling_app:app", "--app-dir", str(HERE), "--host", "127.0.0.1",
             "--port", str(port), "--loop", "asyncio", "--http", "httptools", "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
-        with process(ceiling_cmd, {"BENCH_MODEL": str(model_file)}, f"http://127.0.0.1:{port}/predict") as _:
-            ceiling = wrk(f"http://127.0.0.1:{port}/predict", args.conc, args.duration, lua)
-        port = free_port()
         lua_v2 = tmp / "post_v2.lua"
         lua_v2.write_text(
             WRK_LUA % json.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": ROW}]})
         )
-        with modelswap(root, port):
-            ours = wrk(f"http://127.0.0.1:{port}/v1/models/iris/predict", args.conc, args.duration, lua)
-            v2 = wrk(f"http://127.0.0.1:{port}/v2/models/iris/infer", args.conc, args.duration, lua_v2)
-        print(f"predict, 1 worker, 1-row requests, concurrency {args.conc}, {args.duration:g}s (wrk):")
-        print(f"  {'':12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-        for name, r in (("ceiling", ceiling), ("modelswap", ours), ("modelswap v2", v2)):
+        targets = {
+            "ceiling": (f"http://127.0.0.1:{port}/predict", lua),
+            "modelswap": (f"http://127.0.0.1:{ms_port}/v1/models/iris/predict", lua),
+            "modelswap v2": (f"http://127.0.0.1:{ms_port}/v2/models/iris/infer", lua_v2),
+        }
+        runs: dict[str, list[dict]] = {name: [] for name in targets}
+        with (
+            process(ceiling_cmd, {"BENCH_MODEL": str(model_file)}, f"http://127.0.0.1:{port}/predict"),
+            modelswap(root, ms_port),
+        ):
+            for round_ in range(args.rounds):
+                order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
+                for name in order:
+                    runs[name].append(wrk(targets[name][0], args.conc, args.duration, targets[name][1]))
+        med = {
+            name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms")}
+            for name, rs in runs.items()
+        }
+        errors = {name: sum(r["errors"] + r["non2xx"] for r in rs) for name, rs in runs.items()}
+        print(
+            f"predict, 1 worker, 1-row requests, concurrency {args.conc}, {args.rounds} interleaved rounds of {args.duration}s (wrk), medians:"
+        )
+        print(f"  {'':14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}   req/s per round")
+        for name, m in med.items():
+            per_round = " / ".join(f"{r['rps']:.0f}" for r in runs[name])
             print(
-                f"  {name:12} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors'] + r['non2xx']:>7}"
+                f"  {name:14} {m['rps']:>9.0f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {errors[name]:>7}   {per_round}"
             )
-        print(f"  ratio modelswap / ceiling: {ours['rps'] / ceiling['rps']:.2f}")
-        print(f"  ratio v2 (Open Inference Protocol) / native route: {v2['rps'] / ours['rps']:.2f}")
+        ratios = [o["rps"] / c["rps"] for o, c in zip(runs["modelswap"], runs["ceiling"], strict=True)]
+        v2_ratios = [v["rps"] / o["rps"] for v, o in zip(runs["modelswap v2"], runs["modelswap"], strict=True)]
+        print(
+            f"  ratio modelswap / ceiling per round: {' / '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f})"
+        )
+        print(
+            f"  ratio v2 / native route per round: {' / '.join(f'{r:.2f}' for r in v2_ratios)} (median {statistics.median(v2_ratios):.2f})"
+        )
 
         # 2. deploy on the filesystem -> every process serving it
         port = free_port()
