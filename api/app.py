@@ -17,6 +17,7 @@ from api.auth import configured_token
 from api.errors import HANDLERS
 from api.logs import configure_logging
 from api.state import AppState
+from core.batching import BatchPool
 from core.jobs import Jobs
 from core.metrics import Metrics, forget_dead_processes
 from core.serving import Serving
@@ -96,6 +97,11 @@ def create_app(
         metrics=metrics,
         token=configured_token(settings),
         jobs=Jobs(settings.root, lock=store.lock_policy),
+        batching=BatchPool(
+            max_rows=settings.batch_max_rows,
+            wait_s=settings.batch_wait_ms / 1000,
+            observe=lambda requests, rows: metrics.batch_requests.observe(requests),
+        ),
     )
 
     @asynccontextmanager

@@ -20,9 +20,6 @@ from core.serving import Snapshot
 
 logger = logging.getLogger("modelswap.predict")
 
-# Above this many rows, predict in a worker thread so the event loop keeps serving.
-INLINE_ROWS = 256
-
 
 def _state(request: Request) -> AppState:
     state: AppState = request.app.state.modelswap
@@ -89,7 +86,7 @@ async def predict_array(state: AppState, snap: Snapshot, X: np.ndarray, method: 
     if fn is None:
         raise InvalidInput(f"{snap.model} {snap.version} does not support {method!r}")
     try:
-        result = fn(X) if len(X) <= INLINE_ROWS else await run_in_threadpool(fn, X)
+        result = await state.batching.batcher(snap, method, fn).submit(X)
     except Exception as exc:  # the model's own code failed on valid input
         state.metrics.predictions.labels(snap.model, snap.version, snap.variant, "error").inc()
         logger.warning(

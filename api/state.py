@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from core import registry as reg
+from core.batching import BatchPool
 from core.canary import CanaryConfig, Guard, read_canary
 from core.canary_store import promote_canary, start_canary, stop_canary
 from core.errors import Conflict, ModelswapError
@@ -35,6 +36,7 @@ class AppState:
     token: str | None
     jobs: Jobs
     started_at: float = field(default_factory=time.time)
+    batching: BatchPool = field(default_factory=lambda: BatchPool(max_rows=256, wait_s=0.0))
     watcher: Watcher | None = None
     heartbeat: Ticker | None = None
 

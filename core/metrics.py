@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -82,6 +83,14 @@ class Metrics:
             namespace=ns,
             registry=registry,
             multiprocess_mode="livemax",
+        )
+
+        self.batch_requests = Histogram(
+            "batch_requests",
+            "Requests answered by one predict call (micro-batching)",
+            namespace=ns,
+            registry=registry,
+            buckets=BATCH_BUCKETS,
         )
 
     def set_serving(self, model: str, variant: str, old: str | None, new: str | None) -> None:

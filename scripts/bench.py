@@ -149,6 +149,29 @@ def fleet_lags(base: str, version: str, expected: int, timeout: float = 10) -> l
     raise RuntimeError(f"fleet did not converge on {version}: {fleet}")
 
 
+def batch_histogram(metrics_url: str) -> str:
+    """How many requests each predict call answered, from the server's /metrics."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    cumulative = []
+    for line in lines:
+        if line.startswith("modelswap_batch_requests_bucket"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            cumulative.append((float(le), float(line.rsplit(" ", 1)[1])))
+    cumulative.sort()
+    calls = cumulative[-1][1] if cumulative else 0.0
+    if not calls:
+        return "no predict calls"
+    answered = next(float(x.rsplit(" ", 1)[1]) for x in lines if x.startswith("modelswap_batch_requests_sum"))
+    parts, below, low = [], 0.0, 1
+    for le, count in cumulative:
+        if count > below:
+            label = str(low) if le == low else (f"{low}+" if le == float("inf") else f"{low}-{int(le)}")
+            parts.append(f"{label}: {(count - below) / calls:.0%}")
+        below, low = count, int(le) + 1 if le != float("inf") else low
+    return ", ".join(parts) + f"; mean {answered / calls:.1f} over {int(calls)} calls"
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
@@ -196,6 +219,8 @@ def main() -> None:
                 order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
                 for name in order:
                     runs[name].append(wrk(targets[name][0], args.conc, args.duration, targets[name][1]))
+            histogram = batch_histogram(f"http://127.0.0.1:{ms_port}/metrics")
+            lone = {name: wrk(targets[name][0], 1, args.duration, lua) for name in ("ceiling", "modelswap")}
         med = {
             name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms")}
             for name, rs in runs.items()
@@ -217,6 +242,12 @@ def main() -> None:
         )
         print(
             f"  ratio v2 / native route per round: {' / '.join(f'{r:.2f}' for r in v2_ratios)} (median {statistics.median(v2_ratios):.2f})"
+        )
+        print(f"  requests answered per predict call (micro-batching, runs above): {histogram}")
+        gap = lone["modelswap"]["p50_ms"] - lone["ceiling"]["p50_ms"]
+        print(
+            f"concurrency 1: p50 ceiling {lone['ceiling']['p50_ms']:.3f} ms, modelswap {lone['modelswap']['p50_ms']:.3f} ms "
+            f"({gap:+.3f} ms); req/s {lone['ceiling']['rps']:.0f} vs {lone['modelswap']['rps']:.0f}"
         )
 
         # 2. deploy on the filesystem -> every process serving it

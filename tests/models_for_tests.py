@@ -26,3 +26,30 @@ class RaisesAfterWarmup:
         if (X[:, 0] < 0).any():
             raise RuntimeError("negative input")
         return np.zeros(len(X), dtype=np.int64)
+
+
+class Constant:
+    """Predicts ``value`` for every row: tells which version answered a batched request."""
+
+    n_features_in_ = 4
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def predict(self, X: Any) -> Any:
+        return np.full(len(np.asarray(X)), self.value, dtype=np.int64)
+
+
+class RowSum:
+    """Predicts each row's sum: any mix-up of rows between requests shows."""
+
+    n_features_in_ = 4
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict(self, X: Any) -> Any:
+        X = np.asarray(X)
+        if (X[:, 0] < 0).any():
+            raise RuntimeError("negative input")
+        return X.sum(axis=1)
