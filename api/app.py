@@ -3,6 +3,7 @@ starts and stops the watcher and heartbeat threads."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import warnings
 from collections.abc import AsyncIterator
@@ -109,6 +110,11 @@ def create_app(
         if settings.multiproc_dir is not None:
             forget_dead_processes(settings.multiproc_dir)
         state.start()
+        # Move everything imported so far (scikit-learn, numpy, starlette: hundreds of
+        # thousands of objects) out of the collector's reach: otherwise every full
+        # collection walks them all, a pause of tens of ms that lands in the p99.
+        gc.collect()
+        gc.freeze()
         logger.info("serving %s from %s", ", ".join(serving.slots) or "no models", settings.root)
         try:
             yield
