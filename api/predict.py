@@ -88,7 +88,7 @@ async def predict_array(state: AppState, snap: Snapshot, X: np.ndarray, method: 
     try:
         result = await state.batching.batcher(snap, method, fn).submit(X)
     except Exception as exc:  # the model's own code failed on valid input
-        state.metrics.predictions.labels(snap.model, snap.version, snap.variant, "error").inc()
+        state.metrics.prediction(snap.model, snap.version, snap.variant, "error", None)
         logger.warning(
             "predict failed model=%s version=%s variant=%s rows=%d: %s: %s",
             snap.model,
@@ -100,8 +100,7 @@ async def predict_array(state: AppState, snap: Snapshot, X: np.ndarray, method: 
         )
         raise PredictionFailed(f"{snap.model} {snap.version} failed to predict: {type(exc).__name__}") from exc
     elapsed = time.perf_counter() - start
-    state.metrics.predictions.labels(snap.model, snap.version, snap.variant, "success").inc()
-    state.metrics.prediction_latency.labels(snap.model, snap.variant).observe(elapsed)
+    state.metrics.prediction(snap.model, snap.version, snap.variant, "success", elapsed)
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
             "predict model=%s version=%s variant=%s rows=%d ms=%.2f",

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -30,6 +31,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
         ns = "modelswap"
         self.predictions = Counter(
             "predictions",
@@ -92,6 +94,21 @@ class Metrics:
             registry=registry,
             buckets=BATCH_BUCKETS,
         )
+
+    def prediction(self, model: str, version: str, variant: str, outcome: str, seconds: float | None) -> None:
+        """Count one prediction (and its latency). Label children are looked up once and
+        kept: ``labels()`` costs more than the increment itself on the hot path."""
+        key = (model, version, variant, outcome)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.predictions.labels(model, version, variant, outcome),
+                self.prediction_latency.labels(model, variant),
+            )
+            self._children[key] = children
+        children[0].inc()
+        if seconds is not None:
+            children[1].observe(seconds)
 
     def set_serving(self, model: str, variant: str, old: str | None, new: str | None) -> None:
         if old is not None and old != new:
