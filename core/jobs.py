@@ -29,6 +29,7 @@ from core.fsio import atomic_write_json
 from core.ids import VERSION_ID_RE, new_version_id, validate_model_name
 from core.layout import JOBS_DIR
 from core.locking import LockPolicy, hold
+from core.processes import alive
 from core.training import DATASETS, ESTIMATORS
 
 logger = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ class Jobs:
         if job.get("state") in ACTIVE and job.get("host") == socket.gethostname():
             pid = job.get("pid")
             age = time.time() - float(job.get("updated", 0) or 0)
-            if (pid and not _alive(int(pid))) or (pid is None and age > 120):
+            if (pid and not alive(int(pid))) or (pid is None and age > 120):
                 job = {**job, "state": FAILED, "error": "the job process ended without reporting (killed?)"}
         return job
 
@@ -213,18 +214,3 @@ def update_job(path: Path, **changes: Any) -> None:
     except (FileNotFoundError, orjson.JSONDecodeError):
         data = {}
     atomic_write_json(path, {**data, **changes, "updated": time.time()})
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (exited, not yet reaped by its parent) counts as gone
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True

@@ -9,13 +9,14 @@ use ``livemax``/``livesum`` so a dead worker's gauges drop out once
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from core.processes import alive
 
 logger = logging.getLogger(__name__)
 
@@ -154,19 +155,9 @@ def forget_dead_processes(path: Path) -> list[int]:
     dead = set()
     for entry in path.glob("gauge_live*.db"):
         match = _LIVE_FILE.search(entry.name)
-        if match and not _alive(int(match.group(1))):
+        if match and not alive(int(match.group(1))):
             dead.add(int(match.group(1)))
     for pid in dead:
         multiprocess.mark_process_dead(pid, str(path))
         logger.info("removed the live metrics of dead worker %d", pid)
     return sorted(dead)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
