@@ -70,13 +70,14 @@ def atomic_write_json(path: Path, value: Any, *, durable: bool = True) -> None:
     atomic_write_bytes(path, dumps_json(value), durable=durable)
 
 
-def atomic_symlink(link: Path, target: str) -> None:
+def atomic_symlink(link: Path, target: str, *, durable: bool = True) -> None:
     """Point ``link`` at the relative ``target`` atomically (the Kubernetes ``..data`` swap).
 
     1. create a symlink with a unique temp name beside ``link``;
     2. ``os.replace`` it onto ``link`` (rename(2) replaces a symlink atomically:
        every reader resolves either the old or the new target, never nothing);
-    3. fsync the directory.
+    3. fsync the directory; ``durable=False`` leaves that to a caller that is about
+       to fsync the same directory anyway.
     Caller holds the store lock.
     """
     if os.path.isabs(target):
@@ -88,7 +89,8 @@ def atomic_symlink(link: Path, target: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(link.parent)  # 3
+    if durable:
+        fsync_dir(link.parent)  # 3
 
 
 def read_link(link: Path) -> str | None:
