@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from api import admin, canary, mlflow, ops, predict, reads, v2, workflows
@@ -109,6 +110,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.multiproc_dir is not None:
             forget_dead_processes(settings.multiproc_dir)
+        # Load what `current` names before uvicorn starts accepting: a worker that
+        # restarts inside a ready pod must not answer 503 while its model loads.
+        await run_in_threadpool(state.load_all)
         state.start()
         # Move everything imported so far (scikit-learn, numpy, starlette: hundreds of
         # thousands of objects) out of the collector's reach: otherwise every full

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -120,12 +119,6 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int) -> Non
     if workers == 1:
         uvicorn.Server(config).run()
         return
-    from uvicorn.supervisors import Multiprocess
+    from api.workers import run_workers
 
-    # uvicorn binds the shared socket with proto 0, and asyncio only sets TCP_NODELAY
-    # on sockets whose proto is IPPROTO_TCP: without this every small response of a
-    # multi-worker server waits ~40 ms for a delayed ACK. Accepted sockets inherit the
-    # option from the listening socket on Linux.
-    sock = config.bind_socket()
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    Multiprocess(config, sockets=[sock]).run()
+    run_workers(config, workers)

@@ -12,6 +12,7 @@ from api.auth import require_admin
 from api.responses import json_response
 from api.state import AppState
 from core.errors import VersionNotFound
+from core.fleet import process_id
 from core.ids import validate_model_name, validate_version_id
 from core.loader import sklearn_mismatch
 
@@ -42,7 +43,7 @@ async def get_model(request: Request) -> Response:
     def collect() -> dict[str, Any]:
         data = state.store.status(model).to_dict()
         slot = state.serving.slots.get(model)
-        data["this_process"] = {"served": slot is not None, **(slot.info() if slot else {})}
+        data["this_process"] = {"process": process_id(), "served": slot is not None, **(slot.info() if slot else {})}
         warnings = []
         if data["current"]:
             mismatch = sklearn_mismatch(state.store.manifest(model, data["current"]))

@@ -41,6 +41,11 @@ class AppState:
     heartbeat: Ticker | None = None
 
     # -- lifecycle (called from the lifespan) ---------------------------------------
+    def load_all(self) -> None:
+        """Load every served model's current version (and canary) now, in this thread."""
+        for slot in self.serving.slots.values():
+            slot.sync()
+
     def start(self) -> None:
         for slot in self.serving.slots.values():
             slot.on_guard_trip = self._guard_tripped

@@ -129,3 +129,32 @@ def test_metrics_are_aggregated_across_two_workers(store: tuple[Store, str, str]
         assert _counter(text, "modelswap_prediction_latency_seconds_count", model="iris", variant="stable") == sent
         assert re.search(rf'modelswap_serving_version_info{{model="iris",variant="stable",version="{a}"}} 1\.0', text)
         assert _counter(text, "modelswap_model_loads_total", model="iris", outcome="success") >= 2
+
+
+def test_a_killed_worker_is_replaced_and_both_workers_take_connections(store: tuple[Store, str, str]) -> None:
+    import os
+    import signal
+
+    st, a, _ = store
+    with serve(st.root, workers=2) as server:
+        assert wait_for(lambda: len(server.get_json("/v1/models/iris/fleet")["processes"]) == 2, 30)
+        # every connection lands on some worker's own SO_REUSEPORT socket: both get some
+        pids = set()
+        for _ in range(40):
+            with server.client() as fresh:
+                assert fresh.post("/v1/models/iris/predict", json=PREDICT).status_code == 200
+                pids.add(fresh.get("/v1/models/iris").json()["this_process"]["process"])
+        assert len(pids) == 2
+        victim = server.get_json("/v1/models/iris/fleet")["processes"][0]["pid"]
+        os.kill(victim, signal.SIGKILL)
+
+        def replaced() -> bool:
+            procs = server.get_json("/v1/models/iris/fleet")["processes"]
+            live = [p for p in procs if p["pid"] != victim]
+            return len(live) == 2
+
+        assert wait_for(replaced, 30)
+        for _ in range(20):
+            with server.client() as fresh:  # new connections reach the new worker too
+                r = fresh.post("/v1/models/iris/predict", json=PREDICT)
+                assert r.status_code == 200, r.text

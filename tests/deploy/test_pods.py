@@ -69,15 +69,20 @@ def test_three_pods_converge_on_a_cronjob_deploy_and_a_rollback_sent_to_one_reac
         rollback = clients[1].post("/v1/models/iris/rollback", headers={"Authorization": f"Bearer {TOKEN}"})
         assert rollback.status_code == 200 and rollback.json()["current"] == weak
         assert wait_for(lambda: versions() == {weak}, INTERVAL + 5)
-        status = subprocess.run(
-            [sys.executable, "-m", "api.cli", "status", "iris"],
-            cwd=ROOT,
-            env={**os.environ, "MODELSWAP_URL": pods[2].url, "MODELSWAP_ADMIN_TOKEN": TOKEN},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert status.returncode == 0 and f"3/3 processes on {weak}" in status.stdout, status.stdout
+
+        def status() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "api.cli", "status", "iris"],
+                cwd=ROOT,
+                env={**os.environ, "MODELSWAP_URL": pods[2].url, "MODELSWAP_ADMIN_TOKEN": TOKEN},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        # a pod swaps, then writes its heartbeat: the fleet view may trail a moment
+        shown = wait_for(lambda: (out := status()).returncode == 0 and f"3/3 processes on {weak}" in out.stdout, 10)
+        assert shown, status().stdout
         # each pod counts its own predictions in its own metrics dir
         for client in clients:
             text = client.get("/metrics").text
