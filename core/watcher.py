@@ -14,11 +14,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
-from core.layout import ABTEST_FILE, CURRENT_LINK
+from core.layout import ABTEST_FILE, CURRENT_LINK, TMP_MARK
 
 logger = logging.getLogger(__name__)
 
 WATCHED_NAMES = frozenset({CURRENT_LINK, ABTEST_FILE})
+RECHECKS = 5  # after a wake that found nothing: 5 looks, 10 ms apart
+RECHECK_PAUSE = 0.01
 
 
 class Syncable(Protocol):
@@ -49,7 +51,10 @@ class InotifyTrigger:
 
             def on_any_event(self, event: FileSystemEvent) -> None:
                 names = {Path(str(event.src_path)).name, Path(str(getattr(event, "dest_path", "") or "")).name}
-                if names & WATCHED_NAMES:
+                # The temp link a swap creates beside `current` counts too: watchdog holds a
+                # rename back for up to 0.5 s to pair its two halves, but the creation of
+                # `current.tmp-*` arrives at once, a moment before the rename.
+                if any(name.split(TMP_MARK, 1)[0] in WATCHED_NAMES for name in names if name):
                     wake(self.model)
 
         self._observer = Observer()
@@ -114,13 +119,20 @@ class Watcher:
 
     def _run(self, slot: Syncable, wake: threading.Event) -> None:
         timeout = None if self.mode == "off" else self.interval
+        woken = False
         while not self._stop.is_set():
             try:
-                if slot.sync() and self._on_change is not None:
+                changed = slot.sync()
+                if not changed and woken:
+                    # woken by the temp link of a swap still in flight: look again shortly
+                    for _ in range(RECHECKS):
+                        if self._stop.wait(RECHECK_PAUSE) or (changed := slot.sync()):
+                            break
+                if changed and self._on_change is not None:
                     self._on_change()
             except Exception:  # the sync thread must outlive any one bad change
                 logger.exception("sync of %s failed", slot.name)
-            wake.wait(timeout)
+            woken = wake.wait(timeout)
             wake.clear()
 
     def stop(self) -> None:
