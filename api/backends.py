@@ -17,7 +17,6 @@ from core.canary_store import promote_canary, start_canary, stop_canary
 from core.clock import default_actor
 from core.errors import ModelswapError
 from core.fleet import read_fleet
-from core.loader import sklearn_mismatch
 from core.settings import Settings
 from core.store import Store
 from core.training import retrain
@@ -63,11 +62,7 @@ class Local:
 
     def status(self, model: str) -> dict[str, Any]:
         data: dict[str, Any] = self.store.status(model).to_dict()
-        data["warnings"] = []
-        if data["current"]:
-            mismatch = sklearn_mismatch(self.store.manifest(model, data["current"]))
-            if mismatch:
-                data["warnings"].append(f"current {data['current']}: {mismatch}")
+        data["warnings"] = self.store.warnings(model, data["current"])
         fleet = read_fleet(self.store.paths(model), self.settings.poll_interval, data["current"])
         data["fleet"] = fleet.to_dict()
         return data

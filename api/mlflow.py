@@ -19,7 +19,7 @@ from api.predict import default_model, run_snapshot
 from api.responses import json_response
 from api.state import AppState
 from api.v2 import server_version
-from core.errors import InvalidInput, ModelswapError, PredictionFailed
+from core.errors import InvalidInput, ModelswapError
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 MLFLOW_CODES = {400: "BAD_REQUEST", 404: "RESOURCE_DOES_NOT_EXIST", 413: "BAD_REQUEST", 503: "SERVICE_UNAVAILABLE"}
@@ -47,7 +47,10 @@ def _ordered(columns: Sequence[str], rows: list[list[Any]], names: tuple[str, ..
     if missing:
         raise InvalidInput(f"missing column(s) {', '.join(missing)}; the model takes {', '.join(names)}")
     index = [list(columns).index(n) for n in names]
-    return [[row[i] for i in index] for row in rows]
+    try:
+        return [[row[i] for i in index] for row in rows]
+    except (TypeError, IndexError, KeyError) as exc:
+        raise InvalidInput(f"every row must be a list with one value per column ({exc})") from exc
 
 
 def parse_json(payload: Any, names: tuple[str, ...] | None) -> list[list[Any]]:
@@ -110,12 +113,7 @@ async def invocations(request: Request) -> Response:
         else:
             raise InvalidInput(f"unsupported content type {kind!r}: use application/json or text/csv")
         X = to_matrix(rows, state.settings.max_rows)
-        try:
-            predictions = await run_snapshot(state, snap, X, "predict", start)
-        except PredictionFailed:
-            slot.record(snap, ok=False)
-            raise
-        slot.record(snap, ok=True)
+        predictions = await run_snapshot(state, slot, snap, X, "predict", start)
     except ModelswapError as exc:
         status = status_for(exc)
         return json_response({"error_code": MLFLOW_CODES.get(status, "INTERNAL_ERROR"), "message": exc.message}, status)

@@ -16,7 +16,7 @@ from api.responses import json_response
 from api.state import AppState
 from core.errors import InvalidInput, ModelNotFound, PredictionFailed
 from core.ids import validate_model_name, validate_version_id
-from core.serving import Snapshot
+from core.serving import ModelSlot, Snapshot
 
 logger = logging.getLogger("modelswap.predict")
 
@@ -61,25 +61,25 @@ async def _predict(request: Request, state: AppState, model: str, version: str |
         snap = slot.route(request.headers.get("x-routing-key"))
     else:
         snap = await run_in_threadpool(slot.pinned, version)
-    try:
-        predictions = await run_snapshot(state, snap, X, method, start)
-    except PredictionFailed:
-        slot.record(snap, ok=False)
-        raise
-    slot.record(snap, ok=True)
+    predictions = await run_snapshot(state, slot, snap, X, method, start)
     headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant}
     body = {"model": model, "version": snap.version, "variant": snap.variant, "predictions": predictions}
     return json_response(body, headers=headers)
 
 
-async def run_snapshot(state: AppState, snap: Snapshot, X: np.ndarray, method: str, start: float) -> Any:
-    """Predict with one snapshot, count it, log it; PredictionFailed if the model raises.
+async def run_snapshot(
+    state: AppState, slot: ModelSlot, snap: Snapshot, X: np.ndarray, method: str, start: float
+) -> Any:
+    """Predict with one snapshot (batched), count it in metrics and in the slot's
+    per-variant stats (the canary guard), log it; PredictionFailed if the model raises.
     Returns a JSON-ready list."""
-    result = await predict_array(state, snap, X, method, start)
+    result = await predict_array(state, slot, snap, X, method, start)
     return result.tolist() if isinstance(result, np.ndarray) else list(result)
 
 
-async def predict_array(state: AppState, snap: Snapshot, X: np.ndarray, method: str, start: float) -> Any:
+async def predict_array(
+    state: AppState, slot: ModelSlot, snap: Snapshot, X: np.ndarray, method: str, start: float
+) -> Any:
     """As run_snapshot, returning what the estimator returned (usually an ndarray)."""
     check_width(X, snap.n_features, snap.model, snap.version)
     fn = snap.methods.get(method)
@@ -89,6 +89,7 @@ async def predict_array(state: AppState, snap: Snapshot, X: np.ndarray, method: 
         result = await state.batching.batcher(snap, method, fn).submit(X)
     except Exception as exc:  # the model's own code failed on valid input
         state.metrics.prediction(snap.model, snap.version, snap.variant, "error", None)
+        slot.record(snap, ok=False)
         logger.warning(
             "predict failed model=%s version=%s variant=%s rows=%d: %s: %s",
             snap.model,
@@ -101,6 +102,7 @@ async def predict_array(state: AppState, snap: Snapshot, X: np.ndarray, method: 
         raise PredictionFailed(f"{snap.model} {snap.version} failed to predict: {type(exc).__name__}") from exc
     elapsed = time.perf_counter() - start
     state.metrics.prediction(snap.model, snap.version, snap.variant, "success", elapsed)
+    slot.record(snap, ok=True)
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
             "predict model=%s version=%s variant=%s rows=%d ms=%.2f",

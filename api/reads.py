@@ -14,7 +14,6 @@ from api.state import AppState
 from core.errors import VersionNotFound
 from core.fleet import process_id
 from core.ids import validate_model_name, validate_version_id
-from core.loader import sklearn_mismatch
 
 
 def _reader(request: Request) -> AppState:
@@ -44,12 +43,7 @@ async def get_model(request: Request) -> Response:
         data = state.store.status(model).to_dict()
         slot = state.serving.slots.get(model)
         data["this_process"] = {"process": process_id(), "served": slot is not None, **(slot.info() if slot else {})}
-        warnings = []
-        if data["current"]:
-            mismatch = sklearn_mismatch(state.store.manifest(model, data["current"]))
-            if mismatch:
-                warnings.append(f"current {data['current']}: {mismatch}")
-        data["warnings"] = warnings
+        data["warnings"] = state.store.warnings(model, data["current"])
         return data
 
     return json_response(await run_in_threadpool(collect))

@@ -141,6 +141,8 @@ def _requested(payload: dict[str, Any]) -> list[tuple[str, bool]]:
         if name not in METHODS:
             raise InvalidInput(f"unknown output {name!r}: use one of {', '.join(METHODS)}")
         out_params = out.get("parameters") or {}
+        if not isinstance(out_params, dict):
+            raise InvalidInput(f"output {name!r}: 'parameters' must be an object")
         wanted.append((name, bool(out_params.get("binary_data", default_binary))))
     return wanted
 
@@ -159,20 +161,16 @@ async def infer(request: Request) -> Response:
     X, _ = decode_input(inputs[0], binary, 0, state.settings.max_rows)
     wanted = _requested(payload)
     snap = await _snapshot(request, slot, pinned)
-    try:
-        arrays = [np.asarray(await predict_array(state, snap, X, wanted[0][0], start))]
-        for name, _ in wanted[1:]:
-            fn = snap.methods.get(name)
-            if fn is None:
-                raise InvalidInput(f"{snap.model} {snap.version} does not support {name!r}")
-            try:
-                arrays.append(np.asarray(fn(X)))
-            except Exception as exc:  # the model's own code failed on valid input
-                raise PredictionFailed(f"{snap.model} {snap.version} failed in {name}: {type(exc).__name__}") from exc
-    except PredictionFailed:
-        slot.record(snap, ok=False)
-        raise
-    slot.record(snap, ok=True)
+    # the first output is the counted, batched prediction; further ones reuse the same rows
+    arrays = [np.asarray(await predict_array(state, slot, snap, X, wanted[0][0], start))]
+    for name, _ in wanted[1:]:
+        fn = snap.methods.get(name)
+        if fn is None:
+            raise InvalidInput(f"{snap.model} {snap.version} does not support {name!r}")
+        try:
+            arrays.append(np.asarray(fn(X)))
+        except Exception as exc:  # the model's own code failed on valid input
+            raise PredictionFailed(f"{snap.model} {snap.version} failed in {name}: {type(exc).__name__}") from exc
     tensors, raw = encode_outputs(
         [(name, arr, as_binary) for (name, as_binary), arr in zip(wanted, arrays, strict=True)]
     )

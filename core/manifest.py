@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from core.errors import ValidationFailed
+from core.errors import InvalidInput, ValidationFailed
 from core.layout import MANIFEST_FILE
 
 MANIFEST_FORMAT = 1
@@ -137,7 +137,11 @@ def describe_estimator(estimator: Any) -> tuple[str, int | None, tuple[str, ...]
 
 
 def example_rows(rows: Sequence[Sequence[Any]]) -> tuple[tuple[float, ...], ...]:
-    return tuple(tuple(float(v) for v in row) for row in list(rows)[:EXAMPLE_ROWS])
+    """The first few rows of an input example, as floats; InvalidInput if they are not numbers."""
+    try:
+        return tuple(tuple(float(v) for v in row) for row in list(rows)[:EXAMPLE_ROWS])
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"the input example must be rows of numbers, e.g. [[5.1, 3.5, 1.4, 0.2]] ({exc})") from exc
 
 
 def load_manifest(version_dir: Path) -> Manifest:

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from core import registry as reg
+from core.canary import read_canary
 from core.clock import default_actor, iso, utcnow
 from core.errors import (
     Conflict,
@@ -32,7 +33,7 @@ from core.errors import (
 from core.fsio import atomic_symlink, fsync_dir, read_json_file, read_link
 from core.ids import is_version_id, new_version_id, validate_model_name, validate_version_id
 from core.layout import METRICS_FILE, TRASH_PREFIX, ModelPaths, model_paths, version_from_link_target
-from core.loader import load_version
+from core.loader import load_version, sklearn_mismatch
 from core.locking import LockPolicy, hold
 from core.manifest import Manifest
 from core.outcomes import GcPlan, ModelStatus, Transition
@@ -132,17 +133,13 @@ class Store:
         return version_from_link_target(target) if target is not None else None
 
     def canary(self, model: str) -> str | None:
-        """The canary version named by ``abtest.json``, if a canary runs."""
-        path = self.paths(model).abtest
+        """The canary version named by ``abtest.json``, if a canary runs (a damaged file: none)."""
         try:
-            data = read_json_file(path)
-        except FileNotFoundError:
+            config = read_canary(self.paths(model).abtest)
+        except InvalidInput as exc:
+            logger.warning("%s; treating the canary as stopped", exc.message)
             return None
-        except orjson.JSONDecodeError:
-            logger.warning("%s is not valid JSON; treating the canary as stopped", path)
-            return None
-        version = data.get("version") if isinstance(data, dict) else None
-        return version if isinstance(version, str) and is_version_id(version) else None
+        return config.version if config is not None else None
 
     def on_disk(self, model: str) -> list[str]:
         directory = self.paths(model).versions_dir
@@ -165,6 +162,13 @@ class Store:
             versions=len(registry),
         )
 
+    def warnings(self, model: str, current: str | None) -> list[str]:
+        """What an operator should know about the live version (another scikit-learn)."""
+        if current is None:
+            return []
+        mismatch = sklearn_mismatch(self.manifest(model, current))
+        return [f"current {current}: {mismatch}"] if mismatch else []
+
     def manifest(self, model: str, version: str) -> Manifest:
         from core.manifest import load_manifest
 
@@ -179,6 +183,8 @@ class Store:
             data = read_json_file(path)
         except FileNotFoundError:
             return {}
+        except orjson.JSONDecodeError as exc:
+            raise ValidationFailed(f"{path} is not valid JSON ({exc}); `modelswap verify` reports the damage") from exc
         return data if isinstance(data, dict) else {}
 
     # -- locking ----------------------------------------------------------------

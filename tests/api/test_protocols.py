@@ -96,6 +96,7 @@ V2_CASES: list[tuple[str, Any, int, str]] = [
     ("/v2/models/iris/infer", tensor([2, 2, 1], "FP64", [1, 2, 3, 4]), 400, "rows, features"),
     ("/v2/models/iris/infer", {"inputs": []}, 400, "exactly one input"),
     ("/v2/models/iris/infer", {**GOOD, "outputs": [{"name": "fit"}]}, 400, "unknown output"),
+    ("/v2/models/iris/infer", {**GOOD, "outputs": [{"name": "predict", "parameters": [1]}]}, 400, "must be an object"),
     ("/v2/models/nope/infer", GOOD, 404, "not served"),
     ("/v2/models/iris/versions/20200101-000000-abcdef/infer", GOOD, 404, "no version"),
     ("/v2/models/iris/versions/latest/infer", GOOD, 400, "invalid version id"),

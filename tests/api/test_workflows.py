@@ -55,6 +55,9 @@ def test_upload_publishes_201_and_refuses_bad_files_with_422_leaving_nothing(
             with pytest.raises(RemoteError) as refused:
                 client.upload("iris", bad)
             assert refused.value.status == 422 and refused.value.code == "validation_failed"
+        with pytest.raises(RemoteError) as words:
+            client.upload("iris", iris_file, example=[["a", "b", "c", "d"]])
+        assert words.value.status == 400 and "rows of numbers" in str(words.value)
         assert tree(store.root / "iris") == before  # no staging leftovers, no new version
         with server.admin() as admin:
             assert admin.post("/v1/models/iris/versions", json={"x": 1}).status_code == 400

@@ -9,6 +9,7 @@ from core import registry as reg
 from core.errors import (
     Conflict,
     CorruptRegistry,
+    InvalidInput,
     InvalidName,
     ModelNotFound,
     NothingToRollBack,
@@ -176,6 +177,19 @@ def test_delete_refuses_the_live_version(store: Store, iris_a: Any) -> None:
     with pytest.raises(VersionIsLive):
         store.delete_version("iris", a)
     store.delete_version("iris", b)
+    assert store.on_disk("iris") == [a]
+
+
+def test_damaged_metrics_or_abtest_files_give_clear_errors_not_crashes(store: Store, iris_a: Any) -> None:
+    a = publish(store, iris_a)
+    store.deploy("iris", a)
+    (store.paths("iris").version_dir(a) / "metrics.json").write_text("{nope")
+    with pytest.raises(ValidationFailed, match="metrics.json is not valid JSON"):
+        store.metrics("iris", a)
+    store.paths("iris").abtest.write_text("[broken")
+    assert store.canary("iris") is None and store.status("iris").canary is None
+    with pytest.raises(InvalidInput, match="rows of numbers"):
+        store.publish("iris", iris_a, input_example=[["a", "b", "c", "d"]])
     assert store.on_disk("iris") == [a]
 
 
