@@ -4,6 +4,7 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY modelswap ./modelswap
 COPY core ./core
 COPY api ./api
 # Dependencies come from pyproject.toml; the wheel and its dependencies land in /install.

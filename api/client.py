@@ -1,7 +1,7 @@
 """A small client for a running modelswap server; the CLI's ``--url`` mode uses it,
 and notebooks can too::
 
-    from api.client import Client
+    from modelswap.api.client import Client
     c = Client("http://127.0.0.1:8000", token="...")
     c.predict("iris", [[6.0, 2.9, 4.5, 1.5]])
     c.rollback("iris")
@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from core.errors import ModelswapError
+from modelswap.core.errors import ModelswapError
 
 
 class RemoteError(ModelswapError):

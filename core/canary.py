@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from core.errors import InvalidInput
-from core.ids import validate_version_id
+from modelswap.core.errors import InvalidInput
+from modelswap.core.ids import validate_version_id
 
 _SCALE = float(1 << 64)
 

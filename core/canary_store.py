@@ -9,15 +9,15 @@ from __future__ import annotations
 import logging
 import os
 
-from core import registry as reg
-from core.canary import CanaryConfig, Guard, check_fraction, read_canary
-from core.clock import default_actor, iso
-from core.errors import Conflict, ValidationFailed, VersionNotFound
-from core.fsio import atomic_write_json, fsync_dir
-from core.ids import validate_version_id
-from core.layout import ModelPaths
-from core.outcomes import Transition
-from core.store import Store
+from modelswap.core import registry as reg
+from modelswap.core.canary import CanaryConfig, Guard, check_fraction, read_canary
+from modelswap.core.clock import default_actor, iso
+from modelswap.core.errors import Conflict, ValidationFailed, VersionNotFound
+from modelswap.core.fsio import atomic_write_json, fsync_dir
+from modelswap.core.ids import validate_version_id
+from modelswap.core.layout import ModelPaths
+from modelswap.core.outcomes import Transition
+from modelswap.core.store import Store
 
 logger = logging.getLogger(__name__)
 

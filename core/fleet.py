@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from core.fsio import atomic_write_json
-from core.layout import ModelPaths
+from modelswap.core.fsio import atomic_write_json
+from modelswap.core.layout import ModelPaths
 
 logger = logging.getLogger(__name__)
 

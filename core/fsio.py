@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from core.layout import TMP_MARK
+from modelswap.core.layout import TMP_MARK
 
 
 def fsync_dir(path: Path) -> None:

@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from core.errors import InvalidName
+from modelswap.core.errors import InvalidName
 
 MODEL_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 VERSION_ID_RE = re.compile(r"(\d{8})-(\d{6})-([0-9a-f]{6})")

@@ -23,14 +23,14 @@ from typing import Any
 
 import orjson
 
-from core.clock import iso, utcnow
-from core.errors import Conflict, InvalidInput, JobNotFound
-from core.fsio import atomic_write_json
-from core.ids import VERSION_ID_RE, new_version_id, validate_model_name
-from core.layout import JOBS_DIR
-from core.locking import LockPolicy, hold
-from core.processes import alive
-from core.training import DATASETS, ESTIMATORS
+from modelswap.core.clock import iso, utcnow
+from modelswap.core.errors import Conflict, InvalidInput, JobNotFound
+from modelswap.core.fsio import atomic_write_json
+from modelswap.core.ids import VERSION_ID_RE, new_version_id, validate_model_name
+from modelswap.core.layout import JOBS_DIR
+from modelswap.core.locking import LockPolicy, hold
+from modelswap.core.processes import alive
+from modelswap.core.training import DATASETS, ESTIMATORS
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class RetrainRequest:
         }
 
     def argv(self, root: Path, job_file: Path) -> list[str]:
-        args = [sys.executable, "-m", "core.retrain", self.model, "--root", str(root), "--job-file", str(job_file)]
+        args = [sys.executable, "-m", "modelswap.core.retrain", self.model, "--root", str(root), "--job-file", str(job_file)]
         args += ["--dataset", self.dataset, "--estimator", self.estimator, "--seed", str(self.seed)]
         if self.deploy:
             args.append("--deploy")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.ids import validate_model_name, validate_version_id
+from modelswap.core.ids import validate_model_name, validate_version_id
 
 # Files inside a version directory.
 MODEL_FILE = "model.joblib"
@@ -92,6 +92,6 @@ def version_from_link_target(target: str) -> str | None:
     if not target.startswith(prefix):
         return None
     candidate = target[len(prefix) :].rstrip("/")
-    from core.ids import is_version_id
+    from modelswap.core.ids import is_version_id
 
     return candidate if is_version_id(candidate) else None

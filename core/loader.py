@@ -17,9 +17,9 @@ from typing import Any
 import joblib
 import numpy as np
 
-from core.errors import InsufficientMemory, ValidationFailed, VersionNotFound
-from core.layout import MODEL_FILE, ModelPaths
-from core.manifest import Manifest, load_manifest, verify_files
+from modelswap.core.errors import InsufficientMemory, ValidationFailed, VersionNotFound
+from modelswap.core.layout import MODEL_FILE, ModelPaths
+from modelswap.core.manifest import Manifest, load_manifest, verify_files
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import filelock
 
-from core.errors import InvalidInput, StoreBusy
+from modelswap.core.errors import InvalidInput, StoreBusy
 
 LOCK_KINDS = ("flock", "soft")
 SOFT_LOCK_FILE = ".softlock"

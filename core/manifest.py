@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from core.errors import InvalidInput, ValidationFailed
-from core.layout import MANIFEST_FILE
+from modelswap.core.errors import InvalidInput, ValidationFailed
+from modelswap.core.layout import MANIFEST_FILE
 
 MANIFEST_FORMAT = 1
 EXAMPLE_ROWS = 3

@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from core.processes import alive
+from modelswap.core.processes import alive
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from core.errors import CorruptRegistry
-from core.fsio import atomic_write_json
-from core.ids import is_version_id
+from modelswap.core.errors import CorruptRegistry
+from modelswap.core.fsio import atomic_write_json
+from modelswap.core.ids import is_version_id
 
 REGISTRY_FORMAT = 1
 
@@ -41,7 +41,7 @@ LIVE_ACTIONS = frozenset({DEPLOY, ROLLBACK, PROMOTE, REPAIR_LIVE})
 
 
 @dataclass(frozen=True)
-class VersionRecord:
+class Version:
     id: str
     created_at: str
     metrics: Mapping[str, float]
@@ -66,7 +66,7 @@ class VersionRecord:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> VersionRecord:
+    def from_dict(cls, data: Mapping[str, Any]) -> Version:
         return cls(
             id=str(data["id"]),
             created_at=str(data.get("created_at", "")),
@@ -136,12 +136,12 @@ class Registry:
         (ids alone only resolve seconds)."""
         return sorted(self.records, key=lambda v: (str(self.records[v].get("created_at", "")), v))
 
-    def get(self, version: str) -> VersionRecord | None:
+    def get(self, version: str) -> Version | None:
         raw = self.records.get(version)
-        return VersionRecord.from_dict(raw) if raw is not None else None
+        return Version.from_dict(raw) if raw is not None else None
 
-    def versions(self) -> list[VersionRecord]:
-        return [VersionRecord.from_dict(self.records[v]) for v in self.ids()]
+    def versions(self) -> list[Version]:
+        return [Version.from_dict(self.records[v]) for v in self.ids()]
 
     def history(self) -> list[HistoryEntry]:
         """Deploy history, oldest first."""
@@ -161,7 +161,7 @@ class Registry:
         return next(self.live_sequence(), None)
 
     # -- transitions ---------------------------------------------------------
-    def with_version(self, record: VersionRecord) -> Registry:
+    def with_version(self, record: Version) -> Registry:
         records = dict(self.records)
         records[record.id] = record.to_dict()
         return Registry(self.model, records, self.events)
@@ -248,9 +248,9 @@ def rollback_target(registry: Registry, current: str | None, exists: Callable[[s
     return None
 
 
-def best_version(registry: Registry, metric: str, *, lower_is_better: bool = False) -> VersionRecord | None:
+def best_version(registry: Registry, metric: str, *, lower_is_better: bool = False) -> Version | None:
     """The version with the best value of ``metric`` (ties go to the newest)."""
-    best: VersionRecord | None = None
+    best: Version | None = None
     for record in registry.versions():
         value = record.metrics.get(metric)
         if not isinstance(value, (int, float)) or record.status == CORRUPT:

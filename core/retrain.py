@@ -15,11 +15,11 @@ import socket
 import sys
 from pathlib import Path
 
-from core.errors import ModelswapError
-from core.jobs import FAILED, RUNNING, SUCCEEDED, update_job
-from core.settings import Settings
-from core.store import Store
-from core.training import DATASETS, ESTIMATORS, retrain
+from modelswap.core.errors import ModelswapError
+from modelswap.core.jobs import FAILED, RUNNING, SUCCEEDED, update_job
+from modelswap.core.settings import Settings
+from modelswap.core.store import Store
+from modelswap.core.training import DATASETS, ESTIMATORS, retrain
 
 
 def main(argv: list[str] | None = None) -> int:

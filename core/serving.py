@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.canary import CanaryConfig, is_canary, read_canary
-from core.errors import InvalidInput, ModelNotFound, ModelswapError, NotReady
-from core.fsio import read_link
-from core.layout import MODEL_FILE, ModelPaths, version_from_link_target
-from core.loader import LoadedModel, load_version, memory_headroom
-from core.metrics import Metrics
+from modelswap.core.canary import CanaryConfig, is_canary, read_canary
+from modelswap.core.errors import InvalidInput, ModelNotFound, ModelswapError, NotReady
+from modelswap.core.fsio import read_link
+from modelswap.core.layout import MODEL_FILE, ModelPaths, version_from_link_target
+from modelswap.core.loader import LoadedModel, load_version, memory_headroom
+from modelswap.core.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core.errors import InvalidInput
-from core.ids import validate_model_name
+from modelswap.core.errors import InvalidInput
+from modelswap.core.ids import validate_model_name
 
 WATCH_MODES = ("auto", "poll", "off")
 LOG_FORMATS = ("text", "json")

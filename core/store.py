@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
-from core import registry as reg
-from core.canary import read_canary
-from core.clock import default_actor, iso, utcnow
-from core.errors import (
+from modelswap.core import registry as reg
+from modelswap.core.canary import read_canary
+from modelswap.core.clock import default_actor, iso, utcnow
+from modelswap.core.errors import (
     Conflict,
     InvalidInput,
     ModelNotFound,
@@ -30,15 +30,15 @@ from core.errors import (
     VersionIsLive,
     VersionNotFound,
 )
-from core.fsio import atomic_symlink, fsync_dir, read_json_file, read_link
-from core.ids import is_version_id, new_version_id, validate_model_name, validate_version_id
-from core.layout import METRICS_FILE, TRASH_PREFIX, ModelPaths, model_paths, version_from_link_target
-from core.loader import load_version, sklearn_mismatch
-from core.locking import LockPolicy, hold
-from core.manifest import Manifest
-from core.outcomes import GcPlan, ModelStatus, Transition
-from core.publish import stage_version
-from core.settings import Settings
+from modelswap.core.fsio import atomic_symlink, fsync_dir, read_json_file, read_link
+from modelswap.core.ids import is_version_id, new_version_id, validate_model_name, validate_version_id
+from modelswap.core.layout import METRICS_FILE, TRASH_PREFIX, ModelPaths, model_paths, version_from_link_target
+from modelswap.core.loader import load_version, sklearn_mismatch
+from modelswap.core.locking import LockPolicy, hold
+from modelswap.core.manifest import Manifest
+from modelswap.core.outcomes import GcPlan, ModelStatus, Transition
+from modelswap.core.publish import stage_version
+from modelswap.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class Store:
         return [f"current {current}: {mismatch}"] if mismatch else []
 
     def manifest(self, model: str, version: str) -> Manifest:
-        from core.manifest import load_manifest
+        from modelswap.core.manifest import load_manifest
 
         directory = self.existing(model).version_dir(version)
         if not directory.is_dir():
@@ -208,7 +208,7 @@ class Store:
         input_example: Sequence[Sequence[float]] | None = None,
         parent: str | None = None,
         actor: str | None = None,
-    ) -> reg.VersionRecord:
+    ) -> reg.Version:
         """Publish a new immutable version from a joblib file path or a fitted estimator.
 
         1. stage and validate the version's files (:func:`core.publish.stage_version`),
@@ -234,7 +234,7 @@ class Store:
             fallback_example=lambda n_features: self._example_for(paths, parent, n_features),
             rand=self.rand,
         )  # 1
-        record = reg.VersionRecord(
+        record = reg.Version(
             id=staged.version,
             created_at=staged.manifest.created_at,
             metrics=staged.metrics,

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InvalidInput
-from core.registry import VersionRecord
+from modelswap.core.errors import InvalidInput
+from modelswap.core.registry import Version
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +128,8 @@ def train(dataset: Dataset, estimator_name: str, *, test_size: float = 0.25, see
     return TrainResult(estimator, metrics, X_test[:3].tolist(), dataset.name, estimator_name)
 
 
-def publish_trained(store: Any, model: str, result: TrainResult, *, actor: str, description: str = "") -> VersionRecord:
-    record: VersionRecord = store.publish(
+def publish_trained(store: Any, model: str, result: TrainResult, *, actor: str, description: str = "") -> Version:
+    record: Version = store.publish(
         model,
         result.estimator,
         metrics=result.metrics,
@@ -141,7 +141,7 @@ def publish_trained(store: Any, model: str, result: TrainResult, *, actor: str, 
     return record
 
 
-def beats(new: VersionRecord, live: VersionRecord | None, metric: str) -> bool:
+def beats(new: Version, live: Version | None, metric: str) -> bool:
     """True when ``new`` has a strictly better ``metric`` than ``live`` (or nothing is live)."""
     value = new.metrics.get(metric)
     if not isinstance(value, (int, float)):
@@ -216,7 +216,7 @@ def retrain(
     return RetrainOutcome(model, record.id, dict(record.metrics), False, "published only")
 
 
-def _metric(record: VersionRecord | None, metric: str) -> str:
+def _metric(record: Version | None, metric: str) -> str:
     if record is None:
         return "(nothing live)"
     value = record.metrics.get(metric)

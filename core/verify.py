@@ -10,14 +10,14 @@ from typing import Any
 
 import orjson
 
-from core import registry as reg
-from core.clock import default_actor, iso
-from core.errors import CorruptRegistry, ValidationFailed
-from core.fsio import atomic_symlink, read_json_file, read_link
-from core.ids import is_version_id
-from core.layout import METRICS_FILE, STAGING_PREFIX, TMP_MARK, TRASH_PREFIX, ModelPaths, version_from_link_target
-from core.manifest import load_manifest, manifest_digest, verify_files
-from core.store import Store
+from modelswap.core import registry as reg
+from modelswap.core.clock import default_actor, iso
+from modelswap.core.errors import CorruptRegistry, ValidationFailed
+from modelswap.core.fsio import atomic_symlink, read_json_file, read_link
+from modelswap.core.ids import is_version_id
+from modelswap.core.layout import METRICS_FILE, STAGING_PREFIX, TMP_MARK, TRASH_PREFIX, ModelPaths, version_from_link_target
+from modelswap.core.manifest import load_manifest, manifest_digest, verify_files
+from modelswap.core.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -200,13 +200,13 @@ def _verify_model(store: Store, paths: ModelPaths, *, repair: bool, actor: str) 
     return found
 
 
-def _record_from_disk(paths: ModelPaths, version: str, manifest: Any) -> reg.VersionRecord:
+def _record_from_disk(paths: ModelPaths, version: str, manifest: Any) -> reg.Version:
     directory = paths.version_dir(version)
     try:
         metrics = read_json_file(directory / METRICS_FILE)
     except (FileNotFoundError, orjson.JSONDecodeError):
         metrics = {}
-    return reg.VersionRecord(
+    return reg.Version(
         id=version,
         created_at=manifest.created_at,
         metrics=metrics if isinstance(metrics, dict) else {},

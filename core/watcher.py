@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
-from core.layout import ABTEST_FILE, CURRENT_LINK, TMP_MARK
+from modelswap.core.layout import ABTEST_FILE, CURRENT_LINK, TMP_MARK
 
 logger = logging.getLogger(__name__)
 

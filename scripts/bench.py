@@ -100,7 +100,7 @@ def process(cmd: list[str], env: dict[str, str], ready_url: str) -> Iterator[sub
 
 
 def modelswap(root: Path, port: int, *, workers: int = 1, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    cmd = [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", str(workers)]
+    cmd = [sys.executable, "-m", "modelswap", "serve", "--port", str(port), "--workers", str(workers)]
     full = {
         "MODELSWAP_ROOT": str(root),
         "MODELSWAP_ADMIN_TOKEN": TOKEN,
@@ -125,7 +125,7 @@ def make_store(tmp: Path) -> tuple[Path, Path, str, str]:
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    from core.store import Store
+    from modelswap.core.store import Store
 
     data = load_iris()
     model_file = tmp / "iris.joblib"
@@ -186,7 +186,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed for the load: apt-get install -y wrk")
-    from core.store import Store
+    from modelswap.core.store import Store
 
     with tempfile.TemporaryDirectory(prefix="modelswap-bench-") as tmp_name:
         tmp = Path(tmp_name)

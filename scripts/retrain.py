@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.retrain import main  # noqa: E402
+from modelswap.core.retrain import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -72,7 +72,7 @@ def serve(
         full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each server gets its own, or none
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", str(workers)],
+            [sys.executable, "-m", "modelswap", "serve", "--port", str(port), "--workers", str(workers)],
             cwd=ROOT,
             env=full_env,
             stdout=out,

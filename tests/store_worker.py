@@ -12,8 +12,8 @@ from pathlib import Path
 
 import joblib
 
-from core.errors import Conflict, NothingToRollBack
-from core.store import Store
+from modelswap.core.errors import Conflict, NothingToRollBack
+from modelswap.core.store import Store
 
 ROW = [[6.0, 2.9, 4.5, 1.5]]
 

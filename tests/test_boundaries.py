@@ -1,26 +1,61 @@
 """Architecture rules that a reader can otherwise only hope hold."""
 
+from __future__ import annotations
+
 import ast
+from pathlib import Path
 
 from tests.conftest import ROOT
 
-FORBIDDEN_IN_CORE = ("starlette", "uvicorn", "api", "httpx")
+# core never reaches the transports: no web framework, no server, no HTTP client, no api.
+FORBIDDEN_IN_CORE = ("starlette", "uvicorn", "httpx", "modelswap.api", "api")
 
 
-def test_core_never_imports_the_http_layer() -> None:
-    offenders = []
-    for path in sorted((ROOT / "core").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = (
-                [a.name for a in node.names]
-                if isinstance(node, ast.Import)
-                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            )
-            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in FORBIDDEN_IN_CORE]
+def package_of(path: Path) -> str:
+    """The dotted package a repo file installs into (``core/x.py`` -> ``modelswap.core``)."""
+    return ".".join(["modelswap", *path.relative_to(ROOT).parts[:-1]])
+
+
+def imported_modules(source: str, package: str) -> list[str]:
+    """Every module an ``import`` or ``from ... import`` in ``source`` names, as an absolute
+    dotted name (relative imports are resolved against ``package``)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names += [base] + [f"{base}.{alias.name}" for alias in node.names]
+    return names
+
+
+def is_forbidden(name: str) -> bool:
+    return any(name == f or name.startswith(f + ".") for f in FORBIDDEN_IN_CORE)
+
+
+def test_core_never_imports_the_http_layer_or_the_cli() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in sorted((ROOT / "core").rglob("*.py"))
+        for name in imported_modules(path.read_text(), package_of(path))
+        if is_forbidden(name)
+    ]
     assert offenders == []
 
 
+def test_the_boundary_check_sees_nested_and_relative_imports() -> None:
+    """The rule must catch ``modelswap.api`` imports, not only a first dotted part."""
+    source = "from modelswap.api.http import app\nfrom ..api import client\nimport starlette.routing\n"
+    found = [n for n in imported_modules(source, "modelswap.core") if is_forbidden(n)]
+    assert "modelswap.api.http" in found
+    assert "modelswap.api" in found
+    assert "starlette.routing" in found
+
+
 def test_modules_stay_small() -> None:
-    sizes = {p.name: len(p.read_text().splitlines()) for p in (ROOT / "core").glob("*.py")}
-    sizes |= {p.name: len(p.read_text().splitlines()) for p in (ROOT / "api").glob("*.py")}
+    files = [*(ROOT / "core").rglob("*.py"), *(ROOT / "api").rglob("*.py"), *(ROOT / "modelswap").rglob("*.py")]
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in files}
     assert {n: s for n, s in sizes.items() if s > 450} == {}

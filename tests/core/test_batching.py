@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.batching import Batcher, BatchPool
+from modelswap.core.batching import Batcher, BatchPool
 from tests.models_for_tests import RowSum
 
 

@@ -5,13 +5,13 @@ from typing import Any
 
 import pytest
 
-from core import registry as reg
-from core.canary import CanaryConfig, Guard, is_canary, key_bucket, read_canary
-from core.canary_store import promote_canary, start_canary, stop_canary
-from core.errors import Conflict, InvalidInput, ValidationFailed
-from core.layout import MODEL_FILE
-from core.store import Store
-from core.verify import verify_store
+from modelswap.core import registry as reg
+from modelswap.core.canary import CanaryConfig, Guard, is_canary, key_bucket, read_canary
+from modelswap.core.canary_store import promote_canary, start_canary, stop_canary
+from modelswap.core.errors import Conflict, InvalidInput, ValidationFailed
+from modelswap.core.layout import MODEL_FILE
+from modelswap.core.store import Store
+from modelswap.core.verify import verify_store
 from tests.conftest import publish
 
 V = "20261123-000000-abcdef"

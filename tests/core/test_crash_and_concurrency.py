@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from core import registry as reg
-from core.fsio import read_link
-from core.ids import is_version_id
-from core.layout import version_from_link_target
-from core.manifest import load_manifest, verify_files
-from core.store import Store
-from core.verify import verify_store
+from modelswap.core import registry as reg
+from modelswap.core.fsio import read_link
+from modelswap.core.ids import is_version_id
+from modelswap.core.layout import version_from_link_target
+from modelswap.core.manifest import load_manifest, verify_files
+from modelswap.core.store import Store
+from modelswap.core.verify import verify_store
 from tests.conftest import ROOT
 
 KILLS = 25

@@ -2,8 +2,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from core.errors import InvalidName
-from core.ids import is_version_id, new_version_id, validate_model_name, validate_version_id, version_time
+from modelswap.core.errors import InvalidName
+from modelswap.core.ids import is_version_id, new_version_id, validate_model_name, validate_version_id, version_time
 
 
 @pytest.mark.parametrize("name", ["iris", "a", "churn-v2", "x.y_z", "0model", "a" * 64])

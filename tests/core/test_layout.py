@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import InvalidName
-from core.layout import model_paths, version_from_link_target
+from modelswap.core.errors import InvalidName
+from modelswap.core.layout import model_paths, version_from_link_target
 
 
 def test_paths_stay_under_the_root(tmp_path: Path) -> None:

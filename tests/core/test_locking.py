@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import InvalidInput, StoreBusy
-from core.locking import SOFT_LOCK_FILE, LockPolicy, hold
+from modelswap.core.errors import InvalidInput, StoreBusy
+from modelswap.core.locking import SOFT_LOCK_FILE, LockPolicy, hold
 from tests.conftest import ROOT
 
 
@@ -25,7 +25,7 @@ def test_flock_excludes_a_second_holder_and_is_released(tmp_path: Path) -> None:
 HOLD_AND_WAIT = """
 import sys, time
 from pathlib import Path
-from core.locking import LockPolicy, hold
+from modelswap.core.locking import LockPolicy, hold
 with hold(Path(sys.argv[1]), LockPolicy("soft", timeout=5, stale_after=1.0)):
     print("held", flush=True)
     time.sleep(60)

@@ -1,8 +1,8 @@
 from typing import Any
 
-from core.layout import MANIFEST_FILE, MODEL_FILE
-from core.manifest import Manifest, load_manifest, verify_files
-from core.store import Store
+from modelswap.core.layout import MANIFEST_FILE, MODEL_FILE
+from modelswap.core.manifest import Manifest, load_manifest, verify_files
+from modelswap.core.store import Store
 from tests.conftest import IRIS_ROW, publish
 
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from core import registry as reg
-from core.errors import CorruptRegistry
+from modelswap.core import registry as reg
+from modelswap.core.errors import CorruptRegistry
 
 A, B, C, D = (f"20261123-0000{i:02d}-aaaaa{i}" for i in range(4))
 
@@ -13,7 +13,7 @@ def make(
 ) -> reg.Registry:
     r = reg.Registry("iris")
     for v in versions:
-        r = r.with_version(reg.VersionRecord(v, "t", {}, {}, "", "x", 1, (statuses or {}).get(v, reg.AVAILABLE)))
+        r = r.with_version(reg.Version(v, "t", {}, {}, "", "x", 1, (statuses or {}).get(v, reg.AVAILABLE)))
     previous = None
     for action, to in live:
         r = r.with_event(reg.HistoryEntry("t", action, "test", previous, to))
@@ -95,7 +95,7 @@ def test_a_damaged_registry_raises_an_error_naming_the_file(tmp_path: Path, cont
 def test_best_version_picks_the_highest_metric_and_newest_on_ties() -> None:
     r = reg.Registry("iris")
     for v, acc in ((A, 0.9), (B, 0.95), (C, 0.95), (D, 0.5)):
-        r = r.with_version(reg.VersionRecord(v, "t", {"accuracy": acc, "loss": 1 - acc}, {}, "", "x", 1))
+        r = r.with_version(reg.Version(v, "t", {"accuracy": acc, "loss": 1 - acc}, {}, "", "x", 1))
     assert reg.best_version(r, "accuracy").id == C  # type: ignore[union-attr]
     assert reg.best_version(r, "loss", lower_is_better=True).id == C  # type: ignore[union-attr]
     assert reg.best_version(r, "nope") is None

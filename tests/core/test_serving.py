@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from core.errors import InsufficientMemory, NotReady, ValidationFailed
-from core.fleet import read_fleet, write_heartbeat
-from core.layout import MODEL_FILE
-from core.metrics import Metrics
-from core.serving import PINNED, STABLE, Serving
-from core.store import Store
-from core.watcher import Watcher
+from modelswap.core.errors import InsufficientMemory, NotReady, ValidationFailed
+from modelswap.core.fleet import read_fleet, write_heartbeat
+from modelswap.core.layout import MODEL_FILE
+from modelswap.core.metrics import Metrics
+from modelswap.core.serving import PINNED, STABLE, Serving
+from modelswap.core.store import Store
+from modelswap.core.watcher import Watcher
 from tests.conftest import publish
 
 

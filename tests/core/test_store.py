@@ -5,8 +5,8 @@ from typing import Any
 import joblib
 import pytest
 
-from core import registry as reg
-from core.errors import (
+from modelswap.core import registry as reg
+from modelswap.core.errors import (
     Conflict,
     CorruptRegistry,
     InvalidInput,
@@ -17,8 +17,8 @@ from core.errors import (
     VersionIsLive,
     VersionNotFound,
 )
-from core.layout import MODEL_FILE
-from core.store import Store
+from modelswap.core.layout import MODEL_FILE
+from modelswap.core.store import Store
 from tests.conftest import IRIS_ROW, publish
 from tests.models_for_tests import RaisesOnPredict
 

@@ -2,9 +2,9 @@ import os
 import shutil
 from typing import Any
 
-from core.layout import MODEL_FILE
-from core.store import Store
-from core.verify import verify_store
+from modelswap.core.layout import MODEL_FILE
+from modelswap.core.store import Store
+from modelswap.core.verify import verify_store
 from tests.conftest import publish
 
 

@@ -104,7 +104,7 @@ def test_volume_pdb_service_and_retraining_cronjob(manifests: dict[str, dict[str
 def test_alerts_and_dashboard_use_real_metrics_and_point_at_the_runbook() -> None:
     from prometheus_client import CollectorRegistry
 
-    from core.metrics import Metrics
+    from modelswap.core.metrics import Metrics
 
     registry = CollectorRegistry()
     Metrics(registry)

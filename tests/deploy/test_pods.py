@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from core.store import Store
+from modelswap.core.store import Store
 from tests.conftest import IRIS_ROW, ROOT, StepClock, publish
 from tests.server import TOKEN, serve, wait_for
 
@@ -72,7 +72,7 @@ def test_three_pods_converge_on_a_cronjob_deploy_and_a_rollback_sent_to_one_reac
 
         def status() -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                [sys.executable, "-m", "api.cli", "status", "iris"],
+                [sys.executable, "-m", "modelswap", "status", "iris"],
                 cwd=ROOT,
                 env={**os.environ, "MODELSWAP_URL": pods[2].url, "MODELSWAP_ADMIN_TOKEN": TOKEN},
                 capture_output=True,

@@ -1,0 +1,124 @@
+"""``modelswap serve`` and ``modelswap demo``: run the HTTP server with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from modelswap.core.clock import default_actor
+from modelswap.core.ids import validate_model_name
+from modelswap.core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Result = tuple[Any, str]
+
+
+def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    p = command("serve", cmd_serve, "serve the store's models over HTTP")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in containers)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--models", help="comma-separated models to serve (default: MODELSWAP_MODELS or all)")
+
+    p = command("demo", cmd_demo, "create a demo store (model iris, two versions) if empty, then serve it")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> Result:
+    if args.models:
+        names = [validate_model_name(m.strip()) for m in args.models.split(",") if m.strip()]
+        os.environ["MODELSWAP_MODELS"] = ",".join(names)
+    run_server(settings, host=args.host, port=args.port, workers=args.workers)
+    return None, ""
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> Result:
+    from modelswap.core.store import Store
+    from modelswap.core.training import retrain
+
+    store = Store.from_settings(settings)
+    if not store.models():
+        print(f"creating a demo store in {settings.root} ...", flush=True)
+        actor = default_actor()
+        first = retrain(store, "iris", dataset="iris", estimator="logreg", deploy=True, actor=actor)
+        second = retrain(store, "iris", dataset="iris", estimator="random_forest", actor=actor)
+        print(f"  iris {first.version}  logreg         accuracy={first.metrics['accuracy']}  (deployed)")
+        print(f"  iris {second.version}  random_forest  accuracy={second.metrics['accuracy']}")
+    token_file = ensure_token(settings)
+    settings = replace(settings, admin_token_file=token_file) if token_file else settings
+    base = f"http://{args.host}:{args.port}"
+    versions = store.registry("iris").ids() if "iris" in store.models() else []
+    other = next((v for v in reversed(versions) if v != store.current("iris")), "<version>")
+    auth = (
+        f'-H "Authorization: Bearer $(cat {token_file})"'
+        if token_file
+        else '-H "Authorization: Bearer $MODELSWAP_ADMIN_TOKEN"'
+    )
+    print(
+        f"""
+Try it (in another terminal):
+  curl -s {base}/v1/models/iris/predict -d '{{"instances": [[6.0, 2.9, 4.5, 1.5]]}}'
+  curl -s {base}/v1/models/iris
+  curl -s -X POST {base}/v1/models/iris/deploy {auth} -d '{{"version": "{other}"}}'
+  curl -s -X POST {base}/v1/models/iris/rollback {auth}
+  curl -s {base}/metrics | grep modelswap_serving_version_info
+""",
+        flush=True,
+    )
+    run_server(settings, host=args.host, port=args.port, workers=1)
+    return None, ""
+
+
+def ensure_token(settings: Settings) -> Path | None:
+    """With no token configured, generate ``<root>/.admin-token`` and point workers at it."""
+    if settings.admin_token or settings.admin_token_file:
+        return settings.admin_token_file
+    from modelswap.api.http.auth import ensure_token_file
+
+    path = ensure_token_file(settings.root).resolve()
+    os.environ["MODELSWAP_ADMIN_TOKEN_FILE"] = str(path)
+    print(f"admin token: {path} (mode 0600)", flush=True)
+    return path
+
+
+def run_server(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    from modelswap.core.metrics import reset_multiproc_dir
+
+    ensure_token(settings)
+    os.environ["MODELSWAP_ROOT"] = str(settings.root.resolve())
+    if workers > 1 and settings.multiproc_dir is None:
+        # Each worker writes its metrics to files here; /metrics aggregates them.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelswap-metrics-")
+    multiproc = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if multiproc:
+        reset_multiproc_dir(Path(multiproc))
+    config = uvicorn.Config(
+        "modelswap.api.http.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # asyncio + httptools: same throughput as uvloop for CPU-bound predict,
+        # without uvloop's p99 tail at high concurrency (shared/bench RESULTS.md).
+        loop="asyncio",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=10,
+    )
+    if workers == 1:
+        uvicorn.Server(config).run()
+        return
+    from modelswap.api.http.workers import run_workers
+
+    run_workers(config, workers)

@@ -1,0 +1,67 @@
+"""Error type -> HTTP status, in one table; every error body is
+``{"error": {"code", "message"}}`` and no traceback ever reaches a client."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelswap.core import errors as e
+
+logger = logging.getLogger(__name__)
+
+# Most specific first: the first matching type decides.
+STATUS: tuple[tuple[type[e.ModelswapError], int], ...] = (
+    (e.PayloadTooLarge, 413),
+    (e.InvalidInput, 400),
+    (e.Unauthorized, 401),
+    (e.NotFound, 404),
+    (e.Conflict, 409),
+    (e.ValidationFailed, 422),
+    (e.InsufficientMemory, 507),
+    (e.CorruptRegistry, 500),
+    (e.StoreBusy, 503),
+    (e.NotReady, 503),
+    (e.PredictionFailed, 500),
+)
+
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+def status_for(exc: e.ModelswapError) -> int:
+    for cls, status in STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+async def modelswap_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, e.ModelswapError)
+    status = status_for(exc)
+    if status >= 500:
+        logger.error("%s %s -> %d %s: %s", request.method, request.url.path, status, exc.code, exc.message)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return error_response(status, exc.code, exc.message, headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}) or None)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal error; the server log has the details")
+
+
+HANDLERS = {e.ModelswapError: modelswap_error, HTTPException: http_error, Exception: unexpected_error}

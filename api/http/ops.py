@@ -1,0 +1,34 @@
+"""Operations endpoints: liveness, readiness, Prometheus metrics, the OpenAPI document."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelswap.api.http.openapi import OPENAPI
+from modelswap.api.http.responses import json_response
+from modelswap.api.http.state import AppState
+from modelswap.core.metrics import CONTENT_TYPE, render
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    state: AppState = request.app.state.modelswap
+    models = {name: slot.version for name, slot in state.serving.slots.items()}
+    ready = state.serving.ready() and bool(models)
+    body = {"ready": ready, "models": models}
+    if not ready:
+        body["waiting_for"] = [n for n, v in models.items() if v is None] or ["a model to serve"]
+    return json_response(body, status=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    state: AppState = request.app.state.modelswap
+    return Response(render(state.metrics.registry, state.settings.multiproc_dir), media_type=CONTENT_TYPE)
+
+
+async def openapi(request: Request) -> Response:
+    return json_response(OPENAPI)

@@ -1,0 +1,115 @@
+"""Inference endpoints: parse -> snapshot -> predict -> render. The hot path."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelswap.api.http.payload import check_width, parse_predict, read_json
+from modelswap.api.http.responses import json_response
+from modelswap.api.http.state import AppState
+from modelswap.core.errors import InvalidInput, ModelNotFound, PredictionFailed
+from modelswap.core.ids import validate_model_name, validate_version_id
+from modelswap.core.serving import ModelSlot, Snapshot
+
+logger = logging.getLogger("modelswap.predict")
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.modelswap
+    return state
+
+
+async def predict(request: Request) -> Response:
+    state = _state(request)
+    return await _predict(request, state, validate_model_name(request.path_params["model"]), None)
+
+
+async def predict_pinned(request: Request) -> Response:
+    state = _state(request)
+    model = validate_model_name(request.path_params["model"])
+    return await _predict(request, state, model, validate_version_id(request.path_params["version"]))
+
+
+async def predict_default(request: Request) -> Response:
+    state = _state(request)
+    return await _predict(request, state, default_model(state), None)
+
+
+def default_model(state: AppState) -> str:
+    if state.settings.default_model:
+        return state.settings.default_model
+    if len(state.serving.slots) == 1:
+        return next(iter(state.serving.slots))
+    raise ModelNotFound(
+        f"POST /predict needs MODELSWAP_DEFAULT_MODEL: this server has {len(state.serving.slots)} models"
+    )
+
+
+async def _predict(request: Request, state: AppState, model: str, version: str | None) -> Response:
+    start = time.perf_counter()
+    slot = state.serving.slot(model)
+    payload = await read_json(request, state.settings.max_body_bytes)
+    X, method = parse_predict(payload, state.settings.max_rows)
+    if version is None:
+        snap = slot.route(request.headers.get("x-routing-key"))
+    else:
+        snap = await run_in_threadpool(slot.pinned, version)
+    predictions = await run_snapshot(state, slot, snap, X, method, start)
+    headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant}
+    body = {"model": model, "version": snap.version, "variant": snap.variant, "predictions": predictions}
+    return json_response(body, headers=headers)
+
+
+async def run_snapshot(
+    state: AppState, slot: ModelSlot, snap: Snapshot, X: np.ndarray, method: str, start: float
+) -> Any:
+    """Predict with one snapshot (batched), count it in metrics and in the slot's
+    per-variant stats (the canary guard), log it; PredictionFailed if the model raises.
+    Returns a JSON-ready list."""
+    result = await predict_array(state, slot, snap, X, method, start)
+    return result.tolist() if isinstance(result, np.ndarray) else list(result)
+
+
+async def predict_array(
+    state: AppState, slot: ModelSlot, snap: Snapshot, X: np.ndarray, method: str, start: float
+) -> Any:
+    """As run_snapshot, returning what the estimator returned (usually an ndarray)."""
+    check_width(X, snap.n_features, snap.model, snap.version)
+    fn = snap.methods.get(method)
+    if fn is None:
+        raise InvalidInput(f"{snap.model} {snap.version} does not support {method!r}")
+    try:
+        result = await state.batching.batcher(snap, method, fn).submit(X)
+    except Exception as exc:  # the model's own code failed on valid input
+        state.metrics.prediction(snap.model, snap.version, snap.variant, "error", None)
+        slot.record(snap, ok=False)
+        logger.warning(
+            "predict failed model=%s version=%s variant=%s rows=%d: %s: %s",
+            snap.model,
+            snap.version,
+            snap.variant,
+            len(X),
+            type(exc).__name__,
+            exc,
+        )
+        raise PredictionFailed(f"{snap.model} {snap.version} failed to predict: {type(exc).__name__}") from exc
+    elapsed = time.perf_counter() - start
+    state.metrics.prediction(snap.model, snap.version, snap.variant, "success", elapsed)
+    slot.record(snap, ok=True)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "predict model=%s version=%s variant=%s rows=%d ms=%.2f",
+            snap.model,
+            snap.version,
+            snap.variant,
+            len(X),
+            elapsed * 1000,
+        )
+    return result

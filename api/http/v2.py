@@ -1,0 +1,190 @@
+"""Open Inference Protocol v2 (KServe / Triton / MLServer), REST side, with modelswap's
+hot swap, canary routing (X-Routing-Key), version pinning and metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelswap.api.http.errors import status_for
+from modelswap.api.http.payload import METHODS, read_body
+from modelswap.api.http.predict import predict_array
+from modelswap.api.http.responses import json_response
+from modelswap.api.http.state import AppState
+from modelswap.api.http.tensors import HEADER_LENGTH, decode_input, encode_outputs, split_body
+from modelswap.core.errors import InvalidInput, ModelswapError, PredictionFailed, VersionNotFound
+from modelswap.core.ids import validate_model_name, validate_version_id
+from modelswap.core.serving import ModelSlot, Snapshot
+
+Handler = Callable[[Request], Awaitable[Response]]
+INPUT_NAME = "input-0"
+
+
+def server_version() -> str:
+    try:
+        return version("modelswap")
+    except PackageNotFoundError:
+        return "0"
+
+
+def v2_errors(handler: Handler) -> Handler:
+    """Errors in the protocol's shape: ``{"error": "<message>"}``."""
+
+    @wraps(handler)
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ModelswapError as exc:
+            return json_response({"error": exc.message}, status=status_for(exc))
+
+    return wrapper
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.modelswap
+    return state
+
+
+def _target(request: Request) -> tuple[AppState, ModelSlot, str | None]:
+    state = _state(request)
+    slot = state.serving.slot(validate_model_name(request.path_params["model"]))
+    pinned = request.path_params.get("version")
+    return state, slot, validate_version_id(pinned) if pinned is not None else None
+
+
+async def _snapshot(request: Request, slot: ModelSlot, pinned: str | None) -> Snapshot:
+    if pinned is None:
+        return slot.route(request.headers.get("x-routing-key"))
+    return await run_in_threadpool(slot.pinned, pinned)
+
+
+@v2_errors
+async def server_metadata(request: Request) -> Response:
+    return json_response({"name": "modelswap", "version": server_version(), "extensions": ["binary_tensor_data"]})
+
+
+@v2_errors
+async def live(request: Request) -> Response:
+    return json_response({"live": True})
+
+
+@v2_errors
+async def ready(request: Request) -> Response:
+    ok = _state(request).serving.ready()
+    return json_response({"ready": ok}, status=200 if ok else 503)
+
+
+@v2_errors
+async def model_ready(request: Request) -> Response:
+    state, slot, pinned = _target(request)
+    name = slot.name
+    if pinned is not None and pinned not in await run_in_threadpool(lambda: state.store.registry(name)):
+        raise VersionNotFound(f"model {name} has no version {pinned}")
+    loaded = slot.version is not None if pinned is None else pinned in (slot.version, slot.canary_version)
+    if not loaded:
+        return json_response({"error": f"{name} {pinned or ''} is not loaded".replace("  ", " ")}, status=400)
+    return json_response({"name": name, "ready": True})
+
+
+@v2_errors
+async def model_metadata(request: Request) -> Response:
+    state, slot, pinned = _target(request)
+    snap = await _snapshot(request, slot, pinned) if pinned else slot.snapshot()
+    n_features = snap.n_features if snap.n_features is not None else -1
+    estimator = snap.loaded.estimator
+    outputs = []
+    classes = getattr(estimator, "classes_", None)
+    label_type = (
+        "BYTES"
+        if classes is not None and np.asarray(classes).dtype.kind in "OUS"
+        else ("INT64" if classes is not None else "FP64")
+    )
+    for method in sorted(snap.loaded.methods):
+        if method == "predict":
+            outputs.append({"name": "predict", "datatype": label_type, "shape": [-1]})
+        else:
+            width = len(classes) if classes is not None else -1
+            outputs.append({"name": method, "datatype": "FP64", "shape": [-1, width]})
+    versions = await run_in_threadpool(lambda: state.store.registry(slot.name).ids())
+    return json_response(
+        {
+            "name": slot.name,
+            "versions": versions,
+            "platform": "sklearn",
+            "inputs": [{"name": INPUT_NAME, "datatype": "FP64", "shape": [-1, n_features]}],
+            "outputs": outputs,
+            "parameters": {"version": snap.version, "estimator": snap.loaded.manifest.estimator},
+        }
+    )
+
+
+def _requested(payload: dict[str, Any]) -> list[tuple[str, bool]]:
+    params = payload.get("parameters") or {}
+    default_binary = bool(params.get("binary_data_output", False)) if isinstance(params, dict) else False
+    outputs = payload.get("outputs")
+    if outputs is None:
+        return [("predict", default_binary)]
+    if not isinstance(outputs, list) or not outputs:
+        raise InvalidInput("'outputs' must be a non-empty list of {\"name\": ...}")
+    wanted = []
+    for out in outputs:
+        name = out.get("name") if isinstance(out, dict) else None
+        if name not in METHODS:
+            raise InvalidInput(f"unknown output {name!r}: use one of {', '.join(METHODS)}")
+        out_params = out.get("parameters") or {}
+        if not isinstance(out_params, dict):
+            raise InvalidInput(f"output {name!r}: 'parameters' must be an object")
+        wanted.append((name, bool(out_params.get("binary_data", default_binary))))
+    return wanted
+
+
+@v2_errors
+async def infer(request: Request) -> Response:
+    start = time.perf_counter()
+    state, slot, pinned = _target(request)
+    body = await read_body(request, state.settings.max_body_bytes)
+    payload, binary = split_body(body, request.headers.get(HEADER_LENGTH))
+    if not isinstance(payload, dict):
+        raise InvalidInput("the request must be a JSON object with 'inputs'")
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1:
+        raise InvalidInput("send exactly one input tensor, shape [rows, features]")
+    X, _ = decode_input(inputs[0], binary, 0, state.settings.max_rows)
+    wanted = _requested(payload)
+    snap = await _snapshot(request, slot, pinned)
+    # the first output is the counted, batched prediction; further ones reuse the same rows
+    arrays = [np.asarray(await predict_array(state, slot, snap, X, wanted[0][0], start))]
+    for name, _ in wanted[1:]:
+        fn = snap.methods.get(name)
+        if fn is None:
+            raise InvalidInput(f"{snap.model} {snap.version} does not support {name!r}")
+        try:
+            arrays.append(np.asarray(fn(X)))
+        except Exception as exc:  # the model's own code failed on valid input
+            raise PredictionFailed(f"{snap.model} {snap.version} failed in {name}: {type(exc).__name__}") from exc
+    tensors, raw = encode_outputs(
+        [(name, arr, as_binary) for (name, as_binary), arr in zip(wanted, arrays, strict=True)]
+    )
+    result: dict[str, Any] = {
+        "model_name": snap.model,
+        "model_version": snap.version,
+        "parameters": {"variant": snap.variant},
+        "outputs": tensors,
+    }
+    if "id" in payload:
+        result["id"] = payload["id"]
+    headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant}
+    if not raw:
+        return json_response(result, headers=headers)
+    header = orjson.dumps(result)
+    headers[HEADER_LENGTH] = str(len(header))
+    return Response(header + raw, media_type="application/octet-stream", headers=headers)

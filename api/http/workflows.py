@@ -1,0 +1,114 @@
+"""ML engineers' workflows over HTTP: upload a version, gc, start a retrain job, read a job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message
+
+from modelswap.api.http.admin import _admin, actor_of
+from modelswap.api.http.auth import require_admin
+from modelswap.api.http.payload import json_object, read_json
+from modelswap.api.http.responses import json_response
+from modelswap.api.http.state import AppState
+from modelswap.core.errors import InvalidInput, PayloadTooLarge
+from modelswap.core.jobs import RetrainRequest, validate_job_id
+
+FORM_FIELDS = {"model", "metrics", "tags", "description", "example"}
+
+
+def limited(request: Request, limit: int) -> Request:
+    """The same request, whose body raises PayloadTooLarge once past ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"upload of {declared} bytes exceeds the limit of {limit} bytes")
+    seen = 0
+
+    async def receive() -> Message:
+        nonlocal seen
+        message = await request.receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise PayloadTooLarge(f"upload exceeds the limit of {limit} bytes")
+        return message
+
+    return Request(request.scope, receive)
+
+
+def _json_field(value: Any, name: str) -> Any:
+    if value is None:
+        return None
+    raw = value.file.read() if isinstance(value, UploadFile) else str(value).encode()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"form field {name!r} is not valid JSON: {exc}") from exc
+
+
+async def upload(request: Request) -> Response:
+    """Multipart: ``model`` (the joblib file) [+ ``metrics``, ``tags``, ``example`` JSON, ``description``]."""
+    state, model = _admin(request)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidInput("upload as multipart/form-data with a 'model' file field (curl -F model=@model.joblib)")
+    form = await limited(request, state.settings.max_upload_bytes).form(max_files=4, max_fields=8)
+    try:
+        unknown = set(form.keys()) - FORM_FIELDS
+        if unknown:
+            raise InvalidInput(f"unknown form field(s): {', '.join(sorted(unknown))}")
+        file = form.get("model")
+        if not isinstance(file, UploadFile):
+            raise InvalidInput("missing the 'model' file field (curl -F model=@model.joblib)")
+        metrics = _json_field(form.get("metrics"), "metrics") or {}
+        tags = _json_field(form.get("tags"), "tags") or {}
+        example = _json_field(form.get("example"), "example")
+        if not isinstance(tags, dict):
+            raise InvalidInput('tags must be a JSON object, e.g. {"owner": "ml"}')
+        description = form.get("description")
+        description = description if isinstance(description, str) else ""
+        record = await run_in_threadpool(
+            state.store.publish,
+            model,
+            file.file,
+            metrics=metrics,
+            tags=tags,
+            description=description,
+            input_example=example,
+            actor=actor_of(request),
+        )
+    finally:
+        await form.close()
+    state.metrics.admin_actions.labels(model, "upload", "success").inc()
+    return json_response({"model": model, **record.to_dict()}, status=201)
+
+
+async def gc(request: Request) -> Response:
+    state, model = _admin(request)
+    body = json_object(await read_json(request, state.settings.max_body_bytes))
+    keep = body.get("keep")
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise InvalidInput("'keep' must be a whole number of versions to keep, 0 or more")
+    dry_run = bool(body.get("dry_run", False))
+    plan = await run_in_threadpool(state.store.gc, model, keep, dry_run=dry_run, actor=actor_of(request))
+    return json_response(plan.to_dict())
+
+
+async def retrain(request: Request) -> Response:
+    state, model = _admin(request)
+    body = json_object(await read_json(request, state.settings.max_body_bytes, allow_empty=True))
+    params = RetrainRequest.from_dict(model, body)
+    job = await run_in_threadpool(state.jobs.start, params, actor_of(request))
+    state.metrics.admin_actions.labels(model, "retrain", "success").inc()
+    return json_response({"job": job.id, **job.to_dict()}, status=202)
+
+
+async def get_job(request: Request) -> Response:
+    state: AppState = request.app.state.modelswap
+    if state.settings.protect_reads:
+        require_admin(request, state.token)
+    job_id = validate_job_id(request.path_params["job"])
+    return json_response(await run_in_threadpool(state.jobs.get, job_id))

@@ -1,0 +1,44 @@
+"""modelswap: a filesystem-versioned scikit-learn model store and server with atomic hot swap.
+
+Publish from training code, deploy, roll back, and read the registry in process::
+
+    import modelswap
+
+    store = modelswap.Store("./models")
+    v = store.publish("churn", estimator, metrics={"f1": 0.91}, example=X[:5])
+    store.deploy("churn", v.id, reason="better f1")
+    store.rollback("churn")
+
+or talk to a running server with ``modelswap.Client(url, token)``.
+"""
+
+from modelswap.api.client import Client, RemoteError
+from modelswap.core.errors import (
+    Conflict,
+    InvalidInput,
+    ModelswapError,
+    NotFound,
+    NothingToRollBack,
+    StoreBusy,
+    ValidationFailed,
+)
+from modelswap.core.outcomes import GcPlan, Transition
+from modelswap.core.registry import HistoryEntry, Version
+from modelswap.core.store import Store
+
+__all__ = [
+    "Client",
+    "Conflict",
+    "GcPlan",
+    "HistoryEntry",
+    "InvalidInput",
+    "ModelswapError",
+    "NotFound",
+    "NothingToRollBack",
+    "RemoteError",
+    "Store",
+    "StoreBusy",
+    "Transition",
+    "ValidationFailed",
+    "Version",
+]

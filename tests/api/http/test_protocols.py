@@ -1,0 +1,185 @@
+"""Open Inference Protocol v2 (driven by the real tritonclient) and MLflow's scoring protocol,
+against a real server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modelswap.core.store import Store
+from tests.conftest import IRIS_ROW, StepClock, publish
+from tests.server import Server, serve
+
+ROWS = [IRIS_ROW, [5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+
+
+@pytest.fixture(scope="module")
+def running(
+    tmp_path_factory: pytest.TempPathFactory, iris_a: Any, iris_b: Any
+) -> Iterator[tuple[Server, Store, str, str]]:
+    store = Store(tmp_path_factory.mktemp("proto") / "models", clock=StepClock())
+    a, b = publish(store, iris_a), publish(store, iris_b)
+    store.deploy("iris", a)
+    with serve(store.root) as server:
+        yield server, store, a, b
+
+
+def native(server: Server, rows: list[list[float]], method: str = "predict") -> Any:
+    with server.client() as client:
+        return client.post("/v1/models/iris/predict", json={"instances": rows, "method": method}).json()
+
+
+def test_tritonclient_drives_the_v2_endpoints_end_to_end(running: tuple[Server, Store, str, str]) -> None:
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    server, store, a, b = running
+    client = httpclient.InferenceServerClient(url=server.url.removeprefix("http://"))
+    try:
+        assert client.is_server_live() and client.is_server_ready()
+        assert client.is_model_ready("iris")
+        meta = client.get_model_metadata("iris")
+        assert meta["name"] == "iris" and meta["platform"] == "sklearn" and a in meta["versions"]
+        assert meta["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
+        assert {o["name"] for o in meta["outputs"]} >= {"predict", "predict_proba"}
+
+        x = httpclient.InferInput("input-0", [3, 4], "FP32")
+        x.set_data_from_numpy(np.asarray(ROWS, dtype=np.float32))  # binary tensor extension
+        outputs = [
+            httpclient.InferRequestedOutput("predict", binary_data=False),
+            httpclient.InferRequestedOutput("predict_proba", binary_data=True),
+        ]
+        result = client.infer("iris", [x], outputs=outputs, request_id="req-1")
+        response = result.get_response()
+        assert (response["model_name"], response["model_version"], response["id"]) == ("iris", a, "req-1")
+        assert result.as_numpy("predict").tolist() == native(server, ROWS)["predictions"]
+        # the inputs went as FP32, so the probabilities agree to float32 precision
+        np.testing.assert_allclose(
+            result.as_numpy("predict_proba"), native(server, ROWS, "predict_proba")["predictions"], rtol=1e-5
+        )
+
+        pinned = client.infer("iris", [x], model_version=b, outputs=outputs[:1])
+        assert pinned.get_response()["model_version"] == b
+
+        store.deploy("iris", b)  # a deploy between calls: the next answer names the new version
+        with server.client() as c:
+            c.post("/v1/models/iris/reload", headers={"Authorization": "Bearer test-admin-token"})
+        assert client.infer("iris", [x], outputs=outputs[:1]).get_response()["model_version"] == b
+        store.deploy("iris", a)
+        with server.client() as c:
+            c.post("/v1/models/iris/reload", headers={"Authorization": "Bearer test-admin-token"})
+
+        wrong = httpclient.InferInput("input-0", [1, 3], "FP64")
+        wrong.set_data_from_numpy(np.ones((1, 3)), binary_data=False)
+        with pytest.raises(InferenceServerException, match="expects 4 features"):
+            client.infer("iris", [wrong])
+        with pytest.raises(InferenceServerException):
+            client.get_model_metadata("nope")
+    finally:
+        client.close()
+
+
+def tensor(shape: list[int], datatype: str, data: list[Any]) -> dict[str, Any]:
+    return {"inputs": [{"name": "x", "shape": shape, "datatype": datatype, "data": data}]}
+
+
+GOOD = tensor([1, 4], "FP64", [1, 2, 3, 4])
+V2_CASES: list[tuple[str, Any, int, str]] = [
+    ("/v2/models/iris/infer", tensor([1, 4], "FP64", [1, 2, 3]), 400, "do not fill"),
+    ("/v2/models/iris/infer", tensor([1, 4], "BYTES", ["a", "b", "c", "d"]), 400, "BYTES"),
+    ("/v2/models/iris/infer", tensor([1, 4], "FP99", [1, 2, 3, 4]), 400, "unknown datatype"),
+    ("/v2/models/iris/infer", tensor([1, 4], "INT64", [1.5, 2, 3, 4]), 400, "does not match datatype"),
+    ("/v2/models/iris/infer", tensor([1, 4], "FP64", ["1", "2", "3", "4"]), 400, "does not match datatype"),
+    ("/v2/models/iris/infer", tensor([2, 2, 1], "FP64", [1, 2, 3, 4]), 400, "rows, features"),
+    ("/v2/models/iris/infer", {"inputs": []}, 400, "exactly one input"),
+    ("/v2/models/iris/infer", {**GOOD, "outputs": [{"name": "fit"}]}, 400, "unknown output"),
+    ("/v2/models/iris/infer", {**GOOD, "outputs": [{"name": "predict", "parameters": [1]}]}, 400, "must be an object"),
+    ("/v2/models/nope/infer", GOOD, 404, "not served"),
+    ("/v2/models/iris/versions/20200101-000000-abcdef/infer", GOOD, 404, "no version"),
+    ("/v2/models/iris/versions/latest/infer", GOOD, 400, "invalid version id"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "message"), V2_CASES)
+def test_v2_errors_use_the_protocol_shape(
+    running: tuple[Server, Store, str, str], path: str, body: Any, status: int, message: str
+) -> None:
+    server = running[0]
+    with server.client() as client:
+        r = client.post(path, json=body)
+    assert r.status_code == status, r.text
+    assert set(r.json()) == {"error"} and message in r.json()["error"]
+
+
+def test_v2_json_tensors_flat_or_nested_give_the_native_answer(running: tuple[Server, Store, str, str]) -> None:
+    server, _, a, _ = running
+    expected = native(server, ROWS)["predictions"]
+    with server.client() as client:
+        for data in (np.asarray(ROWS).reshape(-1).tolist(), ROWS):
+            r = client.post(
+                "/v2/models/iris/infer",
+                json={"id": "7", "inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP64", "data": data}]},
+                headers={"X-Routing-Key": "user-1"},
+            )
+            body = r.json()
+            assert r.status_code == 200 and body["id"] == "7" and body["model_version"] == a
+            assert body["outputs"][0]["name"] == "predict" and body["outputs"][0]["data"] == expected
+            assert r.headers["x-model-variant"] == "stable"
+        assert client.get("/v2").json()["name"] == "modelswap"
+        assert client.get("/v2/models/iris/versions/20200101-000000-abcdef/ready").status_code == 404
+        assert client.get(f"/v2/models/iris/versions/{a}/ready").json() == {"name": "iris", "ready": True}
+
+
+MLFLOW_FORMS: list[tuple[str, Any]] = [
+    ("instances", {"instances": ROWS}),
+    ("inputs", {"inputs": ROWS}),
+    ("dataframe_split", {"dataframe_split": {"columns": ["a", "b", "c", "d"], "data": ROWS}}),
+    ("dataframe_records", {"dataframe_records": [dict(zip("abcd", r, strict=True)) for r in ROWS]}),
+    ("inputs as columns", {"inputs": {k: [r[i] for r in ROWS] for i, k in enumerate("abcd")}}),
+]
+
+
+@pytest.mark.parametrize(("form", "body"), MLFLOW_FORMS, ids=[f for f, _ in MLFLOW_FORMS])
+def test_mlflow_payload_forms_match_the_native_route(
+    running: tuple[Server, Store, str, str], form: str, body: Any
+) -> None:
+    server, _, a, _ = running
+    with server.client() as client:
+        r = client.post("/invocations", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": native(server, ROWS)["predictions"]}
+    assert r.headers["x-model-version"] == a
+
+
+def test_mlflow_csv_ping_and_version(running: tuple[Server, Store, str, str]) -> None:
+    server = running[0]
+    csv_body = "a,b,c,d\n" + "\n".join(",".join(str(v) for v in r) for r in ROWS) + "\n"
+    with server.client() as client:
+        r = client.post("/invocations", content=csv_body, headers={"Content-Type": "text/csv"})
+        assert r.status_code == 200 and r.json()["predictions"] == native(server, ROWS)["predictions"]
+        assert client.get("/ping").status_code == 200
+        assert client.get("/version").text.strip()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (b"{nope", "application/json", "not valid JSON"),
+        (b'{"instances": [[1, 2, 3, 4]], "inputs": [[1, 2, 3, 4]]}', "application/json", "exactly one of"),
+        (b'{"dataframe_split": {"columns": ["a"]}}', "application/json", "dataframe_split needs"),
+        (b'{"instances": [["a", "b", "c", "d"]]}', "application/json", "only numbers"),
+        (b"a,b,c,d\n1,2,x,4\n", "text/csv", "must hold numbers"),
+        (b"a,b,c,d\n", "text/csv", "at least one data row"),
+        (b"1,2,3,4", "application/xml", "unsupported content type"),
+    ],
+)
+def test_malformed_mlflow_payloads_get_clear_400s(
+    running: tuple[Server, Store, str, str], body: bytes, content_type: str, message: str
+) -> None:
+    server = running[0]
+    with server.client() as client:
+        r = client.post("/invocations", content=body, headers={"Content-Type": content_type})
+    assert r.status_code == 400 and r.json()["error_code"] == "BAD_REQUEST" and message in r.json()["message"]
