@@ -86,8 +86,13 @@ class Client:
     def versions(self, model: str) -> dict[str, Any]:
         return dict(self.request("GET", f"{self._m(model)}/versions"))
 
-    def history(self, model: str) -> list[dict[str, Any]]:
-        return list(self.request("GET", f"{self._m(model)}/history")["history"])
+    def version(self, model: str, version: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{self._m(model)}/versions/{self._q(version)}"))
+
+    def history(self, model: str, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """Deploy history, newest first (``limit``: the newest N entries)."""
+        query = f"?limit={int(limit)}" if limit is not None else ""
+        return list(self.request("GET", f"{self._m(model)}/history{query}")["history"])
 
     def fleet(self, model: str) -> dict[str, Any]:
         return dict(self.request("GET", f"{self._m(model)}/fleet"))
@@ -114,7 +119,7 @@ class Client:
         body = {"version": version, "fraction": fraction, "guard": guard, "reason": reason}
         return dict(self.request("POST", f"{self._m(model)}/canary", body))
 
-    def canary_status(self, model: str) -> dict[str, Any]:
+    def canary(self, model: str) -> dict[str, Any]:
         return dict(self.request("GET", f"{self._m(model)}/canary"))
 
     def canary_stop(self, model: str, reason: str = "") -> dict[str, Any]:
@@ -156,6 +161,12 @@ class Client:
                 "POST", f"{self._m(model)}/versions", raw=raw, content_type=f"multipart/form-data; boundary={boundary}"
             )
         )
+
+    def delete(self, model: str, version: str) -> dict[str, Any]:
+        return dict(self.request("DELETE", f"{self._m(model)}/versions/{self._q(version)}"))
+
+    def reload(self, model: str) -> dict[str, Any]:
+        return dict(self.request("POST", f"{self._m(model)}/reload"))
 
     def retrain(self, model: str, **params: Any) -> dict[str, Any]:
         return dict(self.request("POST", f"{self._m(model)}/retrain", params))

@@ -1,24 +1,37 @@
-"""Canary (A/B) configuration, the stable variant choice, and the guard's arithmetic.
+"""The canary (A/B test): its config, the stable variant choice, the guard, and its store verbs.
 
 ``abtest.json`` holds one CanaryConfig; it is absent when no canary runs. The
 variant a routing key gets depends only on (canary version, key) and the
 fraction, so every process and pod agrees, and raising the fraction only moves
-keys from stable to canary, never back.
+keys from stable to canary, never back. Start, stop (or abort) and promote write
+``abtest.json`` under the model's lock and record every change in history.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from modelswap.core.errors import InvalidInput
+from modelswap.core import registry as reg
+from modelswap.core.clock import default_actor, iso
+from modelswap.core.errors import Conflict, InvalidInput
+from modelswap.core.fsio import atomic_write_json, fsync_dir
 from modelswap.core.ids import validate_version_id
+from modelswap.core.layout import ModelPaths
+from modelswap.core.outcomes import Transition
+
+if TYPE_CHECKING:
+    from modelswap.core.store import Store
+
+logger = logging.getLogger(__name__)
 
 _SCALE = float(1 << 64)
 
@@ -112,3 +125,100 @@ def read_canary(path: Path) -> CanaryConfig | None:
         return CanaryConfig.from_dict(orjson.loads(raw))
     except (orjson.JSONDecodeError, InvalidInput) as exc:
         raise InvalidInput(f"{path} is damaged ({exc}); stop the canary or run `modelswap verify --repair`") from exc
+
+
+def start_canary(
+    store: Store,
+    model: str,
+    version: str,
+    fraction: float,
+    *,
+    guard: Guard | None = None,
+    actor: str | None = None,
+    reason: str = "",
+) -> CanaryConfig:
+    """Validate ``version`` like a deploy, then write ``abtest.json`` (start or update).
+
+    1. validate outside the lock (loading can be slow);
+    2. under the lock: the version is published and not the live one;
+    3. write abtest.json atomically, then record ``canary_start`` in history.
+    """
+    validate_version_id(version)
+    fraction = check_fraction(fraction)
+    paths = store.existing(model)
+    store.require_published(store.load_registry(paths), paths, version)
+    store.validator(paths, version)  # 1
+    who = actor or default_actor()
+    with store.locked(model):
+        registry = store.load_registry(paths)
+        store.require_published(registry, paths, version)  # 2
+        if store.current(model) == version:
+            raise Conflict(f"{model} {version} is already live; a canary must be another version")
+        config = CanaryConfig(version, fraction, guard, who, iso(store.clock()))
+        atomic_write_json(paths.abtest, config.to_dict())  # 3
+        entry = reg.HistoryEntry(
+            config.started_at, reg.CANARY_START, who, store.current(model), version, reason,
+            {"fraction": fraction, "guard": guard.to_dict() if guard else None},
+        )  # fmt: skip
+        store.save_registry(paths, registry.with_event(entry))
+    logger.info("canary %s: %s at %.3f (actor %s)", model, version, fraction, who)
+    return config
+
+
+def stop_canary(
+    store: Store,
+    model: str,
+    *,
+    actor: str | None = None,
+    reason: str = "",
+    action: str = reg.CANARY_STOP,
+    only_version: str | None = None,
+) -> CanaryConfig:
+    """End the canary: record ``action`` (canary_stop, or canary_abort by the guard), then
+    remove ``abtest.json``.
+
+    1. under the lock, check the canary still runs (and is ``only_version``, if given:
+       a process's guard must not stop a newer canary that replaced the one it judged);
+    2. append the history entry (the intent is recorded before it takes effect, so a
+       process that sees the canary gone finds the reason already in history);
+    3. remove ``abtest.json`` and fsync the directory.
+    A crash between 2 and 3 leaves history ahead of the file; ``verify --repair``
+    completes the stop.
+    """
+    paths = store.existing(model)
+    with store.locked(model):
+        config = read_canary(paths.abtest)  # 1
+        if config is None or (only_version is not None and config.version != only_version):
+            raise Conflict(f"no canary of {model}{' on ' + only_version if only_version else ''} is running")
+        entry = reg.HistoryEntry(
+            iso(store.clock()), action, actor or default_actor(), config.version, store.current(model), reason
+        )
+        store.save_registry(paths, store.load_registry(paths).with_event(entry))  # 2
+        _remove_abtest(paths)  # 3
+    logger.info("%s %s: %s (actor %s)", action, model, config.version, actor)
+    return config
+
+
+def promote_canary(store: Store, model: str, *, actor: str | None = None, reason: str = "") -> Transition:
+    """Make the canary the live version and end the test (one history entry, ``canary_promote``)."""
+    paths = store.existing(model)
+    config = read_canary(paths.abtest)
+    if config is None:
+        raise Conflict(f"no canary of {model} is running")
+
+    def choose(registry: reg.Registry, current: str | None) -> str:
+        now = read_canary(paths.abtest)
+        if now is None or now.version != config.version:
+            raise Conflict(f"the canary of {model} changed while promoting; look again")
+        return config.version
+
+    def end_test(registry: reg.Registry, locked_paths: ModelPaths) -> reg.Registry:
+        _remove_abtest(locked_paths)
+        return registry
+
+    return store.move_current(model, choose, reg.PROMOTE, actor, reason, extra=end_test)
+
+
+def _remove_abtest(paths: ModelPaths) -> None:
+    os.unlink(paths.abtest)
+    fsync_dir(paths.dir)

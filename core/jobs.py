@@ -90,7 +90,8 @@ class RetrainRequest:
         }
 
     def argv(self, root: Path, job_file: Path) -> list[str]:
-        args = [sys.executable, "-m", "modelswap.core.retrain", self.model, "--root", str(root), "--job-file", str(job_file)]
+        args = [sys.executable, "-m", "modelswap.core.retrain", self.model, "--root", str(root)]
+        args += ["--job-file", str(job_file)]
         args += ["--dataset", self.dataset, "--estimator", self.estimator, "--seed", str(self.seed)]
         if self.deploy:
             args.append("--deploy")

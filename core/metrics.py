@@ -125,7 +125,7 @@ def render(registry: CollectorRegistry, multiproc_dir: Path | None) -> bytes:
     from prometheus_client import multiprocess
 
     aggregate = CollectorRegistry()
-    multiprocess.MultiProcessCollector(aggregate, path=str(multiproc_dir))
+    multiprocess.MultiProcessCollector(aggregate, path=str(multiproc_dir))  # type: ignore[no-untyped-call]
     return generate_latest(aggregate)
 
 
@@ -158,6 +158,6 @@ def forget_dead_processes(path: Path) -> list[int]:
         if match and not alive(int(match.group(1))):
             dead.add(int(match.group(1)))
     for pid in dead:
-        multiprocess.mark_process_dead(pid, str(path))
+        multiprocess.mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
         logger.info("removed the live metrics of dead worker %d", pid)
     return sorted(dead)

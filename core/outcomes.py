@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -39,10 +40,19 @@ class ModelStatus:
 
 @dataclass(frozen=True)
 class GcPlan:
+    """What gc deleted (or would, with ``dry_run``) and why each kept version stays."""
+
     model: str
     deleted: tuple[str, ...]
     kept: tuple[str, ...]
     dry_run: bool
+    reasons: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "deleted": list(self.deleted), "kept": list(self.kept), "dry_run": self.dry_run}
+        return {
+            "model": self.model,
+            "deleted": list(self.deleted),
+            "kept": list(self.kept),
+            "dry_run": self.dry_run,
+            "reasons": {v: list(why) for v, why in self.reasons.items()},
+        }

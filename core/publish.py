@@ -15,7 +15,14 @@ from modelswap.core.errors import InvalidInput, ValidationFailed
 from modelswap.core.fsio import dumps_json, fsync_dir, write_bytes_durable
 from modelswap.core.layout import MANIFEST_FILE, METRICS_FILE, MODEL_FILE, STAGING_PREFIX, ModelPaths
 from modelswap.core.loader import smoke_predict
-from modelswap.core.manifest import Manifest, describe_estimator, digest_files, example_rows, library_versions, sha256_file
+from modelswap.core.manifest import (
+    Manifest,
+    describe_estimator,
+    digest_files,
+    example_rows,
+    library_versions,
+    sha256_file,
+)
 
 Rows = tuple[tuple[float, ...], ...]
 

@@ -248,10 +248,19 @@ def rollback_target(registry: Registry, current: str | None, exists: Callable[[s
     return None
 
 
-def best_version(registry: Registry, metric: str, *, lower_is_better: bool = False) -> Version | None:
-    """The version with the best value of ``metric`` (ties go to the newest)."""
+LOWER_IS_BETTER_SUFFIXES = ("loss", "error", "mse", "mae", "rmse")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of ``metric`` is better, judged by its name."""
+    return metric.lower().endswith(LOWER_IS_BETTER_SUFFIXES)
+
+
+def best_version(versions: Iterable[Version], metric: str, *, lower_is_better: bool = False) -> Version | None:
+    """The version with the best value of ``metric``; ``versions`` oldest first, and ties
+    go to the newest. Corrupt versions and those without the metric never win."""
     best: Version | None = None
-    for record in registry.versions():
+    for record in versions:
         value = record.metrics.get(metric)
         if not isinstance(value, (int, float)) or record.status == CORRUPT:
             continue

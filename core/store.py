@@ -7,9 +7,7 @@ a version directory appears whole (by rename) or not at all.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -19,20 +17,21 @@ from typing import Any
 import orjson
 
 from modelswap.core import registry as reg
+from modelswap.core import retention
 from modelswap.core.canary import read_canary
 from modelswap.core.clock import default_actor, iso, utcnow
 from modelswap.core.errors import (
     Conflict,
     InvalidInput,
     ModelNotFound,
+    NotFound,
     NothingToRollBack,
     ValidationFailed,
-    VersionIsLive,
     VersionNotFound,
 )
-from modelswap.core.fsio import atomic_symlink, fsync_dir, read_json_file, read_link
+from modelswap.core.fsio import atomic_symlink, read_json_file, read_link
 from modelswap.core.ids import is_version_id, new_version_id, validate_model_name, validate_version_id
-from modelswap.core.layout import METRICS_FILE, TRASH_PREFIX, ModelPaths, model_paths, version_from_link_target
+from modelswap.core.layout import METRICS_FILE, ModelPaths, model_paths, version_from_link_target
 from modelswap.core.loader import load_version, sklearn_mismatch
 from modelswap.core.locking import LockPolicy, hold
 from modelswap.core.manifest import Manifest
@@ -147,7 +146,7 @@ class Store:
             return []
         return sorted(p.name for p in directory.iterdir() if is_version_id(p.name) and p.is_dir())
 
-    def _exists(self, model: str) -> Callable[[str], bool]:
+    def exists_fn(self, model: str) -> Callable[[str], bool]:
         paths = self.paths(model)
         return lambda version: paths.version_dir(version).is_dir()
 
@@ -158,7 +157,7 @@ class Store:
             model=model,
             current=current,
             canary=self.canary(model),
-            previous=reg.rollback_target(registry, current, self._exists(model)),
+            previous=reg.rollback_target(registry, current, self.exists_fn(model)),
             versions=len(registry),
         )
 
@@ -205,11 +204,16 @@ class Store:
         metrics: Mapping[str, Any] | None = None,
         tags: Mapping[str, str] | None = None,
         description: str = "",
-        input_example: Sequence[Sequence[float]] | None = None,
+        example: Sequence[Sequence[float]] | None = None,
         parent: str | None = None,
         actor: str | None = None,
     ) -> reg.Version:
-        """Publish a new immutable version from a joblib file path or a fitted estimator.
+        """Publish a new immutable version from a fitted estimator or a joblib file.
+
+        ``example``: a few input rows; the version is validated by predicting them, and
+        every process that loads it later does the same (without one, the parent's
+        example is reused when the width matches, else a row of zeros). ``parent``
+        defaults to the live version. Returns the registered Version.
 
         1. stage and validate the version's files (:func:`core.publish.stage_version`),
            which renames the complete directory into ``versions/``;
@@ -229,7 +233,7 @@ class Store:
             metrics=metrics or {},
             tags=tags or {},
             description=description,
-            input_example=input_example,
+            input_example=example,
             parent=parent,
             fallback_example=lambda n_features: self._example_for(paths, parent, n_features),
             rand=self.rand,
@@ -267,6 +271,41 @@ class Store:
             f"cannot tell what input {paths.name} takes: give an input example (--example FILE.json)"
         )
 
+    # -- the Python API's reads ----------------------------------------------------
+    def versions(self, model: str) -> list[reg.Version]:
+        """Every published version of ``model``, newest first."""
+        return list(reversed(self.registry(model).versions()))
+
+    def version(self, model: str, version: str) -> reg.Version:
+        record = self.registry(model).get(validate_version_id(version))
+        if record is None:
+            raise VersionNotFound(f"model {model} has no version {version}")
+        return record
+
+    def best(self, model: str, metric: str, *, lower_is_better: bool | None = None) -> reg.Version:
+        """The version with the best ``metric`` (ties: the newest). Lower is better for
+        names ending in loss, error, mse, mae or rmse unless ``lower_is_better`` says."""
+        lower = reg.lower_is_better(metric) if lower_is_better is None else lower_is_better
+        best = reg.best_version(self.registry(model).versions(), metric, lower_is_better=lower)
+        if best is None:
+            raise NotFound(f"no version of {model} has a metric {metric!r}")
+        return best
+
+    def history(self, model: str, *, limit: int | None = None) -> list[reg.HistoryEntry]:
+        """Deploy history (deploys, rollbacks, canary events, deletions), newest first."""
+        entries = list(reversed(self.registry(model).history()))
+        return entries if limit is None else entries[: max(limit, 0)]
+
+    def load(self, model: str, version: str | None = None) -> Any:
+        """The estimator of ``version`` (default: the live one), validated exactly as a
+        serving process loads it: digests, load, a predict on the input example."""
+        paths = self.existing(model)
+        target = version if version is not None else self.current(model)
+        if target is None:
+            raise NotFound(f"{model} has no live version; name one: load({model!r}, version)")
+        self.require_published(self.load_registry(paths), paths, validate_version_id(target))
+        return load_version(paths, target, strict_versions=self.strict_versions).estimator
+
     # -- moving `current` ----------------------------------------------------------
     def deploy(self, model: str, version: str, *, actor: str | None = None, reason: str = "") -> Transition:
         """Validate ``version`` and make it live; clears a rolled_back mark."""
@@ -281,7 +320,7 @@ class Store:
         def choose(registry: reg.Registry, current: str | None) -> str:
             if to is not None:
                 return to
-            target = reg.rollback_target(registry, current, self._exists(model))
+            target = reg.rollback_target(registry, current, self.exists_fn(model))
             if target is None:
                 raise NothingToRollBack(
                     f"{model}: no earlier live version to roll back to (current is {current or 'unset'})"
@@ -317,7 +356,7 @@ class Store:
             registry = self.load_registry(paths)  # 1
             current = self.current(model)
             target = choose(registry, current)
-            self._require_published(registry, paths, target)
+            self.require_published(registry, paths, target)
             if action == reg.ROLLBACK and target == current:
                 raise Conflict(f"{model}: {target} is already live")
             self.validator(paths, target)  # 2
@@ -325,7 +364,7 @@ class Store:
                 registry = self.load_registry(paths)  # 3
                 if self.current(model) != current or choose(registry, current) != target:
                     continue
-                self._require_published(registry, paths, target)
+                self.require_published(registry, paths, target)
                 atomic_symlink(paths.current, paths.version_link_target(target), durable=False)  # 4
                 updated = registry.with_status(target, reg.AVAILABLE)
                 if action == reg.ROLLBACK and current is not None:
@@ -340,7 +379,8 @@ class Store:
             return Transition(model, action, current, target)
         raise Conflict(f"{model}: the store kept changing under this {action}; try again")
 
-    def _require_published(self, registry: reg.Registry, paths: ModelPaths, version: str) -> None:
+    def require_published(self, registry: reg.Registry, paths: ModelPaths, version: str) -> None:
+        """VersionNotFound unless ``version`` is registered; ValidationFailed if marked corrupt."""
         if version not in registry:
             hint = (
                 " (it is on disk but not registered: run `modelswap verify --repair`)"
@@ -355,59 +395,10 @@ class Store:
         return load_version(paths, version, strict_versions=self.strict_versions)
 
     # -- deleting ---------------------------------------------------------------------
-    def protected(self, model: str, registry: reg.Registry) -> set[str]:
-        """Versions gc and delete must keep: live, canary, and the rollback target."""
-        current = self.current(model)
-        keep = {current, self.canary(model), reg.rollback_target(registry, current, self._exists(model))}
-        return {v for v in keep if v is not None}
-
     def delete_version(self, model: str, version: str, *, actor: str | None = None) -> None:
-        validate_version_id(version)
-        with self.locked(model) as paths:
-            registry = self.load_registry(paths)
-            if version not in registry and not paths.version_dir(version).is_dir():
-                raise VersionNotFound(f"model {model} has no version {version}")
-            if version in (self.current(model), self.canary(model)):
-                raise VersionIsLive(f"{model} {version} is live (current or canary); deploy another first")
-            self._remove(paths, registry, [version], reg.DELETE, actor)
+        """Delete one version that is neither live nor the canary (see core.retention)."""
+        retention.delete_version(self, model, version, actor=actor)
 
     def gc(self, model: str, keep: int, *, dry_run: bool = False, actor: str | None = None) -> GcPlan:
-        """Delete all but the newest ``keep`` versions, never a protected one."""
-        if keep < 0:
-            raise InvalidInput("--keep must be 0 or more")
-        with self.locked(model) as paths:
-            registry = self.load_registry(paths)
-            ids = registry.ids()
-            newest = set(ids[len(ids) - keep :]) if keep else set()
-            saved = newest | self.protected(model, registry)
-            doomed = [v for v in ids if v not in saved]
-            if not dry_run and doomed:
-                self._remove(paths, registry, doomed, reg.GC, actor)
-        return GcPlan(model, tuple(doomed), tuple(v for v in ids if v in saved), dry_run)
-
-    def _remove(
-        self, paths: ModelPaths, registry: reg.Registry, versions: list[str], action: str, actor: str | None
-    ) -> None:
-        """Delete versions. Caller holds the lock.
-
-        1. rename each directory to a hidden trash name (it vanishes atomically);
-        2. fsync ``versions/``; write the registry without them;
-        3. remove the trash. A crash leaves trash (``verify --repair`` removes it)
-           or registry entries without a directory (``verify --repair`` drops them).
-        """
-        trash = []
-        for version in versions:
-            directory = paths.version_dir(version)
-            if directory.is_dir():
-                moved = paths.versions_dir / f"{TRASH_PREFIX}{version}-{self.rand(4)}"
-                os.rename(directory, moved)  # 1
-                trash.append(moved)
-        fsync_dir(paths.versions_dir)  # 2
-        updated = registry.without(versions).with_event(
-            reg.HistoryEntry(
-                iso(self.clock()), action, actor or default_actor(), None, None, "", {"versions": list(versions)}
-            )
-        )
-        self.save_registry(paths, updated)
-        for moved in trash:  # 3
-            shutil.rmtree(moved)
+        """Delete all but the newest ``keep`` versions, never live, canary or rollback target."""
+        return retention.gc(self, model, keep, dry_run=dry_run, actor=actor)

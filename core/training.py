@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from modelswap.core.errors import InvalidInput
-from modelswap.core.registry import Version
+from modelswap.core.registry import Version, lower_is_better
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def publish_trained(store: Any, model: str, result: TrainResult, *, actor: str, 
         metrics=result.metrics,
         tags={"dataset": result.dataset, "estimator": result.estimator_name},
         description=description or f"{result.estimator_name} on {result.dataset}",
-        input_example=result.input_example,
+        example=result.input_example,
         actor=actor,
     )
     return record
@@ -151,8 +151,7 @@ def beats(new: Version, live: Version | None, metric: str) -> bool:
     old = live.metrics.get(metric)
     if not isinstance(old, (int, float)):
         return True
-    lower_is_better = metric.endswith(("loss", "error", "mse", "mae", "rmse"))
-    return value < old if lower_is_better else value > old
+    return value < old if lower_is_better(metric) else value > old
 
 
 @dataclass(frozen=True)

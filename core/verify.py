@@ -11,11 +11,19 @@ from typing import Any
 import orjson
 
 from modelswap.core import registry as reg
+from modelswap.core.canary import read_canary
 from modelswap.core.clock import default_actor, iso
-from modelswap.core.errors import CorruptRegistry, ValidationFailed
+from modelswap.core.errors import CorruptRegistry, InvalidInput, ValidationFailed
 from modelswap.core.fsio import atomic_symlink, read_json_file, read_link
 from modelswap.core.ids import is_version_id
-from modelswap.core.layout import METRICS_FILE, STAGING_PREFIX, TMP_MARK, TRASH_PREFIX, ModelPaths, version_from_link_target
+from modelswap.core.layout import (
+    METRICS_FILE,
+    STAGING_PREFIX,
+    TMP_MARK,
+    TRASH_PREFIX,
+    ModelPaths,
+    version_from_link_target,
+)
 from modelswap.core.manifest import load_manifest, manifest_digest, verify_files
 from modelswap.core.store import Store
 
@@ -176,17 +184,19 @@ def _verify_model(store: Store, paths: ModelPaths, *, repair: bool, actor: str) 
         note("history", f"history says {said or 'nothing'} is live but current points to {current}", fixed=True)
 
     # 5
-    if paths.abtest.exists():
-        try:
-            data = read_json_file(paths.abtest)
-            canary = data.get("version") if isinstance(data, dict) else None
-        except orjson.JSONDecodeError:
-            canary = None
-        if canary not in intact or canary == current:
-            if repair:
-                os.unlink(paths.abtest)
-            what = "the live version" if canary == current else "not an intact version"
-            note("canary", f"abtest.json names {canary!r}, which is {what}; canary stopped", fixed=True)
+    try:
+        config = read_canary(paths.abtest)
+        canary = config.version if config is not None else None
+    except InvalidInput as exc:
+        config, canary = None, None
+        if repair:
+            os.unlink(paths.abtest)
+        note("canary", f"{exc.message}; canary stopped" if repair else exc.message, fixed=True)
+    if config is not None and (canary not in intact or canary == current):
+        if repair:
+            os.unlink(paths.abtest)
+        what = "the live version" if canary == current else "not an intact version"
+        note("canary", f"abtest.json names {canary!r}, which is {what}; canary stopped", fixed=True)
 
     if repair and changed:
         registry = registry.with_event(

@@ -132,8 +132,8 @@ def make_store(tmp: Path) -> tuple[Path, Path, str, str]:
     joblib.dump(LogisticRegression(max_iter=1000).fit(data.data, data.target), model_file)
     other = LogisticRegression(max_iter=1000, C=0.5).fit(data.data, data.target)
     store = Store(tmp / "models")
-    a = store.publish("iris", model_file, input_example=[ROW]).id
-    b = store.publish("iris", other, input_example=[ROW]).id
+    a = store.publish("iris", model_file, example=[ROW]).id
+    b = store.publish("iris", other, example=[ROW]).id
     store.deploy("iris", a)
     return store.root, model_file, a, b
 

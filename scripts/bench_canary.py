@@ -46,7 +46,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         root, _, a, b = make_store(tmp)
         store = Store(root)
-        flaky = store.publish("iris", RaisesAfterWarmup(), input_example=[ROW]).id
+        flaky = store.publish("iris", RaisesAfterWarmup(), example=[ROW]).id
         env = {"MODELSWAP_POLL_INTERVAL": "1.0", "PYTHONPATH": str(HERE.parent)}
         p1, p2 = free_port(), free_port()
         u1, u2 = f"http://127.0.0.1:{p1}", f"http://127.0.0.1:{p2}"

@@ -34,7 +34,7 @@ from modelswap.core.store import Store  # noqa: E402
 
 def seed_registry(store: Store, model_file: Path, n: int) -> list[str]:
     """Publish two real versions, then pad the registry to n records (and as many history entries)."""
-    real = [store.publish("iris", model_file, input_example=[[6.0, 2.9, 4.5, 1.5]]).id for _ in range(2)]
+    real = [store.publish("iris", model_file, example=[[6.0, 2.9, 4.5, 1.5]]).id for _ in range(2)]
     store.deploy("iris", real[0])
     paths = store.paths("iris")
     registry = reg.read_registry(paths.registry, "iris")
@@ -68,7 +68,7 @@ def measure(root: Path, model_file: Path, a: str, b: str, repeat: int, *, warm: 
     example = [[6.0, 2.9, 4.5, 1.5]]
     publish, deploy, rollback = [], [], []
     for _ in range(repeat):
-        publish.append(timed(lambda: store().publish("iris", model_file, input_example=example)))
+        publish.append(timed(lambda: store().publish("iris", model_file, example=example)))
         deploy.append(timed(lambda: store().deploy("iris", b if store().current("iris") == a else a)))
         rollback.append(timed(lambda: store().rollback("iris", to=a if store().current("iris") == b else b)))
     return [statistics.median(x) for x in (publish, deploy, rollback)]

@@ -58,6 +58,6 @@ def store(tmp_path: Path) -> Store:
 
 
 def publish(store: Store, estimator: Any, model: str = "iris", **kwargs: Any) -> str:
-    kwargs.setdefault("input_example", [IRIS_ROW])
+    kwargs.setdefault("example", [IRIS_ROW])
     kwargs.setdefault("metrics", {"accuracy": 0.9})
     return store.publish(model, estimator, **kwargs).id

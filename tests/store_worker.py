@@ -27,7 +27,7 @@ def main() -> None:
         step = 0
         while True:
             step += 1
-            version = store.publish("iris", model_file, input_example=ROW, metrics={"step": step}).id
+            version = store.publish("iris", model_file, example=ROW, metrics={"step": step}).id
             store.deploy("iris", version, actor="churn")
             if step % 2 == 0:
                 try:
@@ -38,7 +38,7 @@ def main() -> None:
                 store.gc("iris", keep=3, actor="churn")
     elif mode == "publish":
         for i in range(int(sys.argv[4])):
-            version = store.publish("iris", model_file, input_example=ROW, metrics={"i": i}).id
+            version = store.publish("iris", model_file, example=ROW, metrics={"i": i}).id
             store.deploy("iris", version, actor=f"worker-{sys.argv[5] if len(sys.argv) > 5 else 0}")
             print(version, flush=True)
 

@@ -1,7 +1,8 @@
 """Where a ``modelswap`` command acts: the store directory (Local) or a server (Remote).
 
-Both return the same plain data, so every command prints the same output and
-exits the same way in either mode.
+Local calls the operations layer, Remote the same views over HTTP; both return the
+same plain data, so every command prints the same output and exits the same way in
+either mode.
 """
 
 from __future__ import annotations
@@ -9,35 +10,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from modelswap.api.http.auth import configured_token
 from modelswap.api.client import Client
-from modelswap.core import registry as reg
-from modelswap.core.canary import Guard, read_canary
-from modelswap.core.canary_store import promote_canary, start_canary, stop_canary
+from modelswap.core.canary import Guard
 from modelswap.core.clock import default_actor
-from modelswap.core.errors import ModelswapError
-from modelswap.core.fleet import read_fleet
+from modelswap.core.errors import InvalidInput, ModelswapError
+from modelswap.core.operations import Operations
 from modelswap.core.settings import Settings
 from modelswap.core.store import Store
-from modelswap.core.training import retrain
+from modelswap.core.tokens import configured_token
 
 
 class Backend(Protocol):
     def models(self) -> list[dict[str, Any]]: ...
+    def model(self, model: str) -> dict[str, Any]: ...
     def versions(self, model: str) -> dict[str, Any]: ...
-    def status(self, model: str) -> dict[str, Any]: ...
-    def history(self, model: str) -> list[dict[str, Any]]: ...
-    def deploy(self, model: str, version: str, reason: str) -> dict[str, Any]: ...
-    def rollback(self, model: str, to: str | None, reason: str) -> dict[str, Any]: ...
-    def gc(self, model: str, keep: int, dry_run: bool) -> dict[str, Any]: ...
-    def publish(self, model: str, file: Path, **kwargs: Any) -> dict[str, Any]: ...
-    def train(self, model: str, **kwargs: Any) -> dict[str, Any]: ...
+    def history(self, model: str, limit: int | None = None) -> list[dict[str, Any]]: ...
+    def fleet(self, model: str) -> dict[str, Any]: ...
+    def deploy(self, model: str, version: str, reason: str = "") -> dict[str, Any]: ...
+    def rollback(self, model: str, to: str | None = None, reason: str = "") -> dict[str, Any]: ...
+    def gc(self, model: str, keep: int, dry_run: bool = False) -> dict[str, Any]: ...
+    def publish(self, model: str, file: Path, **options: Any) -> dict[str, Any]: ...
+    def train(self, model: str, **options: Any) -> dict[str, Any]: ...
+    def canary(self, model: str) -> dict[str, Any]: ...
     def canary_start(
-        self, model: str, version: str, fraction: float, guard: Guard | None, reason: str
+        self, model: str, version: str, fraction: float, guard: Guard | None = None, reason: str = ""
     ) -> dict[str, Any]: ...
-    def canary_status(self, model: str) -> dict[str, Any]: ...
-    def canary_stop(self, model: str, reason: str) -> dict[str, Any]: ...
-    def canary_promote(self, model: str, reason: str) -> dict[str, Any]: ...
+    def canary_stop(self, model: str, reason: str = "") -> dict[str, Any]: ...
+    def canary_promote(self, model: str, reason: str = "") -> dict[str, Any]: ...
 
 
 def backend_for(settings: Settings) -> Backend:
@@ -47,122 +46,113 @@ def backend_for(settings: Settings) -> Backend:
 
 
 class Local:
+    """The operations layer on the store directory, acting as ``cli:<user>``."""
+
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.store = Store.from_settings(settings)
+        self.ops = Operations(Store.from_settings(settings), poll_interval=settings.poll_interval)
         self.actor = default_actor()
 
     def models(self) -> list[dict[str, Any]]:
-        return [self.store.status(m).to_dict() for m in self.store.models()]
+        return self.ops.models()
+
+    def model(self, model: str) -> dict[str, Any]:
+        return self.ops.model(model)
 
     def versions(self, model: str) -> dict[str, Any]:
-        status = self.store.status(model)
-        records = [r.to_dict() for r in reversed(self.store.registry(model).versions())]
-        return {**status.to_dict(), "versions": records}
+        return self.ops.versions(model)
 
-    def status(self, model: str) -> dict[str, Any]:
-        data: dict[str, Any] = self.store.status(model).to_dict()
-        data["warnings"] = self.store.warnings(model, data["current"])
-        fleet = read_fleet(self.store.paths(model), self.settings.poll_interval, data["current"])
-        data["fleet"] = fleet.to_dict()
-        return data
+    def history(self, model: str, limit: int | None = None) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = self.ops.history(model, limit=limit)["history"]
+        return entries
 
-    def history(self, model: str) -> list[dict[str, Any]]:
-        return [e.to_dict() for e in reversed(self.store.registry(model).history())]
+    def fleet(self, model: str) -> dict[str, Any]:
+        return self.ops.fleet(model)
 
-    def deploy(self, model: str, version: str, reason: str) -> dict[str, Any]:
-        return self.store.deploy(model, version, actor=self.actor, reason=reason).to_dict()
+    def deploy(self, model: str, version: str, reason: str = "") -> dict[str, Any]:
+        return self.ops.deploy(model, version, actor=self.actor, reason=reason).to_dict()
 
-    def rollback(self, model: str, to: str | None, reason: str) -> dict[str, Any]:
-        return self.store.rollback(model, to, actor=self.actor, reason=reason).to_dict()
+    def rollback(self, model: str, to: str | None = None, reason: str = "") -> dict[str, Any]:
+        return self.ops.rollback(model, to, actor=self.actor, reason=reason).to_dict()
 
-    def gc(self, model: str, keep: int, dry_run: bool) -> dict[str, Any]:
-        return self.store.gc(model, keep, dry_run=dry_run, actor=self.actor).to_dict()
+    def gc(self, model: str, keep: int, dry_run: bool = False) -> dict[str, Any]:
+        return self.ops.gc(model, keep, dry_run=dry_run, actor=self.actor).to_dict()
 
-    def publish(self, model: str, file: Path, **kwargs: Any) -> dict[str, Any]:
-        record = self.store.publish(model, file, actor=self.actor, **kwargs)
-        return {"model": model, **record.to_dict()}
+    def publish(self, model: str, file: Path, **options: Any) -> dict[str, Any]:
+        return {"model": model, **self.ops.publish(model, file, actor=self.actor, **options).to_dict()}
 
-    def train(self, model: str, **kwargs: Any) -> dict[str, Any]:
-        return retrain(self.store, model, actor=self.actor, **kwargs).to_dict()
+    def train(self, model: str, **options: Any) -> dict[str, Any]:
+        return self.ops.train(model, actor=self.actor, **options).to_dict()
+
+    def canary(self, model: str) -> dict[str, Any]:
+        return self.ops.canary(model)
 
     def canary_start(
-        self, model: str, version: str, fraction: float, guard: Guard | None, reason: str
+        self, model: str, version: str, fraction: float, guard: Guard | None = None, reason: str = ""
     ) -> dict[str, Any]:
-        return start_canary(
-            self.store, model, version, fraction, guard=guard, actor=self.actor, reason=reason
-        ).to_dict()
+        config = self.ops.canary_start(model, version, fraction, guard=guard, actor=self.actor, reason=reason)
+        return config.to_dict()
 
-    def canary_status(self, model: str) -> dict[str, Any]:
-        config = read_canary(self.store.existing(model).abtest)
-        return {"model": model, "running": config is not None, "config": config.to_dict() if config else None}
-
-    def canary_stop(self, model: str, reason: str) -> dict[str, Any]:
-        config = stop_canary(self.store, model, actor=self.actor, reason=reason, action=reg.CANARY_STOP)
+    def canary_stop(self, model: str, reason: str = "") -> dict[str, Any]:
+        config = self.ops.canary_stop(model, actor=self.actor, reason=reason)
         return {"model": model, "stopped": config.version}
 
-    def canary_promote(self, model: str, reason: str) -> dict[str, Any]:
-        return promote_canary(self.store, model, actor=self.actor, reason=reason).to_dict()
+    def canary_promote(self, model: str, reason: str = "") -> dict[str, Any]:
+        return self.ops.canary_promote(model, actor=self.actor, reason=reason).to_dict()
 
 
 class Remote:
+    """The same verbs through a server's HTTP API (the server acts as ``api:<address>``)."""
+
     def __init__(self, client: Client) -> None:
         self.client = client
 
     def models(self) -> list[dict[str, Any]]:
         return self.client.models()
 
+    def model(self, model: str) -> dict[str, Any]:
+        return self.client.model(model)
+
     def versions(self, model: str) -> dict[str, Any]:
-        data = self.client.versions(model)
-        data["previous"] = self.client.model(model).get("previous")
-        return data
+        return self.client.versions(model)
 
-    def status(self, model: str) -> dict[str, Any]:
-        data = self.client.model(model)
-        server = data.pop("this_process", {})
-        data["server"] = server
-        if server.get("last_load_error"):
-            data.setdefault("warnings", []).append(f"server load error: {server['last_load_error']['message']}")
-        fleet = self.client.fleet(model)
-        data["fleet"] = {k: fleet[k] for k in ("current", "processes", "summary", "converged")}
-        return data
+    def history(self, model: str, limit: int | None = None) -> list[dict[str, Any]]:
+        return self.client.history(model, limit=limit)
 
-    def history(self, model: str) -> list[dict[str, Any]]:
-        return self.client.history(model)
+    def fleet(self, model: str) -> dict[str, Any]:
+        return self.client.fleet(model)
 
-    def deploy(self, model: str, version: str, reason: str) -> dict[str, Any]:
+    def deploy(self, model: str, version: str, reason: str = "") -> dict[str, Any]:
         return self.client.deploy(model, version, reason)
 
-    def rollback(self, model: str, to: str | None, reason: str) -> dict[str, Any]:
+    def rollback(self, model: str, to: str | None = None, reason: str = "") -> dict[str, Any]:
         return self.client.rollback(model, to, reason)
 
-    def gc(self, model: str, keep: int, dry_run: bool) -> dict[str, Any]:
+    def gc(self, model: str, keep: int, dry_run: bool = False) -> dict[str, Any]:
         return self.client.gc(model, keep, dry_run)
 
-    def publish(self, model: str, file: Path, **kwargs: Any) -> dict[str, Any]:
-        example = kwargs.pop("input_example", None)
-        return self.client.upload(model, file, example=example, **kwargs)
+    def publish(self, model: str, file: Path, **options: Any) -> dict[str, Any]:
+        return self.client.upload(model, file, **options)
 
-    def train(self, model: str, **kwargs: Any) -> dict[str, Any]:
-        if str(kwargs.get("dataset", "")).startswith("csv:"):
-            raise ModelswapError("csv datasets train only on the store directly (without --url)")
-        params = {k: v for k, v in kwargs.items() if k != "target" and v not in (None, False)}
+    def train(self, model: str, **options: Any) -> dict[str, Any]:
+        if str(options.get("dataset", "")).startswith("csv:"):
+            raise InvalidInput("csv datasets train only on the store directly (without --url)")
+        params = {k: v for k, v in options.items() if k != "target" and v not in (None, False)}
         job = self.client.retrain(model, **params)
         state = self.client.wait_for_job(job["job"])
         if state["state"] != "succeeded":
             raise ModelswapError(f"retrain job {job['job']} {state['state']}: {state.get('error') or 'see its log'}")
         return dict(state["result"])
 
+    def canary(self, model: str) -> dict[str, Any]:
+        return self.client.canary(model)
+
     def canary_start(
-        self, model: str, version: str, fraction: float, guard: Guard | None, reason: str
+        self, model: str, version: str, fraction: float, guard: Guard | None = None, reason: str = ""
     ) -> dict[str, Any]:
         return self.client.canary_start(model, version, fraction, guard.to_dict() if guard else None, reason)
 
-    def canary_status(self, model: str) -> dict[str, Any]:
-        return self.client.canary_status(model)
-
-    def canary_stop(self, model: str, reason: str) -> dict[str, Any]:
+    def canary_stop(self, model: str, reason: str = "") -> dict[str, Any]:
         return self.client.canary_stop(model, reason)
 
-    def canary_promote(self, model: str, reason: str) -> dict[str, Any]:
+    def canary_promote(self, model: str, reason: str = "") -> dict[str, Any]:
         return self.client.canary_promote(model, reason)

@@ -4,28 +4,138 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from modelswap.api.cli import render
 from modelswap.api.cli.backends import backend_for
-from modelswap.core import registry as reg
 from modelswap.core.canary import Guard
-from modelswap.core.errors import InvalidInput, NotFound
+from modelswap.core.errors import InvalidInput, ModelswapError, NotFound
+from modelswap.core.registry import Version, best_version, lower_is_better
 from modelswap.core.settings import Settings
 from modelswap.core.store import Store
+from modelswap.core.training import DATASETS, ESTIMATORS
 from modelswap.core.verify import verify_store
 
 Result = tuple[Any, str]
+Command = Callable[..., argparse.ArgumentParser]
 
 
-def _read_json_arg(path: Path | None, what: str) -> Any:
+def add_commands(
+    command: Command, sub: Any, where: list[argparse.ArgumentParser], formatter: type[argparse.HelpFormatter]
+) -> None:
+    """Register the store commands on the ``modelswap`` parser."""
+    root, _url, output = where
+    p = command("train", cmd_train, "train a model on a dataset, evaluate on a held-out split, publish")
+    p.add_argument("model", help="model name")
+    p.add_argument("--dataset", default="iris", help="|".join(DATASETS) + ", or csv:PATH with --target")
+    p.add_argument("--target", help="target column of a csv dataset")
+    p.add_argument("--estimator", default="logreg", help="|".join(ESTIMATORS))
+    p.add_argument("--seed", type=int, default=0, help="random seed of the split and the estimator")
+    policy = p.add_mutually_exclusive_group()
+    policy.add_argument("--deploy", action="store_true", help="deploy the new version")
+    policy.add_argument("--deploy-if-better", metavar="METRIC", help="deploy only if METRIC beats the live version")
+
+    p = command("publish", cmd_publish, "publish a joblib file as a new version")
+    p.add_argument("model", help="model name")
+    p.add_argument("file", type=Path, help="the estimator, saved with joblib.dump")
+    p.add_argument("--metrics", type=Path, help="JSON file of evaluation metrics")
+    p.add_argument("--example", type=Path, help="JSON file with a few input rows to validate with")
+    p.add_argument("--tag", action="append", default=[], metavar="K=V", help="a tag (repeatable)")
+    p.add_argument("--description", default="", help="free text shown with the version")
+    p.add_argument("--deploy", action="store_true", help="deploy it once published")
+
+    command("models", cmd_models, "every model: current, canary, number of versions")
+
+    p = command("versions", cmd_versions, "a model's versions with metrics, status and live marks")
+    p.add_argument("model", help="model name")
+    p.add_argument("--sort", metavar="METRIC", help="sort by a metric, best first")
+
+    p = command("best", cmd_best, "the version with the best value of a metric")
+    p.add_argument("model", help="model name")
+    p.add_argument("--metric", required=True, help="metric name, e.g. accuracy")
+    p.add_argument(
+        "--lower-is-better",
+        action="store_true",
+        default=None,
+        help="smaller wins (default: only for names ending in loss, error, mse, mae, rmse)",
+    )
+
+    p = command("status", cmd_status, "current, canary, previous, and every serving process (the fleet)")
+    p.add_argument("model", help="model name")
+
+    p = command("history", cmd_history, "deploy history, newest first")
+    p.add_argument("model", help="model name")
+    p.add_argument("--limit", type=int, default=50, help="show the newest N entries")
+
+    p = command("deploy", cmd_deploy, "validate a version and make it live")
+    p.add_argument("model", help="model name")
+    p.add_argument("version", help="version id")
+    p.add_argument("--reason", default="", help="why, for the history")
+
+    p = command("rollback", cmd_rollback, "go back to the previous live version (or --to one)")
+    p.add_argument("model", help="model name")
+    p.add_argument("--to", dest="to", metavar="VERSION", help="roll back to this version instead")
+    p.add_argument("--reason", default="", help="why, for the history")
+
+    p = command("gc", cmd_gc, "delete all but the newest N versions (never live, canary or rollback target)")
+    p.add_argument("model", help="model name")
+    p.add_argument("--keep", type=int, required=True, help="how many of the newest versions to keep")
+    p.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
+
+    canary = command("canary", _needs_action, "A/B canary: start, status, stop, promote", parents=[])
+    actions = canary.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def canary_action(name: str, handler: Callable[..., Result], help_text: str) -> argparse.ArgumentParser:
+        c = actions.add_parser(name, parents=where, help=help_text, description=help_text, formatter_class=formatter)
+        c.set_defaults(handler=handler)
+        c.add_argument("model", help="model name")
+        return c
+
+    c = canary_action("start", cmd_canary_start, "send a fraction of traffic to a version (validated like a deploy)")
+    c.add_argument("version", help="version id of the canary")
+    c.add_argument("--fraction", type=float, required=True, help="share of traffic for the canary, e.g. 0.1")
+    c.add_argument("--max-error-rate", type=float, help="guard: stop the canary above this error rate")
+    c.add_argument("--min-requests", type=int, default=200, help="guard: judge only after this many canary requests")
+    c.add_argument("--reason", default="", help="why, for the history")
+    canary_action("status", cmd_canary_status, "the canary's config (and, with --url, the server's counts)")
+    c = canary_action("stop", cmd_canary_stop, "end the canary: all traffic back to stable")
+    c.add_argument("--reason", default="", help="why, for the history")
+    c = canary_action("promote", cmd_canary_promote, "make the canary the live version and end the test")
+    c.add_argument("--reason", default="", help="why, for the history")
+
+    p = command(
+        "verify",
+        cmd_verify,
+        "check checksums, registry, symlink and leftovers (where the volume is mounted); --repair mends",
+        parents=[root, output],
+    )
+    p.add_argument("model", nargs="?", help="one model (default: every model)")
+    p.add_argument("--repair", action="store_true", help="mend what can be mended, and record it in history")
+
+
+def _needs_action(args: argparse.Namespace, settings: Settings) -> Result:
+    raise InvalidInput("canary needs an action: start, status, stop or promote")
+
+
+def read_json_file(path: Path | None, what: str) -> Any:
     if path is None:
         return None
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"{what} {path}: {exc}") from exc
+
+
+def parse_tags(pairs: Sequence[str]) -> dict[str, str]:
+    tags = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--tag {pair!r}: expected KEY=VALUE")
+        tags[key] = value
+    return tags
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> Result:
@@ -38,17 +148,11 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> Result:
         deploy_if_better=args.deploy_if_better,
         seed=args.seed,
     )
-    metrics = ", ".join(f"{k}={v}" for k, v in outcome["metrics"].items() if not k.startswith("n_"))
-    text = f"published {outcome['model']} {outcome['version']} ({metrics})\n" + (
-        f"deployed: {outcome['reason']}" if outcome["deployed"] else f"not deployed: {outcome['reason']}"
-    )
-    return outcome, text
+    return outcome, render.train_text(outcome)
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
-    from modelswap.api.cli.main import parse_tags
-
-    example = _read_json_arg(args.example, "example file")
+    example = read_json_file(args.example, "example file")
     if example is not None and not (
         isinstance(example, list) and example and all(isinstance(r, list) for r in example)
     ):
@@ -59,27 +163,27 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
     record = backend.publish(
         args.model,
         args.file,
-        metrics=_read_json_arg(args.metrics, "metrics file"),
+        metrics=read_json_file(args.metrics, "metrics file"),
         tags=parse_tags(args.tag),
         description=args.description,
-        input_example=example,
+        example=example,
     )
     data: dict[str, Any] = {"model": args.model, "version": record["id"], "deployed": False}
     text = f"published {args.model} {record['id']}"
     if args.deploy:
-        t = backend.deploy(args.model, record["id"], "publish --deploy")
+        try:
+            t = backend.deploy(args.model, record["id"], "publish --deploy")
+        except ModelswapError as exc:
+            # The version exists now whatever the deploy did: say both in the one error line.
+            raise type(exc)(f"published {args.model} {record['id']}, but deploying it failed: {exc.message}") from exc
         data["deployed"] = True
-        text += f"\ndeployed {args.model}: {t['previous'] or '-'} -> {t['current']}"
+        text += "\n" + render.transition_text(t)
     return data, text
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> Result:
     rows = backend_for(settings).models()
-    text = render.table(
-        ["MODEL", "CURRENT", "CANARY", "VERSIONS"],
-        [[r["model"], r["current"], r["canary"], r["versions"]] for r in rows],
-    )
-    return rows, text if rows else "no models"
+    return rows, render.models_table(rows) if rows else "no models"
 
 
 def cmd_versions(args: argparse.Namespace, settings: Settings) -> Result:
@@ -89,98 +193,73 @@ def cmd_versions(args: argparse.Namespace, settings: Settings) -> Result:
         present = [r for r in records if isinstance(r["metrics"].get(args.sort), (int, float))]
         if not present:
             raise NotFound(f"no version of {args.model} has a metric {args.sort!r}")
-        records = sorted(present, key=lambda r: r["metrics"][args.sort], reverse=True) + [
-            r for r in records if r not in present
-        ]
-    return records, render.versions_table(records, data["current"], data["canary"], data.get("previous"))
+        best_first = sorted(present, key=lambda r: r["metrics"][args.sort], reverse=not lower_is_better(args.sort))
+        records = best_first + [r for r in records if r not in present]
+    return records, render.versions_table(records)
 
 
 def cmd_best(args: argparse.Namespace, settings: Settings) -> Result:
-    records = backend_for(settings).versions(args.model)["versions"]
-    registry = reg.Registry(args.model)
-    for r in records:
-        registry = registry.with_version(reg.Version.from_dict(r))
-    best = reg.best_version(registry, args.metric, lower_is_better=args.lower_is_better)
+    records = backend_for(settings).versions(args.model)["versions"]  # newest first
+    lower = lower_is_better(args.metric) if args.lower_is_better is None else args.lower_is_better
+    best = best_version([Version.from_dict(r) for r in reversed(records)], args.metric, lower_is_better=lower)
     if best is None:
         raise NotFound(f"no version of {args.model} has a metric {args.metric!r}")
     return best.to_dict(), f"{best.id}  {args.metric}={best.metrics[args.metric]}"
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> Result:
-    data = backend_for(settings).status(args.model)
+    backend = backend_for(settings)
+    data = backend.model(args.model)
+    fleet = backend.fleet(args.model)
+    data["fleet"] = {k: v for k, v in fleet.items() if k != "model"}
     return data, render.status_text(data)
 
 
 def cmd_history(args: argparse.Namespace, settings: Settings) -> Result:
-    entries = backend_for(settings).history(args.model)[: max(args.limit, 0)]
+    entries = backend_for(settings).history(args.model, limit=max(args.limit, 0))
     return entries, render.history_table(entries) if entries else "no history yet"
 
 
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> Result:
     t = backend_for(settings).deploy(args.model, args.version, args.reason)
-    return t, f"deployed {t['model']}: {t['previous'] or '-'} -> {t['current']}"
+    return t, render.transition_text(t)
 
 
 def cmd_rollback(args: argparse.Namespace, settings: Settings) -> Result:
     t = backend_for(settings).rollback(args.model, args.to, args.reason)
-    return t, f"rolled back {t['model']}: {t['previous'] or '-'} -> {t['current']}"
+    return t, render.transition_text(t)
 
 
 def cmd_gc(args: argparse.Namespace, settings: Settings) -> Result:
     plan = backend_for(settings).gc(args.model, args.keep, args.dry_run)
-    verb = "would delete" if plan["dry_run"] else "deleted"
-    text = f"{verb} {len(plan['deleted'])} version(s), kept {len(plan['kept'])}" + "".join(
-        f"\n  {v}" for v in plan["deleted"]
-    )
-    return plan, text
+    return plan, render.gc_text(plan)
 
 
-def cmd_canary(args: argparse.Namespace, settings: Settings) -> Result:
-    backend = backend_for(settings)
-    if args.action == "start":
-        if args.version is None or args.fraction is None:
-            raise InvalidInput("canary start needs MODEL VERSION --fraction F")
-        guard = None
-        if args.max_error_rate is not None:
-            guard = Guard.from_dict({"max_error_rate": args.max_error_rate, "min_requests": args.min_requests})
-        config = backend.canary_start(args.model, args.version, args.fraction, guard, args.reason)
-        return config, f"canary {args.model}: {config['version']} on {config['fraction']:.0%} of traffic" + (
-            f", guard {config['guard']}" if config.get("guard") else ""
-        )
-    if args.version is not None:
-        raise InvalidInput(f"canary {args.action} takes only MODEL")
-    if args.action == "status":
-        data = backend.canary_status(args.model)
-        running = data.get("config")
-        text = (
-            f"canary {args.model}: {running['version']} on {running['fraction']:.0%}, started {running['started_at']} "
-            f"by {running['started_by']}" + (f", guard {running['guard']}" if running.get("guard") else "")
-            if running
-            else f"no canary of {args.model} is running"
-        )
-        counts = data.get("this_process", {}).get("counts", {})
-        for variant, c in counts.items():
-            text += f"\n  {variant}: {c['requests']} requests, {c['errors']} errors (this server process)"
-        return data, text
-    if args.action == "stop":
-        data = backend.canary_stop(args.model, args.reason)
-        return data, f"canary {args.model} stopped ({data['stopped']}); all traffic on stable"
-    t = backend.canary_promote(args.model, args.reason)
-    return t, f"promoted {t['model']}: {t['previous'] or '-'} -> {t['current']}; canary ended"
+def cmd_canary_start(args: argparse.Namespace, settings: Settings) -> Result:
+    guard = None
+    if args.max_error_rate is not None:
+        guard = Guard.from_dict({"max_error_rate": args.max_error_rate, "min_requests": args.min_requests})
+    config = backend_for(settings).canary_start(args.model, args.version, args.fraction, guard, args.reason)
+    return config, f"canary {args.model}: " + render.canary_text(config)
+
+
+def cmd_canary_status(args: argparse.Namespace, settings: Settings) -> Result:
+    data = backend_for(settings).canary(args.model)
+    return data, render.canary_status_text(data)
+
+
+def cmd_canary_stop(args: argparse.Namespace, settings: Settings) -> Result:
+    data = backend_for(settings).canary_stop(args.model, args.reason)
+    return data, f"canary {args.model} stopped ({data['stopped']}); all traffic on stable"
+
+
+def cmd_canary_promote(args: argparse.Namespace, settings: Settings) -> Result:
+    t = backend_for(settings).canary_promote(args.model, args.reason)
+    return t, render.transition_text(t) + "; canary ended"
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> Result:
     if settings.url:
         raise InvalidInput("verify works on the store directly: run it where the volume is mounted, without --url")
-    store = Store.from_settings(settings)
-    models = [args.model] if args.model else None
-    report = verify_store(store, models, repair=args.repair)
-    if not report.problems:
-        return report.to_dict(), "ok: no problems found"
-    lines = [f"{p.model}: {p.kind}: {p.message}{' [repaired]' if p.repaired else ''}" for p in report.problems]
-    lines.append(
-        "ok: everything repaired"
-        if report.ok
-        else "problems remain" + ("" if args.repair else "; `modelswap verify --repair` mends what it can")
-    )
-    return report.to_dict(), "\n".join(lines)
+    report = verify_store(Store.from_settings(settings), [args.model] if args.model else None, repair=args.repair)
+    return report.to_dict(), render.verify_text(report.to_dict(), repaired=args.repair)

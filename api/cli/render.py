@@ -1,4 +1,4 @@
-"""Plain-text tables for the ``modelswap`` command (the ``--json`` form skips these)."""
+"""Plain text for the ``modelswap`` command (``--json`` prints the data instead)."""
 
 from __future__ import annotations
 
@@ -21,50 +21,92 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.4f}".rstrip("0").rstrip(".") if value != int(value) or abs(value) < 1e15 else str(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_cell(v) for v in value) or "-"
     return str(value)
 
 
-def versions_table(
-    versions: Sequence[dict[str, Any]], current: str | None, canary: str | None, previous: str | None
-) -> str:
+def _time(stamp: Any) -> str:
+    return str(stamp or "")[:19].replace("T", " ")
+
+
+def models_table(rows: Sequence[dict[str, Any]]) -> str:
+    return table(
+        ["MODEL", "CURRENT", "CANARY", "PREVIOUS", "VERSIONS"],
+        [[r["model"], r["current"], r["canary"], r.get("previous"), r["versions"]] for r in rows],
+    )
+
+
+def versions_table(versions: Sequence[dict[str, Any]]) -> str:
     metric_names = [m for m in KEY_METRICS if any(m in v.get("metrics", {}) for v in versions)]
     if not metric_names:
         seen: list[str] = []
         for v in versions:
             seen += [k for k in v.get("metrics", {}) if k not in seen]
         metric_names = seen[:3]
-    rows = []
-    for v in versions:
-        marks = [
-            m
-            for m, hit in (
-                ("current", v["id"] == current),
-                ("canary", v["id"] == canary),
-                ("previous", v["id"] == previous),
-            )
-            if hit
-        ]
-        rows.append(
-            [v["id"], v.get("created_at", "")[:19].replace("T", " ")]
-            + [v.get("metrics", {}).get(m) for m in metric_names]
-            + [v.get("status", ""), ",".join(marks) or ""]
-        )
+    rows = [
+        [v["id"], _time(v.get("created_at"))]
+        + [v.get("metrics", {}).get(m) for m in metric_names]
+        + [v.get("status", ""), ",".join(v.get("live", [])) or ""]
+        for v in versions
+    ]
     return table(["VERSION", "CREATED"] + [m.upper() for m in metric_names] + ["STATUS", "LIVE"], rows)
 
 
 def history_table(entries: Sequence[dict[str, Any]]) -> str:
     rows = [
-        [
-            e.get("time", "")[:19].replace("T", " "),
-            e.get("action"),
-            e.get("from"),
-            e.get("to"),
-            e.get("actor"),
-            e.get("reason") or "",
-        ]
+        [_time(e.get("time")), e.get("action"), e.get("from"), e.get("to"), e.get("actor"), e.get("reason") or ""]
         for e in entries
     ]
     return table(["TIME", "ACTION", "FROM", "TO", "ACTOR", "REASON"], rows)
+
+
+def transition_text(t: dict[str, Any]) -> str:
+    verbs = {"deploy": "deployed", "rollback": "rolled back", "canary_promote": "promoted"}
+    return f"{verbs.get(t['action'], t['action'])} {t['model']}: {t['previous'] or '-'} -> {t['current']}"
+
+
+def guard_text(guard: dict[str, Any] | None) -> str:
+    if not guard:
+        return "none"
+    return f"max error rate {guard['max_error_rate']:.0%} after {guard['min_requests']} requests"
+
+
+def canary_text(config: dict[str, Any]) -> str:
+    return f"{config['version']} on {config['fraction']:.0%} of traffic, guard: {guard_text(config.get('guard'))}"
+
+
+def canary_status_text(data: dict[str, Any]) -> str:
+    config = data.get("config")
+    if not config:
+        return f"no canary of {data['model']} is running"
+    lines = [
+        f"canary {data['model']}: {canary_text(config)}",
+        f"started {_time(config.get('started_at'))} by {config.get('started_by') or '-'}",
+    ]
+    counts = (data.get("this_process") or {}).get("counts", {})
+    for variant, c in counts.items():
+        lines.append(f"  {variant}: {c['requests']} requests, {c['errors']} errors (this server process)")
+    return "\n".join(lines)
+
+
+def gc_text(plan: dict[str, Any]) -> str:
+    verb = "would delete" if plan["dry_run"] else "deleted"
+    lines = [f"{verb} {len(plan['deleted'])} version(s), kept {len(plan['kept'])}"]
+    lines += [f"  {'would delete' if plan['dry_run'] else 'deleted'}  {v}" for v in plan["deleted"]]
+    reasons = plan.get("reasons", {})
+    lines += [f"  kept  {v}  ({', '.join(reasons.get(v, []))})" for v in plan["kept"]]
+    return "\n".join(lines)
+
+
+def train_text(outcome: dict[str, Any]) -> str:
+    metrics = ", ".join(f"{k}={_cell(v)}" for k, v in outcome["metrics"].items() if not k.startswith("n_"))
+    line = f"published {outcome['model']} {outcome['version']} ({metrics})"
+    if outcome["deployed"]:
+        return f"{line}\ndeployed {outcome['model']} {outcome['version']}: {outcome['reason']}"
+    return f"{line}\nnot deployed: {outcome['reason']}"
 
 
 def status_text(status: dict[str, Any]) -> str:
@@ -75,8 +117,10 @@ def status_text(status: dict[str, Any]) -> str:
         f"previous:  {status.get('previous') or '-'}  (where `rollback` goes)",
         f"versions:  {status.get('versions')}",
     ]
-    for warning in status.get("warnings", []):
-        lines.append(f"warning:   {warning}")
+    lines += [f"warning:   {w}" for w in status.get("warnings", [])]
+    server = status.get("this_process") or {}
+    if server.get("last_load_error"):
+        lines.append(f"warning:   server load error: {server['last_load_error']['message']}")
     fleet = status.get("fleet")
     if fleet is not None:
         lines.append(f"fleet:     {fleet['summary']}")
@@ -85,4 +129,16 @@ def status_text(status: dict[str, Any]) -> str:
             lines.append(
                 f"  {proc['host']}:{proc['pid']}  {proc.get('version') or '-'}  canary={proc.get('canary') or '-'}{err}"
             )
+    return "\n".join(lines)
+
+
+def verify_text(report: dict[str, Any], *, repaired: bool) -> str:
+    problems = report["problems"]
+    if not problems:
+        return "ok: no problems found"
+    lines = [f"{p['model']}: {p['kind']}: {p['message']}{' [repaired]' if p['repaired'] else ''}" for p in problems]
+    if report["ok"]:
+        lines.append("ok: everything repaired")
+    else:
+        lines.append("problems remain" + ("" if repaired else "; `modelswap verify --repair` mends what it can"))
     return "\n".join(lines)

@@ -11,7 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from modelswap.api.http.workers import listening_socket, run_workers
 from modelswap.core.clock import default_actor
+from modelswap.core.errors import InvalidInput, ModelswapError
 from modelswap.core.ids import validate_model_name
 from modelswap.core.settings import Settings
 
@@ -20,16 +22,19 @@ logger = logging.getLogger(__name__)
 Result = tuple[Any, str]
 
 
-def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
-    p = command("serve", cmd_serve, "serve the store's models over HTTP")
+def add_commands(command: Callable[..., argparse.ArgumentParser], root: argparse.ArgumentParser) -> None:
+    """Register ``serve`` and ``demo``: both run here, on the store, so neither takes --url."""
+    p = command("serve", cmd_serve, "serve the store's models over HTTP", parents=[root])
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in containers)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--models", help="comma-separated models to serve (default: MODELSWAP_MODELS or all)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (each its own SO_REUSEPORT socket)")
+    p.add_argument("--models", help="comma-separated models to serve (default: MODELSWAP_MODELS, else all)")
 
-    p = command("demo", cmd_demo, "create a demo store (model iris, two versions) if empty, then serve it")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p = command(
+        "demo", cmd_demo, "create a demo store (model iris, two versions) if none exists, then serve it", parents=[root]
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> Result:
@@ -81,7 +86,7 @@ def ensure_token(settings: Settings) -> Path | None:
     """With no token configured, generate ``<root>/.admin-token`` and point workers at it."""
     if settings.admin_token or settings.admin_token_file:
         return settings.admin_token_file
-    from modelswap.api.http.auth import ensure_token_file
+    from modelswap.core.tokens import ensure_token_file
 
     path = ensure_token_file(settings.root).resolve()
     os.environ["MODELSWAP_ADMIN_TOKEN_FILE"] = str(path)
@@ -94,6 +99,11 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int) -> Non
 
     from modelswap.core.metrics import reset_multiproc_dir
 
+    if workers < 1:
+        raise InvalidInput(f"--workers must be at least 1, got {workers}")
+    # Bind first, not in uvicorn: a busy port is then one clear error line and exit 1,
+    # before anything is written.
+    sock = listening_socket(host, port) if workers == 1 else None
     ensure_token(settings)
     os.environ["MODELSWAP_ROOT"] = str(settings.root.resolve())
     if workers > 1 and settings.multiproc_dir is None:
@@ -116,9 +126,10 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int) -> Non
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,
     )
-    if workers == 1:
-        uvicorn.Server(config).run()
+    if sock is not None:
+        server = uvicorn.Server(config)
+        server.run(sockets=[sock])
+        if not server.started:
+            raise ModelswapError("the server did not start; the log above says why")
         return
-    from modelswap.api.http.workers import run_workers
-
     run_workers(config, workers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,16 +16,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from modelswap.api.http import admin, canary, mlflow, ops, predict, reads, v2, workflows
-from modelswap.api.http.auth import configured_token
 from modelswap.api.http.errors import HANDLERS
 from modelswap.api.http.logs import configure_logging
 from modelswap.api.http.state import AppState
 from modelswap.core.batching import BatchPool
 from modelswap.core.jobs import Jobs
 from modelswap.core.metrics import Metrics, forget_dead_processes
+from modelswap.core.operations import Operations
+from modelswap.core.runtime import Runtime
 from modelswap.core.serving import Serving
 from modelswap.core.settings import Settings
 from modelswap.core.store import Store
+from modelswap.core.tokens import configured_token
 
 logger = logging.getLogger(__name__)
 
@@ -92,13 +95,18 @@ def create_app(
         )
     if store is None:
         store = Store.from_settings(settings, validator=serving.validator)
-    state = AppState(
-        settings=settings,
-        store=store,
+    ops = Operations(
+        store,
         serving=serving,
         metrics=metrics,
-        token=configured_token(settings),
         jobs=Jobs(settings.root, lock=store.lock_policy),
+        poll_interval=settings.poll_interval,
+    )
+    state = AppState(
+        settings=settings,
+        token=configured_token(settings),
+        ops=ops,
+        runtime=Runtime(serving, ops, watch=settings.watch, poll_interval=settings.poll_interval),
         batching=BatchPool(
             max_rows=settings.batch_max_rows,
             wait_s=settings.batch_wait_ms / 1000,
@@ -112,8 +120,8 @@ def create_app(
             forget_dead_processes(settings.multiproc_dir)
         # Load what `current` names before uvicorn starts accepting: a worker that
         # restarts inside a ready pod must not answer 503 while its model loads.
-        await run_in_threadpool(state.load_all)
-        state.start()
+        await run_in_threadpool(state.runtime.load_all)
+        state.runtime.start(time.time())
         # Move everything imported so far (scikit-learn, numpy, starlette: hundreds of
         # thousands of objects) out of the collector's reach: otherwise every full
         # collection walks them all, a pause of tens of ms that lands in the p99.
@@ -123,9 +131,9 @@ def create_app(
         try:
             yield
         finally:
-            state.stop()
+            state.runtime.stop()
 
-    app = Starlette(routes=ROUTES, exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    app = Starlette(routes=ROUTES, exception_handlers=HANDLERS, lifespan=lifespan)
     app.state.modelswap = state
     return app
 

@@ -1,51 +1,13 @@
-"""The admin bearer token: where it comes from and the constant-time check."""
+"""The admin bearer token check (constant time), and the route guards built on it."""
 
 from __future__ import annotations
 
 import hmac
-import logging
-import os
-import secrets
-from pathlib import Path
 
 from starlette.requests import Request
 
-from modelswap.core.errors import InvalidInput, Unauthorized
-from modelswap.core.layout import ADMIN_TOKEN_FILE
-from modelswap.core.settings import Settings
-
-logger = logging.getLogger(__name__)
-
-
-def configured_token(settings: Settings) -> str | None:
-    """MODELSWAP_ADMIN_TOKEN, else the contents of MODELSWAP_ADMIN_TOKEN_FILE, else None."""
-    if settings.admin_token:
-        return settings.admin_token
-    if settings.admin_token_file is not None:
-        try:
-            token = settings.admin_token_file.read_text().strip()
-        except OSError as exc:
-            raise InvalidInput(
-                f"cannot read MODELSWAP_ADMIN_TOKEN_FILE {settings.admin_token_file}: {exc.strerror}"
-            ) from exc
-        if not token:
-            raise InvalidInput(f"MODELSWAP_ADMIN_TOKEN_FILE {settings.admin_token_file} is empty")
-        return token
-    return None
-
-
-def ensure_token_file(root: Path) -> Path:
-    """Generate ``<root>/.admin-token`` (mode 0600) unless it exists; return its path."""
-    path = root / ADMIN_TOKEN_FILE
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_urlsafe(32) + "\n")
-    logger.warning("generated an admin token in %s (mode 0600)", path)
-    return path
+from modelswap.api.http.state import AppState, app_state
+from modelswap.core.errors import Unauthorized
 
 
 def require_admin(request: Request, token: str | None) -> None:
@@ -57,3 +19,18 @@ def require_admin(request: Request, token: str | None) -> None:
         raise Unauthorized("missing admin token: send 'Authorization: Bearer <token>'")
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
         raise Unauthorized("wrong admin token")
+
+
+def admin(request: Request) -> AppState:
+    """The state, once the request has shown the admin token (401 otherwise)."""
+    state = app_state(request)
+    require_admin(request, state.token)
+    return state
+
+
+def reader(request: Request) -> AppState:
+    """The state for a read: open unless MODELSWAP_PROTECT_READS=1."""
+    state = app_state(request)
+    if state.settings.protect_reads:
+        require_admin(request, state.token)
+    return state

@@ -6,19 +6,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelswap.api.http.admin import _admin, _text, actor_of
-from modelswap.api.http.payload import json_object, read_json
-from modelswap.api.http.reads import _model, _reader
+from modelswap.api.http.auth import admin, reader
+from modelswap.api.http.payload import json_object, read_json, text_field
 from modelswap.api.http.responses import json_response
+from modelswap.api.http.state import actor_of, model_of
 from modelswap.core.canary import Guard
 from modelswap.core.errors import InvalidInput
 from modelswap.core.ids import validate_version_id
 
+START_FIELDS = {"version", "fraction", "guard", "reason"}
+
 
 async def start(request: Request) -> Response:
-    state, model = _admin(request)
+    state, model = admin(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes))
-    unknown = set(body) - {"version", "fraction", "guard", "reason"}
+    unknown = set(body) - START_FIELDS
     if unknown:
         raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
     if "version" not in body or "fraction" not in body:
@@ -26,34 +28,33 @@ async def start(request: Request) -> Response:
     version = validate_version_id(body["version"])
     guard = Guard.from_dict(body["guard"]) if body.get("guard") is not None else None
     config = await run_in_threadpool(
-        state.start_canary,
+        state.ops.canary_start,
         model,
         version,
         body["fraction"],
-        guard,
+        guard=guard,
         actor=actor_of(request),
-        reason=_text(body, "reason"),
+        reason=text_field(body, "reason"),
     )
-    return json_response(config)
+    return json_response(config.to_dict())
 
 
 async def status(request: Request) -> Response:
-    state, model = _reader(request), _model(request)
-    return json_response(await run_in_threadpool(state.canary, model))
+    state, model = reader(request), model_of(request)
+    return json_response(await run_in_threadpool(state.ops.canary, model))
 
 
 async def stop(request: Request) -> Response:
-    state, model = _admin(request)
+    state, model = admin(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes, allow_empty=True))
-    return json_response(
-        await run_in_threadpool(state.stop_canary, model, actor=actor_of(request), reason=_text(body, "reason"))
-    )
+    reason = text_field(body, "reason")
+    config = await run_in_threadpool(state.ops.canary_stop, model, actor=actor_of(request), reason=reason)
+    return json_response({"model": model, "stopped": config.version})
 
 
 async def promote(request: Request) -> Response:
-    state, model = _admin(request)
+    state, model = admin(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes, allow_empty=True))
-    transition = await run_in_threadpool(
-        state.promote_canary, model, actor=actor_of(request), reason=_text(body, "reason")
-    )
+    reason = text_field(body, "reason")
+    transition = await run_in_threadpool(state.ops.canary_promote, model, actor=actor_of(request), reason=reason)
     return json_response(transition.to_dict())

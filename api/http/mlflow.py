@@ -17,7 +17,7 @@ from modelswap.api.http.errors import status_for
 from modelswap.api.http.payload import read_body, to_matrix
 from modelswap.api.http.predict import default_model, run_snapshot
 from modelswap.api.http.responses import json_response
-from modelswap.api.http.state import AppState
+from modelswap.api.http.state import app_state
 from modelswap.api.http.v2 import server_version
 from modelswap.core.errors import InvalidInput, ModelswapError
 
@@ -25,13 +25,8 @@ FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 MLFLOW_CODES = {400: "BAD_REQUEST", 404: "RESOURCE_DOES_NOT_EXIST", 413: "BAD_REQUEST", 503: "SERVICE_UNAVAILABLE"}
 
 
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.modelswap
-    return state
-
-
 async def ping(request: Request) -> Response:
-    ok = _state(request).serving.ready()
+    ok = app_state(request).serving.ready()
     return PlainTextResponse("\n", status_code=200 if ok else 503)
 
 
@@ -95,7 +90,7 @@ def parse_csv(body: bytes, names: tuple[str, ...] | None) -> list[list[Any]]:
 
 async def invocations(request: Request) -> Response:
     start = time.perf_counter()
-    state = _state(request)
+    state = app_state(request)
     try:
         slot = state.serving.slot(default_model(state))
         body = await read_body(request, state.settings.max_body_bytes)

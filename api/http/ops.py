@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from modelswap.api.http.openapi import OPENAPI
 from modelswap.api.http.responses import json_response
-from modelswap.api.http.state import AppState
+from modelswap.api.http.state import app_state
 from modelswap.core.metrics import CONTENT_TYPE, render
 
 
@@ -16,7 +16,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    state: AppState = request.app.state.modelswap
+    state = app_state(request)
     models = {name: slot.version for name, slot in state.serving.slots.items()}
     ready = state.serving.ready() and bool(models)
     body = {"ready": ready, "models": models}
@@ -26,7 +26,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    state: AppState = request.app.state.modelswap
+    state = app_state(request)
     return Response(render(state.metrics.registry, state.settings.multiproc_dir), media_type=CONTENT_TYPE)
 
 

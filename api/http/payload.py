@@ -51,6 +51,24 @@ def json_object(value: Any) -> dict[str, Any]:
     return value
 
 
+def text_field(body: dict[str, Any], key: str, *, limit: int = 1000) -> str:
+    """An optional string field (a reason, a description), cut to ``limit`` characters."""
+    value = body.get(key, "")
+    if not isinstance(value, str):
+        raise InvalidInput(f"'{key}' must be a string")
+    return value[:limit]
+
+
+def int_query(request: Request, name: str, *, minimum: int = 0) -> int | None:
+    """An optional whole-number query parameter (``?limit=50``); 400 when it is not one."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < minimum:
+        raise InvalidInput(f"query parameter {name!r} must be a whole number of at least {minimum}, got {raw!r}")
+    return int(raw)
+
+
 def parse_predict(payload: Any, max_rows: int) -> tuple[np.ndarray, str]:
     """``{"instances": [[...], ...], "method": "predict"}`` -> (float64 array, method)."""
     body = json_object(payload)

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from modelswap.api.http.payload import check_width, parse_predict, read_json
 from modelswap.api.http.responses import json_response
-from modelswap.api.http.state import AppState
+from modelswap.api.http.state import AppState, app_state
 from modelswap.core.errors import InvalidInput, ModelNotFound, PredictionFailed
 from modelswap.core.ids import validate_model_name, validate_version_id
 from modelswap.core.serving import ModelSlot, Snapshot
@@ -21,24 +21,19 @@ from modelswap.core.serving import ModelSlot, Snapshot
 logger = logging.getLogger("modelswap.predict")
 
 
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.modelswap
-    return state
-
-
 async def predict(request: Request) -> Response:
-    state = _state(request)
+    state = app_state(request)
     return await _predict(request, state, validate_model_name(request.path_params["model"]), None)
 
 
 async def predict_pinned(request: Request) -> Response:
-    state = _state(request)
+    state = app_state(request)
     model = validate_model_name(request.path_params["model"])
     return await _predict(request, state, model, validate_version_id(request.path_params["version"]))
 
 
 async def predict_default(request: Request) -> Response:
-    state = _state(request)
+    state = app_state(request)
     return await _predict(request, state, default_model(state), None)
 
 

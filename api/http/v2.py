@@ -19,7 +19,7 @@ from modelswap.api.http.errors import status_for
 from modelswap.api.http.payload import METHODS, read_body
 from modelswap.api.http.predict import predict_array
 from modelswap.api.http.responses import json_response
-from modelswap.api.http.state import AppState
+from modelswap.api.http.state import AppState, app_state
 from modelswap.api.http.tensors import HEADER_LENGTH, decode_input, encode_outputs, split_body
 from modelswap.core.errors import InvalidInput, ModelswapError, PredictionFailed, VersionNotFound
 from modelswap.core.ids import validate_model_name, validate_version_id
@@ -49,13 +49,8 @@ def v2_errors(handler: Handler) -> Handler:
     return wrapper
 
 
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.modelswap
-    return state
-
-
 def _target(request: Request) -> tuple[AppState, ModelSlot, str | None]:
-    state = _state(request)
+    state = app_state(request)
     slot = state.serving.slot(validate_model_name(request.path_params["model"]))
     pinned = request.path_params.get("version")
     return state, slot, validate_version_id(pinned) if pinned is not None else None
@@ -79,7 +74,7 @@ async def live(request: Request) -> Response:
 
 @v2_errors
 async def ready(request: Request) -> Response:
-    ok = _state(request).serving.ready()
+    ok = app_state(request).serving.ready()
     return json_response({"ready": ok}, status=200 if ok else 503)
 
 

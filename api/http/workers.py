@@ -41,6 +41,22 @@ def reuseport_socket(host: str, port: int, *, listen: bool) -> socket.socket:
     return sock
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The one worker's listening socket (no SO_REUSEPORT: a second server on the port
+    must fail, not share it), with TCP_NODELAY; InvalidInput naming a taken address."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
+
+
 def _worker(config: uvicorn.Config) -> None:
     config.configure_logging()
     sock = reuseport_socket(config.host, config.port, listen=True)
@@ -53,7 +69,10 @@ def run_workers(config: uvicorn.Config, workers: int) -> None:
         raise InvalidInput("--workers needs an explicit --port")
     # Bound but not listening: holds the port (a clash fails here, at once) without
     # taking a share of the connections.
-    guard = reuseport_socket(config.host, config.port, listen=False)
+    try:
+        guard = reuseport_socket(config.host, config.port, listen=False)
+    except OSError as exc:
+        raise InvalidInput(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from exc
     context = multiprocessing.get_context("spawn")
     stop = threading.Event()
 

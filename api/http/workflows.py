@@ -11,11 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message
 
-from modelswap.api.http.admin import _admin, actor_of
-from modelswap.api.http.auth import require_admin
+from modelswap.api.http.auth import admin, reader
 from modelswap.api.http.payload import json_object, read_json
 from modelswap.api.http.responses import json_response
-from modelswap.api.http.state import AppState
+from modelswap.api.http.state import actor_of, model_of
 from modelswap.core.errors import InvalidInput, PayloadTooLarge
 from modelswap.core.jobs import RetrainRequest, validate_job_id
 
@@ -52,7 +51,7 @@ def _json_field(value: Any, name: str) -> Any:
 
 async def upload(request: Request) -> Response:
     """Multipart: ``model`` (the joblib file) [+ ``metrics``, ``tags``, ``example`` JSON, ``description``]."""
-    state, model = _admin(request)
+    state, model = admin(request), model_of(request)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInput("upload as multipart/form-data with a 'model' file field (curl -F model=@model.joblib)")
     form = await limited(request, state.settings.max_upload_bytes).form(max_files=4, max_fields=8)
@@ -71,44 +70,41 @@ async def upload(request: Request) -> Response:
         description = form.get("description")
         description = description if isinstance(description, str) else ""
         record = await run_in_threadpool(
-            state.store.publish,
+            state.ops.publish,
             model,
             file.file,
+            action="upload",
             metrics=metrics,
             tags=tags,
             description=description,
-            input_example=example,
+            example=example,
             actor=actor_of(request),
         )
     finally:
         await form.close()
-    state.metrics.admin_actions.labels(model, "upload", "success").inc()
     return json_response({"model": model, **record.to_dict()}, status=201)
 
 
 async def gc(request: Request) -> Response:
-    state, model = _admin(request)
+    state, model = admin(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes))
     keep = body.get("keep")
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise InvalidInput("'keep' must be a whole number of versions to keep, 0 or more")
     dry_run = bool(body.get("dry_run", False))
-    plan = await run_in_threadpool(state.store.gc, model, keep, dry_run=dry_run, actor=actor_of(request))
+    plan = await run_in_threadpool(state.ops.gc, model, keep, dry_run=dry_run, actor=actor_of(request))
     return json_response(plan.to_dict())
 
 
 async def retrain(request: Request) -> Response:
-    state, model = _admin(request)
+    state, model = admin(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes, allow_empty=True))
     params = RetrainRequest.from_dict(model, body)
-    job = await run_in_threadpool(state.jobs.start, params, actor_of(request))
-    state.metrics.admin_actions.labels(model, "retrain", "success").inc()
+    job = await run_in_threadpool(state.ops.retrain, params, actor=actor_of(request))
     return json_response({"job": job.id, **job.to_dict()}, status=202)
 
 
 async def get_job(request: Request) -> Response:
-    state: AppState = request.app.state.modelswap
-    if state.settings.protect_reads:
-        require_admin(request, state.token)
+    state = reader(request)
     job_id = validate_job_id(request.path_params["job"])
-    return json_response(await run_in_threadpool(state.jobs.get, job_id))
+    return json_response(await run_in_threadpool(state.ops.job, job_id))

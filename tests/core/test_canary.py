@@ -6,8 +6,16 @@ from typing import Any
 import pytest
 
 from modelswap.core import registry as reg
-from modelswap.core.canary import CanaryConfig, Guard, is_canary, key_bucket, read_canary
-from modelswap.core.canary_store import promote_canary, start_canary, stop_canary
+from modelswap.core.canary import (
+    CanaryConfig,
+    Guard,
+    is_canary,
+    key_bucket,
+    promote_canary,
+    read_canary,
+    start_canary,
+    stop_canary,
+)
 from modelswap.core.errors import Conflict, InvalidInput, ValidationFailed
 from modelswap.core.layout import MODEL_FILE
 from modelswap.core.store import Store

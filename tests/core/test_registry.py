@@ -96,6 +96,6 @@ def test_best_version_picks_the_highest_metric_and_newest_on_ties() -> None:
     r = reg.Registry("iris")
     for v, acc in ((A, 0.9), (B, 0.95), (C, 0.95), (D, 0.5)):
         r = r.with_version(reg.Version(v, "t", {"accuracy": acc, "loss": 1 - acc}, {}, "", "x", 1))
-    assert reg.best_version(r, "accuracy").id == C  # type: ignore[union-attr]
-    assert reg.best_version(r, "loss", lower_is_better=True).id == C  # type: ignore[union-attr]
-    assert reg.best_version(r, "nope") is None
+    assert reg.best_version(r.versions(), "accuracy").id == C  # type: ignore[union-attr]
+    assert reg.best_version(r.versions(), "loss", lower_is_better=True).id == C  # type: ignore[union-attr]
+    assert reg.best_version(r.versions(), "nope") is None

@@ -109,7 +109,7 @@ def test_a_version_that_cannot_predict_its_example_is_refused(store: Store, iris
     a = publish(store, iris_a)
     store.deploy("iris", a)
     with pytest.raises(ValidationFailed, match="predict on the input example failed"):
-        store.publish("iris", RaisesOnPredict(), input_example=[IRIS_ROW])
+        store.publish("iris", RaisesOnPredict(), example=[IRIS_ROW])
     assert [p.name for p in store.paths("iris").versions_dir.iterdir()] == [a]
 
 
@@ -119,17 +119,17 @@ def test_publishing_garbage_or_a_non_estimator_leaves_nothing_behind(store: Stor
     garbage = tmp_path / "garbage.joblib"
     garbage.write_bytes(b"not a pickle at all")
     with pytest.raises(ValidationFailed, match="cannot be loaded"):
-        store.publish("iris", garbage, input_example=[IRIS_ROW])
+        store.publish("iris", garbage, example=[IRIS_ROW])
     not_model = tmp_path / "dict.joblib"
     joblib.dump({"weights": [1, 2]}, not_model)
     with pytest.raises(ValidationFailed, match="not an estimator"):
-        store.publish("iris", not_model, input_example=[IRIS_ROW])
+        store.publish("iris", not_model, example=[IRIS_ROW])
     assert tree(store.root) == before
 
 
 def test_wrong_example_width_is_refused(store: Store, iris_a: Any) -> None:
     with pytest.raises(ValidationFailed):
-        store.publish("iris", iris_a, input_example=[[1.0, 2.0]])
+        store.publish("iris", iris_a, example=[[1.0, 2.0]])
 
 
 def test_unknown_models_and_versions_are_not_found(store: Store, iris_a: Any) -> None:
@@ -144,7 +144,7 @@ def test_unknown_models_and_versions_are_not_found(store: Store, iris_a: Any) ->
 def test_hostile_model_names_touch_nothing(store: Store, iris_a: Any, model: str, tmp_path: Path) -> None:
     before = tree(tmp_path)
     with pytest.raises(InvalidName):
-        store.publish(model, iris_a, input_example=[IRIS_ROW])
+        store.publish(model, iris_a, example=[IRIS_ROW])
     with pytest.raises(InvalidName):
         store.deploy(model, "20261123-000000-abcdef")
     assert tree(tmp_path) == before
@@ -189,7 +189,7 @@ def test_damaged_metrics_or_abtest_files_give_clear_errors_not_crashes(store: St
     store.paths("iris").abtest.write_text("[broken")
     assert store.canary("iris") is None and store.status("iris").canary is None
     with pytest.raises(InvalidInput, match="rows of numbers"):
-        store.publish("iris", iris_a, input_example=[["a", "b", "c", "d"]])
+        store.publish("iris", iris_a, example=[["a", "b", "c", "d"]])
     assert store.on_disk("iris") == [a]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from modelswap.core.canary_store import start_canary
+from modelswap.core.canary import start_canary
 from modelswap.core.store import Store
 from tests.conftest import StepClock
 from tests.models_for_tests import Constant, RowSum
@@ -43,7 +43,7 @@ def hammer(url_client: Any, threads: int, per_thread: int, make_body: Any, check
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_rows(tmp_path: Path) -> None:
     store = Store(tmp_path / "models", clock=StepClock())
-    store.deploy("m", store.publish("m", RowSum(), input_example=EXAMPLE).id)
+    store.deploy("m", store.publish("m", RowSum(), example=EXAMPLE).id)
 
     def body(rng: random.Random, seed: int, i: int) -> tuple[dict[str, Any], dict[str, str]]:
         n = rng.randint(1, 3)
@@ -74,7 +74,7 @@ def metric(text: str, name: str) -> float:
 
 def test_one_bad_request_in_a_batch_fails_alone(tmp_path: Path) -> None:
     store = Store(tmp_path / "models", clock=StepClock())
-    store.deploy("m", store.publish("m", RowSum(), input_example=EXAMPLE).id)
+    store.deploy("m", store.publish("m", RowSum(), example=EXAMPLE).id)
 
     def body(rng: random.Random, seed: int, i: int) -> tuple[dict[str, Any], dict[str, str]]:
         bad = (seed + i) % 7 == 0
@@ -92,8 +92,8 @@ def test_one_bad_request_in_a_batch_fails_alone(tmp_path: Path) -> None:
 
 def test_a_response_always_names_the_version_that_predicted_it_across_swaps(tmp_path: Path) -> None:
     store = Store(tmp_path / "models", clock=StepClock())
-    zero = store.publish("m", Constant(0), input_example=EXAMPLE).id
-    seven = store.publish("m", Constant(7), input_example=EXAMPLE).id
+    zero = store.publish("m", Constant(0), example=EXAMPLE).id
+    seven = store.publish("m", Constant(7), example=EXAMPLE).id
     store.deploy("m", zero)
     expected = {zero: 0, seven: 7}
     stop = threading.Event()
@@ -127,8 +127,8 @@ def test_a_response_always_names_the_version_that_predicted_it_across_swaps(tmp_
 
 def test_canary_and_stable_batch_apart(tmp_path: Path) -> None:
     store = Store(tmp_path / "models", clock=StepClock())
-    zero = store.publish("m", Constant(0), input_example=EXAMPLE).id
-    seven = store.publish("m", Constant(7), input_example=EXAMPLE).id
+    zero = store.publish("m", Constant(0), example=EXAMPLE).id
+    seven = store.publish("m", Constant(7), example=EXAMPLE).id
     store.deploy("m", zero)
     start_canary(store, "m", seven, 0.5)
 

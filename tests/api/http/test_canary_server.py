@@ -84,7 +84,7 @@ def test_canary_share_stickiness_promote_and_stop_across_servers(store: tuple[St
 
 def test_the_guard_stops_a_failing_canary_in_every_process(store: tuple[Store, str, str]) -> None:
     st, a, _ = store
-    flaky = st.publish("iris", RaisesAfterWarmup(), input_example=[IRIS_ROW]).id
+    flaky = st.publish("iris", RaisesAfterWarmup(), example=[IRIS_ROW]).id
     env = {"MODELSWAP_POLL_INTERVAL": "0.3"}
     with ExitStack() as stack:
         first = stack.enter_context(serve(st.root, env=env))

@@ -114,7 +114,7 @@ def test_the_cli_through_url_deploys_rolls_back_and_runs_a_canary(store: Store, 
         assert f"-> {b}" in out.stdout
         assert client.post("/v1/models/iris/predict", json={"instances": [IRIS_ROW]}).json()["version"] == b
         status = json.loads(cli(store.root, server.url, "status", "iris", "--json").stdout)
-        assert status["server"]["serving"] == b and status["previous"] == a
+        assert status["this_process"]["serving"] == b and status["previous"] == a
         assert wait_for(lambda: "1/1 processes on" in cli(store.root, server.url, "status", "iris").stdout, 5)
         back = cli(store.root, server.url, "rollback", "iris")
         assert back.returncode == 0 and f"{b} -> {a}" in back.stdout

@@ -1,0 +1,215 @@
+"""The operations layer: every admin verb and read view of modelswap, with no transport.
+
+The HTTP routes and the CLI (working directly on the store) call the same methods, so
+a view is assembled, a history entry written and an admin metric counted in exactly
+one place (MLServer's DataPlane plays this part there). Verbs return frozen values;
+views return JSON-ready dicts, the shapes the HTTP API documents.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from modelswap.core import registry as reg
+from modelswap.core.canary import CanaryConfig, Guard, promote_canary, read_canary, start_canary, stop_canary
+from modelswap.core.errors import Conflict, InvalidInput, ModelswapError
+from modelswap.core.fleet import process_id, read_fleet
+from modelswap.core.ids import validate_model_name, validate_version_id
+from modelswap.core.jobs import Job, Jobs, RetrainRequest
+from modelswap.core.metrics import Metrics
+from modelswap.core.outcomes import GcPlan, Transition
+from modelswap.core.serving import Serving
+from modelswap.core.store import Store
+from modelswap.core.training import RetrainOutcome, retrain
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+GUARD = "guard"
+
+
+class Operations:
+    """Admin verbs and read views over one store.
+
+    In a serving process, ``serving`` holds what this process serves: a verb that
+    moves ``current`` or the canary returns only after this process serves the
+    outcome (SPEC: "returns only after THIS process already serves the new version"),
+    and ``on_swap`` runs after such a swap (the fleet heartbeat). Verbs block on disk
+    and model loads: call them from a worker thread, never an event loop.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        serving: Serving | None = None,
+        metrics: Metrics | None = None,
+        jobs: Jobs | None = None,
+        poll_interval: float = 1.0,
+        on_swap: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.serving = serving
+        self.metrics = metrics
+        self.jobs = jobs or Jobs(store.root, lock=store.lock_policy)
+        self.poll_interval = poll_interval
+        self.on_swap = on_swap
+
+    # -- verbs -------------------------------------------------------------------------
+    def deploy(self, model: str, version: str, *, actor: str, reason: str = "") -> Transition:
+        return self._act(model, "deploy", lambda: self.store.deploy(model, version, actor=actor, reason=reason))
+
+    def rollback(self, model: str, to: str | None = None, *, actor: str, reason: str = "") -> Transition:
+        return self._act(model, "rollback", lambda: self.store.rollback(model, to, actor=actor, reason=reason))
+
+    def canary_start(
+        self, model: str, version: str, fraction: float, *, guard: Guard | None = None, actor: str, reason: str = ""
+    ) -> CanaryConfig:
+        return self._act(
+            model,
+            "canary_start",
+            lambda: start_canary(self.store, model, version, fraction, guard=guard, actor=actor, reason=reason),
+        )
+
+    def canary_stop(self, model: str, *, actor: str, reason: str = "") -> CanaryConfig:
+        return self._act(model, "canary_stop", lambda: stop_canary(self.store, model, actor=actor, reason=reason))
+
+    def canary_promote(self, model: str, *, actor: str, reason: str = "") -> Transition:
+        return self._act(model, "canary_promote", lambda: promote_canary(self.store, model, actor=actor, reason=reason))
+
+    def canary_abort(self, model: str, version: str, *, reason: str) -> bool:
+        """The guard's stop: end the canary only if ``version`` is still it (another
+        process's guard, or a person, may have ended or replaced it first)."""
+
+        try:
+            stop_canary(self.store, model, actor=GUARD, reason=reason, action=reg.CANARY_ABORT, only_version=version)
+        except Conflict:
+            self._count(model, "canary_abort", "noop")
+            return False
+        except (ModelswapError, OSError):
+            self._count(model, "canary_abort", "failure")
+            raise
+        self.sync(model)
+        self._count(model, "canary_abort", "success")
+        return True
+
+    def delete(self, model: str, version: str, *, actor: str) -> dict[str, Any]:
+        self._act(model, "delete", lambda: self.store.delete_version(model, version, actor=actor))
+        return {"model": model, "deleted": version}
+
+    def gc(self, model: str, keep: int, *, dry_run: bool = False, actor: str) -> GcPlan:
+        return self._act(model, "gc", lambda: self.store.gc(model, keep, dry_run=dry_run, actor=actor))
+
+    def publish(
+        self, model: str, source: Path | Any, *, actor: str, action: str = "publish", **options: Any
+    ) -> reg.Version:
+        """Publish a file, an open upload or an estimator; ``action`` names it in metrics."""
+        return self._act(model, action, lambda: self.store.publish(model, source, actor=actor, **options))
+
+    def retrain(self, params: RetrainRequest, *, actor: str) -> Job:
+        """Start a retraining job in its own process (any pod can answer for it)."""
+        return self._act(params.model, "retrain", lambda: self.jobs.start(params, actor))
+
+    def train(self, model: str, *, actor: str, **options: Any) -> RetrainOutcome:
+        """Train, evaluate, publish (and deploy as asked) in this process."""
+        return self._act(model, "train", lambda: retrain(self.store, model, actor=actor, **options))
+
+    def reload(self, model: str) -> dict[str, Any]:
+        """Re-read ``current`` and ``abtest.json`` now, retrying a version that failed to load."""
+        slot = self._serving().slot(validate_model_name(model))
+        self._act(model, "reload", lambda: slot.sync(force=True))
+        return {"model": model, **slot.info()}
+
+    def _act(self, model: str, action: str, operation: Callable[[], T]) -> T:
+        """Run one verb, count it (success or failure), and bring this process up to date."""
+        validate_model_name(model)  # a bad name is refused before it can become a metric label
+        try:
+            result = operation()
+        except (ModelswapError, OSError):
+            self._count(model, action, "failure")
+            raise
+        self.sync(model)
+        self._count(model, action, "success")
+        return result
+
+    def _count(self, model: str, action: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.admin_actions.labels(model, action, outcome).inc()
+
+    def sync(self, model: str) -> None:
+        """Serve what the store now says, in this process (a no-op without serving)."""
+        slot = self.serving.slots.get(model) if self.serving is not None else None
+        if slot is not None and slot.sync() and self.on_swap is not None:
+            self.on_swap()
+
+    def _serving(self) -> Serving:
+        if self.serving is None:
+            raise InvalidInput("reload needs a serving process: send it to a server (--url)")
+        return self.serving
+
+    # -- views -------------------------------------------------------------------------
+    def models(self) -> list[dict[str, Any]]:
+        """Every model: current, canary, previous (the rollback target), versions count."""
+        return [self.store.status(m).to_dict() for m in self.store.models()]
+
+    def model(self, model: str) -> dict[str, Any]:
+        """One model's status, warnings, and what THIS process serves (None outside a server)."""
+        data = self.store.status(model).to_dict()
+        data["warnings"] = self.store.warnings(model, data["current"])
+        slot = self.serving.slots.get(model) if self.serving is not None else None
+        this: dict[str, Any] | None = None
+        if self.serving is not None:
+            this = {"process": process_id(), "served": slot is not None, **(slot.info() if slot else {})}
+        data["this_process"] = this
+        return data
+
+    def versions(self, model: str) -> dict[str, Any]:
+        """Every version, newest first, each with its live marks (current, canary, previous)."""
+        status = self.store.status(model)
+        marks = {"current": status.current, "canary": status.canary, "previous": status.previous}
+        versions = []
+        for record in self.store.versions(model):
+            entry = record.to_dict()
+            entry["live"] = [mark for mark, version in marks.items() if version == record.id]
+            versions.append(entry)
+        return {**marks, "model": model, "versions": versions}
+
+    def version(self, model: str, version: str) -> dict[str, Any]:
+        """One version: its registry record, manifest and metrics."""
+        record = self.store.version(model, validate_version_id(version))
+        return {
+            **record.to_dict(),
+            "manifest": self.store.manifest(model, version).to_dict(),
+            "metrics": self.store.metrics(model, version),
+        }
+
+    def history(self, model: str, *, limit: int | None = None) -> dict[str, Any]:
+        entries = self.store.history(model, limit=limit)
+        return {"model": model, "history": [e.to_dict() for e in entries]}
+
+    def fleet(self, model: str) -> dict[str, Any]:
+        """Every serving process's heartbeat and the convergence summary ("3/3 on <id>")."""
+        self.store.existing(model)
+        view = read_fleet(self.store.paths(model), self.poll_interval, self.store.current(model))
+        return {"model": model, **view.to_dict()}
+
+    def canary(self, model: str) -> dict[str, Any]:
+        """The canary config and, in a server, this process's per-variant counts."""
+        config = read_canary(self.store.existing(model).abtest)
+        slot = self.serving.slots.get(model) if self.serving is not None else None
+        return {
+            "model": model,
+            "running": config is not None,
+            "config": config.to_dict() if config else None,
+            "this_process": (
+                {"canary_loaded": slot.canary_version, "counts": slot.canary_stats.to_dict()}
+                if slot is not None
+                else None
+            ),
+        }
+
+    def job(self, job: str) -> dict[str, Any]:
+        return self.jobs.get(job)

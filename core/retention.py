@@ -1,0 +1,94 @@
+"""Deleting versions: ``delete`` one, or ``gc`` all but the newest N; never a protected one.
+
+Protected: the live version, the canary, and the version a rollback would go to.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import TYPE_CHECKING
+
+from modelswap.core import registry as reg
+from modelswap.core.clock import default_actor, iso
+from modelswap.core.errors import InvalidInput, VersionIsLive, VersionNotFound
+from modelswap.core.fsio import fsync_dir
+from modelswap.core.ids import validate_version_id
+from modelswap.core.layout import TRASH_PREFIX, ModelPaths
+from modelswap.core.outcomes import GcPlan
+
+if TYPE_CHECKING:
+    from modelswap.core.store import Store
+
+LIVE, CANARY, ROLLBACK_TARGET, NEWEST = "live", "canary", "rollback target", "newest"
+
+
+def protected(store: Store, model: str, registry: reg.Registry) -> dict[str, str]:
+    """Versions gc and delete must keep, each with why: live, canary, rollback target."""
+    current = store.current(model)
+    reasons: dict[str, str] = {}
+    for version, why in (
+        (current, LIVE),
+        (store.canary(model), CANARY),
+        (reg.rollback_target(registry, current, store.exists_fn(model)), ROLLBACK_TARGET),
+    ):
+        if version is not None:
+            reasons.setdefault(version, why)
+    return reasons
+
+
+def delete_version(store: Store, model: str, version: str, *, actor: str | None = None) -> None:
+    """Delete one version that is neither live nor the canary."""
+    validate_version_id(version)
+    with store.locked(store.existing(model).name) as paths:
+        registry = store.load_registry(paths)
+        if version not in registry and not paths.version_dir(version).is_dir():
+            raise VersionNotFound(f"model {model} has no version {version}")
+        if version in (store.current(model), store.canary(model)):
+            raise VersionIsLive(f"{model} {version} is live (current or canary); deploy another first")
+        _remove(store, paths, registry, [version], reg.DELETE, actor)
+
+
+def gc(store: Store, model: str, keep: int, *, dry_run: bool = False, actor: str | None = None) -> GcPlan:
+    """Delete all but the newest ``keep`` versions, never a protected one; say why each stays."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise InvalidInput("keep must be a whole number of versions, 0 or more")
+    with store.locked(store.existing(model).name) as paths:
+        registry = store.load_registry(paths)
+        ids = registry.ids()
+        reasons = {v: [why] for v, why in protected(store, model, registry).items()}
+        for version in ids[len(ids) - keep :] if keep else []:
+            reasons.setdefault(version, []).append(f"{NEWEST} {keep}")
+        doomed = [v for v in ids if v not in reasons]
+        if not dry_run and doomed:
+            _remove(store, paths, registry, doomed, reg.GC, actor)
+    kept = tuple(v for v in ids if v in reasons)
+    return GcPlan(model, tuple(doomed), kept, dry_run, {v: tuple(reasons[v]) for v in kept})
+
+
+def _remove(
+    store: Store, paths: ModelPaths, registry: reg.Registry, versions: list[str], action: str, actor: str | None
+) -> None:
+    """Delete versions. Caller holds the lock.
+
+    1. rename each directory to a hidden trash name (it vanishes atomically);
+    2. fsync ``versions/``; write the registry without them;
+    3. remove the trash. A crash leaves trash (``verify --repair`` removes it)
+       or registry entries without a directory (``verify --repair`` drops them).
+    """
+    trash = []
+    for version in versions:
+        directory = paths.version_dir(version)
+        if directory.is_dir():
+            moved = paths.versions_dir / f"{TRASH_PREFIX}{version}-{store.rand(4)}"
+            os.rename(directory, moved)  # 1
+            trash.append(moved)
+    fsync_dir(paths.versions_dir)  # 2
+    updated = registry.without(versions).with_event(
+        reg.HistoryEntry(
+            iso(store.clock()), action, actor or default_actor(), None, None, "", {"versions": list(versions)}
+        )
+    )
+    store.save_registry(paths, updated)
+    for moved in trash:  # 3
+        shutil.rmtree(moved)
