@@ -19,21 +19,14 @@ from modelswap.core.errors import ModelswapError
 from modelswap.core.jobs import FAILED, RUNNING, SUCCEEDED, update_job
 from modelswap.core.settings import Settings
 from modelswap.core.store import Store
-from modelswap.core.training import DATASETS, ESTIMATORS, retrain
+from modelswap.core.training import add_training_arguments, retrain, training_options
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="retrain", description="train, evaluate, publish, optionally deploy")
-    parser.add_argument("model")
+    add_training_arguments(parser)
     parser.add_argument("--root", help="store root (default: MODELSWAP_ROOT or ./models)")
-    parser.add_argument("--dataset", default="iris", help="|".join(DATASETS) + "|csv:PATH")
-    parser.add_argument("--target", help="target column of a csv dataset")
-    parser.add_argument("--estimator", default="logreg", help="|".join(ESTIMATORS))
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--job-file", type=Path, help=argparse.SUPPRESS)
-    policy = parser.add_mutually_exclusive_group()
-    policy.add_argument("--deploy", action="store_true")
-    policy.add_argument("--deploy-if-better", metavar="METRIC")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     job = args.job_file
@@ -52,14 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         outcome = retrain(
             store,
             args.model,
-            dataset=args.dataset,
-            target=args.target,
-            estimator=args.estimator,
-            deploy=args.deploy,
-            deploy_if_better=args.deploy_if_better,
             actor=os.environ.get("MODELSWAP_ACTOR") or f"retrain:{socket.gethostname()}",
-            seed=args.seed,
             progress=progress,
+            **training_options(args),
         )
     except ModelswapError as exc:
         print(f"error: {exc.message}", file=sys.stderr, flush=True)

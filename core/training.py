@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import logging
 from collections.abc import Callable
@@ -35,6 +36,30 @@ class TrainResult:
     input_example: list[list[float]]
     dataset: str
     estimator_name: str
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a training run, shared by ``modelswap train`` and the retrain job."""
+    parser.add_argument("model", help="model name")
+    parser.add_argument("--dataset", default="iris", help="|".join(DATASETS) + ", or csv:PATH with --target")
+    parser.add_argument("--target", help="target column of a csv dataset")
+    parser.add_argument("--estimator", default="logreg", help="|".join(ESTIMATORS))
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the split and the estimator")
+    policy = parser.add_mutually_exclusive_group()
+    policy.add_argument("--deploy", action="store_true", help="deploy the new version")
+    policy.add_argument("--deploy-if-better", metavar="METRIC", help="deploy only if METRIC beats the live version")
+
+
+def training_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`retrain` from parsed training arguments."""
+    return {
+        "dataset": args.dataset,
+        "target": args.target,
+        "estimator": args.estimator,
+        "deploy": args.deploy,
+        "deploy_if_better": args.deploy_if_better,
+        "seed": args.seed,
+    }
 
 
 def load_dataset(spec: str, target: str | None = None) -> Dataset:

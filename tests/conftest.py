@@ -57,6 +57,15 @@ def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "models", clock=StepClock(), lock_timeout=10)
 
 
+@pytest.fixture
+def iris_pair(tmp_path: Path, iris_a: Any, iris_b: Any) -> tuple[Store, str, str]:
+    """A store with model iris: version a (iris_a) live, version b (iris_b) published."""
+    st = Store(tmp_path / "models", clock=StepClock())
+    a, b = publish(st, iris_a), publish(st, iris_b)
+    st.deploy("iris", a)
+    return st, a, b
+
+
 def publish(store: Store, estimator: Any, model: str = "iris", **kwargs: Any) -> str:
     kwargs.setdefault("example", [IRIS_ROW])
     kwargs.setdefault("metrics", {"accuracy": 0.9})

@@ -15,7 +15,7 @@ from modelswap.core.errors import InvalidInput, ModelswapError, NotFound
 from modelswap.core.registry import Version, best_version, lower_is_better
 from modelswap.core.settings import Settings
 from modelswap.core.store import Store
-from modelswap.core.training import DATASETS, ESTIMATORS
+from modelswap.core.training import add_training_arguments, training_options
 from modelswap.core.verify import verify_store
 
 Result = tuple[Any, str]
@@ -28,14 +28,7 @@ def add_commands(
     """Register the store commands on the ``modelswap`` parser."""
     root, _url, output = where
     p = command("train", cmd_train, "train a model on a dataset, evaluate on a held-out split, publish")
-    p.add_argument("model", help="model name")
-    p.add_argument("--dataset", default="iris", help="|".join(DATASETS) + ", or csv:PATH with --target")
-    p.add_argument("--target", help="target column of a csv dataset")
-    p.add_argument("--estimator", default="logreg", help="|".join(ESTIMATORS))
-    p.add_argument("--seed", type=int, default=0, help="random seed of the split and the estimator")
-    policy = p.add_mutually_exclusive_group()
-    policy.add_argument("--deploy", action="store_true", help="deploy the new version")
-    policy.add_argument("--deploy-if-better", metavar="METRIC", help="deploy only if METRIC beats the live version")
+    add_training_arguments(p)
 
     p = command("publish", cmd_publish, "publish a joblib file as a new version")
     p.add_argument("model", help="model name")
@@ -139,15 +132,7 @@ def parse_tags(pairs: Sequence[str]) -> dict[str, str]:
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> Result:
-    outcome = backend_for(settings).train(
-        args.model,
-        dataset=args.dataset,
-        target=args.target,
-        estimator=args.estimator,
-        deploy=args.deploy,
-        deploy_if_better=args.deploy_if_better,
-        seed=args.seed,
-    )
+    outcome = backend_for(settings).train(args.model, **training_options(args))
     return outcome, render.train_text(outcome)
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import random
 import time
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from modelswap.core.layout import MODEL_FILE
 from modelswap.core.store import Store
-from tests.conftest import IRIS_ROW, StepClock, publish
+from tests.conftest import IRIS_ROW, publish
 from tests.models_for_tests import RaisesAfterWarmup
 from tests.server import serve, wait_for
 
@@ -20,11 +19,8 @@ PREDICT = {"instances": [IRIS_ROW]}
 
 
 @pytest.fixture
-def store(tmp_path: Path, iris_a: Any, iris_b: Any) -> tuple[Store, str, str]:
-    st = Store(tmp_path / "models", clock=StepClock())
-    a, b = publish(st, iris_a), publish(st, iris_b)
-    st.deploy("iris", a)
-    return st, a, b
+def store(iris_pair: tuple[Store, str, str]) -> tuple[Store, str, str]:
+    return iris_pair
 
 
 def variant(client: Any, key: str) -> tuple[str, str]:

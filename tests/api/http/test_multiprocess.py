@@ -9,24 +9,20 @@ import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from modelswap.core.store import Store
-from tests.conftest import IRIS_ROW, ROOT, StepClock, publish
+from tests.conftest import IRIS_ROW, ROOT
 from tests.server import serve, wait_for
 
 PREDICT = {"instances": [IRIS_ROW]}
 
 
 @pytest.fixture
-def store(tmp_path: Path, iris_a: Any, iris_b: Any) -> tuple[Store, str, str]:
-    store = Store(tmp_path / "models", clock=StepClock())
-    a, b = publish(store, iris_a), publish(store, iris_b)
-    store.deploy("iris", a)
-    return store, a, b
+def store(iris_pair: tuple[Store, str, str]) -> tuple[Store, str, str]:
+    return iris_pair
 
 
 def test_swap_storm_on_two_workers_fails_no_request(store: tuple[Store, str, str]) -> None:

@@ -10,17 +10,16 @@ import pytest
 
 from modelswap.core.layout import MODEL_FILE
 from modelswap.core.store import Store
-from tests.conftest import IRIS_ROW, StepClock, publish
+from tests.conftest import IRIS_ROW, publish
 from tests.server import serve, wait_for
 
 PREDICT = {"instances": [IRIS_ROW]}
 
 
 @pytest.fixture
-def two_versions(tmp_path: Path, iris_a: Any, iris_b: Any) -> tuple[Store, str, str]:
-    store = Store(tmp_path / "models", clock=StepClock())
-    a, b = publish(store, iris_a), publish(store, iris_b)
-    store.deploy("iris", a)
+def two_versions(iris_pair: tuple[Store, str, str]) -> tuple[Store, str, str]:
+    """a deployed, then b: b live, a the rollback target."""
+    store, a, b = iris_pair
     store.deploy("iris", b)
     return store, a, b
 
