@@ -1,4 +1,4 @@
-"""Fleet view (SPEC §4b): each serving process's heartbeat file, and reading them back."""
+"""The fleet view: each serving process's heartbeat file, and reading them back."""
 
 from __future__ import annotations
 

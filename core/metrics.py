@@ -1,4 +1,4 @@
-"""The Prometheus metrics of SPEC §6, created on a registry the caller passes in.
+"""The Prometheus metrics (docs/metrics.md), created on a registry the caller passes in.
 
 In multi-worker mode (PROMETHEUS_MULTIPROC_DIR set before prometheus_client is
 imported) values live in per-process files; ``render`` aggregates them. Gauges

@@ -36,7 +36,8 @@ class Operations:
 
     In a serving process, ``serving`` holds what this process serves: a verb that
     moves ``current`` or the canary returns only after this process serves the
-    outcome (SPEC: "returns only after THIS process already serves the new version"),
+    outcome (the HTTP API promises that a deploy or rollback answers only once the
+    process that took it serves the new version),
     and ``on_swap`` runs after such a swap (the fleet heartbeat). Verbs block on disk
     and model loads: call them from a worker thread, never an event loop.
     """

@@ -1,4 +1,4 @@
-"""The retraining job's entry point (``python -m core.retrain``; scripts/retrain.py wraps it):
+"""The retraining job's entry point (``python -m modelswap.core.retrain``; scripts/retrain.py wraps it):
 train, evaluate on a held-out split, publish, and deploy as the policy says.
 
 Prints one JSON object (model, version, metrics, deployed, reason) as its last line;

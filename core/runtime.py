@@ -21,7 +21,7 @@ class Runtime:
 
     ``start`` installs the guard callbacks and starts one sync thread per model (inotify
     + readlink poll) and the heartbeat ticker; ``stop`` stops and joins them and removes
-    this process's heartbeats (SPEC: removed on clean shutdown).
+    this process's heartbeats (a clean shutdown leaves none behind).
     """
 
     def __init__(self, serving: Serving, ops: Operations, *, watch: str, poll_interval: float) -> None:

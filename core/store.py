@@ -313,7 +313,8 @@ class Store:
         return self.move_current(model, lambda registry, current: version, reg.DEPLOY, actor, reason)
 
     def rollback(self, model: str, to: str | None = None, *, actor: str | None = None, reason: str = "") -> Transition:
-        """Go back to ``to`` or, with no target, to the previous live version (SPEC §1)."""
+        """Go back to ``to`` or, with no target, to the previous live version: the most recent one live
+        before the current one and not marked rolled_back."""
         if to is not None:
             validate_version_id(to)
 

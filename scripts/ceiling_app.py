@@ -1,5 +1,6 @@
 """The ceiling for scripts/bench.py: the thinnest Starlette app around model.predict
-(the same code as shared/bench's Ceiling A). The model comes from $BENCH_MODEL."""
+(no store, no hot swap, no checks: the upper bound for one uvicorn worker on this stack).
+The model comes from $BENCH_MODEL."""
 
 import os
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -59,3 +61,10 @@ def test_modules_stay_small() -> None:
     files = [*(ROOT / "core").rglob("*.py"), *(ROOT / "api").rglob("*.py"), *(ROOT / "modelswap").rglob("*.py")]
     sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in files}
     assert {n: s for n, s in sizes.items() if s > 450} == {}
+
+
+def test_the_tree_is_lint_clean_and_formatted() -> None:
+    ruff = [sys.executable, "-m", "ruff"]
+    for args in (["check", "."], ["format", "--check", "."]):
+        result = subprocess.run([*ruff, *args], cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,1 @@
+"""The ``modelswap`` command line: parser, store commands, serve and demo, text output."""

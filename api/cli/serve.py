@@ -119,7 +119,7 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int) -> Non
         port=port,
         workers=workers,
         # asyncio + httptools: same throughput as uvloop for CPU-bound predict,
-        # without uvloop's p99 tail at high concurrency (shared/bench RESULTS.md).
+        # without the p99 tail uvloop showed at high concurrency in our load tests.
         loop="asyncio",
         http="httptools",
         access_log=False,

@@ -146,7 +146,7 @@ def app_from_env() -> Starlette:
     # always predicts on arrays, so the warning carries no information here.
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
     # Every route checks its input is finite before predicting, so scikit-learn need not
-    # check again (about 35 us of a 200 us single-row predict; shared/bench RESULTS.md).
+    # check again (about 35 us of a 200 us single-row predict).
     import sklearn
 
     sklearn.set_config(assume_finite=True)

@@ -1,5 +1,5 @@
 """The Dockerfile and the Kubernetes manifests, checked offline: linted, schema-validated,
-and holding what SPEC §7 asks for."""
+and holding what a Kubernetes deployment of modelswap needs."""
 
 from __future__ import annotations
 
