@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,12 @@ from typing import Any
 import joblib
 import numpy as np
 
-from modelswap.core.errors import InsufficientMemory, ValidationFailed, VersionNotFound
+from modelswap.core.errors import InsufficientMemory, InvalidInput, ValidationFailed, VersionNotFound
+from modelswap.core.examples import check_example
+from modelswap.core.inputs import to_model
 from modelswap.core.layout import MODEL_FILE, ModelPaths
 from modelswap.core.manifest import Manifest, load_manifest, verify_files
+from modelswap.core.signature import Signature, legacy_signature
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +40,14 @@ class LoadedModel:
     version: str
     estimator: Any
     manifest: Manifest
+    signature: Signature
     methods: frozenset[str]
     warnings: tuple[str, ...]
     load_seconds: float
 
     @property
-    def n_features(self) -> int | None:
-        return self.manifest.n_features_in
+    def n_features(self) -> int:
+        return self.signature.width
 
 
 def memory_headroom() -> int | None:
@@ -121,13 +125,15 @@ def load_version(
         if strict_versions:
             raise ValidationFailed(f"{label}: {mismatch} (MODELSWAP_STRICT_VERSIONS=1)")
         notes.append(mismatch)
-    smoke_predict(label, estimator, manifest)  # 5
+    signature = signature_of(manifest, estimator)
+    smoke_predict(label, estimator, signature, manifest.input_example)  # 5
     methods = frozenset(m for m in METHODS if callable(getattr(estimator, m, None)))
     loaded = LoadedModel(
         model=paths.name,
         version=version,
         estimator=estimator,
         manifest=manifest,
+        signature=signature,
         methods=methods,
         warnings=tuple(dict.fromkeys(notes)),
         load_seconds=time.perf_counter() - start,
@@ -146,19 +152,32 @@ def sklearn_mismatch(manifest: Manifest) -> str | None:
     return None
 
 
-def smoke_predict(label: str, estimator: Any, manifest: Manifest) -> None:
-    if not manifest.input_example:
+def signature_of(manifest: Manifest, estimator: Any) -> Signature:
+    """The version's signature; one derived from the estimator for versions published
+    before signatures existed (``n_features_in_`` doubles)."""
+    if manifest.signature is not None:
+        return manifest.signature
+    try:
+        return legacy_signature(estimator, manifest.n_features_in)
+    except InvalidInput as exc:
+        raise ValidationFailed(f"{manifest.model} {manifest.version}: {exc.message}") from exc
+
+
+def smoke_predict(label: str, estimator: Any, signature: Signature, example: Sequence[Any]) -> tuple[np.ndarray, Any]:
+    """Predict the input example as a request would be (checked against the signature,
+    a DataFrame when the model was fitted on one); (input array, answer) or ValidationFailed."""
+    if not example:
         raise ValidationFailed(f"{label}: the manifest has no input example to validate with")
-    rows = np.asarray(manifest.input_example, dtype=np.float64)
-    if manifest.n_features_in is not None and rows.shape[1] != manifest.n_features_in:
-        raise ValidationFailed(
-            f"{label}: the input example has {rows.shape[1]} features, the model expects {manifest.n_features_in}"
-        )
+    try:
+        X = check_example(signature, example)
+    except InvalidInput as exc:
+        raise ValidationFailed(f"{label}: {exc.message}") from exc
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # feature-name warnings on a bare array are expected
-            result = estimator.predict(rows)
+            warnings.simplefilter("ignore")
+            answer = estimator.predict(to_model(signature, X))
     except Exception as exc:  # any failure of the model's own code refuses the version
         raise ValidationFailed(f"{label}: predict on the input example failed: {type(exc).__name__}: {exc}") from exc
-    if len(result) != len(rows):
-        raise ValidationFailed(f"{label}: predict returned {len(result)} answers for {len(rows)} rows")
+    if len(answer) != len(X):
+        raise ValidationFailed(f"{label}: predict returned {len(answer)} answers for {len(X)} rows")
+    return X, answer

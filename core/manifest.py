@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from modelswap.core.errors import InvalidInput, ValidationFailed
+from modelswap.core.errors import ValidationFailed
 from modelswap.core.layout import MANIFEST_FILE
+from modelswap.core.signature import Signature
 
-MANIFEST_FORMAT = 1
-EXAMPLE_ROWS = 3
+# 2: signature, metadata, and the input example as records for models with named columns
+MANIFEST_FORMAT = 2
 _CHUNK = 1 << 20
 
 
@@ -38,10 +39,12 @@ class Manifest:
     estimator: str
     n_features_in: int | None
     feature_names: tuple[str, ...] | None
-    input_example: tuple[tuple[float, ...], ...]
+    input_example: tuple[Any, ...]  # rows ([...]) or, for named columns, records ({...})
     tags: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     parent: str | None = None
+    signature: Signature | None = None  # None: published before signatures (derived on load)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -61,16 +64,19 @@ class Manifest:
             "estimator": self.estimator,
             "n_features_in": self.n_features_in,
             "feature_names": list(self.feature_names) if self.feature_names is not None else None,
-            "input_example": [list(r) for r in self.input_example],
+            "input_example": list(self.input_example),
             "tags": dict(self.tags),
             "description": self.description,
             "parent": self.parent,
+            "signature": self.signature.to_dict() if self.signature is not None else None,
+            "metadata": dict(self.metadata),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
         try:
             names = data.get("feature_names")
+            signature = data.get("signature")
             return cls(
                 model=str(data["model"]),
                 version=str(data["version"]),
@@ -83,10 +89,12 @@ class Manifest:
                 estimator=str(data.get("estimator", "")),
                 n_features_in=data.get("n_features_in"),
                 feature_names=tuple(str(n) for n in names) if names is not None else None,
-                input_example=tuple(tuple(float(v) for v in row) for row in data.get("input_example", [])),
+                input_example=tuple(_example(data.get("input_example", []))),
                 tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
                 description=str(data.get("description") or ""),
                 parent=data.get("parent"),
+                signature=Signature.from_dict(signature) if signature is not None else None,
+                metadata=dict(data.get("metadata") or {}),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValidationFailed(f"manifest is malformed: {exc!r}") from exc
@@ -136,12 +144,10 @@ def describe_estimator(estimator: Any) -> tuple[str, int | None, tuple[str, ...]
     )
 
 
-def example_rows(rows: Sequence[Sequence[Any]]) -> tuple[tuple[float, ...], ...]:
-    """The first few rows of an input example, as floats; InvalidInput if they are not numbers."""
-    try:
-        return tuple(tuple(float(v) for v in row) for row in list(rows)[:EXAMPLE_ROWS])
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"the input example must be rows of numbers, e.g. [[5.1, 3.5, 1.4, 0.2]] ({exc})") from exc
+def _example(value: Any) -> list[Any]:
+    if not isinstance(value, list) or not all(isinstance(r, (list, dict)) for r in value):
+        raise ValueError("input_example must be a list of rows or records")
+    return value
 
 
 def load_manifest(version_dir: Path) -> Manifest:

@@ -19,12 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from modelswap.core.canary import CanaryConfig, is_canary, read_canary
 from modelswap.core.errors import InvalidInput, ModelNotFound, ModelswapError, NotReady
 from modelswap.core.fsio import read_link
+from modelswap.core.inputs import to_model
 from modelswap.core.layout import MODEL_FILE, ModelPaths, version_from_link_target
 from modelswap.core.loader import LoadedModel, load_version, memory_headroom
 from modelswap.core.metrics import Metrics
+from modelswap.core.signature import Signature
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +52,26 @@ class Snapshot:
 
     @classmethod
     def of(cls, loaded: LoadedModel, variant: str) -> Snapshot:
-        methods = {name: getattr(loaded.estimator, name) for name in loaded.methods}
+        """A snapshot whose methods take a prepared request array (see core.inputs):
+        bound methods as they are for array models, wrapped to build the DataFrame for
+        models fitted on one."""
+        signature = loaded.signature
+        methods: dict[str, Callable[..., Any]] = {}
+        for name in loaded.methods:
+            bound = getattr(loaded.estimator, name)
+            methods[name] = bound if not signature.frame else _on_frame(bound, signature)
         return cls(loaded.model, loaded.version, variant, loaded, time.time(), methods)
 
     @property
-    def n_features(self) -> int | None:
-        return self.loaded.n_features
+    def signature(self) -> Signature:
+        return self.loaded.signature
+
+
+def _on_frame(method: Callable[..., Any], signature: Signature) -> Callable[[np.ndarray], Any]:
+    def call(X: np.ndarray) -> Any:
+        return method(to_model(signature, X))
+
+    return call
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ class Settings:
     lock_kind: str = "flock"
     lock_stale_after: float = 60.0
     multiproc_dir: Path | None = None
+    extra_columns: str = "refuse"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +75,7 @@ class Settings:
             lock_kind=_choice(env, "MODELSWAP_LOCK", "flock", ("flock", "soft")),
             lock_stale_after=_number(env, "MODELSWAP_LOCK_STALE_SECONDS", 60.0, minimum=1.0),
             multiproc_dir=Path(multiproc) if multiproc else None,
+            extra_columns=_choice(env, "MODELSWAP_EXTRA_COLUMNS", "refuse", ("refuse", "ignore")),
         )
         return settings
 

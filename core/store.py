@@ -36,8 +36,9 @@ from modelswap.core.loader import load_version, sklearn_mismatch
 from modelswap.core.locking import LockPolicy, hold
 from modelswap.core.manifest import Manifest
 from modelswap.core.outcomes import GcPlan, ModelStatus, Transition
-from modelswap.core.publish import stage_version
+from modelswap.core.publish import Details, stage_version
 from modelswap.core.settings import Settings
+from modelswap.core.signature import Signature
 
 logger = logging.getLogger(__name__)
 
@@ -202,20 +203,24 @@ class Store:
         source: Path | Any,
         *,
         metrics: Mapping[str, Any] | None = None,
+        example: Any = None,
         tags: Mapping[str, str] | None = None,
         description: str = "",
-        example: Sequence[Sequence[float]] | None = None,
+        metadata: Mapping[str, Any] | None = None,
         parent: str | None = None,
+        signature: Signature | None = None,
         actor: str | None = None,
     ) -> reg.Version:
         """Publish a new immutable version from a fitted estimator or a joblib file.
 
-        ``example``: a few input rows; the version is validated by predicting them, and
-        every process that loads it later does the same (without one, the parent's
-        example is reused when the width matches, else a row of zeros). ``parent``
-        defaults to the live version. Returns the registered Version.
+        ``example``: a few input rows (a DataFrame, records, rows or an array). The
+        signature (named, typed columns; the output) is inferred from it and the fitted
+        estimator, unless ``signature`` is given; the version is validated by predicting
+        it, now and on every load. Without one, the parent's example is reused when it
+        fits, else a model that takes plain numbers is checked with a row of zeros.
+        ``parent`` defaults to the live version; ``metadata`` is free-form JSON.
 
-        1. stage and validate the version's files (:func:`core.publish.stage_version`),
+        1. stage and validate the version's files (:func:`modelswap.core.publish.stage_version`),
            which renames the complete directory into ``versions/``;
         2. under the lock, add the version to ``versions.json`` (atomic replace).
         A crash before 1 ends leaves only a hidden staging directory (removed by
@@ -225,17 +230,22 @@ class Store:
         paths = self.paths(model)
         parent = parent if parent is not None else self.current(model)
         now = self.clock()
-        staged = stage_version(
-            paths,
-            source,
-            version=new_version_id(now, self.rand),
-            created_at=iso(now),
+        details = Details(
             metrics=metrics or {},
             tags=tags or {},
             description=description,
-            input_example=example,
+            metadata=metadata or {},
+            example=example,
+            signature=signature,
             parent=parent,
-            fallback_example=lambda n_features: self._example_for(paths, parent, n_features),
+        )
+        staged = stage_version(
+            paths,
+            source,
+            details,
+            version=new_version_id(now, self.rand),
+            created_at=iso(now),
+            fallback_example=lambda: self._parent_example(paths, parent),
             rand=self.rand,
         )  # 1
         record = reg.Version(
@@ -254,22 +264,14 @@ class Store:
         logger.info("published %s %s (actor %s)", model, staged.version, actor or default_actor())
         return record
 
-    def _example_for(
-        self, paths: ModelPaths, parent: str | None, n_features: int | None
-    ) -> tuple[tuple[float, ...], ...]:
-        """An input example for a version published without one: the parent's, or zeros."""
-        if parent is not None and paths.version_dir(parent).is_dir():
-            try:
-                previous: Manifest | None = self.manifest(paths.name, parent)
-            except ValidationFailed:
-                previous = None
-            if previous is not None and previous.input_example and previous.n_features_in == n_features:
-                return previous.input_example
-        if n_features:
-            return ((0.0,) * n_features,)
-        raise ValidationFailed(
-            f"cannot tell what input {paths.name} takes: give an input example (--example FILE.json)"
-        )
+    def _parent_example(self, paths: ModelPaths, parent: str | None) -> Sequence[Any] | None:
+        """The parent's stored input example, for a version published without one."""
+        if parent is None or not paths.version_dir(parent).is_dir():
+            return None
+        try:
+            return self.manifest(paths.name, parent).input_example or None
+        except ValidationFailed:
+            return None
 
     # -- the Python API's reads ----------------------------------------------------
     def versions(self, model: str) -> list[reg.Version]:

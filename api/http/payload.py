@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import orjson
 from starlette.requests import Request
 
 from modelswap.core.errors import InvalidInput, PayloadTooLarge
+from modelswap.core.inputs import Table, columns_table, rows_table
 
 METHODS = ("predict", "predict_proba", "decision_function", "predict_log_proba")
 
@@ -69,40 +69,19 @@ def int_query(request: Request, name: str, *, minimum: int = 0) -> int | None:
     return int(raw)
 
 
-def parse_predict(payload: Any, max_rows: int) -> tuple[np.ndarray, str]:
-    """``{"instances": [[...], ...], "method": "predict"}`` -> (float64 array, method)."""
+def parse_predict(payload: Any) -> tuple[Table, str]:
+    """The native body: ``{"instances": rows | records, "method": ...}`` or
+    ``{"inputs": rows | {"column": [...]}}`` -> (a table for the signature, the method)."""
     body = json_object(payload)
     unknown = set(body) - {"instances", "method", "inputs"}
     if unknown:
         raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))}; expected 'instances' and optional 'method'")
+    if "instances" in body and "inputs" in body:
+        raise InvalidInput("send 'instances' or 'inputs', not both")
     method = body.get("method", "predict")
     if method not in METHODS:
         raise InvalidInput(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
-    instances = body.get("instances", body.get("inputs"))
-    return to_matrix(instances, max_rows), method
-
-
-def to_matrix(instances: Any, max_rows: int) -> np.ndarray:
-    if not isinstance(instances, list) or not instances:
-        raise InvalidInput("'instances' must be a non-empty list of rows, e.g. [[5.1, 3.5, 1.4, 0.2]]")
-    if len(instances) > max_rows:
-        raise InvalidInput(f"{len(instances)} rows exceed the limit of {max_rows} per request")
-    if not isinstance(instances[0], list):
-        raise InvalidInput("each instance must be a list of numbers (a row), e.g. [[5.1, 3.5, 1.4, 0.2]]")
-    try:
-        raw = np.array(instances)
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput("instances must be rows of numbers, all of the same length") from exc
-    if raw.ndim != 2:
-        raise InvalidInput("instances must be a list of rows of numbers (2-D), all of the same length")
-    if raw.dtype.kind not in "iuf":
-        raise InvalidInput("instances must hold only numbers (found strings, booleans, nulls or huge integers)")
-    X = raw.astype(np.float64, copy=False)
-    if not np.isfinite(X).all():
-        raise InvalidInput("instances contain NaN, infinity, null or a number too large for float64")
-    return X
-
-
-def check_width(X: np.ndarray, expected: int | None, model: str, version: str) -> None:
-    if expected is not None and X.shape[1] != expected:
-        raise InvalidInput(f"{model} {version} expects {expected} features per row, got {X.shape[1]}")
+    if "inputs" in body:
+        inputs = body["inputs"]
+        return (columns_table(inputs) if isinstance(inputs, dict) else rows_table(inputs, what="inputs")), method
+    return rows_table(body.get("instances")), method

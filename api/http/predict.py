@@ -11,11 +11,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelswap.api.http.payload import check_width, parse_predict, read_json
+from modelswap.api.http.payload import parse_predict, read_json
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import AppState, app_state
 from modelswap.core.errors import InvalidInput, ModelNotFound, PredictionFailed
 from modelswap.core.ids import validate_model_name, validate_version_id
+from modelswap.core.inputs import Table, prepare
 from modelswap.core.serving import ModelSlot, Snapshot
 
 logger = logging.getLogger("modelswap.predict")
@@ -51,15 +52,28 @@ async def _predict(request: Request, state: AppState, model: str, version: str |
     start = time.perf_counter()
     slot = state.serving.slot(model)
     payload = await read_json(request, state.settings.max_body_bytes)
-    X, method = parse_predict(payload, state.settings.max_rows)
+    table, method = parse_predict(payload)
     if version is None:
         snap = slot.route(request.headers.get("x-routing-key"))
     else:
         snap = await run_in_threadpool(slot.pinned, version)
+    X = prepare_for(state, snap, table)
     predictions = await run_snapshot(state, slot, snap, X, method, start)
     headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant}
-    body = {"model": model, "version": snap.version, "variant": snap.variant, "predictions": predictions}
+    body: dict[str, Any] = {"model": model, "version": snap.version, "variant": snap.variant}
+    body["predictions"] = predictions
+    classes = snap.signature.output.classes if snap.signature.output is not None else None
+    if method != "predict" and classes is not None:
+        body["classes"] = list(classes)
     return json_response(body, headers=headers)
+
+
+def prepare_for(state: AppState, snap: Snapshot, table: Table) -> np.ndarray:
+    """The request checked against the snapshot's signature (errors name the version)."""
+    try:
+        return prepare(snap.signature, table, max_rows=state.settings.max_rows, extra=state.settings.extra_columns)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{snap.model} {snap.version}: {exc.message}") from exc
 
 
 async def run_snapshot(
@@ -76,7 +90,6 @@ async def predict_array(
     state: AppState, slot: ModelSlot, snap: Snapshot, X: np.ndarray, method: str, start: float
 ) -> Any:
     """As run_snapshot, returning what the estimator returned (usually an ndarray)."""
-    check_width(X, snap.n_features, snap.model, snap.version)
     fn = snap.methods.get(method)
     if fn is None:
         raise InvalidInput(f"{snap.model} {snap.version} does not support {method!r}")

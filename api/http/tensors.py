@@ -51,8 +51,11 @@ def split_body(body: bytes, header_length: str | None) -> tuple[Any, bytes]:
         raise InvalidInput(f"the request is not valid JSON: {exc}") from exc
 
 
-def decode_input(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tuple[np.ndarray, int]:
-    """One input tensor as a float64 matrix (rows x features); returns it and the new binary offset."""
+def decode_input(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tuple[str, np.ndarray, int]:
+    """One input tensor: (its name, its values shaped as declared, the new binary offset).
+
+    Numbers come back with their declared dtype; BYTES as an object array of strings.
+    """
     if not isinstance(tensor, dict):
         raise InvalidInput("each input must be an object with name, shape, datatype and data")
     name, shape, datatype = tensor.get("name"), tensor.get("shape"), tensor.get("datatype")
@@ -60,38 +63,64 @@ def decode_input(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tupl
         raise InvalidInput("an input tensor needs a 'name'")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers")
-    if datatype == "BYTES":
-        raise InvalidInput(f"input {name!r}: BYTES cannot feed a scikit-learn model; send numbers (FP32, FP64, INT*)")
-    if datatype not in DTYPES:
-        raise InvalidInput(f"input {name!r}: unknown datatype {datatype!r}; use one of {', '.join(DTYPES)}")
+    if datatype != "BYTES" and datatype not in DTYPES:
+        raise InvalidInput(f"input {name!r}: unknown datatype {datatype!r}; use BYTES or one of {', '.join(DTYPES)}")
+    if len(shape) not in (1, 2):
+        raise InvalidInput(f"input {name!r}: shape {shape} must be [rows, features] or [rows]")
+    if shape[0] > max_rows:
+        raise InvalidInput(f"{shape[0]} rows exceed the limit of {max_rows} per request")
     count = math.prod(shape)
     params = tensor.get("parameters") or {}
     size = params.get("binary_data_size") if isinstance(params, dict) else None
     if size is not None:
-        dtype = DTYPES[datatype].newbyteorder("<")
-        if not isinstance(size, int) or size != count * dtype.itemsize or offset + size > len(binary):
-            raise InvalidInput(f"input {name!r}: binary_data_size does not match shape {shape} of {datatype}")
-        array = np.frombuffer(binary, dtype=dtype, count=count, offset=offset)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
+            raise InvalidInput(f"input {name!r}: binary_data_size does not fit the binary part of the body")
+        chunk = binary[offset : offset + size]
+        array = (
+            _bytes_from_binary(name, chunk, count)
+            if datatype == "BYTES"
+            else _numbers_from_binary(name, chunk, datatype, shape)
+        )
         offset += size
     else:
         array = _from_json(name, tensor.get("data"), datatype, count)
-    if len(shape) == 1:
-        shape = [1, shape[0]]
-    if len(shape) != 2:
-        raise InvalidInput(f"input {name!r}: shape {shape} must be [rows, features]")
-    if shape[0] > max_rows:
-        raise InvalidInput(f"{shape[0]} rows exceed the limit of {max_rows} per request")
-    if shape[0] == 0:
-        raise InvalidInput(f"input {name!r} has no rows")
-    X = array.reshape(shape).astype(np.float64, copy=False)
-    if not np.isfinite(X).all():
-        raise InvalidInput(f"input {name!r} contains NaN or infinity")
-    return X, offset
+    return name, array.reshape(shape), offset
+
+
+def _numbers_from_binary(name: str, chunk: bytes, datatype: str, shape: list[int]) -> np.ndarray:
+    dtype = DTYPES[datatype].newbyteorder("<")
+    if len(chunk) != math.prod(shape) * dtype.itemsize:
+        raise InvalidInput(f"input {name!r}: binary_data_size does not match shape {shape} of {datatype}")
+    return np.frombuffer(chunk, dtype=dtype)
+
+
+def _bytes_from_binary(name: str, chunk: bytes, count: int) -> np.ndarray:
+    """The binary BYTES layout: each element a 4-byte little-endian length, then its bytes."""
+    values: list[str] = []
+    position = 0
+    try:
+        while position < len(chunk):
+            (length,) = struct.unpack_from("<I", chunk, position)
+            end = position + 4 + length
+            if end > len(chunk):
+                raise InvalidInput(f"input {name!r}: a BYTES element runs past the end of its data")
+            values.append(chunk[position + 4 : end].decode())
+            position = end
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"input {name!r}: BYTES data is not length-prefixed UTF-8 ({exc})") from exc
+    if len(values) != count:
+        raise InvalidInput(f"input {name!r}: {len(values)} BYTES elements do not fill its shape ({count})")
+    return np.array(values, dtype=object)
 
 
 def _from_json(name: str, data: Any, datatype: str, count: int) -> np.ndarray:
     if not isinstance(data, list):
         raise InvalidInput(f"input {name!r}: 'data' must be a list (flat or nested)")
+    if datatype == "BYTES":
+        flat = _flatten(data)
+        if len(flat) != count or not all(isinstance(v, str) or v is None for v in flat):
+            raise InvalidInput(f"input {name!r}: BYTES data must be {count} strings (or nulls)")
+        return np.array(flat, dtype=object)
     try:
         raw = np.array(data)
     except ValueError as exc:
@@ -103,6 +132,16 @@ def _from_json(name: str, data: Any, datatype: str, count: int) -> np.ndarray:
         raise InvalidInput(f"input {name!r}: data does not match datatype {datatype}")
     # FP64 is what the model gets anyway; other types keep their declared precision first
     return raw.reshape(-1) if datatype == "FP64" else raw.reshape(-1).astype(DTYPES[datatype])
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in data:
+        if isinstance(item, list):
+            out.extend(_flatten(item))
+        else:
+            out.append(item)
+    return out
 
 
 def encode_outputs(outputs: list[tuple[str, np.ndarray, bool]]) -> tuple[list[dict[str, Any]], bytes]:
@@ -118,7 +157,11 @@ def encode_outputs(outputs: list[tuple[str, np.ndarray, bool]]) -> tuple[list[di
             tensor["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
-            tensor["data"] = [str(v) for v in array.reshape(-1)] if datatype == "BYTES" else array.reshape(-1).tolist()
+            tensor["data"] = (
+                [v if isinstance(v, str) else str(v) for v in array.reshape(-1).tolist()]
+                if datatype == "BYTES"
+                else array.reshape(-1).tolist()
+            )
         tensors.append(tensor)
     return tensors, b"".join(chunks)
 

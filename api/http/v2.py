@@ -17,13 +17,15 @@ from starlette.responses import Response
 
 from modelswap.api.http.errors import status_for
 from modelswap.api.http.payload import METHODS, read_body
-from modelswap.api.http.predict import predict_array
+from modelswap.api.http.predict import predict_array, prepare_for
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import AppState, app_state
 from modelswap.api.http.tensors import HEADER_LENGTH, decode_input, encode_outputs, split_body
 from modelswap.core.errors import InvalidInput, ModelswapError, PredictionFailed, VersionNotFound
 from modelswap.core.ids import validate_model_name, validate_version_id
+from modelswap.core.inputs import Table
 from modelswap.core.serving import ModelSlot, Snapshot
+from modelswap.core.signature import BOOLEAN, DATETIME, DOUBLE, LONG, STRING, Signature
 
 Handler = Callable[[Request], Awaitable[Response]]
 INPUT_NAME = "input-0"
@@ -90,11 +92,23 @@ async def model_ready(request: Request) -> Response:
     return json_response({"name": name, "ready": True})
 
 
+V2_TYPES = {DOUBLE: "FP64", LONG: "INT64", BOOLEAN: "BOOL", STRING: "BYTES", DATETIME: "BYTES"}
+
+
+def input_metadata(signature: Signature) -> list[dict[str, Any]]:
+    """The signature as v2 inputs: one tensor per named column, else one [rows, features]."""
+    if not signature.named:
+        return [{"name": INPUT_NAME, "datatype": "FP64", "shape": [-1, signature.width]}]
+    return [
+        {"name": c.name, "datatype": V2_TYPES[c.type], "shape": [-1], "parameters": {"nullable": c.nullable}}
+        for c in signature.columns
+    ]
+
+
 @v2_errors
 async def model_metadata(request: Request) -> Response:
     state, slot, pinned = _target(request)
     snap = await _snapshot(request, slot, pinned) if pinned else slot.snapshot()
-    n_features = snap.n_features if snap.n_features is not None else -1
     estimator = snap.loaded.estimator
     outputs = []
     classes = getattr(estimator, "classes_", None)
@@ -115,7 +129,7 @@ async def model_metadata(request: Request) -> Response:
             "name": slot.name,
             "versions": versions,
             "platform": "sklearn",
-            "inputs": [{"name": INPUT_NAME, "datatype": "FP64", "shape": [-1, n_features]}],
+            "inputs": input_metadata(snap.signature),
             "outputs": outputs,
             "parameters": {"version": snap.version, "estimator": snap.loaded.manifest.estimator},
         }
@@ -142,6 +156,29 @@ def _requested(payload: dict[str, Any]) -> list[tuple[str, bool]]:
     return wanted
 
 
+def input_table(signature: Signature, tensors: list[tuple[str, np.ndarray]]) -> Table:
+    """One [rows, features] tensor (by position), or one tensor per column named after it."""
+    names = set(signature.names) if signature.named else set()
+    if len(tensors) == 1 and tensors[0][0] not in names:
+        values = tensors[0][1]
+        if values.ndim == 1:
+            values = values.reshape(1, -1)  # [features]: one row
+        return Table(array=values) if values.dtype != object else Table(rows=values.tolist())
+    columns: dict[str, list[Any]] = {}
+    for name, values in tensors:
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        if values.ndim != 1:
+            shape = list(values.shape)
+            raise InvalidInput(f"input {name!r}: a column tensor has shape [rows] or [rows, 1], got {shape}")
+        if name in columns:
+            raise InvalidInput(f"input {name!r} is sent twice")
+        columns[name] = values.tolist()
+    if len({len(v) for v in columns.values()}) != 1:
+        raise InvalidInput("every column tensor must have the same number of rows")
+    return Table(columns=columns)
+
+
 @v2_errors
 async def infer(request: Request) -> Response:
     start = time.perf_counter()
@@ -151,11 +188,16 @@ async def infer(request: Request) -> Response:
     if not isinstance(payload, dict):
         raise InvalidInput("the request must be a JSON object with 'inputs'")
     inputs = payload.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1:
-        raise InvalidInput("send exactly one input tensor, shape [rows, features]")
-    X, _ = decode_input(inputs[0], binary, 0, state.settings.max_rows)
+    if not isinstance(inputs, list) or not inputs:
+        raise InvalidInput("'inputs' must be a list: one [rows, features] tensor, or one tensor per column")
+    tensors_in = []
+    offset = 0
+    for tensor in inputs:
+        name, values, offset = decode_input(tensor, binary, offset, state.settings.max_rows)
+        tensors_in.append((name, values))
     wanted = _requested(payload)
     snap = await _snapshot(request, slot, pinned)
+    X = prepare_for(state, snap, input_table(snap.signature, tensors_in))
     # the first output is the counted, batched prediction; further ones reuse the same rows
     arrays = [np.asarray(await predict_array(state, slot, snap, X, wanted[0][0], start))]
     for name, _ in wanted[1:]:

@@ -15,7 +15,7 @@ def test_manifest_records_digests_libraries_features_and_example(store: Store, i
     assert all(len(d.sha256) == 64 and d.size > 0 for d in manifest.files.values())
     assert manifest.sklearn_version == sklearn.__version__
     assert manifest.n_features_in == 4
-    assert manifest.input_example == (tuple(IRIS_ROW),)
+    assert manifest.input_example == (IRIS_ROW,)
     assert manifest.estimator == "sklearn.linear_model._logistic.LogisticRegression"
     assert manifest.tags == {"team": "ml"} and manifest.description == "first"
     assert Manifest.from_dict(manifest.to_dict()) == manifest

