@@ -1,189 +1,259 @@
-"""The OpenAPI 3.1 document served at ``/openapi.json``."""
+"""The OpenAPI 3.1 document served at ``/openapi.json``: every route in ``app.ROUTES``
+(but this one), with its operationId, bodies, headers and the statuses it really returns.
+
+The schemas of modelswap's own routes are in ``openapi_schemas.py``, the building
+blocks of operations in ``openapi_operations.py``, and the Open Inference Protocol and
+MLflow routes in ``openapi_protocols.py``; this module holds the native routes and
+assembles the document.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-ERROR = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            "required": ["code", "message"],
-        }
-    },
-}
-PREDICT_REQUEST = {
-    "type": "object",
-    "properties": {
-        "instances": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}, "minItems": 1},
-        "method": {"enum": ["predict", "predict_proba", "decision_function", "predict_log_proba"]},
-    },
-    "required": ["instances"],
-}
-PREDICT_RESPONSE = {
-    "type": "object",
-    "properties": {
-        "model": {"type": "string"},
-        "version": {"type": "string"},
-        "variant": {"enum": ["stable", "canary", "pinned"]},
-        "predictions": {"type": "array"},
-    },
-}
-TRANSITION = {
-    "type": "object",
-    "properties": {k: {"type": ["string", "null"]} for k in ("model", "action", "previous", "current")},
-}
-DEPLOY_REQUEST = {
-    "type": "object",
-    "properties": {"version": {"type": "string"}, "reason": {"type": "string"}},
-    "required": ["version"],
-}
-CANARY_REQUEST = {
-    "type": "object",
-    "properties": {
-        "version": {"type": "string"},
-        "fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-        "guard": {
-            "type": "object",
-            "properties": {"max_error_rate": {"type": "number"}, "min_requests": {"type": "integer"}},
-        },
-        "reason": {"type": "string"},
-    },
-    "required": ["version", "fraction"],
-}
-RETRAIN_REQUEST = {
-    "type": "object",
-    "properties": {
-        "dataset": {"enum": ["iris", "wine", "breast_cancer", "digits"]},
-        "estimator": {"enum": ["logreg", "random_forest", "gradient_boosting", "knn", "decision_tree"]},
-        "deploy": {"type": "boolean"},
-        "deploy_if_better": {"type": "string"},
-        "seed": {"type": "integer"},
-    },
-}
-GC_REQUEST = {
-    "type": "object",
-    "properties": {"keep": {"type": "integer", "minimum": 0}, "dry_run": {"type": "boolean"}},
-    "required": ["keep"],
-}
-ROLLBACK_REQUEST = {"type": "object", "properties": {"to": {"type": "string"}, "reason": {"type": "string"}}}
-MODEL = {
-    "name": "model",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"},
-}
-VERSION = {
-    "name": "version",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": r"^\d{8}-\d{6}-[0-9a-f]{6}$"},
-}
-JOB = {"name": "job", "in": "path", "required": True, "schema": VERSION["schema"]}
+from modelswap.api.http.openapi_operations import (
+    HEADERS,
+    NO_DEFAULT,
+    PARAMETERS,
+    PINNED_ERRORS,
+    PREDICT_ERRORS,
+    PREDICTION_HEADERS,
+    body,
+    ok,
+    operation,
+    plain_text,
+)
+from modelswap.api.http.openapi_protocols import PROTOCOL_PATHS, PROTOCOL_SCHEMAS
+from modelswap.api.http.openapi_schemas import SCHEMAS
 
-# path, method, summary, admin?, request schema, response schema
-ROUTES: list[tuple[str, str, str, bool, dict[str, Any] | None, dict[str, Any] | None]] = [
-    ("/v1/models/{model}/predict", "post", "Predict with the live version", False, PREDICT_REQUEST, PREDICT_RESPONSE),
-    (
-        "/v1/models/{model}/versions/{version}/predict",
-        "post",
-        "Predict with one pinned version",
-        False,
-        PREDICT_REQUEST,
-        PREDICT_RESPONSE,
-    ),
-    ("/predict", "post", "Predict with the default model", False, PREDICT_REQUEST, PREDICT_RESPONSE),
-    ("/v1/models", "get", "Every model: current, canary, versions count", False, None, None),
-    ("/v1/models/{model}", "get", "Current, canary, previous, and what this process serves", False, None, None),
-    ("/v1/models/{model}/versions", "get", "Versions with metrics, tags and status", False, None, None),
-    ("/v1/models/{model}/versions/{version}", "get", "One version: record, manifest and metrics", False, None, None),
-    ("/v1/models/{model}/versions/{version}", "delete", "Delete a version that is not live", True, None, None),
-    ("/v1/models/{model}/history", "get", "Deploy history, newest first", False, None, None),
-    ("/v1/models/{model}/fleet", "get", "Every live serving process and the version it serves", False, None, None),
-    ("/v1/models/{model}/deploy", "post", "Validate a version and make it live", True, DEPLOY_REQUEST, TRANSITION),
-    (
-        "/v1/models/{model}/rollback",
-        "post",
-        "Roll back (no body: previous live version)",
-        True,
-        ROLLBACK_REQUEST,
-        TRANSITION,
-    ),
-    ("/v1/models/{model}/reload", "post", "Re-read `current` now", True, None, None),
-    ("/v1/models/{model}/canary", "get", "Canary config and this process's per-variant counts", False, None, None),
-    (
-        "/v1/models/{model}/canary",
-        "post",
-        "Start or update a canary (validated like a deploy)",
-        True,
-        CANARY_REQUEST,
-        None,
-    ),
-    ("/v1/models/{model}/canary", "delete", "Stop the canary", True, None, None),
-    ("/v1/models/{model}/canary/promote", "post", "Make the canary live and end the test", True, None, TRANSITION),
-    (
-        "/v1/models/{model}/versions",
-        "post",
-        "Upload a version (multipart: model, metrics, tags, example, description)",
-        True,
-        None,
-        None,
-    ),
-    ("/v1/models/{model}/gc", "post", "Delete all but the newest N versions", True, GC_REQUEST, None),
-    ("/v1/models/{model}/retrain", "post", "Start a retraining job (202)", True, RETRAIN_REQUEST, None),
-    ("/v1/jobs/{job}", "get", "Job state, progress, log tail, resulting version", False, None, None),
-    ("/v2", "get", "Open Inference Protocol: server metadata", False, None, None),
-    ("/v2/health/live", "get", "Open Inference Protocol: live", False, None, None),
-    ("/v2/health/ready", "get", "Open Inference Protocol: ready", False, None, None),
-    ("/v2/models/{model}", "get", "Open Inference Protocol: model metadata", False, None, None),
-    ("/v2/models/{model}/ready", "get", "Open Inference Protocol: model ready", False, None, None),
-    ("/v2/models/{model}/infer", "post", "Open Inference Protocol: infer (canary routing applies)", False, None, None),
-    ("/v2/models/{model}/versions/{version}", "get", "Open Inference Protocol: version metadata", False, None, None),
-    ("/v2/models/{model}/versions/{version}/ready", "get", "Open Inference Protocol: version ready", False, None, None),
-    ("/v2/models/{model}/versions/{version}/infer", "post", "Open Inference Protocol: pinned infer", False, None, None),
-    ("/ping", "get", "MLflow scoring protocol: health", False, None, None),
-    ("/version", "get", "MLflow scoring protocol: server version", False, None, None),
-    ("/invocations", "post", "MLflow scoring protocol: predict with the default model", False, None, None),
-    ("/healthz", "get", "Liveness", False, None, None),
-    ("/readyz", "get", "Readiness: every served model has a loaded version", False, None, None),
-    ("/metrics", "get", "Prometheus exposition", False, None, None),
+MOVE_ERRORS = (400, 401, 404, 409, 413, 422, 500, 503, 507)  # verbs that validate and load a version
+
+
+def native_predict(
+    op_id: str, summary: str, params: tuple[str, ...], errors: tuple[int, ...], notes: dict[int, str] | None = None
+) -> dict[str, Any]:
+    return operation(
+        op_id,
+        "inference",
+        summary,
+        {200: ok("PredictResponse", "Predictions", headers=PREDICTION_HEADERS)},
+        errors=errors,
+        params=(*params, "RoutingKey"),
+        request=body("PredictRequest"),
+        notes=notes,
+    )
+
+
+def admin_verb(
+    op_id: str, summary: str, response: str, errors: Iterable[int], request: dict[str, Any] | None, tag: str = "admin"
+) -> dict[str, Any]:
+    return operation(
+        op_id, tag, summary, {200: ok(response)}, errors=errors, params=("Model",), request=request, auth="admin"
+    )
+
+
+def read(op_id: str, summary: str, response: str, params: tuple[str, ...], errors: Iterable[int]) -> dict[str, Any]:
+    return operation(op_id, "models", summary, {200: ok(response)}, errors=(*errors, 500), params=params, auth="read")
+
+
+MODEL, VERSION = ("Model",), ("Model", "Version")
+NATIVE_PATHS: dict[str, dict[str, dict[str, Any]]] = {
+    # -- native inference
+    "/v1/models/{model}/predict": {
+        "post": native_predict(
+            "predict", "Predict with the live version (or the canary, for its share)", MODEL, PREDICT_ERRORS
+        )
+    },
+    "/v1/models/{model}/versions/{version}/predict": {
+        "post": native_predict("predict_pinned", "Predict with one pinned version", VERSION, PINNED_ERRORS)
+    },
+    "/predict": {
+        "post": native_predict(
+            "predict_default", "Predict with the default model", (), PREDICT_ERRORS, notes={404: NO_DEFAULT}
+        )
+    },
+    # -- reads
+    "/v1/models": {
+        "get": read("list_models", "Every model: current, canary, previous, versions count", "ModelList", (), ())
+    },
+    "/v1/models/{model}": {
+        "get": read(
+            "get_model", "One model, its warnings, and what this process serves", "ModelView", MODEL, (400, 404, 422)
+        )
+    },
+    "/v1/models/{model}/versions": {
+        "get": read(
+            "list_versions", "Every version, newest first, with its live marks", "VersionList", MODEL, (400, 404)
+        ),
+        "post": operation(
+            "upload_version",
+            "workflows",
+            "Publish a version from an uploaded joblib file (validated: load and a predict on the example)",
+            {201: ok("PublishedVersion", "Published")},
+            errors=(400, 413, 422, 500, 503),
+            params=MODEL,
+            request=body("UploadForm", media="multipart/form-data"),
+            auth="admin",
+        ),
+    },
+    "/v1/models/{model}/versions/{version}": {
+        "get": read(
+            "get_version", "One version: record, manifest and metrics", "VersionDetail", VERSION, (400, 404, 422)
+        ),
+        "delete": operation(
+            "delete_version",
+            "admin",
+            "Delete a version that is not live",
+            {200: ok("DeleteResult")},
+            errors=(400, 404, 409, 500, 503),
+            params=VERSION,
+            auth="admin",
+        ),
+    },
+    "/v1/models/{model}/history": {
+        "get": read("get_history", "Deploy history, newest first", "History", (*MODEL, "HistoryLimit"), (400, 404))
+    },
+    "/v1/models/{model}/fleet": {
+        "get": read("get_fleet", "Every live serving process and the version it serves", "Fleet", MODEL, (400, 404))
+    },
+    # -- admin
+    "/v1/models/{model}/deploy": {
+        "post": admin_verb(
+            "deploy", "Validate a version and make it live", "Transition", MOVE_ERRORS, body("DeployRequest")
+        )
+    },
+    "/v1/models/{model}/rollback": {
+        "post": admin_verb(
+            "rollback",
+            "Roll back to `to`, or with no body to the previous live version",
+            "Transition",
+            MOVE_ERRORS,
+            body("RollbackRequest", required=False),
+        )
+    },
+    "/v1/models/{model}/reload": {
+        "post": admin_verb(
+            "reload", "Re-read `current` now (retries a failed load)", "ReloadResult", (400, 404, 500), None
+        )
+    },
+    # -- canary
+    "/v1/models/{model}/canary": {
+        "get": operation(
+            "get_canary",
+            "canary",
+            "Canary config and this process's per-variant counts",
+            {200: ok("CanaryStatus")},
+            errors=(400, 404, 500),
+            params=MODEL,
+            auth="read",
+        ),
+        "post": admin_verb(
+            "start_canary",
+            "Start or update a canary (validated like a deploy)",
+            "CanaryConfig",
+            MOVE_ERRORS,
+            body("CanaryRequest"),
+            tag="canary",
+        ),
+        "delete": admin_verb(
+            "stop_canary",
+            "Stop the canary: all traffic back to stable",
+            "CanaryStopped",
+            (400, 404, 409, 413, 500, 503),
+            body("ReasonRequest", required=False),
+            tag="canary",
+        ),
+    },
+    "/v1/models/{model}/canary/promote": {
+        "post": admin_verb(
+            "promote_canary",
+            "Make the canary live and end the test",
+            "Transition",
+            MOVE_ERRORS,
+            body("ReasonRequest", required=False),
+            tag="canary",
+        )
+    },
+    # -- workflows
+    "/v1/models/{model}/gc": {
+        "post": admin_verb(
+            "gc",
+            "Delete all but the newest `keep` versions (never a live one or the rollback target)",
+            "GcPlan",
+            (400, 404, 413, 500, 503),
+            body("GcRequest"),
+            tag="workflows",
+        )
+    },
+    "/v1/models/{model}/retrain": {
+        "post": operation(
+            "retrain",
+            "workflows",
+            "Start a retraining job in its own process",
+            {202: ok("RetrainAccepted", "Job started")},
+            errors=(400, 409, 413, 500, 503),
+            params=MODEL,
+            request=body("RetrainRequest", required=False),
+            auth="admin",
+        )
+    },
+    "/v1/jobs/{job}": {
+        "get": operation(
+            "get_job",
+            "workflows",
+            "Job state, progress, log tail, resulting version",
+            {200: ok("Job")},
+            errors=(400, 404, 500),
+            params=("Job",),
+            auth="read",
+        )
+    },
+    # -- operations
+    "/healthz": {"get": operation("healthz", "operations", "Liveness", {200: ok("Health")})},
+    "/readyz": {
+        "get": operation(
+            "readyz",
+            "operations",
+            "Readiness: every served model has a loaded version",
+            {200: ok("Readiness", "Ready"), 503: ok("Readiness", "Not ready")},
+        )
+    },
+    "/metrics": {
+        "get": operation(
+            "metrics", "operations", "Prometheus metrics", {200: plain_text("Prometheus text exposition format")}
+        )
+    },
+}
+
+TAGS = [
+    {"name": "inference", "description": "modelswap's own predict routes"},
+    {"name": "models", "description": "Read views (open unless MODELSWAP_PROTECT_READS=1)"},
+    {"name": "admin", "description": "Deploy, rollback, reload, delete (bearer token)"},
+    {"name": "canary", "description": "A/B test of a second version on a share of traffic"},
+    {"name": "workflows", "description": "Upload, gc, retrain jobs"},
+    {"name": "open-inference-protocol", "description": "KServe / Triton / MLServer v2 REST protocol"},
+    {"name": "mlflow", "description": "MLflow scoring protocol, for the default model"},
+    {"name": "operations", "description": "Probes and metrics"},
 ]
 
 
-def _operation(
-    path: str, summary: str, admin: bool, request: dict[str, Any] | None, response: dict[str, Any] | None
-) -> dict[str, Any]:
-    params = [p for p, key in ((MODEL, "{model}"), (VERSION, "{version}"), (JOB, "{job}")) if key in path]
-    op: dict[str, Any] = {
-        "summary": summary,
-        "parameters": params,
-        "responses": {
-            "200": {"description": "OK", "content": {"application/json": {"schema": response or {"type": "object"}}}},
-            "default": {"description": "Error", "content": {"application/json": {"schema": ERROR}}},
-        },
-    }
-    if request is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": request}}}
-    if admin:
-        op["security"] = [{"bearer": []}]
-    return op
-
-
 def build() -> dict[str, Any]:
-    paths: dict[str, dict[str, Any]] = {}
-    for path, method, summary, admin, request, response in ROUTES:
-        paths.setdefault(path, {})[method] = _operation(path, summary, admin, request, response)
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "modelswap",
             "version": "1",
-            "description": "Filesystem-versioned model server with atomic hot-swap",
+            "description": "Filesystem-versioned scikit-learn model server with atomic hot-swap",
         },
-        "paths": paths,
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "tags": TAGS,
+        "paths": {**NATIVE_PATHS, **PROTOCOL_PATHS},
+        "components": {
+            "schemas": {**SCHEMAS, **PROTOCOL_SCHEMAS},
+            "parameters": PARAMETERS,
+            "headers": HEADERS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "MODELSWAP_ADMIN_TOKEN"}},
+        },
     }
 
 

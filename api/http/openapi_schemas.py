@@ -1,0 +1,418 @@
+"""JSON Schema helpers and the named schemas of modelswap's own routes, for the OpenAPI
+document (``openapi.py``; the Open Inference Protocol and MLflow bodies are in
+``openapi_protocols.py``).
+
+Each shape is the one the handlers really send (read views are built in
+``core/operations.py``, verbs' bodies are their ``to_dict()``). Response objects stay
+open (no ``additionalProperties: false``) so a field added later does not break a
+client; request bodies are closed where the server refuses unknown fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelswap.api.http.payload import METHODS
+from modelswap.core.jobs import ACTIVE, FAILED, SUCCEEDED
+from modelswap.core.training import DATASETS, ESTIMATORS
+
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(
+    properties: dict[str, Schema], required: tuple[str, ...] = (), *, closed: bool = False, description: str = ""
+) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def array(items: Schema, **extra: Any) -> Schema:
+    return {"type": "array", "items": items, **extra}
+
+
+def mapping(values: Schema) -> Schema:
+    """A JSON object used as a map: any key, values of one shape."""
+    return {"type": "object", "additionalProperties": values}
+
+
+def nullable(schema: Schema) -> Schema:
+    if "$ref" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+def one_of_keys(keys: tuple[str, ...], *, at_most_one: bool) -> Schema:
+    """``not`` that says: at least one of ``keys`` (and at most one, if asked). Written
+    with ``not`` rather than ``oneOf``/``anyOf`` of ``required`` lists, which client
+    generators read as a union and turn into an untyped body."""
+    absent: Schema = {"not": {}}  # the schema nothing matches (the generator cannot read a bare ``false``)
+    none: Schema = {"properties": {key: absent for key in keys}}
+    pairs = [{"required": [a, b]} for i, a in enumerate(keys) for b in keys[i + 1 :]] if at_most_one else []
+    return {"not": {"anyOf": [none, *pairs]}}
+
+
+def described(schema: Schema, description: str) -> Schema:
+    return {**schema, "description": description}
+
+
+def text(description: str) -> Schema:
+    return {"type": "string", "description": description}
+
+
+STRING: Schema = {"type": "string"}
+NUMBER: Schema = {"type": "number"}
+INTEGER: Schema = {"type": "integer"}
+BOOLEAN: Schema = {"type": "boolean"}
+BINARY: Schema = {"type": "string", "format": "binary"}
+ANY_LIST = array({})
+STRINGS = array(STRING)
+MODEL_NAME: Schema = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$", "examples": ["iris"]}
+VERSION = text("A version id")
+MAYBE_VERSION = nullable(text("A version id, or null when there is none"))
+REASON = text("Why, for the history (cut to 1000 characters)")
+TIME = text("ISO 8601 UTC time")
+
+ERRORS: dict[str, Schema] = {
+    "Error": obj(
+        {
+            "error": obj(
+                {"code": text("snake_case error code, e.g. invalid_input, version_not_found"), "message": STRING},
+                ("code", "message"),
+            )
+        },
+        ("error",),
+        description="modelswap's error body (native routes, and any route's unexpected 500)",
+    ),
+    "V2Error": obj({"error": text("What went wrong")}, ("error",), description="Open Inference Protocol error body"),
+    "MlflowError": obj(
+        {
+            "error_code": {"enum": ["BAD_REQUEST", "RESOURCE_DOES_NOT_EXIST", "SERVICE_UNAVAILABLE", "INTERNAL_ERROR"]},
+            "message": STRING,
+        },
+        ("error_code", "message"),
+        description="MLflow scoring protocol error body",
+    ),
+}
+
+INFERENCE: dict[str, Schema] = {
+    "VersionId": {
+        "type": "string",
+        "pattern": r"^\d{8}-\d{6}-[0-9a-f]{6}$",
+        "description": "A version id, YYYYMMDD-HHMMSS-xxxxxx (UTC publishing time and 6 hex digits)",
+        "examples": ["20261123-024512-3f9a1c"],
+    },
+    "Row": array(NUMBER, minItems=1, description="One row of feature values"),
+    "Rows": array(
+        ref("Row"), minItems=1, description="Rows of numbers, all of one length (at most MODELSWAP_MAX_ROWS)"
+    ),
+    "PredictRequest": obj(
+        {
+            "instances": ref("Rows"),
+            "inputs": {**ref("Rows"), "description": "Another name for instances (used when instances is absent)"},
+            "method": {"enum": list(METHODS), "default": "predict", "description": "The estimator method to call"},
+        },
+        closed=True,
+        description='{"instances": [[5.1, 3.5, 1.4, 0.2]], "method": "predict"}; instances (or inputs) is required',
+    )
+    | one_of_keys(("instances", "inputs"), at_most_one=False),
+    "Variant": {"enum": ["stable", "canary", "pinned"], "description": "Which variant answered"},
+    "PredictResponse": obj(
+        {
+            "model": STRING,
+            "version": VERSION,
+            "variant": ref("Variant"),
+            "predictions": described(
+                ANY_LIST, "One answer per row: a label (number or string), or a row of numbers for predict_proba"
+            ),
+        },
+        ("model", "version", "variant", "predictions"),
+    ),
+}
+
+SLOT_PROPERTIES: dict[str, Schema] = {
+    "serving": MAYBE_VERSION,
+    "serving_since": nullable({"type": "number", "description": "Unix time of the last swap"}),
+    "loaded_versions": STRINGS,
+    "warnings": STRINGS,
+    "last_load_error": nullable(ref("LoadError")),
+    "last_swap_lag_seconds": nullable(NUMBER),
+    "canary": MAYBE_VERSION,
+}
+ADMIN: dict[str, Schema] = {
+    "DeployRequest": obj({"version": ref("VersionId"), "reason": REASON}, ("version",)),
+    "RollbackRequest": obj(
+        {"to": {**ref("VersionId"), "description": "Default: the previous live version"}, "reason": REASON}
+    ),
+    "ReasonRequest": obj({"reason": REASON}),
+    "Transition": obj(
+        {
+            "model": STRING,
+            "action": {"enum": ["deploy", "rollback", "canary_promote"]},
+            "previous": MAYBE_VERSION,
+            "current": VERSION,
+        },
+        ("model", "action", "previous", "current"),
+        description="The outcome of a deploy, rollback or promote; this process already serves `current`",
+    ),
+    "DeleteResult": obj({"model": STRING, "deleted": VERSION}, ("model", "deleted")),
+    "LoadError": obj(
+        {"version": STRING, "message": STRING, "code": STRING, "at": described(NUMBER, "Unix time")},
+        ("version", "message", "code", "at"),
+    ),
+    "ReloadResult": obj(
+        {"model": STRING, **SLOT_PROPERTIES},
+        ("model", *SLOT_PROPERTIES),
+        description="What this process serves after re-reading `current` and abtest.json",
+    ),
+}
+
+CANARY: dict[str, Schema] = {
+    "Guard": obj(
+        {
+            "max_error_rate": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+            "min_requests": {"type": "integer", "minimum": 1, "default": 100},
+        },
+        ("max_error_rate",),
+        closed=True,
+        description="Stop the canary when its error rate over at least min_requests exceeds max_error_rate",
+    ),
+    "CanaryRequest": obj(
+        {
+            "version": ref("VersionId"),
+            "fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "Share of traffic"},
+            "guard": nullable(ref("Guard")),
+            "reason": REASON,
+        },
+        ("version", "fraction"),
+        closed=True,
+    ),
+    "CanaryConfig": obj(
+        {
+            "version": VERSION,
+            "fraction": NUMBER,
+            "guard": nullable(ref("Guard")),
+            "started_by": STRING,
+            "started_at": TIME,
+        },
+        ("version", "fraction", "guard", "started_by", "started_at"),
+    ),
+    "VariantCounts": obj(
+        {"requests": INTEGER, "errors": INTEGER, "error_rate": NUMBER}, ("requests", "errors", "error_rate")
+    ),
+    "CanaryStatus": obj(
+        {
+            "model": STRING,
+            "running": BOOLEAN,
+            "config": nullable(ref("CanaryConfig")),
+            "this_process": nullable(
+                obj(
+                    {"canary_loaded": MAYBE_VERSION, "counts": mapping(ref("VariantCounts"))},
+                    ("canary_loaded", "counts"),
+                    description="This process's per-variant counts since the canary config changed (null: not served)",
+                )
+            ),
+        },
+        ("model", "running", "config", "this_process"),
+    ),
+    "CanaryStopped": obj({"model": STRING, "stopped": VERSION}, ("model", "stopped")),
+}
+
+LIVE_MARKS: dict[str, Schema] = {"current": MAYBE_VERSION, "canary": MAYBE_VERSION, "previous": MAYBE_VERSION}
+MODEL_SUMMARY: dict[str, Schema] = {
+    "model": STRING,
+    **LIVE_MARKS,
+    "versions": {"type": "integer", "description": "How many versions"},
+}
+VERSION_RECORD: dict[str, Schema] = {
+    "id": VERSION,
+    "created_at": TIME,
+    "metrics": mapping({"type": ["number", "string"]}),
+    "tags": mapping(STRING),
+    "description": STRING,
+    "manifest_sha256": STRING,
+    "size": {"type": "integer", "description": "Bytes of the version's files"},
+    "status": text("available, rolled_back or corrupt"),
+    "parent": MAYBE_VERSION,
+}
+READS: dict[str, Schema] = {
+    "ModelSummary": obj(MODEL_SUMMARY, tuple(MODEL_SUMMARY), description="previous is the rollback target"),
+    "ModelList": obj({"models": array(ref("ModelSummary"))}, ("models",)),
+    "ModelView": obj(
+        {
+            **MODEL_SUMMARY,
+            "warnings": STRINGS,
+            "this_process": nullable(
+                obj(
+                    {"process": text("host-pid"), "served": BOOLEAN, **SLOT_PROPERTIES},
+                    ("process", "served"),
+                    description="What THIS process serves; the slot fields are present only when served is true",
+                )
+            ),
+        },
+        (*MODEL_SUMMARY, "warnings", "this_process"),
+    ),
+    "Version": obj(VERSION_RECORD, tuple(VERSION_RECORD), description="A version's registry record"),
+    "PublishedVersion": obj({"model": STRING, **VERSION_RECORD}, ("model", *VERSION_RECORD)),
+    "VersionWithMarks": obj(
+        {**VERSION_RECORD, "live": array({"enum": ["current", "canary", "previous"]})}, (*VERSION_RECORD, "live")
+    ),
+    "VersionList": obj(
+        {"model": STRING, **LIVE_MARKS, "versions": array(ref("VersionWithMarks"), description="Newest first")},
+        ("model", *LIVE_MARKS, "versions"),
+    ),
+    "Manifest": obj(
+        {
+            "format": INTEGER,
+            "model": STRING,
+            "version": VERSION,
+            "created_at": TIME,
+            "files": mapping(obj({"sha256": STRING, "size": INTEGER}, ("sha256", "size"))),
+            "python_version": STRING,
+            "sklearn_version": nullable(STRING),
+            "joblib_version": nullable(STRING),
+            "numpy_version": nullable(STRING),
+            "estimator": text("The estimator's class path"),
+            "n_features_in": nullable(INTEGER),
+            "feature_names": nullable(STRINGS),
+            "input_example": array(array(NUMBER)),
+            "tags": mapping(STRING),
+            "description": STRING,
+            "parent": MAYBE_VERSION,
+        },
+        ("model", "version", "files", "estimator"),
+    ),
+    "VersionDetail": obj(
+        {**VERSION_RECORD, "manifest": ref("Manifest"), "metrics": {"type": "object", "description": "metrics.json"}},
+        (*VERSION_RECORD, "manifest"),
+    ),
+    "HistoryEntry": obj(
+        {
+            "time": TIME,
+            "action": text("deploy, rollback, canary_start, canary_stop, canary_abort, canary_promote, publish, ..."),
+            "actor": STRING,
+            "from": MAYBE_VERSION,
+            "to": MAYBE_VERSION,
+            "reason": STRING,
+            "details": {"type": "object", "description": "Present for some actions (canary_start, gc)"},
+        },
+        ("time", "action", "actor", "from", "to", "reason"),
+    ),
+    "History": obj(
+        {"model": STRING, "history": array(ref("HistoryEntry"), description="Newest first")}, ("model", "history")
+    ),
+    "Heartbeat": obj(
+        {
+            "host": STRING,
+            "pid": INTEGER,
+            "time": described(NUMBER, "Unix time of the heartbeat"),
+            "version": MAYBE_VERSION,
+            "canary": MAYBE_VERSION,
+            "last_load_error": nullable(STRING),
+            "loaded_versions": STRINGS,
+            "last_swap_lag_seconds": nullable(NUMBER),
+            "started_at": NUMBER,
+        },
+        ("time",),
+    ),
+    "Fleet": obj(
+        {
+            "model": STRING,
+            "current": MAYBE_VERSION,
+            "processes": array(ref("Heartbeat")),
+            "summary": text('e.g. "3/3 processes on <id>"'),
+            "converged": BOOLEAN,
+        },
+        ("model", "current", "processes", "summary", "converged"),
+    ),
+}
+
+WORKFLOWS: dict[str, Schema] = {
+    "UploadForm": obj(
+        {
+            "model": {**BINARY, "description": "The joblib file"},
+            "metrics": text('JSON object of names to numbers or strings, e.g. {"accuracy": 0.97}'),
+            "tags": text('JSON object, e.g. {"owner": "ml"}'),
+            "example": text("JSON rows to validate with, e.g. [[5.1, 3.5, 1.4, 0.2]]"),
+            "description": STRING,
+        },
+        ("model",),
+        closed=True,
+    ),
+    "GcRequest": obj(
+        {"keep": {"type": "integer", "minimum": 0}, "dry_run": {"type": "boolean", "default": False}}, ("keep",)
+    ),
+    "GcPlan": obj(
+        {
+            "model": STRING,
+            "deleted": STRINGS,
+            "kept": STRINGS,
+            "dry_run": BOOLEAN,
+            "reasons": described(mapping(STRINGS), "Why each kept version stays"),
+        },
+        ("model", "deleted", "kept", "dry_run", "reasons"),
+    ),
+    "RetrainRequest": obj(
+        {
+            "dataset": {"enum": list(DATASETS), "default": "iris"},
+            "estimator": {"enum": list(ESTIMATORS), "default": "logreg"},
+            "deploy": {"type": "boolean", "default": False},
+            "deploy_if_better": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9_.-]{1,64}$",
+                "description": "Deploy only if this metric beats the live version's (not with deploy)",
+            },
+            "seed": {"type": "integer", "default": 0},
+        },
+    ),
+    "RetrainAccepted": obj(
+        {"job": STRING, "id": STRING, "model": STRING, "state": {"const": "queued"}},
+        ("job", "id", "model", "state"),
+        description="Poll GET /v1/jobs/{job}",
+    ),
+    "RetrainOutcome": obj(
+        {"model": STRING, "version": VERSION, "metrics": mapping(NUMBER), "deployed": BOOLEAN, "reason": STRING},
+        ("model", "version", "deployed"),
+    ),
+    "Job": obj(
+        {
+            "id": STRING,
+            "model": STRING,
+            "state": {"enum": [*ACTIVE, SUCCEEDED, FAILED]},
+            "params": {"type": "object"},
+            "actor": STRING,
+            "created_at": TIME,
+            "host": STRING,
+            "pid": nullable(INTEGER),
+            "progress": STRING,
+            "result": nullable(ref("RetrainOutcome")),
+            "error": nullable(STRING),
+            "updated": NUMBER,
+            "log_tail": array(STRING, description="The last lines of the job's log"),
+        },
+        ("id", "model", "state", "log_tail"),
+    ),
+}
+
+OPERATIONS: dict[str, Schema] = {
+    "Health": obj({"status": {"const": "ok"}}, ("status",)),
+    "Readiness": obj(
+        {
+            "ready": BOOLEAN,
+            "models": described(mapping(MAYBE_VERSION), "Each served model and the version it serves"),
+            "waiting_for": array(STRING, description="Present when not ready"),
+        },
+        ("ready", "models"),
+    ),
+}
+
+SCHEMAS: dict[str, Schema] = {**ERRORS, **INFERENCE, **ADMIN, **CANARY, **READS, **WORKFLOWS, **OPERATIONS}
