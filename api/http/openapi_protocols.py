@@ -44,8 +44,14 @@ V2_SCHEMAS: dict[str, Schema] = {
     "V2InputTensor": obj(
         {
             "name": {"type": "string", "minLength": 1},
-            "shape": array({"type": "integer", "minimum": 0}, description="[rows, features] (or [features])"),
-            "datatype": {"enum": list(DTYPES), "description": "BYTES is refused: a scikit-learn model needs numbers"},
+            "shape": array(
+                {"type": "integer", "minimum": 0},
+                description="[rows, features] (or [features]) for one tensor; [rows] for a tensor per column",
+            ),
+            "datatype": {
+                "enum": [*DTYPES, "BYTES"],
+                "description": "BYTES carries strings (a column of text); numbers use FP*/INT*/UINT*/BOOL",
+            },
             "data": described(ANY_LIST, "The values, flat or nested (absent with the binary extension)"),
             "parameters": obj({"binary_data_size": {"type": "integer", "minimum": 0}}),
         },

@@ -111,20 +111,37 @@ INFERENCE: dict[str, Schema] = {
         "description": "A version id, YYYYMMDD-HHMMSS-xxxxxx (UTC publishing time and 6 hex digits)",
         "examples": ["20261123-024512-3f9a1c"],
     },
-    "Row": array(NUMBER, minItems=1, description="One row of feature values"),
-    "Rows": array(
-        ref("Row"), minItems=1, description="Rows of numbers, all of one length (at most MODELSWAP_MAX_ROWS)"
-    ),
+    "Value": {
+        "type": ["number", "string", "boolean", "null"],
+        "description": "One cell of its column's type (the model's signature); null where the column takes nulls",
+    },
+    "Row": array(ref("Value"), minItems=1, description="One row of feature values, in the signature's column order"),
+    "Rows": array(ref("Row"), minItems=1, description="Rows, all of one length (at most MODELSWAP_MAX_ROWS)"),
+    "Record": {
+        "type": "object",
+        "additionalProperties": ref("Value"),
+        "description": 'One row by column name, e.g. {"plan": "pro", "tenure": 14}',
+    },
+    "Records": array(ref("Record"), minItems=1, description="Rows by column name (records)"),
+    "Columns": {
+        "type": "object",
+        "additionalProperties": array(ref("Value")),
+        "minProperties": 1,
+        "description": 'Values by column, all of one length, e.g. {"plan": ["pro"], "tenure": [14]}',
+    },
     "PredictRequest": obj(
         {
-            "instances": ref("Rows"),
-            "inputs": {**ref("Rows"), "description": "Another name for instances (used when instances is absent)"},
+            "instances": {"anyOf": [ref("Rows"), ref("Records")], "description": "Rows or records"},
+            "inputs": {
+                "anyOf": [ref("Rows"), ref("Columns")],
+                "description": "Rows, or columns by name (send instances or inputs, not both)",
+            },
             "method": {"enum": list(METHODS), "default": "predict", "description": "The estimator method to call"},
         },
         closed=True,
-        description='{"instances": [[5.1, 3.5, 1.4, 0.2]], "method": "predict"}; instances (or inputs) is required',
+        description='{"instances": [[5.1, 3.5, 1.4, 0.2]], "method": "predict"}; instances or inputs is required',
     )
-    | one_of_keys(("instances", "inputs"), at_most_one=False),
+    | one_of_keys(("instances", "inputs"), at_most_one=True),
     "Variant": {"enum": ["stable", "canary", "pinned"], "description": "Which variant answered"},
     "PredictResponse": obj(
         {
@@ -133,6 +150,9 @@ INFERENCE: dict[str, Schema] = {
             "variant": ref("Variant"),
             "predictions": described(
                 ANY_LIST, "One answer per row: a label (number or string), or a row of numbers for predict_proba"
+            ),
+            "classes": described(
+                ANY_LIST, "predict_proba, predict_log_proba and decision_function: the class of each column"
             ),
         },
         ("model", "version", "variant", "predictions"),
