@@ -83,8 +83,33 @@ class Client:
     def model(self, model: str) -> dict[str, Any]:
         return dict(self.request("GET", self._m(model)))
 
-    def versions(self, model: str) -> dict[str, Any]:
-        return dict(self.request("GET", f"{self._m(model)}/versions"))
+    def versions(
+        self, model: str, *, where: list[str] | None = None, tags: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Versions newest first; ``where=["accuracy>0.9"]`` and ``tags={"team": "ml"}`` filter."""
+        query = [("where", w) for w in where or []] + [("tag", f"{k}={v}") for k, v in (tags or {}).items()]
+        suffix = "?" + urllib.parse.urlencode(query) if query else ""
+        return dict(self.request("GET", f"{self._m(model)}/versions{suffix}"))
+
+    def model_id(self, model_id: str) -> dict[str, Any]:
+        """The version a content id (``m-...``) names."""
+        return dict(self.request("GET", f"/v1/model-ids/{self._q(model_id)}"))
+
+    def lineage(self, model: str, version: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{self._m(model)}/versions/{self._q(version)}/lineage"))
+
+    def compare(self, model: str, a: str, b: str) -> dict[str, Any]:
+        query = urllib.parse.urlencode({"a": a, "b": b})
+        return dict(self.request("GET", f"{self._m(model)}/compare?{query}"))
+
+    def aliases(self, model: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{self._m(model)}/aliases"))
+
+    def alias_set(self, model: str, alias: str, version: str) -> dict[str, Any]:
+        return dict(self.request("PUT", f"{self._m(model)}/aliases/{self._q(alias)}", {"version": version}))
+
+    def alias_delete(self, model: str, alias: str) -> dict[str, Any]:
+        return dict(self.request("DELETE", f"{self._m(model)}/aliases/{self._q(alias)}"))
 
     def version(self, model: str, version: str) -> dict[str, Any]:
         return dict(self.request("GET", f"{self._m(model)}/versions/{self._q(version)}"))
@@ -101,22 +126,33 @@ class Client:
         return dict(self.request("GET", f"/v1/jobs/{self._q(job)}"))
 
     # -- admin ---------------------------------------------------------------------------
-    def deploy(self, model: str, version: str, reason: str = "") -> dict[str, Any]:
-        return dict(self.request("POST", f"{self._m(model)}/deploy", {"version": version, "reason": reason}))
+    def deploy(self, model: str, version: str, reason: str = "", *, force: bool = False) -> dict[str, Any]:
+        """Make ``version`` (an id or alias) live; ``force`` allows a breaking input-schema change."""
+        body = {"version": version, "reason": reason, "force": force}
+        return dict(self.request("POST", f"{self._m(model)}/deploy", body))
 
-    def rollback(self, model: str, to: str | None = None, reason: str = "") -> dict[str, Any]:
+    def rollback(self, model: str, to: str | None = None, reason: str = "", *, force: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {"reason": reason} if reason else {}
         if to:
             body["to"] = to
+        if force:
+            body["force"] = True
         return dict(self.request("POST", f"{self._m(model)}/rollback", body))
 
     def gc(self, model: str, keep: int, dry_run: bool = False) -> dict[str, Any]:
         return dict(self.request("POST", f"{self._m(model)}/gc", {"keep": keep, "dry_run": dry_run}))
 
     def canary_start(
-        self, model: str, version: str, fraction: float, guard: dict[str, Any] | None = None, reason: str = ""
+        self,
+        model: str,
+        version: str,
+        fraction: float,
+        guard: dict[str, Any] | None = None,
+        reason: str = "",
+        *,
+        force: bool = False,
     ) -> dict[str, Any]:
-        body = {"version": version, "fraction": fraction, "guard": guard, "reason": reason}
+        body = {"version": version, "fraction": fraction, "guard": guard, "reason": reason, "force": force}
         return dict(self.request("POST", f"{self._m(model)}/canary", body))
 
     def canary(self, model: str) -> dict[str, Any]:
@@ -125,8 +161,9 @@ class Client:
     def canary_stop(self, model: str, reason: str = "") -> dict[str, Any]:
         return dict(self.request("DELETE", f"{self._m(model)}/canary", {"reason": reason}))
 
-    def canary_promote(self, model: str, reason: str = "") -> dict[str, Any]:
-        return dict(self.request("POST", f"{self._m(model)}/canary/promote", {"reason": reason}))
+    def canary_promote(self, model: str, reason: str = "", *, force: bool = False) -> dict[str, Any]:
+        body = {"reason": reason, "force": force}
+        return dict(self.request("POST", f"{self._m(model)}/canary/promote", body))
 
     def upload(
         self,
@@ -136,9 +173,14 @@ class Client:
         metrics: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
         description: str = "",
-        example: list[list[float]] | None = None,
+        example: list[Any] | None = None,
+        signature: Any = None,
+        metadata: dict[str, Any] | None = None,
+        force: bool = False,
     ) -> dict[str, Any]:
-        """Publish a joblib file as a new version (multipart upload)."""
+        """Publish a joblib file as a new version (multipart upload). ``example``: records
+        or rows; ``signature``: a Signature or its JSON form; ``force``: allow inputs that
+        break clients of the live version."""
         boundary = "modelswap-" + secrets.token_hex(12)
         parts: list[bytes] = []
 
@@ -150,9 +192,14 @@ class Client:
             parts.append(head.encode() + value + b"\r\n")
 
         field("model", Path(file).read_bytes(), "model.joblib")
-        for name, value in (("metrics", metrics), ("tags", tags), ("example", example)):
+        if signature is not None and hasattr(signature, "to_dict"):
+            signature = signature.to_dict()
+        fields = {"metrics": metrics, "tags": tags, "example": example, "signature": signature, "metadata": metadata}
+        for name, value in fields.items():
             if value is not None:
                 field(name, json.dumps(value).encode())
+        if force:
+            field("force", b"true")
         if description:
             field("description", description.encode())
         raw = b"".join(parts) + f"--{boundary}--\r\n".encode()

@@ -27,6 +27,7 @@ from modelswap.core.fsio import atomic_write_json, fsync_dir
 from modelswap.core.ids import validate_version_id
 from modelswap.core.layout import ModelPaths
 from modelswap.core.outcomes import Transition
+from modelswap.core.transitions import schema_change
 
 if TYPE_CHECKING:
     from modelswap.core.store import Store
@@ -136,10 +137,12 @@ def start_canary(
     guard: Guard | None = None,
     actor: str | None = None,
     reason: str = "",
+    force: bool = False,
 ) -> CanaryConfig:
     """Validate ``version`` like a deploy, then write ``abtest.json`` (start or update).
 
-    1. validate outside the lock (loading can be slow);
+    1. compare its inputs with the live version's (IncompatibleSchema unless ``force``:
+       a canary serves the live version's clients); validate outside the lock;
     2. under the lock: the version is published and not the live one;
     3. write abtest.json atomically, then record ``canary_start`` in history.
     """
@@ -147,6 +150,7 @@ def start_canary(
     fraction = check_fraction(fraction)
     paths = store.existing(model)
     store.require_published(store.load_registry(paths), paths, version)
+    change = schema_change(store, model, store.current(model), version, force=force, what=f"a canary of {version}")
     store.validator(paths, version)  # 1
     who = actor or default_actor()
     with store.locked(model):
@@ -158,7 +162,7 @@ def start_canary(
         atomic_write_json(paths.abtest, config.to_dict())  # 3
         entry = reg.HistoryEntry(
             config.started_at, reg.CANARY_START, who, store.current(model), version, reason,
-            {"fraction": fraction, "guard": guard.to_dict() if guard else None},
+            {"fraction": fraction, "guard": guard.to_dict() if guard else None, **change},
         )  # fmt: skip
         store.save_registry(paths, registry.with_event(entry))
     logger.info("canary %s: %s at %.3f (actor %s)", model, version, fraction, who)
@@ -199,7 +203,9 @@ def stop_canary(
     return config
 
 
-def promote_canary(store: Store, model: str, *, actor: str | None = None, reason: str = "") -> Transition:
+def promote_canary(
+    store: Store, model: str, *, actor: str | None = None, reason: str = "", force: bool = False
+) -> Transition:
     """Make the canary the live version and end the test (one history entry, ``canary_promote``)."""
     paths = store.existing(model)
     config = read_canary(paths.abtest)
@@ -216,7 +222,7 @@ def promote_canary(store: Store, model: str, *, actor: str | None = None, reason
         _remove_abtest(locked_paths)
         return registry
 
-    return store.move_current(model, choose, reg.PROMOTE, actor, reason, extra=end_test)
+    return store.move_current(model, choose, reg.PROMOTE, actor, reason, extra=end_test, force=force)
 
 
 def _remove_abtest(paths: ModelPaths) -> None:

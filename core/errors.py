@@ -61,6 +61,12 @@ class VersionIsLive(Conflict):
     code = "version_is_live"
 
 
+class IncompatibleSchema(Conflict):
+    """The candidate's signature would break clients of the live version (see its diff)."""
+
+    code = "incompatible_schema"
+
+
 class ValidationFailed(ModelswapError):
     """A version failed validation (digests, load, smoke predict) and was refused."""
 

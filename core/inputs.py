@@ -200,11 +200,12 @@ def _to_double(column: Column, index: int, row: int, value: Any, text: bool) -> 
             raise _wrong(column, index, row, "a number", value) from None
     if isinstance(value, (bool, np.bool_)):
         raise _wrong(column, index, row, "a number (booleans stay booleans)", value)
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        number = float(value)
-        if math.isfinite(number):
-            return number
-    raise _wrong(column, index, row, "a finite number", value)
+    if not isinstance(value, (int, float, np.integer, np.floating)):
+        raise _wrong(column, index, row, "a number", value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise _wrong(column, index, row, "a finite number", value)
+    return number
 
 
 def _to_long(column: Column, index: int, row: int, value: Any, text: bool) -> int:

@@ -21,6 +21,7 @@ VERSIONS_DIR = "versions"
 CURRENT_LINK = "current"
 REGISTRY_FILE = "versions.json"
 ABTEST_FILE = "abtest.json"
+ALIASES_FILE = "aliases.json"
 LOCK_FILE = ".lock"
 FLEET_DIR = ".fleet"
 
@@ -60,6 +61,10 @@ class ModelPaths:
     @property
     def abtest(self) -> Path:
         return self.dir / ABTEST_FILE
+
+    @property
+    def aliases(self) -> Path:
+        return self.dir / ALIASES_FILE
 
     @property
     def lock(self) -> Path:

@@ -14,14 +14,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from modelswap.core import registry as reg
+from modelswap.core.aliases import aliases_of, delete_alias, read_aliases, resolve, set_alias
 from modelswap.core.canary import CanaryConfig, Guard, promote_canary, read_canary, start_canary, stop_canary
+from modelswap.core.catalog import compare, find_model_id, lineage, matches, parse_where
 from modelswap.core.errors import Conflict, InvalidInput, ModelswapError
 from modelswap.core.fleet import process_id, read_fleet
-from modelswap.core.ids import validate_model_name, validate_version_id
+from modelswap.core.ids import validate_model_name
 from modelswap.core.jobs import Job, Jobs, RetrainRequest
 from modelswap.core.metrics import Metrics
 from modelswap.core.outcomes import GcPlan, Transition
 from modelswap.core.serving import Serving
+from modelswap.core.signature import manifest_signature
 from modelswap.core.store import Store
 from modelswap.core.training import RetrainOutcome, retrain
 
@@ -60,26 +63,52 @@ class Operations:
         self.on_swap = on_swap
 
     # -- verbs -------------------------------------------------------------------------
-    def deploy(self, model: str, version: str, *, actor: str, reason: str = "") -> Transition:
-        return self._act(model, "deploy", lambda: self.store.deploy(model, version, actor=actor, reason=reason))
+    def deploy(self, model: str, version: str, *, actor: str, reason: str = "", force: bool = False) -> Transition:
+        """Make ``version`` (an id or an alias) live; ``force`` allows a breaking schema change."""
 
-    def rollback(self, model: str, to: str | None = None, *, actor: str, reason: str = "") -> Transition:
-        return self._act(model, "rollback", lambda: self.store.rollback(model, to, actor=actor, reason=reason))
+        def deploy() -> Transition:
+            target = resolve(self.store, model, version)
+            return self.store.deploy(model, target, actor=actor, reason=reason, force=force)
+
+        return self._act(model, "deploy", deploy)
+
+    def rollback(
+        self, model: str, to: str | None = None, *, actor: str, reason: str = "", force: bool = False
+    ) -> Transition:
+        def rollback() -> Transition:
+            target = resolve(self.store, model, to) if to is not None else None
+            return self.store.rollback(model, target, actor=actor, reason=reason, force=force)
+
+        return self._act(model, "rollback", rollback)
 
     def canary_start(
-        self, model: str, version: str, fraction: float, *, guard: Guard | None = None, actor: str, reason: str = ""
+        self,
+        model: str,
+        version: str,
+        fraction: float,
+        *,
+        guard: Guard | None = None,
+        actor: str,
+        reason: str = "",
+        force: bool = False,
     ) -> CanaryConfig:
-        return self._act(
-            model,
-            "canary_start",
-            lambda: start_canary(self.store, model, version, fraction, guard=guard, actor=actor, reason=reason),
-        )
+        def start() -> CanaryConfig:
+            target = resolve(self.store, model, version)
+            return start_canary(
+                self.store, model, target, fraction, guard=guard, actor=actor, reason=reason, force=force
+            )
+
+        return self._act(model, "canary_start", start)
 
     def canary_stop(self, model: str, *, actor: str, reason: str = "") -> CanaryConfig:
         return self._act(model, "canary_stop", lambda: stop_canary(self.store, model, actor=actor, reason=reason))
 
-    def canary_promote(self, model: str, *, actor: str, reason: str = "") -> Transition:
-        return self._act(model, "canary_promote", lambda: promote_canary(self.store, model, actor=actor, reason=reason))
+    def canary_promote(self, model: str, *, actor: str, reason: str = "", force: bool = False) -> Transition:
+        return self._act(
+            model,
+            "canary_promote",
+            lambda: promote_canary(self.store, model, actor=actor, reason=reason, force=force),
+        )
 
     def canary_abort(self, model: str, version: str, *, reason: str) -> bool:
         """The guard's stop: end the canary only if ``version`` is still it (another
@@ -160,6 +189,9 @@ class Operations:
         """One model's status, warnings, and what THIS process serves (None outside a server)."""
         data = self.store.status(model).to_dict()
         data["warnings"] = self.store.warnings(model, data["current"])
+        signature = manifest_signature(self.store.manifest(model, data["current"])) if data["current"] else None
+        data["signature"] = signature.to_dict() if signature is not None else None
+        data["aliases"] = read_aliases(self.store.existing(model))
         slot = self.serving.slots.get(model) if self.serving is not None else None
         this: dict[str, Any] | None = None
         if self.serving is not None:
@@ -167,25 +199,58 @@ class Operations:
         data["this_process"] = this
         return data
 
-    def versions(self, model: str) -> dict[str, Any]:
-        """Every version, newest first, each with its live marks (current, canary, previous)."""
+    def versions(
+        self, model: str, *, where: list[str] | None = None, tags: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Every version, newest first, each with its live marks (current, canary, previous)
+        and aliases; ``where`` (``accuracy>0.9``) and ``tags`` keep the matching ones."""
         status = self.store.status(model)
         marks = {"current": status.current, "canary": status.canary, "previous": status.previous}
+        aliases = read_aliases(self.store.existing(model))
+        filters = parse_where(where or [])
         versions = []
         for record in self.store.versions(model):
+            if not matches(record, filters, tags or {}):
+                continue
             entry = record.to_dict()
             entry["live"] = [mark for mark, version in marks.items() if version == record.id]
+            entry["aliases"] = aliases_of(aliases, record.id)
             versions.append(entry)
-        return {**marks, "model": model, "versions": versions}
+        return {**marks, "model": model, "aliases": aliases, "versions": versions}
 
     def version(self, model: str, version: str) -> dict[str, Any]:
-        """One version: its registry record, manifest and metrics."""
-        record = self.store.version(model, validate_version_id(version))
+        """One version (an id or an alias): its registry record, manifest and metrics."""
+        target = resolve(self.store, model, version)
+        record = self.store.version(model, target)
         return {
             **record.to_dict(),
-            "manifest": self.store.manifest(model, version).to_dict(),
-            "metrics": self.store.metrics(model, version),
+            "model": model,
+            "aliases": aliases_of(read_aliases(self.store.existing(model)), target),
+            "manifest": self.store.manifest(model, target).to_dict(),
+            "metrics": self.store.metrics(model, target),
         }
+
+    def model_id(self, model_id: str) -> dict[str, Any]:
+        """The version whose content id is ``model_id``, wherever it lives in the store."""
+        model, record = find_model_id(self.store, model_id)
+        return self.version(model, record.id)
+
+    def lineage(self, model: str, version: str) -> dict[str, Any]:
+        return lineage(self.store, model, resolve(self.store, model, version))
+
+    def compare(self, model: str, a: str, b: str) -> dict[str, Any]:
+        return compare(self.store, model, resolve(self.store, model, a), resolve(self.store, model, b))
+
+    def aliases(self, model: str) -> dict[str, Any]:
+        return {"model": model, "aliases": read_aliases(self.store.existing(model))}
+
+    def alias_set(self, model: str, alias: str, version: str, *, actor: str) -> dict[str, Any]:
+        aliases = self._act(model, "alias_set", lambda: set_alias(self.store, model, alias, version, actor=actor))
+        return {"model": model, "aliases": aliases}
+
+    def alias_delete(self, model: str, alias: str, *, actor: str) -> dict[str, Any]:
+        aliases = self._act(model, "alias_delete", lambda: delete_alias(self.store, model, alias, actor=actor))
+        return {"model": model, "aliases": aliases}
 
     def history(self, model: str, *, limit: int | None = None) -> dict[str, Any]:
         entries = self.store.history(model, limit=limit)

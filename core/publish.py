@@ -50,6 +50,7 @@ def stage_version(
     created_at: str,
     fallback_example: Callable[[], Sequence[Any] | None],
     rand: Callable[[int], str],
+    vet: Callable[[Manifest], None] | None = None,
 ) -> StagedVersion:
     """Write a complete, validated version directory ``versions/<version>``.
 
@@ -58,7 +59,8 @@ def stage_version(
        metrics.json into a hidden staging directory in ``versions/``, fsyncing each;
     2. load the staged model; take its signature from the example (or the given one),
        predict the example, find the columns that take nulls;
-    3. write manifest.json (sha256 + size of every file, signature, example) and fsync it;
+    3. let ``vet`` refuse it (an upload whose inputs break the live version's clients);
+       write manifest.json (sha256 + size of every file, signature, example) and fsync it;
     4. fsync the staging directory, rename it to ``versions/<version>``, fsync ``versions/``.
     Anything that fails removes the staging directory; nothing becomes visible.
     No lock is needed: the staging name is unique and the rename is atomic.
@@ -101,7 +103,9 @@ def stage_version(
             metadata=clean_metadata,
             **library_versions(),  # type: ignore[arg-type]
         )
-        write_bytes_durable(staging / MANIFEST_FILE, dumps_json(manifest.to_dict()))  # 3
+        if vet is not None:
+            vet(manifest)  # 3
+        write_bytes_durable(staging / MANIFEST_FILE, dumps_json(manifest.to_dict()))
         fsync_dir(staging)  # 4
         final = paths.version_dir(version)
         os.rename(staging, final)

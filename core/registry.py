@@ -40,6 +40,14 @@ REPAIR = "repair"
 LIVE_ACTIONS = frozenset({DEPLOY, ROLLBACK, PROMOTE, REPAIR_LIVE})
 
 
+MODEL_ID_PREFIX = "m-"
+MODEL_ID_HEX = 32
+
+
+def model_id_of(manifest_sha256: str) -> str:
+    return MODEL_ID_PREFIX + manifest_sha256[:MODEL_ID_HEX]
+
+
 @dataclass(frozen=True)
 class Version:
     id: str
@@ -52,9 +60,15 @@ class Version:
     status: str = AVAILABLE
     parent: str | None = None
 
+    @property
+    def model_id(self) -> str:
+        """The content id (MLflow 3's model id): ``m-`` and the manifest digest's first 32 hex."""
+        return model_id_of(self.manifest_sha256)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "model_id": self.model_id,
             "created_at": self.created_at,
             "metrics": dict(self.metrics),
             "tags": dict(self.tags),

@@ -1,6 +1,7 @@
 """Deleting versions: ``delete`` one, or ``gc`` all but the newest N; never a protected one.
 
-Protected: the live version, the canary, and the version a rollback would go to.
+Protected: the live version, the canary, the version a rollback would go to, and
+every version an alias names.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import shutil
 from typing import TYPE_CHECKING
 
 from modelswap.core import registry as reg
+from modelswap.core.aliases import read_aliases
 from modelswap.core.clock import default_actor, iso
 from modelswap.core.errors import InvalidInput, VersionIsLive, VersionNotFound
 from modelswap.core.fsio import fsync_dir
@@ -24,13 +26,15 @@ LIVE, CANARY, ROLLBACK_TARGET, NEWEST = "live", "canary", "rollback target", "ne
 
 
 def protected(store: Store, model: str, registry: reg.Registry) -> dict[str, str]:
-    """Versions gc and delete must keep, each with why: live, canary, rollback target."""
+    """Versions gc and delete must keep, each with why: live, canary, rollback target,
+    or the alias that names it."""
     current = store.current(model)
     reasons: dict[str, str] = {}
     for version, why in (
         (current, LIVE),
         (store.canary(model), CANARY),
         (reg.rollback_target(registry, current, store.exists_fn(model)), ROLLBACK_TARGET),
+        *((v, f"alias {a}") for a, v in sorted(read_aliases(store.paths(model)).items())),
     ):
         if version is not None:
             reasons.setdefault(version, why)
@@ -38,14 +42,15 @@ def protected(store: Store, model: str, registry: reg.Registry) -> dict[str, str
 
 
 def delete_version(store: Store, model: str, version: str, *, actor: str | None = None) -> None:
-    """Delete one version that is neither live nor the canary."""
+    """Delete one version that is not protected (live, canary, rollback target, aliased)."""
     validate_version_id(version)
     with store.locked(store.existing(model).name) as paths:
         registry = store.load_registry(paths)
         if version not in registry and not paths.version_dir(version).is_dir():
             raise VersionNotFound(f"model {model} has no version {version}")
-        if version in (store.current(model), store.canary(model)):
-            raise VersionIsLive(f"{model} {version} is live (current or canary); deploy another first")
+        why = protected(store, model, registry).get(version)
+        if why is not None:
+            raise VersionIsLive(f"{model} {version} is protected ({why}); move that role elsewhere first")
         _remove(store, paths, registry, [version], reg.DELETE, actor)
 
 

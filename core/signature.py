@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from modelswap.core.errors import InvalidInput
+from modelswap.core.errors import IncompatibleSchema, InvalidInput
 
 DOUBLE, LONG, BOOLEAN, STRING, DATETIME = "double", "long", "boolean", "string", "datetime"
 TYPES = (DOUBLE, LONG, BOOLEAN, STRING, DATETIME)
@@ -217,10 +217,12 @@ def _plain(value: Any) -> Any:
 def diff(old: Signature, new: Signature) -> tuple[list[str], list[str]]:
     """(breaking, compatible) differences from ``old`` to ``new`` as readable lines.
 
-    Breaking: a column removed or renamed, a type narrowed or changed, a column that
-    took nulls and now does not, a new column that must be sent, a different width for
-    a positional model, names dropped. Compatible: a type widened (long -> double), a
-    column that now also takes nulls, a new nullable column, names added.
+    Breaking: a column removed or renamed, a type narrowed or changed, a new column
+    that must be sent, a different width for a positional model, names dropped.
+    Compatible (noted): a type widened (long -> double), a column that now takes nulls
+    or no longer does (whether a model tolerates a null is mostly incidental: a tree
+    does, a linear model does not, and clients rarely rely on it), a new nullable
+    column, names added, other class labels.
     """
     breaking: list[str] = []
     compatible: list[str] = []
@@ -249,9 +251,40 @@ def diff(old: Signature, new: Signature) -> tuple[list[str], list[str]]:
             line = f"~ {label}: {a.type} -> {b.type}"
             (compatible if b.type in WIDENS_TO[a.type] else breaking).append(line)
         if a.nullable and not b.nullable:
-            breaking.append(f"~ {label}: nulls no longer accepted")
+            compatible.append(f"~ {label}: nulls no longer accepted")
         elif b.nullable and not a.nullable:
             compatible.append(f"~ {label}: now accepts nulls")
     if old.output and new.output and old.output.classes != new.output.classes:
         compatible.append(f"~ classes: {list(old.output.classes or [])} -> {list(new.output.classes or [])}")
     return breaking, compatible
+
+
+def schema_change(live: Signature | None, candidate: Signature | None, *, force: bool, what: str) -> dict[str, Any]:
+    """History details of moving from ``live``'s inputs to ``candidate``'s; raises
+    IncompatibleSchema with the readable diff when the change would break clients,
+    unless ``force`` (then the details say it was forced)."""
+    if live is None or candidate is None:
+        return {}
+    breaking, compatible = diff(live, candidate)
+    if breaking and not force:
+        lines = "\n".join(breaking + compatible)
+        raise IncompatibleSchema(
+            f"{what} changes the input schema in a way that breaks clients of the live version:\n{lines}\n"
+            "(pass force / --allow-schema-change to do it anyway)"
+        )
+    details: dict[str, Any] = {"schema_change": breaking + compatible} if breaking or compatible else {}
+    if breaking:
+        details["forced"] = True
+    return details
+
+
+def manifest_signature(manifest: Any) -> Signature | None:
+    """A version's signature as its manifest gives it, without loading the model: the
+    stored one, or doubles from ``n_features_in``/``feature_names`` for older manifests."""
+    if manifest.signature is not None:
+        return manifest.signature  # type: ignore[no-any-return]
+    names = manifest.feature_names
+    width = len(names) if names is not None else manifest.n_features_in
+    if width is None:
+        return None
+    return Signature(tuple(Column(names[i] if names else None, DOUBLE) for i in range(width)), frame=names is not None)

@@ -17,11 +17,10 @@ from typing import Any
 import orjson
 
 from modelswap.core import registry as reg
-from modelswap.core import retention
+from modelswap.core import retention, transitions
 from modelswap.core.canary import read_canary
 from modelswap.core.clock import default_actor, iso, utcnow
 from modelswap.core.errors import (
-    Conflict,
     InvalidInput,
     ModelNotFound,
     NotFound,
@@ -29,7 +28,7 @@ from modelswap.core.errors import (
     ValidationFailed,
     VersionNotFound,
 )
-from modelswap.core.fsio import atomic_symlink, read_json_file, read_link
+from modelswap.core.fsio import read_json_file, read_link
 from modelswap.core.ids import is_version_id, new_version_id, validate_model_name, validate_version_id
 from modelswap.core.layout import METRICS_FILE, ModelPaths, model_paths, version_from_link_target
 from modelswap.core.loader import load_version, sklearn_mismatch
@@ -38,12 +37,11 @@ from modelswap.core.manifest import Manifest
 from modelswap.core.outcomes import GcPlan, ModelStatus, Transition
 from modelswap.core.publish import Details, stage_version
 from modelswap.core.settings import Settings
-from modelswap.core.signature import Signature
+from modelswap.core.signature import Signature, manifest_signature, schema_change
 
 logger = logging.getLogger(__name__)
 
 Validator = Callable[[ModelPaths, str], object]
-_RETRIES = 3
 
 
 class Store:
@@ -210,6 +208,8 @@ class Store:
         parent: str | None = None,
         signature: Signature | None = None,
         actor: str | None = None,
+        against_live: bool = False,
+        force: bool = False,
     ) -> reg.Version:
         """Publish a new immutable version from a fitted estimator or a joblib file.
 
@@ -219,6 +219,8 @@ class Store:
         it, now and on every load. Without one, the parent's example is reused when it
         fits, else a model that takes plain numbers is checked with a row of zeros.
         ``parent`` defaults to the live version; ``metadata`` is free-form JSON.
+        ``against_live`` refuses a version whose inputs would break clients of the live
+        one (IncompatibleSchema) unless ``force`` (HTTP uploads do this).
 
         1. stage and validate the version's files (:func:`modelswap.core.publish.stage_version`),
            which renames the complete directory into ``versions/``;
@@ -247,6 +249,7 @@ class Store:
             created_at=iso(now),
             fallback_example=lambda: self._parent_example(paths, parent),
             rand=self.rand,
+            vet=self._live_schema_check(model, force) if against_live else None,
         )  # 1
         record = reg.Version(
             id=staged.version,
@@ -263,6 +266,15 @@ class Store:
             self.save_registry(paths, registry.with_version(record))
         logger.info("published %s %s (actor %s)", model, staged.version, actor or default_actor())
         return record
+
+    def _live_schema_check(self, model: str, force: bool) -> Callable[[Manifest], None]:
+        def vet(manifest: Manifest) -> None:
+            current = self.current(model)
+            if current is not None:
+                live = manifest_signature(self.manifest(model, current))
+                schema_change(live, manifest.signature, force=force, what="this version")
+
+        return vet
 
     def _parent_example(self, paths: ModelPaths, parent: str | None) -> Sequence[Any] | None:
         """The parent's stored input example, for a version published without one."""
@@ -309,12 +321,23 @@ class Store:
         return load_version(paths, target, strict_versions=self.strict_versions).estimator
 
     # -- moving `current` ----------------------------------------------------------
-    def deploy(self, model: str, version: str, *, actor: str | None = None, reason: str = "") -> Transition:
-        """Validate ``version`` and make it live; clears a rolled_back mark."""
+    def deploy(
+        self, model: str, version: str, *, actor: str | None = None, reason: str = "", force: bool = False
+    ) -> Transition:
+        """Validate ``version`` and make it live; clears a rolled_back mark. A version whose
+        inputs would break clients of the live one is refused unless ``force``."""
         validate_version_id(version)
-        return self.move_current(model, lambda registry, current: version, reg.DEPLOY, actor, reason)
+        return self.move_current(model, lambda registry, current: version, reg.DEPLOY, actor, reason, force=force)
 
-    def rollback(self, model: str, to: str | None = None, *, actor: str | None = None, reason: str = "") -> Transition:
+    def rollback(
+        self,
+        model: str,
+        to: str | None = None,
+        *,
+        actor: str | None = None,
+        reason: str = "",
+        force: bool = False,
+    ) -> Transition:
         """Go back to ``to`` or, with no target, to the previous live version: the most recent one live
         before the current one and not marked rolled_back."""
         if to is not None:
@@ -330,7 +353,7 @@ class Store:
                 )
             return target
 
-        return self.move_current(model, choose, reg.ROLLBACK, actor, reason)
+        return self.move_current(model, choose, reg.ROLLBACK, actor, reason, force=force)
 
     def move_current(
         self,
@@ -341,46 +364,10 @@ class Store:
         reason: str,
         *,
         extra: Callable[[reg.Registry, ModelPaths], reg.Registry] | None = None,
+        force: bool = False,
     ) -> Transition:
-        """Move ``current`` to the version ``choose`` picks.
-
-        1. read the registry and ``current``; pick the target (no lock);
-        2. validate the target outside the lock (loading can be slow);
-        3. under the lock, re-read; if ``current`` or the pick changed, start over;
-        4. swap the ``current`` symlink atomically (the truth moves first);
-        5. update statuses and append the history entry, write the registry; its
-           directory fsync also makes step 4 durable (same directory), so the
-           swap itself skips one (an fsync costs ~1 ms of a ~5 ms rollback here).
-        A crash between 4 and 5 leaves history one entry behind the symlink;
-        the symlink wins and ``verify --repair`` records the move.
-        """
-        paths = self.existing(model)
-        for _ in range(_RETRIES):
-            registry = self.load_registry(paths)  # 1
-            current = self.current(model)
-            target = choose(registry, current)
-            self.require_published(registry, paths, target)
-            if action == reg.ROLLBACK and target == current:
-                raise Conflict(f"{model}: {target} is already live")
-            self.validator(paths, target)  # 2
-            with self.locked(model):
-                registry = self.load_registry(paths)  # 3
-                if self.current(model) != current or choose(registry, current) != target:
-                    continue
-                self.require_published(registry, paths, target)
-                atomic_symlink(paths.current, paths.version_link_target(target), durable=False)  # 4
-                updated = registry.with_status(target, reg.AVAILABLE)
-                if action == reg.ROLLBACK and current is not None:
-                    updated = updated.with_status(current, reg.ROLLED_BACK)
-                if extra is not None:
-                    updated = extra(updated, paths)
-                updated = updated.with_event(
-                    reg.HistoryEntry(iso(self.clock()), action, actor or default_actor(), current, target, reason)
-                )
-                self.save_registry(paths, updated)  # 5
-            logger.info("%s %s: %s -> %s", action, model, current, target)
-            return Transition(model, action, current, target)
-        raise Conflict(f"{model}: the store kept changing under this {action}; try again")
+        """Move ``current`` to the version ``choose`` picks (see core.transitions)."""
+        return transitions.move_current(self, model, choose, action, actor, reason, extra=extra, force=force)
 
     def require_published(self, registry: reg.Registry, paths: ModelPaths, version: str) -> None:
         """VersionNotFound unless ``version`` is registered; ValidationFailed if marked corrupt."""

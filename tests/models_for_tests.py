@@ -53,3 +53,43 @@ class RowSum:
         if (X[:, 0] < 0).any():
             raise RuntimeError("negative input")
         return X.sum(axis=1)
+
+
+def churn_frame(rows: int = 240, seed: int = 0) -> Any:
+    """A customer table: a string plan, whole-number tenure, decimal spend; and churn labels."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    plans = rng.choice(["basic", "pro", "enterprise"], size=rows)
+    tenure = rng.integers(1, 60, size=rows)
+    spend = np.round(rng.gamma(2.0, 20.0, size=rows), 2)
+    churned = ((plans == "basic") & (tenure < 20)) | (spend > 80)
+    frame = pd.DataFrame({"plan": plans, "tenure": tenure, "spend": spend})
+    return frame, np.where(churned, "churned", "stayed")
+
+
+def churn_pipeline() -> tuple[Any, Any]:
+    """The most common production model: a ColumnTransformer that one-hot-encodes a string
+    column and scales numeric ones, then a classifier; fitted on a DataFrame."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame, labels = churn_frame()
+    columns = ColumnTransformer(
+        [("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"]), ("num", StandardScaler(), ["tenure", "spend"])]
+    )
+    return make_pipeline(columns, LogisticRegression(max_iter=1000)).fit(frame, labels), frame
+
+
+def imputing_pipeline() -> tuple[Any, Any]:
+    """Numbers with gaps: a SimpleImputer in front of a classifier, fitted on a DataFrame."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    frame, labels = churn_frame()
+    numbers = frame[["tenure", "spend"]].astype(float)
+    numbers.iloc[::7, 1] = np.nan
+    return make_pipeline(SimpleImputer(), LogisticRegression(max_iter=1000)).fit(numbers, labels), numbers

@@ -23,20 +23,34 @@ from modelswap.core.tokens import configured_token
 class Backend(Protocol):
     def models(self) -> list[dict[str, Any]]: ...
     def model(self, model: str) -> dict[str, Any]: ...
-    def versions(self, model: str) -> dict[str, Any]: ...
+    def versions(
+        self, model: str, where: list[str] | None = None, tags: dict[str, str] | None = None
+    ) -> dict[str, Any]: ...
     def history(self, model: str, limit: int | None = None) -> list[dict[str, Any]]: ...
     def fleet(self, model: str) -> dict[str, Any]: ...
-    def deploy(self, model: str, version: str, reason: str = "") -> dict[str, Any]: ...
-    def rollback(self, model: str, to: str | None = None, reason: str = "") -> dict[str, Any]: ...
+    def deploy(self, model: str, version: str, reason: str = "", force: bool = False) -> dict[str, Any]: ...
+    def rollback(self, model: str, to: str | None = None, reason: str = "", force: bool = False) -> dict[str, Any]: ...
     def gc(self, model: str, keep: int, dry_run: bool = False) -> dict[str, Any]: ...
     def publish(self, model: str, file: Path, **options: Any) -> dict[str, Any]: ...
     def train(self, model: str, **options: Any) -> dict[str, Any]: ...
     def canary(self, model: str) -> dict[str, Any]: ...
     def canary_start(
-        self, model: str, version: str, fraction: float, guard: Guard | None = None, reason: str = ""
+        self,
+        model: str,
+        version: str,
+        fraction: float,
+        guard: Guard | None = None,
+        reason: str = "",
+        force: bool = False,
     ) -> dict[str, Any]: ...
     def canary_stop(self, model: str, reason: str = "") -> dict[str, Any]: ...
-    def canary_promote(self, model: str, reason: str = "") -> dict[str, Any]: ...
+    def canary_promote(self, model: str, reason: str = "", force: bool = False) -> dict[str, Any]: ...
+    def model_id(self, model_id: str) -> dict[str, Any]: ...
+    def lineage(self, model: str, version: str) -> dict[str, Any]: ...
+    def compare(self, model: str, a: str, b: str) -> dict[str, Any]: ...
+    def aliases(self, model: str) -> dict[str, Any]: ...
+    def alias_set(self, model: str, alias: str, version: str) -> dict[str, Any]: ...
+    def alias_delete(self, model: str, alias: str) -> dict[str, Any]: ...
 
 
 def backend_for(settings: Settings) -> Backend:
@@ -58,8 +72,10 @@ class Local:
     def model(self, model: str) -> dict[str, Any]:
         return self.ops.model(model)
 
-    def versions(self, model: str) -> dict[str, Any]:
-        return self.ops.versions(model)
+    def versions(
+        self, model: str, where: list[str] | None = None, tags: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        return self.ops.versions(model, where=where, tags=tags)
 
     def history(self, model: str, limit: int | None = None) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = self.ops.history(model, limit=limit)["history"]
@@ -68,11 +84,11 @@ class Local:
     def fleet(self, model: str) -> dict[str, Any]:
         return self.ops.fleet(model)
 
-    def deploy(self, model: str, version: str, reason: str = "") -> dict[str, Any]:
-        return self.ops.deploy(model, version, actor=self.actor, reason=reason).to_dict()
+    def deploy(self, model: str, version: str, reason: str = "", force: bool = False) -> dict[str, Any]:
+        return self.ops.deploy(model, version, actor=self.actor, reason=reason, force=force).to_dict()
 
-    def rollback(self, model: str, to: str | None = None, reason: str = "") -> dict[str, Any]:
-        return self.ops.rollback(model, to, actor=self.actor, reason=reason).to_dict()
+    def rollback(self, model: str, to: str | None = None, reason: str = "", force: bool = False) -> dict[str, Any]:
+        return self.ops.rollback(model, to, actor=self.actor, reason=reason, force=force).to_dict()
 
     def gc(self, model: str, keep: int, dry_run: bool = False) -> dict[str, Any]:
         return self.ops.gc(model, keep, dry_run=dry_run, actor=self.actor).to_dict()
@@ -87,17 +103,43 @@ class Local:
         return self.ops.canary(model)
 
     def canary_start(
-        self, model: str, version: str, fraction: float, guard: Guard | None = None, reason: str = ""
+        self,
+        model: str,
+        version: str,
+        fraction: float,
+        guard: Guard | None = None,
+        reason: str = "",
+        force: bool = False,
     ) -> dict[str, Any]:
-        config = self.ops.canary_start(model, version, fraction, guard=guard, actor=self.actor, reason=reason)
+        config = self.ops.canary_start(
+            model, version, fraction, guard=guard, actor=self.actor, reason=reason, force=force
+        )
         return config.to_dict()
 
     def canary_stop(self, model: str, reason: str = "") -> dict[str, Any]:
         config = self.ops.canary_stop(model, actor=self.actor, reason=reason)
         return {"model": model, "stopped": config.version}
 
-    def canary_promote(self, model: str, reason: str = "") -> dict[str, Any]:
-        return self.ops.canary_promote(model, actor=self.actor, reason=reason).to_dict()
+    def canary_promote(self, model: str, reason: str = "", force: bool = False) -> dict[str, Any]:
+        return self.ops.canary_promote(model, actor=self.actor, reason=reason, force=force).to_dict()
+
+    def model_id(self, model_id: str) -> dict[str, Any]:
+        return self.ops.model_id(model_id)
+
+    def lineage(self, model: str, version: str) -> dict[str, Any]:
+        return self.ops.lineage(model, version)
+
+    def compare(self, model: str, a: str, b: str) -> dict[str, Any]:
+        return self.ops.compare(model, a, b)
+
+    def aliases(self, model: str) -> dict[str, Any]:
+        return self.ops.aliases(model)
+
+    def alias_set(self, model: str, alias: str, version: str) -> dict[str, Any]:
+        return self.ops.alias_set(model, alias, version, actor=self.actor)
+
+    def alias_delete(self, model: str, alias: str) -> dict[str, Any]:
+        return self.ops.alias_delete(model, alias, actor=self.actor)
 
 
 class Remote:
@@ -112,8 +154,10 @@ class Remote:
     def model(self, model: str) -> dict[str, Any]:
         return self.client.model(model)
 
-    def versions(self, model: str) -> dict[str, Any]:
-        return self.client.versions(model)
+    def versions(
+        self, model: str, where: list[str] | None = None, tags: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        return self.client.versions(model, where=where, tags=tags)
 
     def history(self, model: str, limit: int | None = None) -> list[dict[str, Any]]:
         return self.client.history(model, limit=limit)
@@ -121,11 +165,11 @@ class Remote:
     def fleet(self, model: str) -> dict[str, Any]:
         return self.client.fleet(model)
 
-    def deploy(self, model: str, version: str, reason: str = "") -> dict[str, Any]:
-        return self.client.deploy(model, version, reason)
+    def deploy(self, model: str, version: str, reason: str = "", force: bool = False) -> dict[str, Any]:
+        return self.client.deploy(model, version, reason, force=force)
 
-    def rollback(self, model: str, to: str | None = None, reason: str = "") -> dict[str, Any]:
-        return self.client.rollback(model, to, reason)
+    def rollback(self, model: str, to: str | None = None, reason: str = "", force: bool = False) -> dict[str, Any]:
+        return self.client.rollback(model, to, reason, force=force)
 
     def gc(self, model: str, keep: int, dry_run: bool = False) -> dict[str, Any]:
         return self.client.gc(model, keep, dry_run)
@@ -147,12 +191,38 @@ class Remote:
         return self.client.canary(model)
 
     def canary_start(
-        self, model: str, version: str, fraction: float, guard: Guard | None = None, reason: str = ""
+        self,
+        model: str,
+        version: str,
+        fraction: float,
+        guard: Guard | None = None,
+        reason: str = "",
+        force: bool = False,
     ) -> dict[str, Any]:
-        return self.client.canary_start(model, version, fraction, guard.to_dict() if guard else None, reason)
+        return self.client.canary_start(
+            model, version, fraction, guard.to_dict() if guard else None, reason, force=force
+        )
 
     def canary_stop(self, model: str, reason: str = "") -> dict[str, Any]:
         return self.client.canary_stop(model, reason)
 
-    def canary_promote(self, model: str, reason: str = "") -> dict[str, Any]:
-        return self.client.canary_promote(model, reason)
+    def canary_promote(self, model: str, reason: str = "", force: bool = False) -> dict[str, Any]:
+        return self.client.canary_promote(model, reason, force=force)
+
+    def model_id(self, model_id: str) -> dict[str, Any]:
+        return self.client.model_id(model_id)
+
+    def lineage(self, model: str, version: str) -> dict[str, Any]:
+        return self.client.lineage(model, version)
+
+    def compare(self, model: str, a: str, b: str) -> dict[str, Any]:
+        return self.client.compare(model, a, b)
+
+    def aliases(self, model: str) -> dict[str, Any]:
+        return self.client.aliases(model)
+
+    def alias_set(self, model: str, alias: str, version: str) -> dict[str, Any]:
+        return self.client.alias_set(model, alias, version)
+
+    def alias_delete(self, model: str, alias: str) -> dict[str, Any]:
+        return self.client.alias_delete(model, alias)

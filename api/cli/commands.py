@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,6 +16,7 @@ from modelswap.core.canary import Guard
 from modelswap.core.errors import InvalidInput, ModelswapError, NotFound
 from modelswap.core.registry import Version, best_version, lower_is_better
 from modelswap.core.settings import Settings
+from modelswap.core.signature import Signature
 from modelswap.core.store import Store
 from modelswap.core.training import add_training_arguments, training_options
 from modelswap.core.verify import verify_store
@@ -34,16 +37,27 @@ def add_commands(
     p.add_argument("model", help="model name")
     p.add_argument("file", type=Path, help="the estimator, saved with joblib.dump")
     p.add_argument("--metrics", type=Path, help="JSON file of evaluation metrics")
-    p.add_argument("--example", type=Path, help="JSON file with a few input rows to validate with")
+    p.add_argument(
+        "--example",
+        type=Path,
+        help="a few input rows to infer the signature from and validate with: JSON records or rows, or CSV",
+    )
+    p.add_argument("--signature", type=Path, help='JSON file: {"inputs": [{"name", "type", "nullable"}]}')
+    p.add_argument("--metadata", type=Path, help="JSON file of free-form metadata kept in the manifest")
     p.add_argument("--tag", action="append", default=[], metavar="K=V", help="a tag (repeatable)")
     p.add_argument("--description", default="", help="free text shown with the version")
     p.add_argument("--deploy", action="store_true", help="deploy it once published")
+    schema_flag(p)
 
     command("models", cmd_models, "every model: current, canary, number of versions")
 
     p = command("versions", cmd_versions, "a model's versions with metrics, status and live marks")
     p.add_argument("model", help="model name")
     p.add_argument("--sort", metavar="METRIC", help="sort by a metric, best first")
+    p.add_argument(
+        "--where", action="append", metavar="EXPR", help="keep versions where e.g. 'accuracy>0.9' (repeatable)"
+    )
+    p.add_argument("--tag", action="append", metavar="K=V", help="keep versions with this tag (repeatable)")
 
     p = command("best", cmd_best, "the version with the best value of a metric")
     p.add_argument("model", help="model name")
@@ -64,20 +78,22 @@ def add_commands(
 
     p = command("deploy", cmd_deploy, "validate a version and make it live")
     p.add_argument("model", help="model name")
-    p.add_argument("version", help="version id")
+    p.add_argument("version", help="version id or alias")
     p.add_argument("--reason", default="", help="why, for the history")
+    schema_flag(p)
 
     p = command("rollback", cmd_rollback, "go back to the previous live version (or --to one)")
     p.add_argument("model", help="model name")
-    p.add_argument("--to", dest="to", metavar="VERSION", help="roll back to this version instead")
+    p.add_argument("--to", dest="to", metavar="VERSION", help="roll back to this version (or alias) instead")
     p.add_argument("--reason", default="", help="why, for the history")
+    schema_flag(p)
 
     p = command("gc", cmd_gc, "delete all but the newest N versions (never live, canary or rollback target)")
     p.add_argument("model", help="model name")
     p.add_argument("--keep", type=int, required=True, help="how many of the newest versions to keep")
     p.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
 
-    canary = command("canary", _needs_action, "A/B canary: start, status, stop, promote", parents=[])
+    canary = command("canary", needs_action, "A/B canary: start, status, stop, promote", parents=[])
     actions = canary.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     def canary_action(name: str, handler: Callable[..., Result], help_text: str) -> argparse.ArgumentParser:
@@ -92,11 +108,13 @@ def add_commands(
     c.add_argument("--max-error-rate", type=float, help="guard: stop the canary above this error rate")
     c.add_argument("--min-requests", type=int, default=200, help="guard: judge only after this many canary requests")
     c.add_argument("--reason", default="", help="why, for the history")
+    schema_flag(c)
     canary_action("status", cmd_canary_status, "the canary's config (and, with --url, the server's counts)")
     c = canary_action("stop", cmd_canary_stop, "end the canary: all traffic back to stable")
     c.add_argument("--reason", default="", help="why, for the history")
     c = canary_action("promote", cmd_canary_promote, "make the canary the live version and end the test")
     c.add_argument("--reason", default="", help="why, for the history")
+    schema_flag(c)
 
     p = command(
         "verify",
@@ -108,8 +126,46 @@ def add_commands(
     p.add_argument("--repair", action="store_true", help="mend what can be mended, and record it in history")
 
 
-def _needs_action(args: argparse.Namespace, settings: Settings) -> Result:
-    raise InvalidInput("canary needs an action: start, status, stop or promote")
+def schema_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-schema-change",
+        action="store_true",
+        help="go ahead even if the version's inputs break clients of the live one (recorded in history)",
+    )
+
+
+def needs_action(args: argparse.Namespace, settings: Settings) -> Result:
+    raise InvalidInput(f"{args.command} needs an action; see modelswap {args.command} --help")
+
+
+def read_example(path: Path) -> list[Any]:
+    """An example file: a JSON list of records or rows, or CSV with a header (values that
+    read as numbers become numbers, empty cells nulls)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InvalidInput(f"example file {path}: {exc.strerror}") from exc
+    if path.suffix.lower() != ".csv" and text.lstrip().startswith("["):
+        example = read_json_file(path, "example file")
+        if not isinstance(example, list) or not example or not all(isinstance(r, (list, dict)) for r in example):
+            raise InvalidInput(f"example file {path}: expected a JSON list of records or rows")
+        return example
+    rows = list(csv.reader(io.StringIO(text)))
+    if len(rows) < 2:
+        raise InvalidInput(f"example file {path}: a CSV example needs a header row and at least one row")
+    header = rows[0]
+    return [dict(zip(header, (_cell(v) for v in row), strict=False)) for row in rows[1:] if row]
+
+
+def _cell(text: str) -> Any:
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
 
 
 def read_json_file(path: Path | None, what: str) -> Any:
@@ -137,11 +193,9 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
-    example = read_json_file(args.example, "example file")
-    if example is not None and not (
-        isinstance(example, list) and example and all(isinstance(r, list) for r in example)
-    ):
-        raise InvalidInput(f"example file {args.example}: expected a JSON list of rows, e.g. [[5.1, 3.5, 1.4, 0.2]]")
+    example = read_example(args.example) if args.example is not None else None
+    signature = read_json_file(args.signature, "signature file")
+    metadata = read_json_file(args.metadata, "metadata file")
     if not args.file.is_file():
         raise InvalidInput(f"{args.file} is not a file")
     backend = backend_for(settings)
@@ -152,12 +206,14 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
         tags=parse_tags(args.tag),
         description=args.description,
         example=example,
+        signature=Signature.from_dict(signature) if signature is not None else None,
+        metadata=metadata,
     )
     data: dict[str, Any] = {"model": args.model, "version": record["id"], "deployed": False}
-    text = f"published {args.model} {record['id']}"
+    text = f"published {args.model} {record['id']} (model id {record['model_id']})"
     if args.deploy:
         try:
-            t = backend.deploy(args.model, record["id"], "publish --deploy")
+            t = backend.deploy(args.model, record["id"], "publish --deploy", args.allow_schema_change)
         except ModelswapError as exc:
             # The version exists now whatever the deploy did: say both in the one error line.
             raise type(exc)(f"published {args.model} {record['id']}, but deploying it failed: {exc.message}") from exc
@@ -172,7 +228,8 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_versions(args: argparse.Namespace, settings: Settings) -> Result:
-    data = backend_for(settings).versions(args.model)
+    tags = parse_tags(args.tag or [])
+    data = backend_for(settings).versions(args.model, where=args.where or [], tags=tags)
     records = data["versions"]
     if args.sort:
         present = [r for r in records if isinstance(r["metrics"].get(args.sort), (int, float))]
@@ -206,12 +263,12 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> Result:
-    t = backend_for(settings).deploy(args.model, args.version, args.reason)
+    t = backend_for(settings).deploy(args.model, args.version, args.reason, args.allow_schema_change)
     return t, render.transition_text(t)
 
 
 def cmd_rollback(args: argparse.Namespace, settings: Settings) -> Result:
-    t = backend_for(settings).rollback(args.model, args.to, args.reason)
+    t = backend_for(settings).rollback(args.model, args.to, args.reason, args.allow_schema_change)
     return t, render.transition_text(t)
 
 
@@ -224,7 +281,9 @@ def cmd_canary_start(args: argparse.Namespace, settings: Settings) -> Result:
     guard = None
     if args.max_error_rate is not None:
         guard = Guard.from_dict({"max_error_rate": args.max_error_rate, "min_requests": args.min_requests})
-    config = backend_for(settings).canary_start(args.model, args.version, args.fraction, guard, args.reason)
+    config = backend_for(settings).canary_start(
+        args.model, args.version, args.fraction, guard, args.reason, args.allow_schema_change
+    )
     return config, f"canary {args.model}: " + render.canary_text(config)
 
 
@@ -239,7 +298,7 @@ def cmd_canary_stop(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_canary_promote(args: argparse.Namespace, settings: Settings) -> Result:
-    t = backend_for(settings).canary_promote(args.model, args.reason)
+    t = backend_for(settings).canary_promote(args.model, args.reason, args.allow_schema_change)
     return t, render.transition_text(t) + "; canary ended"
 
 

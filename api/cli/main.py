@@ -98,9 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    from modelswap.api.cli import commands, serve
+    from modelswap.api.cli import catalog, commands, serve
 
     commands.add_commands(command, sub, where, HelpFormatter)
+    catalog.add_commands(command, where, HelpFormatter)
     serve.add_commands(command, root)
     return parser
 

@@ -49,10 +49,10 @@ def versions_table(versions: Sequence[dict[str, Any]]) -> str:
     rows = [
         [v["id"], _time(v.get("created_at"))]
         + [v.get("metrics", {}).get(m) for m in metric_names]
-        + [v.get("status", ""), ",".join(v.get("live", [])) or ""]
+        + [v.get("status", ""), ",".join([*v.get("live", []), *v.get("aliases", [])]) or ""]
         for v in versions
     ]
-    return table(["VERSION", "CREATED"] + [m.upper() for m in metric_names] + ["STATUS", "LIVE"], rows)
+    return table(["VERSION", "CREATED"] + [m.upper() for m in metric_names] + ["STATUS", "LIVE / ALIASES"], rows)
 
 
 def history_table(entries: Sequence[dict[str, Any]]) -> str:
@@ -141,4 +141,59 @@ def verify_text(report: dict[str, Any], *, repaired: bool) -> str:
         lines.append("ok: everything repaired")
     else:
         lines.append("problems remain" + ("" if repaired else "; `modelswap verify --repair` mends what it can"))
+    return "\n".join(lines)
+
+
+def signature_lines(signature: dict[str, Any] | None) -> list[str]:
+    if not signature:
+        return ["  (no signature)"]
+    lines = [
+        f"  {c['name'] if c['name'] is not None else '#' + str(i)}: {c['type']}{' (nullable)' if c['nullable'] else ''}"
+        for i, c in enumerate(signature["inputs"])
+    ]
+    output = signature.get("output") or {}
+    if output.get("classes") is not None:
+        lines.append(f"  -> classes {', '.join(map(str, output['classes']))}")
+    return lines
+
+
+def version_text(data: dict[str, Any]) -> str:
+    manifest = data.get("manifest", {})
+    metrics = ", ".join(f"{k}={_cell(v)}" for k, v in data.get("metrics", {}).items()) or "-"
+    lines = [
+        f"model:     {data.get('model', '-')}",
+        f"version:   {data['id']}",
+        f"model id:  {data.get('model_id', '-')}",
+        f"created:   {_time(data.get('created_at'))}",
+        f"status:    {data.get('status', '-')}",
+        f"aliases:   {', '.join(data.get('aliases', [])) or '-'}",
+        f"parent:    {data.get('parent') or '-'}",
+        f"metrics:   {metrics}",
+        f"estimator: {manifest.get('estimator', '-')} (scikit-learn {manifest.get('sklearn_version') or '?'})",
+        "inputs:",
+        *signature_lines(manifest.get("signature")),
+    ]
+    return "\n".join(lines)
+
+
+def lineage_text(data: dict[str, Any]) -> str:
+    chain = " <- ".join([data["version"], *data["ancestors"]])
+    lines = [f"{data['model']} {chain}"]
+    lines += [f"  descendant  {v}" for v in data["descendants"]] or ["  (no descendants)"]
+    return "\n".join(lines)
+
+
+def compare_text(data: dict[str, Any]) -> str:
+    rows = [[name, m["a"], m["b"], m["delta"]] for name, m in data["metrics"].items()]
+    rows.append(["size (bytes)", data["size"]["a"], data["size"]["b"], data["size"]["delta"]])
+    rows.append(["estimator", data["estimator"]["a"], data["estimator"]["b"], None])
+    rows.append(["scikit-learn", data["sklearn_version"]["a"], data["sklearn_version"]["b"], None])
+    lines = [table(["", data["a"], data["b"], "B - A"], rows)]
+    schema = data["schema"]
+    if schema["breaking"] or schema["compatible"]:
+        lines.append("input schema, A -> B:")
+        lines += [f"  {line}" for line in schema["breaking"]]
+        lines += [f"  {line}  (compatible)" for line in schema["compatible"]]
+    else:
+        lines.append("input schema: the same")
     return "\n".join(lines)

@@ -7,9 +7,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelswap.api.http.auth import admin
-from modelswap.api.http.payload import json_object, read_json, text_field
+from modelswap.api.http.payload import flag_field, json_object, read_json, text_field, version_ref
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import actor_of, model_of
+from modelswap.core.aliases import validate_alias
 from modelswap.core.errors import InvalidInput
 from modelswap.core.ids import validate_version_id
 
@@ -19,9 +20,11 @@ async def deploy(request: Request) -> Response:
     body = json_object(await read_json(request, state.settings.max_body_bytes))
     if "version" not in body:
         raise InvalidInput('missing \'version\': POST {"version": "<id>", "reason": "..."}')
-    version = validate_version_id(body["version"])
-    reason = text_field(body, "reason")
-    transition = await run_in_threadpool(state.ops.deploy, model, version, actor=actor_of(request), reason=reason)
+    version = version_ref(body["version"])
+    reason, force = text_field(body, "reason"), flag_field(body, "force")
+    transition = await run_in_threadpool(
+        lambda: state.ops.deploy(model, version, actor=actor_of(request), reason=reason, force=force)
+    )
     return json_response(transition.to_dict())
 
 
@@ -29,9 +32,11 @@ async def rollback(request: Request) -> Response:
     state, model = admin(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes, allow_empty=True))
     to = body.get("to")
-    to = validate_version_id(to) if to is not None else None
-    reason = text_field(body, "reason")
-    transition = await run_in_threadpool(state.ops.rollback, model, to, actor=actor_of(request), reason=reason)
+    to = version_ref(to) if to is not None else None
+    reason, force = text_field(body, "reason"), flag_field(body, "force")
+    transition = await run_in_threadpool(
+        lambda: state.ops.rollback(model, to, actor=actor_of(request), reason=reason, force=force)
+    )
     return json_response(transition.to_dict())
 
 
@@ -44,3 +49,21 @@ async def delete_version(request: Request) -> Response:
     state, model = admin(request), model_of(request)
     version = validate_version_id(request.path_params["version"])
     return json_response(await run_in_threadpool(state.ops.delete, model, version, actor=actor_of(request)))
+
+
+async def set_alias(request: Request) -> Response:
+    state, model = admin(request), model_of(request)
+    alias = validate_alias(request.path_params["alias"])
+    body = json_object(await read_json(request, state.settings.max_body_bytes))
+    if "version" not in body:
+        raise InvalidInput('missing \'version\': PUT {"version": "<id or alias>"}')
+    version = version_ref(body["version"])
+    return json_response(
+        await run_in_threadpool(lambda: state.ops.alias_set(model, alias, version, actor=actor_of(request)))
+    )
+
+
+async def delete_alias(request: Request) -> Response:
+    state, model = admin(request), model_of(request)
+    alias = validate_alias(request.path_params["alias"])
+    return json_response(await run_in_threadpool(lambda: state.ops.alias_delete(model, alias, actor=actor_of(request))))

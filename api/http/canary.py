@@ -7,14 +7,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelswap.api.http.auth import admin, reader
-from modelswap.api.http.payload import json_object, read_json, text_field
+from modelswap.api.http.payload import flag_field, json_object, read_json, text_field, version_ref
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import actor_of, model_of
 from modelswap.core.canary import Guard
 from modelswap.core.errors import InvalidInput
-from modelswap.core.ids import validate_version_id
 
-START_FIELDS = {"version", "fraction", "guard", "reason"}
+START_FIELDS = {"version", "fraction", "guard", "reason", "force"}
 
 
 async def start(request: Request) -> Response:
@@ -25,16 +24,13 @@ async def start(request: Request) -> Response:
         raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
     if "version" not in body or "fraction" not in body:
         raise InvalidInput('POST {"version": "<id>", "fraction": 0.1, "guard": {...}} (version and fraction required)')
-    version = validate_version_id(body["version"])
+    version = version_ref(body["version"])
     guard = Guard.from_dict(body["guard"]) if body.get("guard") is not None else None
+    reason, force = text_field(body, "reason"), flag_field(body, "force")
     config = await run_in_threadpool(
-        state.ops.canary_start,
-        model,
-        version,
-        body["fraction"],
-        guard=guard,
-        actor=actor_of(request),
-        reason=text_field(body, "reason"),
+        lambda: state.ops.canary_start(
+            model, version, body["fraction"], guard=guard, actor=actor_of(request), reason=reason, force=force
+        )
     )
     return json_response(config.to_dict())
 
@@ -55,6 +51,8 @@ async def stop(request: Request) -> Response:
 async def promote(request: Request) -> Response:
     state, model = admin(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes, allow_empty=True))
-    reason = text_field(body, "reason")
-    transition = await run_in_threadpool(state.ops.canary_promote, model, actor=actor_of(request), reason=reason)
+    reason, force = text_field(body, "reason"), flag_field(body, "force")
+    transition = await run_in_threadpool(
+        lambda: state.ops.canary_promote(model, actor=actor_of(request), reason=reason, force=force)
+    )
     return json_response(transition.to_dict())

@@ -26,6 +26,7 @@ from modelswap.api.http.openapi_operations import (
 )
 from modelswap.api.http.openapi_protocols import PROTOCOL_PATHS, PROTOCOL_SCHEMAS
 from modelswap.api.http.openapi_schemas import SCHEMAS
+from modelswap.api.http.openapi_views import VIEW_SCHEMAS
 
 MOVE_ERRORS = (400, 401, 404, 409, 413, 422, 500, 503, 507)  # verbs that validate and load a version
 
@@ -84,14 +85,18 @@ NATIVE_PATHS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "/v1/models/{model}/versions": {
         "get": read(
-            "list_versions", "Every version, newest first, with its live marks", "VersionList", MODEL, (400, 404)
+            "list_versions",
+            "Every version, newest first, with its live marks and aliases",
+            "VersionList",
+            (*MODEL, "Where", "Tag"),
+            (400, 404),
         ),
         "post": operation(
             "upload_version",
             "workflows",
             "Publish a version from an uploaded joblib file (validated: load and a predict on the example)",
             {201: ok("PublishedVersion", "Published")},
-            errors=(400, 413, 422, 500, 503),
+            errors=(400, 409, 413, 422, 500, 503),
             params=MODEL,
             request=body("UploadForm", media="multipart/form-data"),
             auth="admin",
@@ -110,6 +115,49 @@ NATIVE_PATHS: dict[str, dict[str, dict[str, Any]]] = {
             params=VERSION,
             auth="admin",
         ),
+    },
+    "/v1/models/{model}/versions/{version}/lineage": {
+        "get": read("get_lineage", "A version's ancestors and descendants", "Lineage", VERSION, (400, 404))
+    },
+    "/v1/models/{model}/compare": {
+        "get": read(
+            "compare_versions",
+            "Two versions side by side: metric deltas, input-schema diff, size, libraries",
+            "Comparison",
+            (*MODEL, "CompareA", "CompareB"),
+            (400, 404, 422),
+        )
+    },
+    "/v1/models/{model}/aliases": {"get": read("list_aliases", "Every alias of a model", "Aliases", MODEL, (400, 404))},
+    "/v1/models/{model}/aliases/{alias}": {
+        "put": operation(
+            "set_alias",
+            "admin",
+            "Point an alias at a version (moving it if it exists; recorded in history)",
+            {200: ok("Aliases")},
+            errors=(400, 404, 413, 500, 503),
+            params=(*MODEL, "Alias"),
+            request=body("AliasRequest"),
+            auth="admin",
+        ),
+        "delete": operation(
+            "delete_alias",
+            "admin",
+            "Remove an alias (recorded in history)",
+            {200: ok("Aliases")},
+            errors=(400, 404, 500, 503),
+            params=(*MODEL, "Alias"),
+            auth="admin",
+        ),
+    },
+    "/v1/model-ids/{model_id}": {
+        "get": read(
+            "get_model_id",
+            "The version a model id names, wherever it is",
+            "VersionDetail",
+            ("ModelId",),
+            (400, 404, 422),
+        )
     },
     "/v1/models/{model}/history": {
         "get": read("get_history", "Deploy history, newest first", "History", (*MODEL, "HistoryLimit"), (400, 404))
@@ -171,7 +219,7 @@ NATIVE_PATHS: dict[str, dict[str, dict[str, Any]]] = {
             "Make the canary live and end the test",
             "Transition",
             MOVE_ERRORS,
-            body("ReasonRequest", required=False),
+            body("PromoteRequest", required=False),
             tag="canary",
         )
     },
@@ -249,7 +297,7 @@ def build() -> dict[str, Any]:
         "tags": TAGS,
         "paths": {**NATIVE_PATHS, **PROTOCOL_PATHS},
         "components": {
-            "schemas": {**SCHEMAS, **PROTOCOL_SCHEMAS},
+            "schemas": {**SCHEMAS, **VIEW_SCHEMAS, **PROTOCOL_SCHEMAS},
             "parameters": PARAMETERS,
             "headers": HEADERS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "MODELSWAP_ADMIN_TOKEN"}},

@@ -19,7 +19,8 @@ STATUS_TEXT = {
     400: "Malformed request: bad JSON, a missing, unknown or ill-typed field, an invalid model name or version id",
     401: "Missing or wrong admin token (or no token configured: admin is disabled)",
     404: "No such model, version or job, or the model is not served by this server",
-    409: "The store's state forbids it: the version is live, nothing to roll back, no canary, a job already runs",
+    409: "The store's state forbids it: the version is live or protected, nothing to roll back, no canary, a job "
+    "already runs, or (incompatible_schema) the version's inputs would break clients of the live one",
     413: "The body exceeds MODELSWAP_MAX_BODY_BYTES (uploads: MODELSWAP_MAX_UPLOAD_BYTES)",
     422: "The version failed validation (digests, load, a predict on its input example) or a stored file is damaged",
     500: "Internal error: the model raised while predicting, versions.json is damaged, or an unexpected failure",
@@ -58,7 +59,29 @@ def optional_param(name: str, where: str, schema: Schema, description: str) -> S
 
 PARAMETERS: dict[str, Schema] = {
     "Model": path_param("model", MODEL_NAME, "Model name"),
-    "Version": path_param("version", ref("VersionId"), "Version id"),
+    "Version": path_param("version", ref("VersionRef"), "Version id, or an alias"),
+    "Alias": path_param("alias", {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$"}, "Alias name"),
+    "ModelId": path_param("model_id", {"type": "string"}, "Model id: m- and 32 hex digits"),
+    "Where": {
+        "name": "where",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "array", "items": STRING},
+        "style": "form",
+        "explode": True,
+        "description": "Keep versions whose metric passes, e.g. accuracy>0.9 (repeatable)",
+    },
+    "Tag": {
+        "name": "tag",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "array", "items": STRING},
+        "style": "form",
+        "explode": True,
+        "description": "Keep versions with this tag, e.g. team=ml (repeatable)",
+    },
+    "CompareA": {"name": "a", "in": "query", "required": True, "schema": ref("VersionRef"), "description": "Version A"},
+    "CompareB": {"name": "b", "in": "query", "required": True, "schema": ref("VersionRef"), "description": "Version B"},
     "Job": path_param("job", ref("VersionId"), "Job id (same shape as a version id)"),
     "RoutingKey": optional_param(
         "X-Routing-Key", "header", STRING, "Sticky canary routing: the same key gets the same variant in every process"

@@ -13,8 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from modelswap.api.http.payload import METHODS
-from modelswap.core.jobs import ACTIVE, FAILED, SUCCEEDED
-from modelswap.core.training import DATASETS, ESTIMATORS
 
 Schema = dict[str, Any]
 
@@ -80,6 +78,11 @@ MODEL_NAME: Schema = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"
 VERSION = text("A version id")
 MAYBE_VERSION = nullable(text("A version id, or null when there is none"))
 REASON = text("Why, for the history (cut to 1000 characters)")
+FORCE = {
+    "type": "boolean",
+    "default": False,
+    "description": "Go ahead even if the inputs break the live version's clients",
+}
 TIME = text("ISO 8601 UTC time")
 
 ERRORS: dict[str, Schema] = {
@@ -105,6 +108,10 @@ ERRORS: dict[str, Schema] = {
 }
 
 INFERENCE: dict[str, Schema] = {
+    "VersionRef": {
+        "anyOf": [ref("VersionId"), {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,63}$"}],
+        "description": "A version id, or an alias such as champion",
+    },
     "VersionId": {
         "type": "string",
         "pattern": r"^\d{8}-\d{6}-[0-9a-f]{6}$",
@@ -169,11 +176,18 @@ SLOT_PROPERTIES: dict[str, Schema] = {
     "canary": MAYBE_VERSION,
 }
 ADMIN: dict[str, Schema] = {
-    "DeployRequest": obj({"version": ref("VersionId"), "reason": REASON}, ("version",)),
+    "DeployRequest": obj({"version": ref("VersionRef"), "reason": REASON, "force": FORCE}, ("version",)),
     "RollbackRequest": obj(
-        {"to": {**ref("VersionId"), "description": "Default: the previous live version"}, "reason": REASON}
+        {
+            "to": {**ref("VersionRef"), "description": "Default: the previous live version"},
+            "reason": REASON,
+            "force": FORCE,
+        }
     ),
     "ReasonRequest": obj({"reason": REASON}),
+    "PromoteRequest": obj({"reason": REASON, "force": FORCE}),
+    "AliasRequest": obj({"version": ref("VersionRef")}, ("version",)),
+    "Aliases": obj({"model": STRING, "aliases": mapping(VERSION)}, ("model", "aliases")),
     "Transition": obj(
         {
             "model": STRING,
@@ -208,10 +222,11 @@ CANARY: dict[str, Schema] = {
     ),
     "CanaryRequest": obj(
         {
-            "version": ref("VersionId"),
+            "version": ref("VersionRef"),
             "fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "Share of traffic"},
             "guard": nullable(ref("Guard")),
             "reason": REASON,
+            "force": FORCE,
         },
         ("version", "fraction"),
         closed=True,
@@ -247,192 +262,4 @@ CANARY: dict[str, Schema] = {
     "CanaryStopped": obj({"model": STRING, "stopped": VERSION}, ("model", "stopped")),
 }
 
-LIVE_MARKS: dict[str, Schema] = {"current": MAYBE_VERSION, "canary": MAYBE_VERSION, "previous": MAYBE_VERSION}
-MODEL_SUMMARY: dict[str, Schema] = {
-    "model": STRING,
-    **LIVE_MARKS,
-    "versions": {"type": "integer", "description": "How many versions"},
-}
-VERSION_RECORD: dict[str, Schema] = {
-    "id": VERSION,
-    "created_at": TIME,
-    "metrics": mapping({"type": ["number", "string"]}),
-    "tags": mapping(STRING),
-    "description": STRING,
-    "manifest_sha256": STRING,
-    "size": {"type": "integer", "description": "Bytes of the version's files"},
-    "status": text("available, rolled_back or corrupt"),
-    "parent": MAYBE_VERSION,
-}
-READS: dict[str, Schema] = {
-    "ModelSummary": obj(MODEL_SUMMARY, tuple(MODEL_SUMMARY), description="previous is the rollback target"),
-    "ModelList": obj({"models": array(ref("ModelSummary"))}, ("models",)),
-    "ModelView": obj(
-        {
-            **MODEL_SUMMARY,
-            "warnings": STRINGS,
-            "this_process": nullable(
-                obj(
-                    {"process": text("host-pid"), "served": BOOLEAN, **SLOT_PROPERTIES},
-                    ("process", "served"),
-                    description="What THIS process serves; the slot fields are present only when served is true",
-                )
-            ),
-        },
-        (*MODEL_SUMMARY, "warnings", "this_process"),
-    ),
-    "Version": obj(VERSION_RECORD, tuple(VERSION_RECORD), description="A version's registry record"),
-    "PublishedVersion": obj({"model": STRING, **VERSION_RECORD}, ("model", *VERSION_RECORD)),
-    "VersionWithMarks": obj(
-        {**VERSION_RECORD, "live": array({"enum": ["current", "canary", "previous"]})}, (*VERSION_RECORD, "live")
-    ),
-    "VersionList": obj(
-        {"model": STRING, **LIVE_MARKS, "versions": array(ref("VersionWithMarks"), description="Newest first")},
-        ("model", *LIVE_MARKS, "versions"),
-    ),
-    "Manifest": obj(
-        {
-            "format": INTEGER,
-            "model": STRING,
-            "version": VERSION,
-            "created_at": TIME,
-            "files": mapping(obj({"sha256": STRING, "size": INTEGER}, ("sha256", "size"))),
-            "python_version": STRING,
-            "sklearn_version": nullable(STRING),
-            "joblib_version": nullable(STRING),
-            "numpy_version": nullable(STRING),
-            "estimator": text("The estimator's class path"),
-            "n_features_in": nullable(INTEGER),
-            "feature_names": nullable(STRINGS),
-            "input_example": array(array(NUMBER)),
-            "tags": mapping(STRING),
-            "description": STRING,
-            "parent": MAYBE_VERSION,
-        },
-        ("model", "version", "files", "estimator"),
-    ),
-    "VersionDetail": obj(
-        {**VERSION_RECORD, "manifest": ref("Manifest"), "metrics": {"type": "object", "description": "metrics.json"}},
-        (*VERSION_RECORD, "manifest"),
-    ),
-    "HistoryEntry": obj(
-        {
-            "time": TIME,
-            "action": text("deploy, rollback, canary_start, canary_stop, canary_abort, canary_promote, publish, ..."),
-            "actor": STRING,
-            "from": MAYBE_VERSION,
-            "to": MAYBE_VERSION,
-            "reason": STRING,
-            "details": {"type": "object", "description": "Present for some actions (canary_start, gc)"},
-        },
-        ("time", "action", "actor", "from", "to", "reason"),
-    ),
-    "History": obj(
-        {"model": STRING, "history": array(ref("HistoryEntry"), description="Newest first")}, ("model", "history")
-    ),
-    "Heartbeat": obj(
-        {
-            "host": STRING,
-            "pid": INTEGER,
-            "time": described(NUMBER, "Unix time of the heartbeat"),
-            "version": MAYBE_VERSION,
-            "canary": MAYBE_VERSION,
-            "last_load_error": nullable(STRING),
-            "loaded_versions": STRINGS,
-            "last_swap_lag_seconds": nullable(NUMBER),
-            "started_at": NUMBER,
-        },
-        ("time",),
-    ),
-    "Fleet": obj(
-        {
-            "model": STRING,
-            "current": MAYBE_VERSION,
-            "processes": array(ref("Heartbeat")),
-            "summary": text('e.g. "3/3 processes on <id>"'),
-            "converged": BOOLEAN,
-        },
-        ("model", "current", "processes", "summary", "converged"),
-    ),
-}
-
-WORKFLOWS: dict[str, Schema] = {
-    "UploadForm": obj(
-        {
-            "model": {**BINARY, "description": "The joblib file"},
-            "metrics": text('JSON object of names to numbers or strings, e.g. {"accuracy": 0.97}'),
-            "tags": text('JSON object, e.g. {"owner": "ml"}'),
-            "example": text("JSON rows to validate with, e.g. [[5.1, 3.5, 1.4, 0.2]]"),
-            "description": STRING,
-        },
-        ("model",),
-        closed=True,
-    ),
-    "GcRequest": obj(
-        {"keep": {"type": "integer", "minimum": 0}, "dry_run": {"type": "boolean", "default": False}}, ("keep",)
-    ),
-    "GcPlan": obj(
-        {
-            "model": STRING,
-            "deleted": STRINGS,
-            "kept": STRINGS,
-            "dry_run": BOOLEAN,
-            "reasons": described(mapping(STRINGS), "Why each kept version stays"),
-        },
-        ("model", "deleted", "kept", "dry_run", "reasons"),
-    ),
-    "RetrainRequest": obj(
-        {
-            "dataset": {"enum": list(DATASETS), "default": "iris"},
-            "estimator": {"enum": list(ESTIMATORS), "default": "logreg"},
-            "deploy": {"type": "boolean", "default": False},
-            "deploy_if_better": {
-                "type": "string",
-                "pattern": "^[A-Za-z0-9_.-]{1,64}$",
-                "description": "Deploy only if this metric beats the live version's (not with deploy)",
-            },
-            "seed": {"type": "integer", "default": 0},
-        },
-    ),
-    "RetrainAccepted": obj(
-        {"job": STRING, "id": STRING, "model": STRING, "state": {"const": "queued"}},
-        ("job", "id", "model", "state"),
-        description="Poll GET /v1/jobs/{job}",
-    ),
-    "RetrainOutcome": obj(
-        {"model": STRING, "version": VERSION, "metrics": mapping(NUMBER), "deployed": BOOLEAN, "reason": STRING},
-        ("model", "version", "deployed"),
-    ),
-    "Job": obj(
-        {
-            "id": STRING,
-            "model": STRING,
-            "state": {"enum": [*ACTIVE, SUCCEEDED, FAILED]},
-            "params": {"type": "object"},
-            "actor": STRING,
-            "created_at": TIME,
-            "host": STRING,
-            "pid": nullable(INTEGER),
-            "progress": STRING,
-            "result": nullable(ref("RetrainOutcome")),
-            "error": nullable(STRING),
-            "updated": NUMBER,
-            "log_tail": array(STRING, description="The last lines of the job's log"),
-        },
-        ("id", "model", "state", "log_tail"),
-    ),
-}
-
-OPERATIONS: dict[str, Schema] = {
-    "Health": obj({"status": {"const": "ok"}}, ("status",)),
-    "Readiness": obj(
-        {
-            "ready": BOOLEAN,
-            "models": described(mapping(MAYBE_VERSION), "Each served model and the version it serves"),
-            "waiting_for": array(STRING, description="Present when not ready"),
-        },
-        ("ready", "models"),
-    ),
-}
-
-SCHEMAS: dict[str, Schema] = {**ERRORS, **INFERENCE, **ADMIN, **CANARY, **READS, **WORKFLOWS, **OPERATIONS}
+SCHEMAS: dict[str, Schema] = {**ERRORS, **INFERENCE, **ADMIN, **CANARY}

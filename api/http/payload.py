@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
+from modelswap.core.aliases import validate_ref
 from modelswap.core.errors import InvalidInput, PayloadTooLarge
 from modelswap.core.inputs import Table, columns_table, rows_table
 
@@ -57,6 +58,27 @@ def text_field(body: dict[str, Any], key: str, *, limit: int = 1000) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"'{key}' must be a string")
     return value[:limit]
+
+
+def flag_field(body: dict[str, Any], key: str) -> bool:
+    """An optional true/false field (``force``); anything but a JSON boolean is a 400."""
+    value = body.get(key, False)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"'{key}' must be true or false")
+    return value
+
+
+def version_ref(value: Any) -> str:
+    """A version id or an alias, as a request names a version (resolved by the store)."""
+    return validate_ref(value)
+
+
+def parse_tag(pair: str) -> tuple[str, str]:
+    """``team=ml`` -> ("team", "ml")."""
+    key, sep, value = pair.partition("=")
+    if not sep or not key:
+        raise InvalidInput(f"tag filter {pair!r}: expected KEY=VALUE")
+    return key, value
 
 
 def int_query(request: Request, name: str, *, minimum: int = 0) -> int | None:

@@ -11,11 +11,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelswap.api.http.payload import parse_predict, read_json
+from modelswap.api.http.payload import parse_predict, read_json, version_ref
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import AppState, app_state
+from modelswap.core.aliases import resolve
 from modelswap.core.errors import InvalidInput, ModelNotFound, PredictionFailed
-from modelswap.core.ids import validate_model_name, validate_version_id
+from modelswap.core.ids import is_version_id, validate_model_name
 from modelswap.core.inputs import Table, prepare
 from modelswap.core.serving import ModelSlot, Snapshot
 
@@ -30,7 +31,15 @@ async def predict(request: Request) -> Response:
 async def predict_pinned(request: Request) -> Response:
     state = app_state(request)
     model = validate_model_name(request.path_params["model"])
-    return await _predict(request, state, model, validate_version_id(request.path_params["version"]))
+    return await _predict(request, state, model, await pinned_version(state, model, request.path_params["version"]))
+
+
+async def pinned_version(state: AppState, model: str, ref: str) -> str:
+    """The version a pinned route names: an id as it is, an alias looked up in the store."""
+    if is_version_id(ref):
+        return ref
+    alias = version_ref(ref)
+    return await run_in_threadpool(resolve, state.store, model, alias)
 
 
 async def predict_default(request: Request) -> Response:

@@ -7,10 +7,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelswap.api.http.auth import reader
-from modelswap.api.http.payload import int_query
+from modelswap.api.http.payload import int_query, parse_tag, version_ref
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import model_of
-from modelswap.core.ids import validate_version_id
+from modelswap.core.errors import InvalidInput
 
 
 async def list_models(request: Request) -> Response:
@@ -24,14 +24,43 @@ async def get_model(request: Request) -> Response:
 
 
 async def list_versions(request: Request) -> Response:
+    """``?where=accuracy>0.9`` (repeatable) and ``?tag=team=ml`` (repeatable) filter."""
     state, model = reader(request), model_of(request)
-    return json_response(await run_in_threadpool(state.ops.versions, model))
+    where = request.query_params.getlist("where")
+    tags = dict(parse_tag(t) for t in request.query_params.getlist("tag"))
+    return json_response(await run_in_threadpool(lambda: state.ops.versions(model, where=where, tags=tags)))
 
 
 async def get_version(request: Request) -> Response:
     state, model = reader(request), model_of(request)
-    version = validate_version_id(request.path_params["version"])
+    version = version_ref(request.path_params["version"])
     return json_response(await run_in_threadpool(state.ops.version, model, version))
+
+
+async def lineage(request: Request) -> Response:
+    state, model = reader(request), model_of(request)
+    version = version_ref(request.path_params["version"])
+    return json_response(await run_in_threadpool(state.ops.lineage, model, version))
+
+
+async def compare(request: Request) -> Response:
+    """``?a=<version or alias>&b=<version or alias>``."""
+    state, model = reader(request), model_of(request)
+    a, b = request.query_params.get("a"), request.query_params.get("b")
+    if a is None or b is None:
+        raise InvalidInput("compare needs ?a=<version>&b=<version>")
+    a, b = version_ref(a), version_ref(b)
+    return json_response(await run_in_threadpool(state.ops.compare, model, a, b))
+
+
+async def aliases(request: Request) -> Response:
+    state, model = reader(request), model_of(request)
+    return json_response(await run_in_threadpool(state.ops.aliases, model))
+
+
+async def model_id(request: Request) -> Response:
+    state = reader(request)
+    return json_response(await run_in_threadpool(state.ops.model_id, request.path_params["model_id"]))
 
 
 async def history(request: Request) -> Response:

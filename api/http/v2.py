@@ -17,12 +17,12 @@ from starlette.responses import Response
 
 from modelswap.api.http.errors import status_for
 from modelswap.api.http.payload import METHODS, read_body
-from modelswap.api.http.predict import predict_array, prepare_for
+from modelswap.api.http.predict import pinned_version, predict_array, prepare_for
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import AppState, app_state
 from modelswap.api.http.tensors import HEADER_LENGTH, decode_input, encode_outputs, split_body
 from modelswap.core.errors import InvalidInput, ModelswapError, PredictionFailed, VersionNotFound
-from modelswap.core.ids import validate_model_name, validate_version_id
+from modelswap.core.ids import validate_model_name
 from modelswap.core.inputs import Table
 from modelswap.core.serving import ModelSlot, Snapshot
 from modelswap.core.signature import BOOLEAN, DATETIME, DOUBLE, LONG, STRING, Signature
@@ -51,11 +51,11 @@ def v2_errors(handler: Handler) -> Handler:
     return wrapper
 
 
-def _target(request: Request) -> tuple[AppState, ModelSlot, str | None]:
+async def _target(request: Request) -> tuple[AppState, ModelSlot, str | None]:
     state = app_state(request)
     slot = state.serving.slot(validate_model_name(request.path_params["model"]))
     pinned = request.path_params.get("version")
-    return state, slot, validate_version_id(pinned) if pinned is not None else None
+    return state, slot, await pinned_version(state, slot.name, pinned) if pinned is not None else None
 
 
 async def _snapshot(request: Request, slot: ModelSlot, pinned: str | None) -> Snapshot:
@@ -82,7 +82,7 @@ async def ready(request: Request) -> Response:
 
 @v2_errors
 async def model_ready(request: Request) -> Response:
-    state, slot, pinned = _target(request)
+    state, slot, pinned = await _target(request)
     name = slot.name
     if pinned is not None and pinned not in await run_in_threadpool(lambda: state.store.registry(name)):
         raise VersionNotFound(f"model {name} has no version {pinned}")
@@ -107,7 +107,7 @@ def input_metadata(signature: Signature) -> list[dict[str, Any]]:
 
 @v2_errors
 async def model_metadata(request: Request) -> Response:
-    state, slot, pinned = _target(request)
+    state, slot, pinned = await _target(request)
     snap = await _snapshot(request, slot, pinned) if pinned else slot.snapshot()
     estimator = snap.loaded.estimator
     outputs = []
@@ -182,7 +182,7 @@ def input_table(signature: Signature, tensors: list[tuple[str, np.ndarray]]) -> 
 @v2_errors
 async def infer(request: Request) -> Response:
     start = time.perf_counter()
-    state, slot, pinned = _target(request)
+    state, slot, pinned = await _target(request)
     body = await read_body(request, state.settings.max_body_bytes)
     payload, binary = split_body(body, request.headers.get(HEADER_LENGTH))
     if not isinstance(payload, dict):

@@ -12,13 +12,14 @@ from starlette.responses import Response
 from starlette.types import Message
 
 from modelswap.api.http.auth import admin, reader
-from modelswap.api.http.payload import json_object, read_json
+from modelswap.api.http.payload import flag_field, json_object, read_json
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import actor_of, model_of
 from modelswap.core.errors import InvalidInput, PayloadTooLarge
 from modelswap.core.jobs import RetrainRequest, validate_job_id
+from modelswap.core.signature import Signature
 
-FORM_FIELDS = {"model", "metrics", "tags", "description", "example"}
+FORM_FIELDS = {"model", "metrics", "tags", "description", "example", "metadata", "signature", "force"}
 
 
 def limited(request: Request, limit: int) -> Request:
@@ -54,7 +55,7 @@ async def upload(request: Request) -> Response:
     state, model = admin(request), model_of(request)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInput("upload as multipart/form-data with a 'model' file field (curl -F model=@model.joblib)")
-    form = await limited(request, state.settings.max_upload_bytes).form(max_files=4, max_fields=8)
+    form = await limited(request, state.settings.max_upload_bytes).form(max_files=4, max_fields=12)
     try:
         unknown = set(form.keys()) - FORM_FIELDS
         if unknown:
@@ -65,20 +66,31 @@ async def upload(request: Request) -> Response:
         metrics = _json_field(form.get("metrics"), "metrics") or {}
         tags = _json_field(form.get("tags"), "tags") or {}
         example = _json_field(form.get("example"), "example")
+        metadata = _json_field(form.get("metadata"), "metadata") or {}
+        declared = _json_field(form.get("signature"), "signature")
+        signature = Signature.from_dict(declared) if declared is not None else None
         if not isinstance(tags, dict):
             raise InvalidInput('tags must be a JSON object, e.g. {"owner": "ml"}')
+        force = _json_field(form.get("force"), "force") or False
+        if not isinstance(force, bool):
+            raise InvalidInput("force must be true or false")
         description = form.get("description")
         description = description if isinstance(description, str) else ""
         record = await run_in_threadpool(
-            state.ops.publish,
-            model,
-            file.file,
-            action="upload",
-            metrics=metrics,
-            tags=tags,
-            description=description,
-            example=example,
-            actor=actor_of(request),
+            lambda: state.ops.publish(
+                model,
+                file.file,
+                action="upload",
+                metrics=metrics,
+                tags=tags,
+                description=description,
+                example=example,
+                metadata=metadata,
+                signature=signature,
+                actor=actor_of(request),
+                against_live=True,
+                force=force,
+            )
         )
     finally:
         await form.close()
@@ -91,7 +103,7 @@ async def gc(request: Request) -> Response:
     keep = body.get("keep")
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise InvalidInput("'keep' must be a whole number of versions to keep, 0 or more")
-    dry_run = bool(body.get("dry_run", False))
+    dry_run = flag_field(body, "dry_run")
     plan = await run_in_threadpool(state.ops.gc, model, keep, dry_run=dry_run, actor=actor_of(request))
     return json_response(plan.to_dict())
 

@@ -108,6 +108,8 @@ def test_admin_operations_require_the_bearer_token_and_reads_accept_it() -> None
         "stop_canary",
         "promote_canary",
         "upload_version",
+        "set_alias",
+        "delete_alias",
         "gc",
         "retrain",
     }
