@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import sklearn
 
 from modelswap.core.canary import CanaryConfig, is_canary, read_canary
 from modelswap.core.errors import InvalidInput, ModelNotFound, ModelswapError, NotReady
@@ -56,15 +57,30 @@ class Snapshot:
         bound methods as they are for array models, wrapped to build the DataFrame for
         models fitted on one."""
         signature = loaded.signature
+        checked = not any(c.nullable for c in signature.columns)
         methods: dict[str, Callable[..., Any]] = {}
         for name in loaded.methods:
-            bound = getattr(loaded.estimator, name)
-            methods[name] = bound if not signature.frame else _on_frame(bound, signature)
+            method = getattr(loaded.estimator, name)
+            if signature.frame:
+                method = _on_frame(method, signature)
+            methods[name] = _finite_checked(method) if checked else method
         return cls(loaded.model, loaded.version, variant, loaded, time.time(), methods)
 
     @property
     def signature(self) -> Signature:
         return self.loaded.signature
+
+
+def _finite_checked(method: Callable[..., Any]) -> Callable[[np.ndarray], Any]:
+    """For a model whose columns take no nulls: core.inputs.prepare already refused
+    anything not finite, so scikit-learn need not scan the rows again. Per call, not
+    process-wide: a model that takes nulls keeps scikit-learn's own checks."""
+
+    def call(X: np.ndarray) -> Any:
+        with sklearn.config_context(assume_finite=True):
+            return method(X)
+
+    return call
 
 
 def _on_frame(method: Callable[..., Any], signature: Signature) -> Callable[[np.ndarray], Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import logging
 import time
-import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -148,12 +147,4 @@ def app_from_env() -> Starlette:
     """uvicorn factory for ``modelswap serve`` workers: everything from the environment."""
     settings = Settings.from_env()
     configure_logging(settings)
-    # A model fitted on a DataFrame warns on every bare-array predict; the server
-    # always predicts on arrays, so the warning carries no information here.
-    warnings.filterwarnings("ignore", message="X does not have valid feature names")
-    # Every route checks its input is finite before predicting, so scikit-learn need not
-    # check again (about 35 us of a 200 us single-row predict).
-    import sklearn
-
-    sklearn.set_config(assume_finite=True)
     return create_app(settings)

@@ -42,7 +42,10 @@ def test_upload_publishes_201_and_refuses_bad_files_with_422_leaving_nothing(
         )
         assert record["metrics"] == {"accuracy": 0.99} and record["tags"] == {"owner": "ml"}
         assert record["id"] in store.registry("iris")
-        assert store.manifest("iris", record["id"]).input_example == (IRIS_ROW,)
+        manifest = store.manifest("iris", record["id"])
+        assert manifest.input_example == (IRIS_ROW,)
+        # probed inside the server: a linear model takes no NaN, so no column is nullable
+        assert manifest.signature is not None and not any(c.nullable for c in manifest.signature.columns)
         with pytest.raises(RemoteError) as denied:
             Client(server.url, None).upload("iris", iris_file)
         assert denied.value.status == 401
