@@ -1,0 +1,185 @@
+"""Shared parts of the benchmarks: servers on 127.0.0.1 that are always stopped, wrk runs,
+small HTTP calls, the models the benchmarks serve, and the statistics they print."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TOKEN = "bench-token"
+ROW = [6.0, 2.9, 4.5, 1.5]
+CHURN_RECORD = {"plan": "pro", "tenure": 14, "spend": 38.29}
+WRK_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+%s
+wrk.body = '%s'
+done = function(summary, latency, requests)
+  io.write(string.format('{"requests": %%d, "seconds": %%f, "p50_ms": %%f, "p99_ms": %%f, "errors": %%d, "non2xx": %%d}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, summary.errors.status))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def lua_script(path: Path, body: Any, headers: dict[str, str] | None = None) -> Path:
+    extra = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items())
+    path.write_text(WRK_LUA % (extra, json.dumps(body)))
+    return path
+
+
+def http(method: str, url: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@contextmanager
+def process(
+    cmd: list[str], env: dict[str, str], ready_url: str, *, cwd: Path = ROOT, timeout: float = 120
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process, up once ``ready_url`` answers (a 405 counts: it answers), always stopped."""
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **env}, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} exited with {proc.returncode}")
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except urllib.error.HTTPError as exc:
+                if exc.code == 405:
+                    break
+                time.sleep(0.1)
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"{cmd} did not come up")
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def modelswap(
+    root: Path, port: int, *, workers: int = 1, env: dict[str, str] | None = None, binary: str | None = None
+) -> Any:
+    """``modelswap serve`` on the store ``root`` (``binary``: another installed modelswap)."""
+    cmd = [binary] if binary else [sys.executable, "-m", "modelswap"]
+    cmd += ["serve", "--port", str(port), "--workers", str(workers)]
+    full = {
+        "MODELSWAP_ROOT": str(root),
+        "MODELSWAP_ADMIN_TOKEN": TOKEN,
+        "MODELSWAP_LOG_LEVEL": "warning",
+        **(env or {}),
+    }
+    return process(cmd, full, f"http://127.0.0.1:{port}/readyz")
+
+
+def ceiling(model_file: Path, port: int) -> Any:
+    """The thinnest Starlette app around the same model file (scripts/ceiling_app.py)."""
+    cmd = [
+        sys.executable, "-m", "uvicorn", "ceiling_app:app", "--app-dir", str(HERE), "--host", "127.0.0.1",
+        "--port", str(port), "--loop", "asyncio", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    return process(cmd, {"BENCH_MODEL": str(model_file)}, f"http://127.0.0.1:{port}/predict")
+
+
+def wrk(url: str, conc: int, duration: int, lua: Path) -> dict[str, Any]:
+    warm = ["wrk", "-t1", f"-c{conc}", "-d2s", "--timeout", "5s", "-s", str(lua), url]
+    subprocess.run(warm, capture_output=True, check=True)
+    cmd = ["wrk", "-t1", f"-c{conc}", f"-d{duration}s", "--timeout", "5s", "-s", str(lua), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    result["rps"] = result["requests"] / result["seconds"]
+    return result
+
+
+def interleaved(
+    targets: dict[str, tuple[str, Path]], rounds: int, conc: int, duration: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Every target once per round; odd rounds in reverse order, so both see the same noise."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+    for round_ in range(rounds):
+        order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
+        for name in order:
+            runs[name].append(wrk(targets[name][0], conc, duration, targets[name][1]))
+    return runs
+
+
+def report(title: str, runs: dict[str, list[dict[str, Any]]], baseline: str) -> None:
+    """Medians per target and the per-round ratio against ``baseline``."""
+    print(title)
+    print(f"  {'':22} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>6}   req/s per round")
+    for name, rs in runs.items():
+        med = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms")}
+        errors = sum(r["errors"] + r["non2xx"] for r in rs)
+        ratio = statistics.median(r["rps"] / b["rps"] for r, b in zip(rs, runs[baseline], strict=True))
+        per_round = " / ".join(f"{r['rps']:.0f}" for r in rs)
+        print(
+            f"  {name:22} {med['rps']:>9.0f} {med['p50_ms']:>8.2f} {med['p99_ms']:>8.2f} {errors:>7} {ratio:>6.2f}"
+            f"   {per_round}"
+        )
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def churn_pipeline() -> tuple[Any, Any]:
+    """A ColumnTransformer pipeline fitted on a DataFrame: one-hot plan, scaled tenure
+    and spend, logistic regression. Returns (pipeline, frame)."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(0)
+    plans = rng.choice(["basic", "pro", "enterprise"], size=2000)
+    tenure = rng.integers(1, 60, size=2000)
+    spend = np.round(rng.gamma(2.0, 20.0, size=2000), 2)
+    frame = pd.DataFrame({"plan": plans, "tenure": tenure, "spend": spend})
+    labels = np.where(((plans == "basic") & (tenure < 20)) | (spend > 80), "churned", "stayed")
+    encode = ColumnTransformer(
+        [("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"]), ("num", StandardScaler(), ["tenure", "spend"])]
+    )
+    return make_pipeline(encode, LogisticRegression(max_iter=1000)).fit(frame, labels), frame
