@@ -16,7 +16,7 @@ import orjson
 from modelswap.core import registry as reg
 from modelswap.core.clock import default_actor, iso
 from modelswap.core.errors import CorruptRegistry, InvalidName, NotFound, VersionNotFound
-from modelswap.core.fsio import atomic_write_json
+from modelswap.core.fsio import atomic_write_json, read_regular
 from modelswap.core.ids import is_version_id
 from modelswap.core.layout import ModelPaths
 
@@ -43,7 +43,7 @@ def validate_alias(name: object) -> str:
 def read_aliases(paths: ModelPaths) -> dict[str, str]:
     """alias -> version id; empty when no alias was ever set."""
     try:
-        data = orjson.loads(paths.aliases.read_bytes())
+        data = orjson.loads(read_regular(paths.aliases))
     except FileNotFoundError:
         return {}
     except orjson.JSONDecodeError as exc:
@@ -87,11 +87,10 @@ def set_alias(store: Store, model: str, alias: str, version: str, *, actor: str 
         aliases = read_aliases(paths)
         before = aliases.get(alias)
         aliases[alias] = target
-        atomic_write_json(paths.aliases, dict(sorted(aliases.items())))
         entry = reg.HistoryEntry(
             iso(store.clock()), ALIAS_SET, actor or default_actor(), before, target, "", {"alias": alias}
         )
-        store.save_registry(paths, registry.with_event(entry))
+        store.commit(paths, registry, entry, lambda: atomic_write_json(paths.aliases, dict(sorted(aliases.items()))))
     return aliases
 
 
@@ -103,11 +102,11 @@ def delete_alias(store: Store, model: str, alias: str, *, actor: str | None = No
         if alias not in aliases:
             raise NotFound(f"model {model} has no alias {alias!r}")
         before = aliases.pop(alias)
-        atomic_write_json(paths.aliases, dict(sorted(aliases.items())))
         entry = reg.HistoryEntry(
             iso(store.clock()), ALIAS_DELETE, actor or default_actor(), before, None, "", {"alias": alias}
         )
-        store.save_registry(paths, store.load_registry(paths).with_event(entry))
+        remaining = dict(sorted(aliases.items()))
+        store.commit(paths, store.load_registry(paths), entry, lambda: atomic_write_json(paths.aliases, remaining))
     return aliases
 
 

@@ -22,8 +22,8 @@ import orjson
 
 from modelswap.core import registry as reg
 from modelswap.core.clock import default_actor, iso
-from modelswap.core.errors import Conflict, InvalidInput
-from modelswap.core.fsio import atomic_write_json, fsync_dir
+from modelswap.core.errors import Conflict, InvalidInput, UnsafePath
+from modelswap.core.fsio import atomic_write_json, fsync_dir, read_regular
 from modelswap.core.ids import validate_version_id
 from modelswap.core.layout import ModelPaths
 from modelswap.core.outcomes import Transition
@@ -119,9 +119,11 @@ def is_canary(config: CanaryConfig, key: str | None, draw: float) -> bool:
 def read_canary(path: Path) -> CanaryConfig | None:
     """``abtest.json``, or None when absent. A damaged file raises InvalidInput naming it."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)
     except FileNotFoundError:
         return None
+    except UnsafePath as exc:
+        raise InvalidInput(f"{exc.message}; stop the canary or run `modelswap verify --repair`") from exc
     try:
         return CanaryConfig.from_dict(orjson.loads(raw))
     except (orjson.JSONDecodeError, InvalidInput) as exc:
@@ -144,7 +146,8 @@ def start_canary(
     1. compare its inputs with the live version's (IncompatibleSchema unless ``force``:
        a canary serves the live version's clients); validate outside the lock;
     2. under the lock: the version is published and not the live one;
-    3. write abtest.json atomically, then record ``canary_start`` in history.
+    3. journal ``canary_start``, then write abtest.json atomically (if that fails, the
+       entry is taken back: nothing changed).
     """
     validate_version_id(version)
     fraction = check_fraction(fraction)
@@ -159,12 +162,11 @@ def start_canary(
         if store.current(model) == version:
             raise Conflict(f"{model} {version} is already live; a canary must be another version")
         config = CanaryConfig(version, fraction, guard, who, iso(store.clock()))
-        atomic_write_json(paths.abtest, config.to_dict())  # 3
         entry = reg.HistoryEntry(
             config.started_at, reg.CANARY_START, who, store.current(model), version, reason,
             {"fraction": fraction, "guard": guard.to_dict() if guard else None, **change},
         )  # fmt: skip
-        store.save_registry(paths, registry.with_event(entry))
+        store.commit(paths, registry, entry, lambda: atomic_write_json(paths.abtest, config.to_dict()))  # 3
     logger.info("canary %s: %s at %.3f (actor %s)", model, version, fraction, who)
     return config
 
@@ -178,16 +180,15 @@ def stop_canary(
     action: str = reg.CANARY_STOP,
     only_version: str | None = None,
 ) -> CanaryConfig:
-    """End the canary: record ``action`` (canary_stop, or canary_abort by the guard), then
+    """End the canary: journal ``action`` (canary_stop, or canary_abort by the guard), then
     remove ``abtest.json``.
 
     1. under the lock, check the canary still runs (and is ``only_version``, if given:
        a process's guard must not stop a newer canary that replaced the one it judged);
-    2. append the history entry (the intent is recorded before it takes effect, so a
-       process that sees the canary gone finds the reason already in history);
-    3. remove ``abtest.json`` and fsync the directory.
-    A crash between 2 and 3 leaves history ahead of the file; ``verify --repair``
-    completes the stop.
+    2. journal the entry and remove the file as one change (a removal that fails takes
+       the entry back), so a process that sees the canary gone finds the reason in
+       history. A crash between the two leaves history ahead of the file;
+       ``verify --repair`` completes the stop.
     """
     paths = store.existing(model)
     with store.locked(model):
@@ -197,8 +198,7 @@ def stop_canary(
         entry = reg.HistoryEntry(
             iso(store.clock()), action, actor or default_actor(), config.version, store.current(model), reason
         )
-        store.save_registry(paths, store.load_registry(paths).with_event(entry))  # 2
-        _remove_abtest(paths)  # 3
+        store.commit(paths, store.load_registry(paths), entry, lambda: _remove_abtest(paths))  # 2
     logger.info("%s %s: %s (actor %s)", action, model, config.version, actor)
     return config
 
@@ -218,11 +218,8 @@ def promote_canary(
             raise Conflict(f"the canary of {model} changed while promoting; look again")
         return config.version
 
-    def end_test(registry: reg.Registry, locked_paths: ModelPaths) -> reg.Registry:
-        _remove_abtest(locked_paths)
-        return registry
-
-    return store.move_current(model, choose, reg.PROMOTE, actor, reason, extra=end_test, force=force)
+    # move_current ends the test: the new live version is the canary's
+    return store.move_current(model, choose, reg.PROMOTE, actor, reason, force=force)
 
 
 def _remove_abtest(paths: ModelPaths) -> None:

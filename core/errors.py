@@ -73,6 +73,13 @@ class ValidationFailed(ModelswapError):
     code = "validation_failed"
 
 
+class UnsafePath(ValidationFailed):
+    """A file or directory inside the store is a symlink: modelswap never follows one
+    (only ``current`` may be a link), so nothing outside the root is ever read."""
+
+    code = "symlink_refused"
+
+
 class CorruptRegistry(ModelswapError):
     """``versions.json`` (or another store file) cannot be read; names the file."""
 

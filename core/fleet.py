@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from modelswap.core.fsio import atomic_write_json
+from modelswap.core.errors import UnsafePath
+from modelswap.core.fsio import atomic_write_json, read_regular
 from modelswap.core.layout import ModelPaths
 
 logger = logging.getLogger(__name__)
@@ -77,8 +78,8 @@ def read_fleet(
     beats: list[dict[str, Any]] = []
     for entry in _entries(paths):
         try:
-            beat = orjson.loads(entry.read_bytes())
-        except (FileNotFoundError, orjson.JSONDecodeError):
+            beat = orjson.loads(read_regular(entry))
+        except (FileNotFoundError, orjson.JSONDecodeError, UnsafePath):
             continue  # vanished on shutdown, or a foreign file
         if isinstance(beat, dict) and isinstance(beat.get("time"), (int, float)) and beat["time"] >= horizon:
             beats.append(beat)

@@ -8,6 +8,7 @@ whose name contains ``.tmp-``, which ``verify --repair`` removes.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from modelswap.core.errors import UnsafePath
 from modelswap.core.layout import TMP_MARK
 
 
@@ -80,10 +82,7 @@ def atomic_symlink(link: Path, target: str, *, durable: bool = True) -> None:
        to fsync the same directory anyway.
     Caller holds the store lock.
     """
-    if os.path.isabs(target):
-        raise ValueError(f"symlink target must be relative, got {target!r}")
-    tmp = tmp_name_beside(link)
-    os.symlink(target, tmp)  # 1
+    tmp = temp_symlink(link, target)  # 1
     try:
         os.replace(tmp, link)  # 2
     except BaseException:
@@ -91,6 +90,17 @@ def atomic_symlink(link: Path, target: str, *, durable: bool = True) -> None:
         raise
     if durable:
         fsync_dir(link.parent)  # 3
+
+
+def temp_symlink(link: Path, target: str) -> Path:
+    """A uniquely named symlink to the relative ``target`` beside ``link``: the first half
+    of a swap, made before anything is committed (it is the step that needs free space;
+    the rename that completes the swap needs none)."""
+    if os.path.isabs(target):
+        raise ValueError(f"symlink target must be relative, got {target!r}")
+    tmp = tmp_name_beside(link)
+    os.symlink(target, tmp)
+    return tmp
 
 
 def read_link(link: Path) -> str | None:
@@ -107,5 +117,26 @@ def read_link(link: Path) -> str | None:
         raise
 
 
+def read_regular(path: Path) -> bytes:
+    """A regular file's bytes, never through a symlink (UnsafePath if ``path`` is one).
+    Store files are read this way so a link planted in the store cannot expose a file
+    outside the root. FileNotFoundError as usual when absent."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePath(f"{path} is a symlink; modelswap never follows links inside the store") from exc
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def refuse_link(path: Path) -> Path:
+    """``path`` if it is not a symlink (a directory a version or model lives in)."""
+    if path.is_symlink():
+        raise UnsafePath(f"{path} is a symlink; modelswap never follows links inside the store")
+    return path
+
+
 def read_json_file(path: Path) -> Any:
-    return orjson.loads(path.read_bytes())
+    return orjson.loads(read_regular(path))

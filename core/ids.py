@@ -41,6 +41,12 @@ def validate_version_id(version: object) -> str:
     return version
 
 
+def has_version_id_shape(name: object) -> bool:
+    """The cheap check (shape only, no calendar): for ids read back from the store's own
+    index, which were fully validated when they were published."""
+    return isinstance(name, str) and VERSION_ID_RE.fullmatch(name) is not None
+
+
 def is_version_id(name: str) -> bool:
     """True when ``name`` is a well-formed version id (used to skip foreign entries)."""
     try:

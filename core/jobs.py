@@ -25,7 +25,7 @@ import orjson
 
 from modelswap.core.clock import iso, utcnow
 from modelswap.core.errors import Conflict, InvalidInput, JobNotFound
-from modelswap.core.fsio import atomic_write_json
+from modelswap.core.fsio import atomic_write_json, read_regular
 from modelswap.core.ids import VERSION_ID_RE, new_version_id, validate_model_name
 from modelswap.core.layout import JOBS_DIR
 from modelswap.core.locking import LockPolicy, hold
@@ -174,7 +174,7 @@ class Jobs:
 
     def _read(self, path: Path) -> dict[str, Any] | None:
         try:
-            data = orjson.loads(path.read_bytes())
+            data = orjson.loads(read_regular(path))
         except (FileNotFoundError, orjson.JSONDecodeError):
             return None
         return data if isinstance(data, dict) else None
@@ -211,7 +211,7 @@ class Job:
 def update_job(path: Path, **changes: Any) -> None:
     """Merge ``changes`` into a job file (the job process is its only writer once running)."""
     try:
-        data = orjson.loads(path.read_bytes())
+        data = orjson.loads(read_regular(path))
     except (FileNotFoundError, orjson.JSONDecodeError):
         data = {}
     atomic_write_json(path, {**data, **changes, "updated": time.time()})

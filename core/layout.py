@@ -20,6 +20,7 @@ MANIFEST_FILE = "manifest.json"
 VERSIONS_DIR = "versions"
 CURRENT_LINK = "current"
 REGISTRY_FILE = "versions.json"
+HISTORY_FILE = "history.jsonl"
 ABTEST_FILE = "abtest.json"
 ALIASES_FILE = "aliases.json"
 LOCK_FILE = ".lock"
@@ -59,6 +60,10 @@ class ModelPaths:
         return self.dir / REGISTRY_FILE
 
     @property
+    def history(self) -> Path:
+        return self.dir / HISTORY_FILE
+
+    @property
     def abtest(self) -> Path:
         return self.dir / ABTEST_FILE
 
@@ -80,6 +85,22 @@ class ModelPaths:
     def version_link_target(self, version: str) -> str:
         """The RELATIVE target ``current`` holds for ``version``."""
         return f"{VERSIONS_DIR}/{validate_version_id(version)}"
+
+
+def staging_name(version: str, rand: str, pid: int, host: str) -> str:
+    """``.staging-<version>-<rand>~<pid>@<host>``: the owner in the name, so ``verify``
+    can tell a publish in flight from a crash's leftover (``~`` and ``@`` are in no host
+    name)."""
+    return f"{STAGING_PREFIX}{version}-{rand}~{pid}@{host}"
+
+
+def staging_owner(name: str) -> tuple[int, str] | None:
+    """(pid, host) of a staging directory's publisher, None for a name without one."""
+    _, sep, owner = name.rpartition("~")
+    pid, at, host = owner.partition("@")
+    if not sep or not at or not pid.isdigit() or not host:
+        return None
+    return int(pid), host
 
 
 def model_paths(root: Path, name: str) -> ModelPaths:

@@ -19,6 +19,7 @@ import numpy as np
 
 from modelswap.core.errors import InsufficientMemory, InvalidInput, ValidationFailed, VersionNotFound
 from modelswap.core.examples import check_example
+from modelswap.core.fsio import refuse_link
 from modelswap.core.inputs import to_model
 from modelswap.core.layout import MODEL_FILE, ModelPaths
 from modelswap.core.manifest import Manifest, load_manifest, verify_files
@@ -99,7 +100,7 @@ def load_version(
     Safe to call from any thread; touches nothing but the version directory.
     """
     start = time.perf_counter()
-    directory = paths.version_dir(version)
+    directory = refuse_link(paths.version_dir(version))
     label = f"{paths.name} {version}"
     if not directory.is_dir():
         raise VersionNotFound(f"model {paths.name} has no version {version}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 import orjson
 
 from modelswap.core.errors import ValidationFailed
+from modelswap.core.fsio import read_regular
 from modelswap.core.layout import MANIFEST_FILE
 from modelswap.core.signature import Signature
 
@@ -103,7 +105,7 @@ class Manifest:
 def sha256_file(path: Path) -> FileDigest:
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as handle:
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
             size += len(chunk)
@@ -153,7 +155,7 @@ def _example(value: Any) -> list[Any]:
 def load_manifest(version_dir: Path) -> Manifest:
     path = version_dir / MANIFEST_FILE
     try:
-        data = orjson.loads(path.read_bytes())
+        data = orjson.loads(read_regular(path))
     except FileNotFoundError as exc:
         raise ValidationFailed(f"{path} is missing") from exc
     except orjson.JSONDecodeError as exc:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,7 @@ import joblib
 from modelswap.core.errors import InvalidInput, ValidationFailed
 from modelswap.core.examples import infer_signature, normalize, probe_nullable, stored_form
 from modelswap.core.fsio import dumps_json, fsync_dir, write_bytes_durable
-from modelswap.core.layout import MANIFEST_FILE, METRICS_FILE, MODEL_FILE, STAGING_PREFIX, ModelPaths
+from modelswap.core.layout import MANIFEST_FILE, METRICS_FILE, MODEL_FILE, ModelPaths, staging_name
 from modelswap.core.loader import smoke_predict
 from modelswap.core.manifest import Manifest, describe_estimator, digest_files, library_versions, sha256_file
 from modelswap.core.signature import Signature, describe_output, fitted_names, legacy_signature
@@ -67,8 +69,9 @@ def stage_version(
     """
     clean_metrics = check_metrics(details.metrics)
     clean_metadata = check_metadata(details.metadata)
+    created = [d for d in (paths.dir, paths.versions_dir) if not d.exists()]
     paths.versions_dir.mkdir(parents=True, exist_ok=True)
-    staging = paths.versions_dir / f"{STAGING_PREFIX}{version}-{rand(4)}"
+    staging = paths.versions_dir / staging_name(version, rand(4), os.getpid(), socket.gethostname())
     staging.mkdir()
     label = f"{paths.name} (new version)"
     try:
@@ -111,6 +114,9 @@ def stage_version(
         os.rename(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for directory in reversed(created):  # a model's failed first publish leaves no model behind
+            with contextlib.suppress(OSError):  # another publisher may have filled it meanwhile
+                directory.rmdir()
         raise
     fsync_dir(paths.versions_dir)
     return StagedVersion(version, manifest, sha256_file(final / MANIFEST_FILE).sha256, clean_metrics)

@@ -1,13 +1,18 @@
-"""``versions.json``: version records, deploy history, and the pure transitions on them.
+"""``versions.json``: the compact index of a model's versions, and its pure transitions.
 
-The registry keeps the JSON records it read and hands out frozen values on
-access, so an operation on a store with 10,000 versions converts only the
-records it touches. A transition returns a new Registry; nothing is mutated.
+The index holds one record per published version (id, content id, time, metrics, tags,
+digest, size, status, parent) and ``history_bytes``: how much of ``history.jsonl`` its
+statuses already reflect. History is the journal (core.history); the index is a
+cache of what the journal implies, so a reader that finds the journal longer replays
+the tail (:meth:`Registry.applied`) and a failed index write loses nothing. A
+transition returns a new Registry; nothing is mutated. Format 1 stores kept history
+inline; they are read as they are and migrate on their first write.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,29 +20,51 @@ from typing import Any
 import orjson
 
 from modelswap.core.errors import CorruptRegistry
-from modelswap.core.fsio import atomic_write_json
-from modelswap.core.ids import is_version_id
+from modelswap.core.fsio import atomic_write_bytes, read_regular
+from modelswap.core.history import (
+    CANARY_ABORT,
+    CANARY_START,
+    CANARY_STOP,
+    DELETE,
+    DEPLOY,
+    GC,
+    LIVE_ACTIONS,
+    PROMOTE,
+    PUBLISH,
+    REPAIR,
+    REPAIR_LIVE,
+    ROLLBACK,
+    HistoryEntry,
+)
+from modelswap.core.ids import has_version_id_shape
 
-REGISTRY_FORMAT = 1
+REGISTRY_FORMAT = 2
 
 AVAILABLE = "available"
 ROLLED_BACK = "rolled_back"
 CORRUPT = "corrupt"
 STATUSES = (AVAILABLE, ROLLED_BACK, CORRUPT)
 
-# History actions. Those in LIVE_ACTIONS moved `current` to their `to` version.
-DEPLOY = "deploy"
-ROLLBACK = "rollback"
-PROMOTE = "canary_promote"
-REPAIR_LIVE = "repair_current"
-CANARY_START = "canary_start"
-CANARY_STOP = "canary_stop"
-CANARY_ABORT = "canary_abort"
-PUBLISH = "publish"
-DELETE = "delete"
-GC = "gc"
-REPAIR = "repair"
-LIVE_ACTIONS = frozenset({DEPLOY, ROLLBACK, PROMOTE, REPAIR_LIVE})
+__all__ = [
+    "AVAILABLE",
+    "CANARY_ABORT",
+    "CANARY_START",
+    "CANARY_STOP",
+    "CORRUPT",
+    "DELETE",
+    "DEPLOY",
+    "GC",
+    "LIVE_ACTIONS",
+    "PROMOTE",
+    "PUBLISH",
+    "REPAIR",
+    "REPAIR_LIVE",
+    "ROLLBACK",
+    "ROLLED_BACK",
+    "HistoryEntry",
+    "Registry",
+    "Version",
+]
 
 
 MODEL_ID_PREFIX = "m-"
@@ -79,6 +106,12 @@ class Version:
             "parent": self.parent,
         }
 
+    def index_record(self) -> dict[str, Any]:
+        """The record as versions.json keeps it (the content id is derived, not stored)."""
+        record = self.to_dict()
+        del record["model_id"]
+        return record
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Version:
         return cls(
@@ -95,48 +128,15 @@ class Version:
 
 
 @dataclass(frozen=True)
-class HistoryEntry:
-    time: str
-    action: str
-    actor: str
-    from_version: str | None
-    to_version: str | None
-    reason: str = ""
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "time": self.time,
-            "action": self.action,
-            "actor": self.actor,
-            "from": self.from_version,
-            "to": self.to_version,
-            "reason": self.reason,
-        }
-        if self.details:
-            data["details"] = dict(self.details)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> HistoryEntry:
-        return cls(
-            time=str(data.get("time", "")),
-            action=str(data.get("action", "")),
-            actor=str(data.get("actor", "")),
-            from_version=data.get("from"),
-            to_version=data.get("to"),
-            reason=str(data.get("reason") or ""),
-            details=dict(data.get("details") or {}),
-        )
-
-
-@dataclass(frozen=True)
 class Registry:
-    """One model's registry. ``records`` and ``events`` hold JSON records, never mutated."""
+    """One model's index. ``records`` hold JSON records, never mutated; ``history_bytes``
+    is the size of ``history.jsonl`` the statuses reflect; ``legacy`` holds the inline
+    history of a format 1 file (read-only: the first write migrates it)."""
 
     model: str
     records: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    events: tuple[Mapping[str, Any], ...] = ()
+    history_bytes: int = 0
+    legacy: tuple[HistoryEntry, ...] | None = None
 
     # -- reads ---------------------------------------------------------------
     def __contains__(self, version: object) -> bool:
@@ -157,52 +157,62 @@ class Registry:
     def versions(self) -> list[Version]:
         return [Version.from_dict(self.records[v]) for v in self.ids()]
 
-    def history(self) -> list[HistoryEntry]:
-        """Deploy history, oldest first."""
-        return [HistoryEntry.from_dict(e) for e in self.events]
-
     def status_of(self, version: str) -> str | None:
         raw = self.records.get(version)
         return str(raw.get("status", AVAILABLE)) if raw is not None else None
 
-    def live_sequence(self) -> Iterator[str]:
-        """Versions that were made live, newest first (one per live-moving event)."""
-        for event in reversed(self.events):
-            if event.get("action") in LIVE_ACTIONS and event.get("to"):
-                yield str(event["to"])
-
-    def last_live(self) -> str | None:
-        return next(self.live_sequence(), None)
-
     # -- transitions ---------------------------------------------------------
+    def _with(self, records: Mapping[str, Mapping[str, Any]]) -> Registry:
+        return Registry(self.model, records, self.history_bytes, self.legacy)
+
     def with_version(self, record: Version) -> Registry:
         records = dict(self.records)
-        records[record.id] = record.to_dict()
-        return Registry(self.model, records, self.events)
+        records[record.id] = record.index_record()
+        return self._with(records)
 
     def with_status(self, version: str, status: str) -> Registry:
         raw = self.records.get(version)
-        if raw is None or raw.get("status") == status:
+        if raw is None or raw.get("status", AVAILABLE) == status:
             return self
         records = dict(self.records)
         records[version] = {**raw, "status": status}
-        return Registry(self.model, records, self.events)
+        return self._with(records)
 
     def without(self, versions: Iterable[str]) -> Registry:
         drop = set(versions)
-        records = {k: v for k, v in self.records.items() if k not in drop}
-        return Registry(self.model, records, self.events)
+        if not drop & set(self.records):
+            return self
+        return self._with({k: v for k, v in self.records.items() if k not in drop})
 
-    def with_event(self, entry: HistoryEntry) -> Registry:
-        return Registry(self.model, self.records, (*self.events, entry.to_dict()))
+    def applied(self, entry: HistoryEntry) -> Registry:
+        """The index after ``entry``: a publish adds its record, a live move clears the
+        target's rolled_back mark, a rollback marks the version it left, gc and delete drop
+        versions, a repair marks the corrupt and drops the missing ones it lists."""
+        updated = self
+        if entry.action == PUBLISH and isinstance(entry.details.get("record"), dict):
+            updated = updated.with_version(Version.from_dict(entry.details["record"]))
+        if entry.action in LIVE_ACTIONS and entry.to_version and self.status_of(entry.to_version) == ROLLED_BACK:
+            updated = updated.with_status(entry.to_version, AVAILABLE)
+        if entry.action == ROLLBACK and entry.from_version:
+            updated = updated.with_status(entry.from_version, ROLLED_BACK)
+        if entry.action in (GC, DELETE):
+            updated = updated.without(entry.details.get("versions") or [])
+        if entry.action == REPAIR:
+            for version in entry.details.get("corrupt") or []:
+                updated = updated.with_status(version, CORRUPT)
+            updated = updated.without(entry.details.get("missing") or [])
+        return updated
+
+    def at(self, history_bytes: int) -> Registry:
+        return Registry(self.model, self.records, history_bytes, None)
 
     # -- JSON edge -----------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": REGISTRY_FORMAT,
             "model": self.model,
+            "history_bytes": self.history_bytes,
             "versions": [self.records[v] for v in self.ids()],
-            "history": list(self.events),
         }
 
     @classmethod
@@ -210,23 +220,29 @@ class Registry:
         if not isinstance(data, dict):
             raise CorruptRegistry(f"{source} is not a JSON object; run `modelswap verify --repair`")
         versions = data.get("versions")
-        history = data.get("history", [])
-        if not isinstance(versions, list) or not isinstance(history, list):
-            raise CorruptRegistry(f"{source} lacks a 'versions' or 'history' list; run `modelswap verify --repair`")
+        if not isinstance(versions, list):
+            raise CorruptRegistry(f"{source} lacks a 'versions' list; run `modelswap verify --repair`")
         records: dict[str, Mapping[str, Any]] = {}
         for raw in versions:
-            if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not is_version_id(raw["id"]):
+            if not isinstance(raw, dict) or not has_version_id_shape(raw.get("id")):
                 raise CorruptRegistry(f"{source} holds a malformed version record: {str(raw)[:80]}")
             records[raw["id"]] = raw
-        if not all(isinstance(e, dict) for e in history):
-            raise CorruptRegistry(f"{source} holds a malformed history entry")
-        return cls(str(data.get("model", "")), records, tuple(history))
+        legacy = None
+        if data.get("format", 1) == 1:  # history kept inline, before history.jsonl
+            history = data.get("history", [])
+            if not isinstance(history, list) or not all(isinstance(e, dict) for e in history):
+                raise CorruptRegistry(f"{source} holds a malformed history list")
+            legacy = tuple(HistoryEntry.from_dict(e) for e in history)
+        marker = data.get("history_bytes", 0)
+        if isinstance(marker, bool) or not isinstance(marker, int) or marker < 0:
+            raise CorruptRegistry(f"{source} has a bad history_bytes marker")
+        return cls(str(data.get("model", "")), records, marker, legacy)
 
 
 def read_registry(path: Path, model: str) -> Registry:
     """Read ``versions.json``; an absent file is an empty registry."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)
     except FileNotFoundError:
         return Registry(model)
     try:
@@ -237,21 +253,40 @@ def read_registry(path: Path, model: str) -> Registry:
             "run `modelswap verify --repair` to rebuild it from the version directories"
         ) from exc
     registry = Registry.from_dict(data, source=str(path))
-    return Registry(model, registry.records, registry.events)
+    return Registry(model, registry.records, registry.history_bytes, registry.legacy)
+
+
+_MARKER = re.compile(rb'"history_bytes":\s*(\d+)')
+
+
+def read_marker(path: Path) -> int:
+    """The ``history_bytes`` an index file holds, read from its first bytes (the keys are
+    written sorted, so it comes before the versions); 0 when absent."""
+    with open(path, "rb") as handle:
+        match = _MARKER.search(handle.read(256))
+    return int(match.group(1)) if match else 0
 
 
 def write_registry(path: Path, registry: Registry) -> None:
-    """Replace ``versions.json`` atomically. Caller holds the store lock."""
-    atomic_write_json(path, registry.to_dict())
+    """Replace ``versions.json`` atomically (one record a line: at 10,000 versions the
+    indented form costs a third more to write and parse). Caller holds the store lock."""
+    data = registry.to_dict()
+    versions = data.pop("versions")
+    head = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)[:-1]
+    body = b",\n".join(orjson.dumps(v, option=orjson.OPT_SORT_KEYS) for v in versions)
+    atomic_write_bytes(path, head + b', "versions": [\n' + body + b"\n]}\n")
 
 
-def rollback_target(registry: Registry, current: str | None, exists: Callable[[str], bool] | None = None) -> str | None:
+def rollback_target(
+    registry: Registry, current: str | None, live: Iterable[str], exists: Callable[[str], bool] | None = None
+) -> str | None:
     """Where a rollback with no target goes, or None when there is nowhere to go.
 
-    The most recent version that was live before ``current``, is still published
-    (and on disk, when ``exists`` is given) and is not marked rolled_back or corrupt.
+    The most recent version made live (``live``: newest first) before ``current`` that is
+    still published (and on disk, when ``exists`` is given) and not marked rolled_back
+    or corrupt.
     """
-    for version in registry.live_sequence():
+    for version in live:
         if version == current:
             continue
         if registry.status_of(version) != AVAILABLE:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelswap.core import registry as reg
@@ -33,7 +34,7 @@ def protected(store: Store, model: str, registry: reg.Registry) -> dict[str, str
     for version, why in (
         (current, LIVE),
         (store.canary(model), CANARY),
-        (reg.rollback_target(registry, current, store.exists_fn(model)), ROLLBACK_TARGET),
+        (store.rollback_target(model, registry, current), ROLLBACK_TARGET),
         *((v, f"alias {a}") for a, v in sorted(read_aliases(store.paths(model)).items())),
     ):
         if version is not None:
@@ -76,24 +77,42 @@ def _remove(
 ) -> None:
     """Delete versions. Caller holds the lock.
 
-    1. rename each directory to a hidden trash name (it vanishes atomically);
-    2. fsync ``versions/``; write the registry without them;
-    3. remove the trash. A crash leaves trash (``verify --repair`` removes it)
-       or registry entries without a directory (``verify --repair`` drops them).
+    1. journal the deletion and, as its effect, rename each directory to a hidden trash
+       name (it vanishes atomically) and fsync ``versions/``; a rename that fails puts
+       back the ones already moved and takes the entry back;
+    2. the index drops them (readers replaying the journal already do);
+    3. remove the trash. A crash after 1 leaves directories history says are deleted,
+       or trash; ``verify --repair`` finishes the job (it never registers them again).
     """
-    trash = []
-    for version in versions:
-        directory = paths.version_dir(version)
-        if directory.is_dir():
-            moved = paths.versions_dir / f"{TRASH_PREFIX}{version}-{store.rand(4)}"
-            os.rename(directory, moved)  # 1
-            trash.append(moved)
-    fsync_dir(paths.versions_dir)  # 2
-    updated = registry.without(versions).with_event(
-        reg.HistoryEntry(
-            iso(store.clock()), action, actor or default_actor(), None, None, "", {"versions": list(versions)}
-        )
+    entry = reg.HistoryEntry(
+        iso(store.clock()), action, actor or default_actor(), None, None, "", {"versions": list(versions)}
     )
-    store.save_registry(paths, updated)
-    for moved in trash:  # 3
+    trash: list[tuple[Path, Path]] = []
+
+    def to_trash() -> None:
+        try:
+            for version in versions:
+                directory = paths.version_dir(version)
+                if directory.is_dir() and not directory.is_symlink():
+                    moved = paths.versions_dir / f"{TRASH_PREFIX}{version}-{store.rand(4)}"
+                    os.rename(directory, moved)
+                    trash.append((directory, moved))
+            fsync_dir(paths.versions_dir)
+        except BaseException:
+            for directory, moved in reversed(trash):
+                os.rename(moved, directory)
+            trash.clear()
+            raise
+
+    store.commit(paths, registry, entry, to_trash)  # 1, 2
+    for _, moved in trash:  # 3
         shutil.rmtree(moved)
+
+
+def discard_unregistered(store: Store, paths: ModelPaths, version: str) -> None:
+    """Remove a version directory the index never named (a publish that failed after its
+    rename). Caller holds the lock."""
+    directory = paths.version_dir(version)
+    moved = paths.versions_dir / f"{TRASH_PREFIX}{version}-{store.rand(4)}"
+    os.rename(directory, moved)
+    shutil.rmtree(moved, ignore_errors=True)

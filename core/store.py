@@ -28,9 +28,10 @@ from modelswap.core.errors import (
     ValidationFailed,
     VersionNotFound,
 )
-from modelswap.core.fsio import read_json_file, read_link
+from modelswap.core.fsio import read_json_file, read_link, refuse_link
 from modelswap.core.ids import is_version_id, new_version_id, validate_model_name, validate_version_id
 from modelswap.core.layout import METRICS_FILE, ModelPaths, model_paths, version_from_link_target
+from modelswap.core.ledger import Ledger
 from modelswap.core.loader import load_version, sklearn_mismatch
 from modelswap.core.locking import LockPolicy, hold
 from modelswap.core.manifest import Manifest
@@ -65,9 +66,7 @@ class Store:
         self.clock = clock
         self.rand = rand
         self.validator: Validator = validator or self._load_and_check
-        # (path, inode, mtime_ns, size) -> parsed registry. versions.json is only ever
-        # replaced by rename, so a changed file always has a new stat key.
-        self._registry_cache: dict[Path, tuple[tuple[int, int, int], reg.Registry]] = {}
+        self.ledger = Ledger()
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Store:
@@ -84,9 +83,13 @@ class Store:
         return model_paths(self.root, model)
 
     def existing(self, model: str) -> ModelPaths:
+        """The paths of a model that exists (ModelNotFound otherwise); a model directory
+        or versions/ that is a symlink is refused (UnsafePath), never followed."""
         paths = self.paths(model)
+        refuse_link(paths.dir)
+        refuse_link(paths.versions_dir)
         if not paths.versions_dir.is_dir() and not paths.registry.exists():
-            raise ModelNotFound(f"no model named {model!r} in {self.root}")
+            raise ModelNotFound(f"no model named {model!r} in the store")
         return paths
 
     def models(self) -> list[str]:
@@ -98,6 +101,9 @@ class Store:
                 validate_model_name(entry.name)
             except InvalidInput:
                 continue
+            if entry.is_symlink() or (entry / "versions").is_symlink():
+                logger.warning("%s is a symlink: not a model (links inside the store are never followed)", entry)
+                continue
             if (entry / "versions").is_dir():
                 names.append(entry.name)
         return names
@@ -107,24 +113,28 @@ class Store:
         return self.load_registry(paths)
 
     def load_registry(self, paths: ModelPaths) -> reg.Registry:
-        """``versions.json``, parsed once per file version (parsing 10,000 records costs ~50 ms)."""
-        try:
-            st = paths.registry.stat()
-        except FileNotFoundError:
-            return reg.Registry(paths.name)
-        key = (st.st_ino, st.st_mtime_ns, st.st_size)
-        cached = self._registry_cache.get(paths.registry)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        registry = reg.read_registry(paths.registry, paths.name)
-        self._registry_cache[paths.registry] = (key, registry)
-        return registry
+        """The index with the journal's tail applied (see core.ledger), cached per file version."""
+        return self.ledger.registry(paths)
 
     def save_registry(self, paths: ModelPaths, registry: reg.Registry) -> None:
-        """Replace ``versions.json`` (caller holds the lock) and remember what it now holds."""
-        reg.write_registry(paths.registry, registry)
-        st = paths.registry.stat()
-        self._registry_cache[paths.registry] = ((st.st_ino, st.st_mtime_ns, st.st_size), registry)
+        """Replace ``versions.json`` (caller holds the lock)."""
+        self.ledger.save(paths, registry)
+
+    def commit(
+        self,
+        paths: ModelPaths,
+        registry: reg.Registry,
+        entry: reg.HistoryEntry,
+        effect: Callable[[], Any] | None = None,
+    ) -> reg.Registry:
+        """Journal ``entry`` and run ``effect`` as one change (see Ledger.commit); caller holds the lock."""
+        return self.ledger.commit(paths, registry, entry, effect)
+
+    def live_sequence(self, model: str) -> Iterator[str]:
+        return self.ledger.live_sequence(self.paths(model))
+
+    def rollback_target(self, model: str, registry: reg.Registry, current: str | None) -> str | None:
+        return reg.rollback_target(registry, current, self.live_sequence(model), self.exists_fn(model))
 
     def current(self, model: str) -> str | None:
         target = read_link(self.paths(model).current)
@@ -156,7 +166,7 @@ class Store:
             model=model,
             current=current,
             canary=self.canary(model),
-            previous=reg.rollback_target(registry, current, self.exists_fn(model)),
+            previous=self.rollback_target(model, registry, current),
             versions=len(registry),
         )
 
@@ -170,13 +180,13 @@ class Store:
     def manifest(self, model: str, version: str) -> Manifest:
         from modelswap.core.manifest import load_manifest
 
-        directory = self.existing(model).version_dir(version)
+        directory = refuse_link(self.existing(model).version_dir(version))
         if not directory.is_dir():
             raise VersionNotFound(f"model {model} has no version {version}")
         return load_manifest(directory)
 
     def metrics(self, model: str, version: str) -> dict[str, Any]:
-        path = self.existing(model).version_dir(version) / METRICS_FILE
+        path = refuse_link(self.existing(model).version_dir(version)) / METRICS_FILE
         try:
             data = read_json_file(path)
         except FileNotFoundError:
@@ -188,10 +198,12 @@ class Store:
     # -- locking ----------------------------------------------------------------
     @contextmanager
     def locked(self, model: str) -> Iterator[ModelPaths]:
-        """Hold the model's writer lock (see core.locking) for the block."""
+        """Hold the model's writer lock (see core.locking) for the block; a store whose
+        history still lives inside versions.json migrates first."""
         paths = self.paths(model)
         paths.dir.mkdir(parents=True, exist_ok=True)
         with hold(paths.lock, self.lock_policy):
+            self.ledger.migrate(paths)
             yield paths
 
     # -- publish ----------------------------------------------------------------
@@ -224,7 +236,9 @@ class Store:
 
         1. stage and validate the version's files (:func:`modelswap.core.publish.stage_version`),
            which renames the complete directory into ``versions/``;
-        2. under the lock, add the version to ``versions.json`` (atomic replace).
+        2. under the lock, journal a ``publish`` entry carrying the version's record (the
+           index takes it in from the journal); if that append fails the new directory is
+           removed again and the error raised.
         A crash before 1 ends leaves only a hidden staging directory (removed by
         ``verify --repair``); between 1 and 2 a complete version the registry does
         not name yet (``verify --repair`` registers it).
@@ -261,9 +275,18 @@ class Store:
             size=staged.manifest.size,
             parent=parent,
         )
+        entry = reg.HistoryEntry(
+            staged.manifest.created_at, reg.PUBLISH, actor or default_actor(), None, record.id, "",
+            {"record": record.index_record()},
+        )  # fmt: skip
         with self.locked(model):  # 2
-            registry = self.load_registry(paths)
-            self.save_registry(paths, registry.with_version(record))
+            try:
+                self.commit(paths, self.load_registry(paths), entry)
+            except OSError:
+                # The version is complete but no one can see it; a publish that reports
+                # failure must change nothing, so it goes again.
+                retention.discard_unregistered(self, paths, staged.version)
+                raise
         logger.info("published %s %s (actor %s)", model, staged.version, actor or default_actor())
         return record
 
@@ -307,8 +330,13 @@ class Store:
 
     def history(self, model: str, *, limit: int | None = None) -> list[reg.HistoryEntry]:
         """Deploy history (deploys, rollbacks, canary events, deletions), newest first."""
-        entries = list(reversed(self.registry(model).history()))
-        return entries if limit is None else entries[: max(limit, 0)]
+        return self.history_page(model, limit=limit)[0]
+
+    def history_page(
+        self, model: str, *, limit: int | None = None, before: int | None = None
+    ) -> tuple[list[reg.HistoryEntry], int | None]:
+        """A page of history, newest first, and the ``before`` cursor of the next page."""
+        return self.ledger.page(self.existing(model), None if limit is None else max(limit, 0), before)
 
     def load(self, model: str, version: str | None = None) -> Any:
         """The estimator of ``version`` (default: the live one), validated exactly as a
@@ -346,7 +374,7 @@ class Store:
         def choose(registry: reg.Registry, current: str | None) -> str:
             if to is not None:
                 return to
-            target = reg.rollback_target(registry, current, self.exists_fn(model))
+            target = self.rollback_target(model, registry, current)
             if target is None:
                 raise NothingToRollBack(
                     f"{model}: no earlier live version to roll back to (current is {current or 'unset'})"
@@ -363,11 +391,10 @@ class Store:
         actor: str | None,
         reason: str,
         *,
-        extra: Callable[[reg.Registry, ModelPaths], reg.Registry] | None = None,
         force: bool = False,
     ) -> Transition:
         """Move ``current`` to the version ``choose`` picks (see core.transitions)."""
-        return transitions.move_current(self, model, choose, action, actor, reason, extra=extra, force=force)
+        return transitions.move_current(self, model, choose, action, actor, reason, force=force)
 
     def require_published(self, registry: reg.Registry, paths: ModelPaths, version: str) -> None:
         """VersionNotFound unless ``version`` is registered; ValidationFailed if marked corrupt."""

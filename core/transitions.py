@@ -7,14 +7,17 @@ and records the move in history.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelswap.core import registry as reg
 from modelswap.core.clock import default_actor, iso
 from modelswap.core.errors import Conflict, ValidationFailed, VersionNotFound
-from modelswap.core.fsio import atomic_symlink
+from modelswap.core.fsio import fsync_dir, temp_symlink
 from modelswap.core.layout import ModelPaths
 from modelswap.core.outcomes import Transition
 from modelswap.core.signature import manifest_signature
@@ -36,21 +39,24 @@ def move_current(
     actor: str | None,
     reason: str,
     *,
-    extra: Callable[[reg.Registry, ModelPaths], reg.Registry] | None = None,
     force: bool = False,
 ) -> Transition:
-    """Move ``current`` to the version ``choose`` picks.
+    """Move ``current`` to the version ``choose`` picks; a failure changes nothing.
 
     1. read the registry and ``current``; pick the target (no lock); compare its
        signature with the live one's (IncompatibleSchema unless ``force``);
     2. validate the target outside the lock (loading can be slow);
     3. under the lock, re-read; if ``current`` or the pick changed, start over;
-    4. swap the ``current`` symlink atomically (the truth moves first);
-    5. update statuses and append the history entry, write the registry; its
-       directory fsync also makes step 4 durable (same directory), so the
-       swap itself skips one (an fsync costs ~1 ms of a ~5 ms rollback here).
-    A crash between 4 and 5 leaves history one entry behind the symlink;
-    the symlink wins and ``verify --repair`` records the move.
+    4. make the new link under a temp name beside ``current`` (the step that needs
+       space: if the disk is full, nothing has changed yet);
+    5. journal the move (history.jsonl, fsynced: the commit point), then rename the
+       temp link over ``current`` and fsync the directory; if the rename fails the
+       journal entry is taken back and the temp link removed;
+    6. bring the index up to date (a failure here only delays it: readers replay the
+       journal); if the new live version was the canary, the test is over: remove
+       ``abtest.json`` (promote, or a deploy of the canary's version).
+    A crash between the journal append and the rename leaves history one move ahead
+    of the symlink; the symlink wins and ``verify --repair`` records that.
     """
     paths = store.existing(model)
     for _ in range(RETRIES):
@@ -67,19 +73,38 @@ def move_current(
             if store.current(model) != current or choose(registry, current) != target:
                 continue
             store.require_published(registry, paths, target)
-            atomic_symlink(paths.current, paths.version_link_target(target), durable=False)  # 4
-            updated = registry.with_status(target, reg.AVAILABLE)
-            if action == reg.ROLLBACK and current is not None:
-                updated = updated.with_status(current, reg.ROLLED_BACK)
-            if extra is not None:
-                updated = extra(updated, paths)
-            updated = updated.with_event(
-                reg.HistoryEntry(iso(store.clock()), action, actor or default_actor(), current, target, reason, change)
-            )
-            store.save_registry(paths, updated)  # 5
+            canary = store.canary(model)
+            details = {**change, **({"canary_ended": canary} if canary == target else {})}
+            who = actor or default_actor()
+            entry = reg.HistoryEntry(iso(store.clock()), action, who, current, target, reason, details)
+            tmp = temp_symlink(paths.current, paths.version_link_target(target))  # 4
+            try:
+                store.commit(paths, registry, entry, functools.partial(swap_in, tmp, paths))  # 5, 6
+            finally:
+                tmp.unlink(missing_ok=True)  # gone after a successful rename; debris otherwise
+            if canary == target:
+                end_canary_file(paths)
         logger.info("%s %s: %s -> %s", action, model, current, target)
         return Transition(model, action, current, target)
     raise Conflict(f"{model}: the store kept changing under this {action}; try again")
+
+
+def swap_in(tmp: Path, paths: ModelPaths) -> None:
+    """Rename the prepared link over ``current`` and make the rename durable."""
+    os.replace(tmp, paths.current)
+    fsync_dir(paths.dir)
+
+
+def end_canary_file(paths: ModelPaths) -> None:
+    """Remove ``abtest.json`` after the change that ended the test is in history; a
+    failure is left for ``verify --repair`` (the live version is the canary's)."""
+    try:
+        os.unlink(paths.abtest)
+        fsync_dir(paths.dir)
+    except FileNotFoundError:
+        pass  # a concurrent stop already removed it: the test is over either way
+    except OSError as exc:
+        logger.warning("%s: could not remove %s (%s); `verify --repair` will", paths.name, paths.abtest, exc)
 
 
 def schema_change(

@@ -91,9 +91,9 @@ def main() -> None:
                 "(poll 1.0 s, inotify on)"
             )
             deadline = time.monotonic() + 5
-            while store.registry("iris").history()[-1].action != "canary_abort" and time.monotonic() < deadline:
+            while store.history("iris", limit=1)[0].action != "canary_abort" and time.monotonic() < deadline:
                 time.sleep(0.01)  # abtest.json goes first, the history entry right after
-            last = store.registry("iris").history()[-1]
+            last = store.history("iris", limit=1)[0]
             print(f"history: {last.action} by {last.actor}: {last.reason}")
 
 

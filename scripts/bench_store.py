@@ -27,27 +27,30 @@ import joblib  # noqa: E402
 from sklearn.datasets import load_iris  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
+from modelswap.core import history  # noqa: E402
 from modelswap.core import registry as reg  # noqa: E402
 from modelswap.core.clock import iso  # noqa: E402
 from modelswap.core.store import Store  # noqa: E402
 
 
 def seed_registry(store: Store, model_file: Path, n: int) -> list[str]:
-    """Publish two real versions, then pad the registry to n records (and as many history entries)."""
+    """Publish two real versions, then pad the index to n records and the journal to as
+    many deploy entries."""
     real = [store.publish("iris", model_file, example=[[6.0, 2.9, 4.5, 1.5]]).id for _ in range(2)]
     store.deploy("iris", real[0])
     paths = store.paths("iris")
-    registry = reg.read_registry(paths.registry, "iris")
+    registry = store.registry("iris")
     records = dict(registry.records)
     template = registry.get(real[0])
     assert template is not None
     start = datetime(2020, 1, 1, tzinfo=timezone.utc)
-    events = list(registry.events)
+    entries = [e for _, e in history.read_from(paths.history)]
     for i in range(n - 2):
         vid = (start + timedelta(minutes=i)).strftime("%Y%m%d-%H%M%S") + f"-{i:06x}"
         records[vid] = {**template.to_dict(), "id": vid, "metrics": {"accuracy": 0.9 + i * 1e-6, "f1_macro": 0.9}}
-        events.append({"time": iso(start), "action": "deploy", "actor": "bench", "from": None, "to": vid, "reason": ""})
-    reg.write_registry(paths.registry, reg.Registry("iris", records, tuple(events)))
+        entries.insert(-1, reg.HistoryEntry(iso(start), "deploy", "bench", None, vid))
+    history.write_all(paths.history, entries)
+    reg.write_registry(paths.registry, reg.Registry("iris", records, history.size(paths.history)))
     return real
 
 
@@ -83,16 +86,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_file = Path(tmp) / "iris.joblib"
         joblib.dump(LogisticRegression(max_iter=1000).fit(data.data, data.target), model_file)
-        header = ("versions", "mode", "publish ms", "deploy ms", "rollback ms", "versions.json")
-        print("{:>9} {:>5} {:>11} {:>10} {:>12} {:>14}".format(*header))
+        header = ("versions", "mode", "publish ms", "deploy ms", "rollback ms", "versions.json", "history.jsonl")
+        print("{:>9} {:>5} {:>11} {:>10} {:>12} {:>14} {:>14}".format(*header))
         for n in (int(s) for s in args.sizes.split(",")):
             root = Path(tmp) / f"s{n}"
             a, b = seed_registry(Store(root), model_file, n)
             for warm in (False, True):
                 pub, dep, rol = measure(root, model_file, a, b, args.repeat, warm=warm)
                 size = (root / "iris" / "versions.json").stat().st_size
+                journal = (root / "iris" / "history.jsonl").stat().st_size
                 mode = "warm" if warm else "cold"
-                print(f"{n:>9} {mode:>5} {pub:>11.1f} {dep:>10.1f} {rol:>12.1f} {size / 2**20:>10.1f} MiB")
+                print(
+                    f"{n:>9} {mode:>5} {pub:>11.1f} {dep:>10.1f} {rol:>12.1f} {size / 2**20:>10.1f} MiB"
+                    f" {journal / 2**20:>10.1f} MiB"
+                )
     print("publish includes copying the file, loading it and predicting the example once (the staged-version check).")
     print("cold = a new process's view (the CLI parses versions.json once per operation); warm = a server process.")
 

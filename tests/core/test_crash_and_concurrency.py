@@ -40,7 +40,7 @@ def start_worker(root: Path, model_file: Path, *args: str, lock: str = "flock") 
 
 def assert_store_consistent(store: Store) -> None:
     paths = store.paths("iris")
-    registry = reg.read_registry(paths.registry, "iris")  # parses, or raises
+    registry = Store(store.root).registry("iris")  # the index and its journal parse, or raise
     visible = [p for p in paths.versions_dir.iterdir() if is_version_id(p.name)]
     for directory in visible:
         assert verify_files(directory, load_manifest(directory)) == [], f"partial version {directory.name} is visible"
@@ -67,7 +67,7 @@ def test_kill_9_at_random_instants_never_leaves_a_partial_or_dangling_store(tmp_
         repaired += sum(p.repaired for p in report.problems)
         assert report.ok, report.to_dict()
         assert not verify_store(store).problems
-    history = store.registry("iris").history()
+    history = store.history("iris")
     assert sum(e.action == reg.DEPLOY for e in history) >= KILLS  # the workers really worked
 
 
@@ -84,7 +84,7 @@ def test_concurrent_writers_lose_no_registry_update(tmp_path: Path, iris_file: P
     store = Store(root)
     registry = store.registry("iris")
     assert sorted(published) == sorted(registry.ids()) and len(published) == workers * each
-    deploys = [e for e in registry.history() if e.action == reg.DEPLOY]
+    deploys = [e for e in reversed(store.history("iris")) if e.action == reg.DEPLOY]
     assert len(deploys) == workers * each
     # history is one chain: each deploy starts where the previous one ended
     assert all(later.from_version == earlier.to_version for earlier, later in zip(deploys, deploys[1:], strict=False))

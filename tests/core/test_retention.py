@@ -22,7 +22,7 @@ def test_gc_keeps_newest_and_never_current_canary_or_rollback_target(store: Stor
     plan = store.gc("iris", keep=1)
     assert sorted(store.on_disk("iris")) == sorted([ids[0], ids[1], ids[2], ids[5]])
     assert store.registry("iris").ids() == sorted([ids[0], ids[1], ids[2], ids[5]])
-    assert store.registry("iris").history()[-1].action == reg.GC
+    assert store.history("iris", limit=1)[0].action == reg.GC
 
 
 def test_delete_refuses_the_live_version(store: Store, iris_a: Any) -> None:

@@ -59,7 +59,7 @@ def test_deploy_moves_a_relative_current_link_and_records_history(store: Store, 
     t = store.deploy("iris", b, actor="alice", reason="better")
     assert (t.previous, t.current) == (a, b)
     assert os.readlink(store.paths("iris").current) == f"versions/{b}"
-    last = store.registry("iris").history()[-1]
+    last = store.history("iris", limit=1)[0]
     assert (last.action, last.actor, last.from_version, last.to_version, last.reason) == (
         "deploy",
         "alice",

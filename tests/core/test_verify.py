@@ -1,7 +1,12 @@
+import json
 import os
 import shutil
+from pathlib import Path
 from typing import Any
 
+from modelswap.core import history
+from modelswap.core.canary import promote_canary, start_canary
+from modelswap.core.history import HistoryEntry
 from modelswap.core.layout import MODEL_FILE
 from modelswap.core.store import Store
 from modelswap.core.verify import verify_store
@@ -49,7 +54,7 @@ def test_repair_rebuilds_a_destroyed_registry_and_records_the_symlink(store: Sto
     assert "registry" in kinds(store)
     assert verify_store(store, repair=True).ok
     registry = store.registry("iris")
-    assert registry.ids() == sorted([a, b]) and registry.last_live() == b
+    assert registry.ids() == sorted([a, b]) and next(store.live_sequence("iris")) == b
     assert not verify_store(store).problems
 
 
@@ -61,7 +66,7 @@ def test_history_that_disagrees_with_the_symlink_is_reconciled_symlink_first(sto
     os.symlink(f"versions/{b}", paths.current)  # as if a deploy died before writing history
     assert kinds(store) == {"history"}
     verify_store(store, repair=True)
-    assert store.current("iris") == b and store.registry("iris").last_live() == b
+    assert store.current("iris") == b and next(store.live_sequence("iris")) == b
 
 
 def test_a_corrupt_version_is_reported_marked_and_not_hidden(store: Store, iris_a: Any) -> None:
@@ -83,3 +88,76 @@ def test_a_dangling_current_is_repointed_to_the_last_intact_live_version(store: 
     assert "current" in kinds(store)
     verify_store(store, repair=True)
     assert store.current("iris") in (a, b) and not verify_store(store).problems
+
+
+def test_a_missing_current_is_found_and_restored_from_history(store: Store, iris_a: Any) -> None:
+    a, b = publish(store, iris_a), publish(store, iris_a)
+    store.deploy("iris", a)
+    store.deploy("iris", b)
+    os.unlink(store.paths("iris").current)
+    assert kinds(store) == {"current"}
+    assert verify_store(store, repair=True).ok
+    assert store.current("iris") == b
+    last = store.history("iris", limit=1)[0]
+    assert last.action == "repair_current" and last.to_version == b and "missing" in last.reason
+    assert not verify_store(store).problems
+
+
+def test_a_canary_file_removed_without_a_stop_in_history_is_recorded(store: Store, iris_a: Any) -> None:
+    a, b = publish(store, iris_a), publish(store, iris_a)
+    store.deploy("iris", a)
+    start_canary(store, "iris", b, 0.2)
+    os.unlink(store.paths("iris").abtest)  # what a stop killed after the removal left in older stores
+    assert kinds(store) == {"canary"}
+    verify_store(store, repair=True)
+    entry = store.history("iris", limit=1)[0]
+    assert (entry.action, entry.from_version) == ("canary_stop", b) and "abtest.json is gone" in entry.reason
+    assert not verify_store(store).problems
+
+
+def test_a_promote_killed_before_the_canary_file_went_is_completed(store: Store, iris_a: Any) -> None:
+    a, b = publish(store, iris_a), publish(store, iris_a)
+    store.deploy("iris", a)
+    config = start_canary(store, "iris", b, 0.2)
+    promote_canary(store, "iris")
+    store.paths("iris").abtest.write_text(json.dumps(config.to_dict()))  # as if the process died right there
+    assert kinds(store) == {"canary"}
+    verify_store(store, repair=True)
+    assert not store.paths("iris").abtest.exists() and store.current("iris") == b
+    assert not verify_store(store).problems
+
+
+def test_a_gc_killed_after_its_journal_entry_is_finished_not_undone(store: Store, iris_a: Any) -> None:
+    ids = [publish(store, iris_a) for _ in range(4)]
+    store.deploy("iris", ids[3])
+    paths = store.paths("iris")
+    doomed = ids[:2]
+    # the journal says gc deleted them, then the process died before moving the directories
+    entry = HistoryEntry("2026-11-23T03:00:00.000Z", "gc", "t", None, None, "", {"versions": doomed})
+    history.append(paths.history, entry)
+    assert all(v not in store.registry("iris") for v in doomed)  # readers already see them gone
+    assert kinds(store) == {"deleted"}
+    verify_store(store, repair=True)
+    assert store.on_disk("iris") == sorted(ids[2:])
+    summary = store.history("iris", limit=1)[0]
+    assert summary.action == "repair" and summary.details["deleted"] == doomed
+    assert not verify_store(store).problems
+
+
+def test_symlinks_inside_the_store_are_reported_never_followed_and_repair_never_aborts(
+    store: Store, iris_a: Any, tmp_path: Path
+) -> None:
+    a = publish(store, iris_a)
+    store.deploy("iris", a)
+    paths = store.paths("iris")
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(paths.version_dir(a), outside)
+    (paths.versions_dir / "20261123-030000-0000aa").symlink_to(outside)
+    (paths.versions_dir / ".trash-20261123-030000-0000bb-1234").symlink_to(outside)
+    (paths.dir / "notes.json").symlink_to(tmp_path / "secret.json")
+    assert {p.kind for p in verify_store(store).problems} == {"symlink", "leftover"}
+    report = verify_store(store, repair=True)
+    assert report.ok
+    assert "20261123-030000-0000aa" not in store.registry("iris") and outside.is_dir()
+    assert not any(p.is_symlink() for p in paths.versions_dir.iterdir())
+    assert not verify_store(store).problems

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from modelswap.core.store import Store
 from tests.conftest import ROOT
 
 
@@ -128,4 +129,4 @@ def test_retrain_script_deploys_only_when_the_metric_beats_live(tmp_path: Path) 
     assert first["deployed"], "nothing live: the first version deploys"
     same = retrain("--deploy-if-better", "accuracy")
     assert not same["deployed"] and "does not beat" in same["reason"]
-    assert json.loads((root / "iris" / "versions.json").read_text())["history"][-1]["to"] == first["version"]
+    assert Store(root).history("iris", limit=1)[0].to_version == first["version"]

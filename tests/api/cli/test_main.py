@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from modelswap.api.cli.main import build_parser
+from modelswap.core import history
 from modelswap.core import registry as reg
 from modelswap.core.store import Store
 from tests.api.cli.test_commands import ok_json, run
@@ -62,10 +63,10 @@ def test_options_a_command_cannot_use_are_refused_as_bad_usage(tmp_path: Path, a
 def test_a_closed_stdout_ends_the_command_quietly(tmp_path: Path, iris_a: object) -> None:
     store = Store(tmp_path / "models", clock=StepClock())
     version = publish(store, iris_a)
-    registry = store.registry("iris")
-    for i in range(3000):  # far more text than a pipe buffer holds
-        registry = registry.with_event(reg.HistoryEntry(f"2026-11-23T02:{i:06d}", "deploy", "t", None, version, "x"))
-    reg.write_registry(store.paths("iris").registry, registry)
+    journal = store.paths("iris").history
+    entries = [e for _, e in history.read_from(journal)]
+    entries += [reg.HistoryEntry(f"2026-11-23T02:{i:06d}", "deploy", "t", None, version, "x") for i in range(3000)]
+    history.write_all(journal, entries)  # far more text than a pipe buffer holds
     argv = [sys.executable, "-m", "modelswap", "--root", str(store.root), "history", "iris", "--limit", "3000"]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT) as proc:
         assert proc.stdout is not None and proc.stderr is not None

@@ -109,7 +109,7 @@ def test_the_guard_stops_a_failing_canary_in_every_process(store: tuple[Store, s
         assert 500 in codes and codes.count(500) >= 20
         assert tripped_at is not None, codes
         assert not st.paths("iris").abtest.exists()
-        last = st.registry("iris").history()[-1]
+        last = st.history("iris", limit=1)[0]
         assert (last.action, last.actor, last.from_version) == ("canary_abort", "guard", flaky)
         assert wait_for(lambda: not other.get("/v1/models/iris/canary").json()["this_process"]["canary_loaded"], 5)
         assert all(variant(other, k) == ("stable", a) for k in canary_keys[:20])
