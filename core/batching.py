@@ -1,13 +1,16 @@
-"""Opportunistic micro-batching: requests for the same snapshot and method that are ready
-together share one ``predict`` call.
+"""Opportunistic micro-batching, with the model's code on worker threads, never the event loop.
 
-There is no timer by default. The first request to arrive schedules a drain task and
-goes on; every request the event loop already has in hand (their bytes arrived while
-the previous batch was computing) is parsed and queued before that task runs, so
-under load batches form by themselves, and a lone request waits one loop iteration.
-A batch holds one snapshot: a swap mid-queue never mixes versions. If a batched call
-raises, its requests are retried one by one, so one bad request fails alone.
-Event-loop thread only.
+Requests for the same snapshot and method that are ready together share one call. There
+is no timer by default: the first request schedules a drain task and goes on; every
+request the event loop already has in hand is parsed and queued before that task runs,
+and while a batch computes on its model's worker thread the next one fills, so under
+load batches form by themselves and a lone request waits one loop iteration and one
+thread hop. A batch holds one snapshot: a swap mid-queue never mixes versions. If a
+batched call raises, or answers with another number of rows than it was given, its
+requests are retried one by one, so one bad request fails alone and no request ever
+gets another's rows. Each model has its own worker threads, so a saturated or hung
+model leaves health checks, metrics and other models answering; a request that waits
+past the timeout gets PredictTimeout (its computation is not interrupted).
 """
 
 from __future__ import annotations
@@ -16,31 +19,41 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
+from modelswap.core.errors import PredictTimeout
+
 logger = logging.getLogger(__name__)
 
 Predict = Callable[[np.ndarray], Any]
+THREADS_PER_MODEL = 2  # the stable and the canary variant can compute at once
+
+
+class WrongAnswerCount(RuntimeError):
+    """The model answered a different number of rows than it was asked."""
 
 
 class Batcher:
-    """Batches for one (snapshot, method)."""
+    """Batches for one (snapshot, method), computed on ``executor``."""
 
     def __init__(
         self,
         fn: Predict,
+        executor: ThreadPoolExecutor,
         *,
         max_rows: int = 256,
-        inline_rows: int = 256,
         wait_s: float = 0.0,
+        timeout_s: float = 30.0,
         observe: Callable[[int, int], None] | None = None,
     ) -> None:
         self._fn = fn
+        self._executor = executor
         self.max_rows = max_rows
-        self.inline_rows = inline_rows
         self.wait_s = wait_s
+        self.timeout_s = timeout_s
         self._observe = observe
         self._pending: deque[tuple[np.ndarray, asyncio.Future[Any]]] = deque()
         self._draining = False
@@ -50,14 +63,18 @@ class Batcher:
         return not self._draining and not self._pending
 
     async def submit(self, X: np.ndarray) -> Any:
-        """This request's rows of the prediction (raises what the model raised on them)."""
+        """This request's rows of the prediction (raises what the model raised on them,
+        PredictTimeout after ``timeout_s``)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((X, future))
         if not self._draining:
             self._draining = True
             loop.create_task(self._drain())
-        return await future
+        try:
+            return await asyncio.wait_for(future, self.timeout_s)
+        except asyncio.TimeoutError:
+            raise PredictTimeout(f"the model did not answer within {self.timeout_s:g}s") from None
 
     async def _drain(self) -> None:
         try:
@@ -78,12 +95,14 @@ class Batcher:
         return batch
 
     async def _call(self, X: np.ndarray) -> Any:
-        if len(X) <= self.inline_rows:
-            return self._fn(X)  # small: inline is faster than a thread hop
-        return await asyncio.to_thread(self._fn, X)
+        """The model on its worker thread; an answer with the wrong row count raises."""
+        result = await asyncio.get_running_loop().run_in_executor(self._executor, self._fn, X)
+        if len(result) != len(X):
+            raise WrongAnswerCount(f"the model answered {len(result)} rows for {len(X)}")
+        return result
 
     async def _run(self, batch: list[tuple[np.ndarray, asyncio.Future[Any]]]) -> None:
-        live = [(x, f) for x, f in batch if not f.done()]  # a cancelled request needs no answer
+        live = [(x, f) for x, f in batch if not f.done()]  # a cancelled or timed-out request needs no answer
         if not live:
             return
         X = live[0][0] if len(live) == 1 else np.concatenate([x for x, _ in live])
@@ -91,46 +110,86 @@ class Batcher:
             self._observe(len(live), len(X))
         try:
             result = await self._call(X)
-        except Exception as exc:  # the model raised: find whose rows did it
+        except Exception as exc:  # the model raised or miscounted: find whose rows did it
             if len(live) == 1:
-                live[0][1].set_exception(exc)
+                _settle(live[0][1], error=exc)
                 return
             for x, future in live:
                 try:
-                    answer = await self._call(x)
-                except Exception as own:  # this request's own rows make the model raise
-                    if not future.done():
-                        future.set_exception(own)
-                else:
-                    if not future.done():
-                        future.set_result(answer)
-            return
-        if len(live) == 1:
-            live[0][1].set_result(result)
+                    _settle(future, result=await self._call(x))
+                except Exception as own:  # this request's own rows make the model fail
+                    _settle(future, error=own)
             return
         offset = 0
         for x, future in live:
-            if not future.done():
-                future.set_result(result[offset : offset + len(x)])
+            _settle(future, result=result if len(live) == 1 else result[offset : offset + len(x)])
             offset += len(x)
 
 
-class BatchPool:
-    """One Batcher per (snapshot, method); idle batchers of retired snapshots are dropped."""
+def _settle(future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
+    if future.done():
+        return  # its request timed out or was cancelled meanwhile
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
-    def __init__(self, *, max_rows: int, wait_s: float, observe: Callable[[int, int], None] | None = None) -> None:
+
+class BatchPool:
+    """One Batcher per (snapshot, method); idle batchers of retired snapshots are dropped.
+    Each model gets its own worker threads (created on first use); ``close`` joins them."""
+
+    def __init__(
+        self,
+        *,
+        max_rows: int,
+        wait_s: float,
+        timeout_s: float = 30.0,
+        observe: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.max_rows = max_rows
         self.wait_s = wait_s
+        self.timeout_s = timeout_s
         self._observe = observe
         self._batchers: dict[tuple[int, str], tuple[object, Batcher]] = {}
+        self._executors: dict[str, ThreadPoolExecutor] = {}
 
-    def batcher(self, snapshot: object, method: str, fn: Predict) -> Batcher:
+    def executor(self, model: str) -> ThreadPoolExecutor:
+        executor = self._executors.get(model)
+        if executor is None:
+            executor = ThreadPoolExecutor(THREADS_PER_MODEL, thread_name_prefix=f"predict-{model}")
+            self._executors[model] = executor
+        return executor
+
+    def batcher(self, snapshot: Any, method: str, fn: Predict) -> Batcher:
         key = (id(snapshot), method)
         entry = self._batchers.get(key)
         if entry is not None and entry[0] is snapshot:
             return entry[1]
         if len(self._batchers) > 32:
             self._batchers = {k: v for k, v in self._batchers.items() if not v[1].idle}
-        batcher = Batcher(fn, max_rows=self.max_rows, wait_s=self.wait_s, observe=self._observe)
+        batcher = Batcher(
+            fn,
+            self.executor(snapshot.model),
+            max_rows=self.max_rows,
+            wait_s=self.wait_s,
+            timeout_s=self.timeout_s,
+            observe=self._observe,
+        )
         self._batchers[key] = (snapshot, batcher)  # holding the snapshot keeps its id unique
         return batcher
+
+    async def call(self, model: str, fn: Predict, X: np.ndarray) -> Any:
+        """One unbatched call on the model's worker threads (a v2 request's extra outputs)."""
+        future = asyncio.get_running_loop().run_in_executor(self.executor(model), fn, X)
+        try:
+            return await asyncio.wait_for(future, self.timeout_s)
+        except asyncio.TimeoutError:
+            raise PredictTimeout(f"the model did not answer within {self.timeout_s:g}s") from None
+
+    def close(self) -> None:
+        """Stop taking work and join every worker thread (a call still computing is
+        waited for: a thread cannot be interrupted)."""
+        for executor in self._executors.values():
+            executor.shutdown(wait=True, cancel_futures=True)
+        self._executors.clear()

@@ -6,6 +6,8 @@ statuses in one table, and the CLI prints ``str(error)`` as one line.
 
 from __future__ import annotations
 
+import errno
+
 
 class ModelswapError(Exception):
     """Root of every error modelswap raises on purpose."""
@@ -80,6 +82,40 @@ class UnsafePath(ValidationFailed):
     code = "symlink_refused"
 
 
+class StorageError(ModelswapError):
+    """The filesystem under the store refused a read or write (the message says how, never where)."""
+
+    code = "storage_error"
+
+
+class StorageFull(StorageError):
+    code = "storage_full"
+
+
+class StoreReadOnly(StorageError):
+    code = "store_read_only"
+
+
+class StoreNotWritable(StorageError):
+    code = "store_not_writable"
+
+
+def storage_error(exc: OSError) -> StorageError:
+    """The StorageError an OSError from the store means: a full disk or quota, a read-only
+    mount, missing permission, or something else (the path stays in the server log)."""
+    kinds: dict[int, type[StorageError]] = {
+        errno.ENOSPC: StorageFull,
+        errno.EDQUOT: StorageFull,
+        errno.EFBIG: StorageFull,
+        errno.EROFS: StoreReadOnly,
+        errno.EACCES: StoreNotWritable,
+        errno.EPERM: StoreNotWritable,
+    }
+    kind = kinds.get(exc.errno or 0, StorageError)
+    reason = exc.strerror or type(exc).__name__
+    return kind(f"the model store's filesystem refused the operation: {reason}")
+
+
 class CorruptRegistry(ModelswapError):
     """``versions.json`` (or another store file) cannot be read; names the file."""
 
@@ -102,6 +138,12 @@ class InsufficientMemory(ModelswapError, MemoryError):
     """Loading would exceed the memory left under the process's cgroup limit."""
 
     code = "insufficient_memory"
+
+
+class PredictTimeout(ModelswapError, TimeoutError):
+    """The model did not answer within MODELSWAP_PREDICT_TIMEOUT."""
+
+    code = "predict_timeout"
 
 
 class PredictionFailed(ModelswapError):

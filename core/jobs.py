@@ -58,7 +58,7 @@ class RetrainRequest:
 
     @classmethod
     def from_dict(cls, model: str, body: Mapping[str, Any]) -> RetrainRequest:
-        unknown = set(body) - {"dataset", "target", "estimator", "deploy", "deploy_if_better", "seed"}
+        unknown = set(body) - {"dataset", "estimator", "deploy", "deploy_if_better", "seed"}
         if unknown:
             raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
         dataset = body.get("dataset", "iris")
@@ -76,8 +76,8 @@ class RetrainRequest:
         if deploy and better:
             raise InvalidInput("give 'deploy' or 'deploy_if_better', not both")
         seed = body.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InvalidInput("'seed' must be a whole number")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise InvalidInput("'seed' must be a whole number from 0 to 4294967295")
         return cls(validate_model_name(model), dataset, None, estimator, deploy, better, seed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,9 +89,9 @@ class RetrainRequest:
             "seed": self.seed,
         }
 
-    def argv(self, root: Path, job_file: Path) -> list[str]:
+    def argv(self, root: Path, job_file: Path, actor: str) -> list[str]:
         args = [sys.executable, "-m", "modelswap.core.retrain", self.model, "--root", str(root)]
-        args += ["--job-file", str(job_file)]
+        args += ["--job-file", str(job_file), "--actor", actor]
         args += ["--dataset", self.dataset, "--estimator", self.estimator, "--seed", str(self.seed)]
         if self.deploy:
             args.append("--deploy")
@@ -137,7 +137,7 @@ class Jobs:
             log = open(self.dir / f"{job_id}.log", "ab")
             try:
                 proc = subprocess.Popen(
-                    params.argv(self.root, self.path(job_id)),
+                    params.argv(self.root, self.path(job_id), actor),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,

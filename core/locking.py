@@ -52,12 +52,18 @@ def hold(lock_file: Path, policy: LockPolicy) -> Iterator[None]:
         timeout = max(policy.timeout, policy.stale_after * 1.5)
         lock = filelock.SoftFileLease(target, lease_duration=policy.stale_after, timeout=timeout)
     else:
-        target = lock_file
-        lock = filelock.FileLock(target, timeout=policy.timeout, preserve_lock_file=True)
+        target, timeout = lock_file, policy.timeout
+        lock = filelock.FileLock(target, timeout=timeout, preserve_lock_file=True)
     try:
         lock.acquire()
     except filelock.Timeout as exc:
-        raise StoreBusy(f"another writer holds {target} (waited {policy.timeout:g}s); try again") from exc
+        held = f"another writer holds the {lock_file.parent.name} lock"
+        raise StoreBusy(f"{held} (waited {timeout:g}s); try again") from exc
+    except filelock.LeaseSettingsMismatch as exc:  # another writer runs with other lease settings
+        raise InvalidInput(
+            f"the {lock_file.parent.name} lock is held with other MODELSWAP_LOCK_STALE_SECONDS than this process's "
+            f"({policy.stale_after:g}s): every writer of a store must use the same soft-lock settings ({exc})"
+        ) from exc
     try:
         yield
     finally:

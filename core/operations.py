@@ -17,7 +17,7 @@ from modelswap.core import registry as reg
 from modelswap.core.aliases import aliases_of, delete_alias, read_aliases, resolve, set_alias
 from modelswap.core.canary import CanaryConfig, Guard, promote_canary, read_canary, start_canary, stop_canary
 from modelswap.core.catalog import compare, find_model_id, lineage, matches, parse_where
-from modelswap.core.errors import Conflict, InvalidInput, ModelswapError
+from modelswap.core.errors import Conflict, InvalidInput, ModelswapError, storage_error
 from modelswap.core.fleet import process_id, read_fleet
 from modelswap.core.ids import validate_model_name
 from modelswap.core.jobs import Job, Jobs, RetrainRequest
@@ -61,6 +61,7 @@ class Operations:
         self.jobs = jobs or Jobs(store.root, lock=store.lock_policy)
         self.poll_interval = poll_interval
         self.on_swap = on_swap
+        self.discover: Callable[[], None] | None = None  # a serving process: look for new models
 
     # -- verbs -------------------------------------------------------------------------
     def deploy(self, model: str, version: str, *, actor: str, reason: str = "", force: bool = False) -> Transition:
@@ -149,7 +150,10 @@ class Operations:
 
     def reload(self, model: str) -> dict[str, Any]:
         """Re-read ``current`` and ``abtest.json`` now, retrying a version that failed to load."""
-        slot = self._serving().slot(validate_model_name(model))
+        serving = self._serving()
+        if validate_model_name(model) not in serving.slots and self.discover is not None:
+            self.discover()  # a model created since the last look
+        slot = serving.slot(model)
         self._act(model, "reload", lambda: slot.sync(force=True))
         return {"model": model, **slot.info()}
 
@@ -158,9 +162,13 @@ class Operations:
         validate_model_name(model)  # a bad name is refused before it can become a metric label
         try:
             result = operation()
-        except (ModelswapError, OSError):
+        except ModelswapError:
             self._count(model, action, "failure")
             raise
+        except OSError as exc:  # a full disk, a read-only mount: a clear error, not a 500
+            self._count(model, action, "failure")
+            logger.error("%s %s: %s", action, model, exc)
+            raise storage_error(exc) from exc
         self.sync(model)
         self._count(model, action, "success")
         return result

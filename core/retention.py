@@ -15,7 +15,7 @@ from modelswap.core import registry as reg
 from modelswap.core.aliases import read_aliases
 from modelswap.core.clock import default_actor, iso
 from modelswap.core.errors import InvalidInput, VersionIsLive, VersionNotFound
-from modelswap.core.fsio import fsync_dir
+from modelswap.core.fsio import fsync_dir, refuse_link
 from modelswap.core.ids import validate_version_id
 from modelswap.core.layout import TRASH_PREFIX, ModelPaths
 from modelswap.core.outcomes import GcPlan
@@ -47,6 +47,7 @@ def delete_version(store: Store, model: str, version: str, *, actor: str | None 
     validate_version_id(version)
     with store.locked(store.existing(model).name) as paths:
         registry = store.load_registry(paths)
+        refuse_link(paths.version_dir(version))  # a link is verify's to report, not delete's to follow
         if version not in registry and not paths.version_dir(version).is_dir():
             raise VersionNotFound(f"model {model} has no version {version}")
         why = protected(store, model, registry).get(version)

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     add_training_arguments(parser)
     parser.add_argument("--root", help="store root (default: MODELSWAP_ROOT or ./models)")
     parser.add_argument("--job-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--actor", help="who runs it, for the history (default: retrain:<host>)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     job = args.job_file
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = retrain(
             store,
             args.model,
-            actor=os.environ.get("MODELSWAP_ACTOR") or f"retrain:{socket.gethostname()}",
+            actor=args.actor or f"retrain:{socket.gethostname()}",
             progress=progress,
             **training_options(args),
         )

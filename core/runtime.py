@@ -24,16 +24,27 @@ class Runtime:
     this process's heartbeats (a clean shutdown leaves none behind).
     """
 
-    def __init__(self, serving: Serving, ops: Operations, *, watch: str, poll_interval: float) -> None:
+    def __init__(
+        self,
+        serving: Serving,
+        ops: Operations,
+        *,
+        watch: str,
+        poll_interval: float,
+        only: tuple[str, ...] | None = None,
+    ) -> None:
         self.serving = serving
         self.ops = ops
         self.watch = watch
         self.poll_interval = poll_interval
+        self.only = only  # MODELSWAP_MODELS: serve these (whenever they exist), else every model
         self.started_at = 0.0
         self.watcher: Watcher | None = None
         self.heartbeat: Ticker | None = None
         self._guards: list[threading.Thread] = []
+        self._discovering = threading.Lock()
         ops.on_swap = self.beat_now
+        ops.discover = self.discover
 
     def load_all(self) -> None:
         """Load every served model's current version (and canary) now, in this thread."""
@@ -42,18 +53,46 @@ class Runtime:
 
     def start(self, now: float) -> None:
         self.started_at = now
-        for slot in self.serving.slots.values():
-            slot.on_guard_trip = self._guard_tripped
         self.watcher = Watcher(
-            self.serving.slots.values(),
-            {name: slot.paths.dir for name, slot in self.serving.slots.items()},
+            self.ops.store.root,
             mode=self.watch,
             interval=self.poll_interval,
             on_change=self.beat_now,
+            on_root=self.discover,
         )
         self.watcher.start()
-        self.heartbeat = Ticker(self.beat, self.poll_interval, "heartbeat")
+        for slot in self.serving.slots.values():
+            self._follow(slot)
+        self.heartbeat = Ticker(self.tick, self.poll_interval, "heartbeat")
         self.heartbeat.start()
+
+    def tick(self) -> None:
+        """Every poll interval: look for models that appeared or went, then heartbeat."""
+        self.discover()
+        self.beat()
+
+    def discover(self) -> None:
+        """Serve every model the store holds now (or those of MODELSWAP_MODELS), and stop
+        serving those whose directory is gone. Runs from the poll and from inotify."""
+        if self.watcher is None:
+            return
+        with self._discovering:
+            present = set(self.ops.store.models())
+            wanted = present if self.only is None else present & set(self.only)
+            for name in sorted(wanted - set(self.serving.slots)):
+                logger.info("model %s appeared in the store; serving it", name)
+                self._follow(self.serving.add(self.ops.store.paths(name)))
+            for name in sorted(set(self.serving.slots) - present):
+                if self.ops.store.paths(name).dir.exists():
+                    continue  # not a model any more (versions/ removed by hand): keep serving what it has
+                logger.info("model %s left the store; no longer serving it", name)
+                self.watcher.remove(name)
+                self.serving.remove(name)
+
+    def _follow(self, slot: ModelSlot) -> None:
+        slot.on_guard_trip = self._guard_tripped
+        assert self.watcher is not None
+        self.watcher.add(slot, slot.paths.dir)
 
     def stop(self) -> None:
         if self.heartbeat is not None:
@@ -76,7 +115,7 @@ class Runtime:
             logger.warning("heartbeat failed: %s", exc)
 
     def beat(self) -> None:
-        for slot in self.serving.slots.values():
+        for slot in list(self.serving.slots.values()):
             if slot.paths.dir.is_dir():
                 info = slot.info()
                 error = info["last_load_error"]

@@ -393,11 +393,33 @@ class Serving:
             return load_version(paths, version, strict_versions=strict_versions, headroom=headroom)
 
         self.metrics = metrics
-        self.slots = {
+        self.keep_loaded = keep_loaded
+        # Replaced, never mutated: the event loop reads it while discovery adds or drops models.
+        self.slots: dict[str, ModelSlot] = {
             name: ModelSlot(paths, keep_loaded=keep_loaded, loader=loader, metrics=metrics)
             for name, paths in models.items()
         }
         self._loader = loader
+        self._lock = threading.Lock()
+
+    def add(self, paths: ModelPaths) -> ModelSlot:
+        """Serve a model that appeared in the store (its slot loads on its first sync)."""
+        with self._lock:
+            slot = self.slots.get(paths.name)
+            if slot is None:
+                slot = ModelSlot(paths, keep_loaded=self.keep_loaded, loader=self._loader, metrics=self.metrics)
+                self.slots = {**self.slots, paths.name: slot}
+        return slot
+
+    def remove(self, model: str) -> ModelSlot | None:
+        """Stop serving a model whose directory is gone; requests for it get 404."""
+        with self._lock:
+            slot = self.slots.get(model)
+            if slot is not None:
+                self.slots = {k: v for k, v in self.slots.items() if k != model}
+        if slot is not None:
+            self.metrics.set_serving(model, STABLE, slot.version, None)
+        return slot
 
     def slot(self, model: str) -> ModelSlot:
         try:
@@ -410,8 +432,13 @@ class Serving:
         slot = self.slots.get(paths.name)
         return slot.prepare(version) if slot is not None else self._loader(paths, version)
 
+    def waiting(self) -> list[str]:
+        """Models that have a ``current`` but no loaded version in this process yet (a
+        model published but never deployed has nothing to wait for)."""
+        return [name for name, slot in self.slots.items() if slot.version is None and slot.link_target() is not None]
+
     def ready(self) -> bool:
-        return all(slot.version is not None for slot in self.slots.values())
+        return not self.waiting()
 
 
 def release_memory() -> None:

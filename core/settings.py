@@ -39,6 +39,7 @@ class Settings:
     lock_stale_after: float = 60.0
     multiproc_dir: Path | None = None
     extra_columns: str = "refuse"
+    predict_timeout: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +77,7 @@ class Settings:
             lock_stale_after=_number(env, "MODELSWAP_LOCK_STALE_SECONDS", 60.0, minimum=1.0),
             multiproc_dir=Path(multiproc) if multiproc else None,
             extra_columns=_choice(env, "MODELSWAP_EXTRA_COLUMNS", "refuse", ("refuse", "ignore")),
+            predict_timeout=_number(env, "MODELSWAP_PREDICT_TIMEOUT", 30.0, minimum=0.001),
         )
         return settings
 

@@ -267,10 +267,9 @@ def schema_change(live: Signature | None, candidate: Signature | None, *, force:
         return {}
     breaking, compatible = diff(live, candidate)
     if breaking and not force:
-        lines = "\n".join(breaking + compatible)
         raise IncompatibleSchema(
-            f"{what} changes the input schema in a way that breaks clients of the live version:\n{lines}\n"
-            "(pass force / --allow-schema-change to do it anyway)"
+            f"{what} changes the input schema in a way that breaks clients of the live version: "
+            f"{'; '.join(breaking + compatible)} (pass force / --allow-schema-change to do it anyway)"
         )
     details: dict[str, Any] = {"schema_change": breaking + compatible} if breaking or compatible else {}
     if breaking:

@@ -8,11 +8,12 @@ request path, and the poll catches whatever inotify misses.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from modelswap.core.layout import ABTEST_FILE, CURRENT_LINK, TMP_MARK
 
@@ -29,23 +30,16 @@ class Syncable(Protocol):
     def sync(self) -> object: ...
 
 
-class Trigger(Protocol):
-    """A fast change source: calls ``wake(model)`` when a watched name changes."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
 class InotifyTrigger:
     """watchdog on each model directory (not on the ``current`` link: a symlink swap
-    replaces the link, so the directory is what sees the rename)."""
+    replaces the link, so the directory is what sees the rename), and on the store root,
+    where a new model directory appears."""
 
-    def __init__(self, dirs: dict[str, Path], wake: Callable[[str], None]) -> None:
+    def __init__(self, root: Path, wake: Callable[[str], None], on_root: Callable[[], None]) -> None:
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
         from watchdog.observers import Observer
 
-        class Handler(FileSystemEventHandler):
+        class ModelHandler(FileSystemEventHandler):
             def __init__(self, model: str) -> None:
                 self.model = model
 
@@ -57,9 +51,28 @@ class InotifyTrigger:
                 if any(name.split(TMP_MARK, 1)[0] in WATCHED_NAMES for name in names if name):
                     wake(self.model)
 
+        class RootHandler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.is_directory or event.event_type in ("deleted", "moved"):
+                    on_root()
+
+        self._handler = ModelHandler
         self._observer = Observer()
-        for model, directory in dirs.items():
-            self._observer.schedule(Handler(model), str(directory), recursive=False)
+        self._watches: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._observer.schedule(RootHandler(), str(root), recursive=False)
+
+    def add(self, model: str, directory: Path) -> None:
+        with self._lock:
+            if model not in self._watches:
+                self._watches[model] = self._observer.schedule(self._handler(model), str(directory), recursive=False)
+
+    def remove(self, model: str) -> None:
+        with self._lock:
+            watch = self._watches.pop(model, None)
+        if watch is not None:
+            with contextlib.suppress(KeyError, OSError):  # its directory may be gone already
+                self._observer.unschedule(watch)
 
     def start(self) -> None:
         self._observer.start()
@@ -70,26 +83,30 @@ class InotifyTrigger:
 
 
 class Watcher:
-    """One sync thread per model; ``mode`` is auto (inotify + poll), poll, or off."""
+    """One sync thread per model, added and removed as models come and go; ``mode`` is
+    auto (inotify + poll), poll, or off. ``on_root`` runs when inotify sees the store
+    root change (a model directory created or removed)."""
 
     def __init__(
         self,
-        slots: Iterable[Syncable],
-        dirs: dict[str, Path],
+        root: Path,
         *,
         mode: str,
         interval: float,
         on_change: Callable[[], None] | None = None,
+        on_root: Callable[[], None] | None = None,
     ) -> None:
-        self._on_change = on_change
-        self._slots = {slot.name: slot for slot in slots}
-        self._dirs = dirs
+        self.root = root
         self.mode = mode
         self.interval = interval
+        self._on_change = on_change
+        self._on_root = on_root or (lambda: None)
         self._stop = threading.Event()
-        self._wakes = {name: threading.Event() for name in self._slots}
-        self._threads: list[threading.Thread] = []
-        self._trigger: Trigger | None = None
+        self._lock = threading.Lock()
+        self._wakes: dict[str, threading.Event] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._removed: set[str] = set()
+        self._trigger: InotifyTrigger | None = None
 
     def wake(self, model: str) -> None:
         event = self._wakes.get(model)
@@ -99,28 +116,51 @@ class Watcher:
     def start(self) -> None:
         if self.mode == "auto":
             self._trigger = self._start_inotify()
-        for name, slot in self._slots.items():
-            thread = threading.Thread(
-                target=self._run, args=(slot, self._wakes[name]), name=f"sync-{name}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
 
-    def _start_inotify(self) -> Trigger | None:
+    def add(self, slot: Syncable, directory: Path) -> None:
+        """Follow ``slot``'s model: a sync thread (which syncs at once) and an inotify watch."""
+        with self._lock:
+            if slot.name in self._threads or self._stop.is_set():
+                return
+            self._removed.discard(slot.name)
+            wake = self._wakes[slot.name] = threading.Event()
+            thread = threading.Thread(target=self._run, args=(slot, wake), name=f"sync-{slot.name}", daemon=True)
+            self._threads[slot.name] = thread
+        if self._trigger is not None:
+            try:
+                self._trigger.add(slot.name, directory)
+            except OSError as exc:  # max_user_watches reached: the poll still follows it
+                logger.warning("no inotify watch on %s (%s); polling it every %.2fs", directory, exc, self.interval)
+        thread.start()
+
+    def remove(self, model: str) -> None:
+        """Stop following ``model`` and join its thread."""
+        with self._lock:
+            thread = self._threads.pop(model, None)
+            self._removed.add(model)
+            wake = self._wakes.pop(model, None)
+        if self._trigger is not None:
+            self._trigger.remove(model)
+        if wake is not None:
+            wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
+
+    def _start_inotify(self) -> InotifyTrigger | None:
         try:
-            trigger = InotifyTrigger(self._dirs, self.wake)
+            trigger = InotifyTrigger(self.root, self.wake, self._on_root)
             trigger.start()
         except (OSError, RuntimeError) as exc:
             # e.g. fs.inotify.max_user_watches reached, or no inotify on this kernel
             logger.warning("inotify unavailable (%s); falling back to polling every %.2fs", exc, self.interval)
             return None
-        logger.info("watching %d model directories with inotify, polling every %.2fs", len(self._dirs), self.interval)
+        logger.info("watching %s with inotify, polling every %.2fs", self.root, self.interval)
         return trigger
 
     def _run(self, slot: Syncable, wake: threading.Event) -> None:
         timeout = None if self.mode == "off" else self.interval
         woken = False
-        while not self._stop.is_set():
+        while not self._stop.is_set() and slot.name not in self._removed:
             try:
                 changed = slot.sync()
                 if not changed and woken:
@@ -137,11 +177,13 @@ class Watcher:
 
     def stop(self) -> None:
         self._stop.set()
-        for event in self._wakes.values():
-            event.set()
+        with self._lock:
+            threads = list(self._threads.values())
+            for event in self._wakes.values():
+                event.set()
         if self._trigger is not None:
             self._trigger.stop()
-        for thread in self._threads:
+        for thread in threads:
             thread.join(timeout=10)
         self._threads.clear()
 
@@ -159,11 +201,18 @@ class Ticker:
         self._thread.start()
 
     def _run(self) -> None:
+        failing: str | None = None  # one log line per kind of failure, not one per tick
         while True:
             try:
                 self._fn()
-            except Exception:  # a failed tick (a full disk, say) must not end the ticker
-                logger.exception("%s failed", self._thread.name)
+            except Exception as exc:  # a failed tick (a full disk, say) must not end the ticker
+                if str(exc) != failing:
+                    logger.error("%s failed (logged once until it changes or recovers): %s", self._thread.name, exc)
+                    failing = str(exc)
+            else:
+                if failing is not None:
+                    logger.info("%s works again", self._thread.name)
+                    failing = None
             if self._stop.wait(self._interval):
                 return
 

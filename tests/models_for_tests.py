@@ -93,3 +93,21 @@ def imputing_pipeline() -> tuple[Any, Any]:
     numbers = frame[["tenure", "spend"]].astype(float)
     numbers.iloc[::7, 1] = np.nan
     return make_pipeline(SimpleImputer(), LogisticRegression(max_iter=1000)).fit(numbers, labels), numbers
+
+
+class BusyOnNegative:
+    """Predicts the example fine; a row whose first value is negative keeps the CPU busy
+    (a pure-Python loop, holding the GIL between switches) for that many seconds."""
+
+    n_features_in_ = 4
+
+    def predict(self, X: Any) -> Any:
+        import time
+
+        X = np.asarray(X)
+        seconds = float(-X[:, 0].min()) if (X[:, 0] < 0).any() else 0.0
+        deadline = time.perf_counter() + seconds
+        spins = 0
+        while time.perf_counter() < deadline:
+            spins += 1
+        return np.zeros(len(X), dtype=np.int64)

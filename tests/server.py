@@ -57,8 +57,10 @@ def serve(
     env: dict[str, str] | None = None,
     ready: bool = True,
     log_dir: Path | None = None,
+    prelude: str | None = None,
 ) -> Iterator[Server]:
-    """Start ``modelswap serve``; wait for /readyz (or /healthz); stop it on exit."""
+    """Start ``modelswap serve``; wait for /readyz (or /healthz); stop it on exit.
+    ``prelude``: Python run in the server process before the command (limits for a test)."""
     port = free_port()
     log = (log_dir or root.parent) / f"server-{port}.log"
     full_env = {
@@ -71,8 +73,15 @@ def serve(
     if "PROMETHEUS_MULTIPROC_DIR" not in (env or {}):
         full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each server gets its own, or none
     with open(log, "wb") as out:
+        args = ["serve", "--port", str(port), "--workers", str(workers)]
+        launch = ["-m", "modelswap"]
+        if prelude is not None:
+            launch = [
+                "-c",
+                f"{prelude}\nimport sys\nfrom modelswap.api.cli.main import main\nsys.exit(main(sys.argv[1:]))",
+            ]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "modelswap", "serve", "--port", str(port), "--workers", str(workers)],
+            [sys.executable, *launch, *args],
             cwd=ROOT,
             env=full_env,
             stdout=out,

@@ -111,10 +111,13 @@ def create_app(
         settings=settings,
         token=configured_token(settings),
         ops=ops,
-        runtime=Runtime(serving, ops, watch=settings.watch, poll_interval=settings.poll_interval),
+        runtime=Runtime(
+            serving, ops, watch=settings.watch, poll_interval=settings.poll_interval, only=settings.models
+        ),
         batching=BatchPool(
             max_rows=settings.batch_max_rows,
             wait_s=settings.batch_wait_ms / 1000,
+            timeout_s=settings.predict_timeout,
             observe=lambda requests, rows: metrics.batch_requests.observe(requests),
         ),
     )
@@ -137,6 +140,7 @@ def create_app(
             yield
         finally:
             state.runtime.stop()
+            state.batching.close()
 
     app = Starlette(routes=ROUTES, exception_handlers=HANDLERS, lifespan=lifespan)
     app.state.modelswap = state

@@ -23,9 +23,13 @@ STATUS: tuple[tuple[type[e.ModelswapError], int], ...] = (
     (e.Conflict, 409),
     (e.ValidationFailed, 422),
     (e.InsufficientMemory, 507),
+    (e.StorageFull, 507),
+    (e.StoreReadOnly, 503),
+    (e.StoreNotWritable, 503),
     (e.CorruptRegistry, 500),
     (e.StoreBusy, 503),
     (e.NotReady, 503),
+    (e.PredictTimeout, 504),
     (e.PredictionFailed, 500),
 )
 
@@ -59,9 +63,21 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}) or None)
 
 
+async def os_error(request: Request, exc: Exception) -> Response:
+    """A filesystem failure outside the operations layer (a read view): same mapping."""
+    assert isinstance(exc, OSError)
+    logger.error("%s %s: %s", request.method, request.url.path, exc)
+    return await modelswap_error(request, e.storage_error(exc))
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "internal error; the server log has the details")
 
 
-HANDLERS = {e.ModelswapError: modelswap_error, HTTPException: http_error, Exception: unexpected_error}
+HANDLERS = {
+    e.ModelswapError: modelswap_error,
+    HTTPException: http_error,
+    OSError: os_error,
+    Exception: unexpected_error,
+}

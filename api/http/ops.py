@@ -17,12 +17,14 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     state = app_state(request)
-    models = {name: slot.version for name, slot in state.serving.slots.items()}
-    ready = state.serving.ready() and bool(models)
-    body = {"ready": ready, "models": models}
-    if not ready:
-        body["waiting_for"] = [n for n, v in models.items() if v is None] or ["a model to serve"]
-    return json_response(body, status=200 if ready else 503)
+    waiting = state.serving.waiting()
+    body: dict[str, object] = {
+        "ready": not waiting,
+        "models": {name: slot.version for name, slot in state.serving.slots.items()},
+    }
+    if waiting:
+        body["waiting_for"] = waiting
+    return json_response(body, status=503 if waiting else 200)
 
 
 async def metrics(request: Request) -> Response:

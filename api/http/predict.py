@@ -15,7 +15,7 @@ from modelswap.api.http.payload import parse_predict, read_json, version_ref
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import AppState, app_state
 from modelswap.core.aliases import resolve
-from modelswap.core.errors import InvalidInput, ModelNotFound, PredictionFailed
+from modelswap.core.errors import InvalidInput, ModelNotFound, PredictionFailed, PredictTimeout
 from modelswap.core.ids import is_version_id, validate_model_name
 from modelswap.core.inputs import Table, prepare
 from modelswap.core.serving import ModelSlot, Snapshot
@@ -104,6 +104,11 @@ async def predict_array(
         raise InvalidInput(f"{snap.model} {snap.version} does not support {method!r}")
     try:
         result = await state.batching.batcher(snap, method, fn).submit(X)
+    except PredictTimeout:
+        state.metrics.prediction(snap.model, snap.version, snap.variant, "timeout", None)
+        slot.record(snap, ok=False)
+        logger.warning("predict timed out model=%s version=%s variant=%s", snap.model, snap.version, snap.variant)
+        raise
     except Exception as exc:  # the model's own code failed on valid input
         state.metrics.prediction(snap.model, snap.version, snap.variant, "error", None)
         slot.record(snap, ok=False)

@@ -21,7 +21,7 @@ from modelswap.api.http.predict import pinned_version, predict_array, prepare_fo
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import AppState, app_state
 from modelswap.api.http.tensors import HEADER_LENGTH, decode_input, encode_outputs, split_body
-from modelswap.core.errors import InvalidInput, ModelswapError, PredictionFailed, VersionNotFound
+from modelswap.core.errors import InvalidInput, ModelswapError, PredictionFailed, PredictTimeout, VersionNotFound
 from modelswap.core.ids import validate_model_name
 from modelswap.core.inputs import Table
 from modelswap.core.serving import ModelSlot, Snapshot
@@ -205,7 +205,9 @@ async def infer(request: Request) -> Response:
         if fn is None:
             raise InvalidInput(f"{snap.model} {snap.version} does not support {name!r}")
         try:
-            arrays.append(np.asarray(fn(X)))
+            arrays.append(np.asarray(await state.batching.call(snap.model, fn, X)))
+        except PredictTimeout:
+            raise
         except Exception as exc:  # the model's own code failed on valid input
             raise PredictionFailed(f"{snap.model} {snap.version} failed in {name}: {type(exc).__name__}") from exc
     tensors, raw = encode_outputs(

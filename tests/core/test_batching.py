@@ -1,14 +1,20 @@
-"""Micro-batching on a real event loop: rows go back to their own request, in order."""
+"""Micro-batching on a real event loop with real worker threads: rows go back to their own
+request, in order; the model never runs on the loop; a miscounting model fails alone."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pytest
 
-from modelswap.core.batching import Batcher, BatchPool
+from modelswap.core.batching import Batcher, BatchPool, WrongAnswerCount
+from modelswap.core.errors import PredictTimeout
 from tests.models_for_tests import RowSum
 
 
@@ -16,10 +22,19 @@ class Recording:
     def __init__(self) -> None:
         self.model = RowSum()
         self.batches: list[int] = []
+        self.threads: set[str] = set()
 
     def __call__(self, X: np.ndarray) -> Any:
         self.batches.append(len(X))
+        self.threads.add(threading.current_thread().name)
         return self.model.predict(X)
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    pool = ThreadPoolExecutor(2, thread_name_prefix="predict-test")
+    yield pool
+    pool.shutdown(wait=True)
 
 
 def rows(seed: int, n: int) -> np.ndarray:
@@ -30,9 +45,9 @@ async def submit_all(batcher: Batcher, inputs: list[np.ndarray]) -> list[Any]:
     return await asyncio.gather(*(batcher.submit(x) for x in inputs), return_exceptions=True)
 
 
-def test_concurrent_requests_share_calls_and_get_their_own_rows_in_order() -> None:
+def test_concurrent_requests_share_calls_and_get_their_own_rows_in_order(executor: ThreadPoolExecutor) -> None:
     fn = Recording()
-    batcher = Batcher(fn, max_rows=1000)
+    batcher = Batcher(fn, executor, max_rows=1000)
     inputs = [rows(i, 1 + i % 5) for i in range(40)]  # mixed batch sizes
     results = asyncio.run(submit_all(batcher, inputs))
     for x, got in zip(inputs, results, strict=True):
@@ -40,50 +55,77 @@ def test_concurrent_requests_share_calls_and_get_their_own_rows_in_order() -> No
     assert len(fn.batches) < len(inputs) and sum(fn.batches) == sum(len(x) for x in inputs)
 
 
-def test_a_lone_request_is_one_call_of_its_own_rows() -> None:
+def test_the_model_never_runs_on_the_event_loop_thread(executor: ThreadPoolExecutor) -> None:
     fn = Recording()
-    x = rows(1, 3)
-    result = asyncio.run(Batcher(fn).submit(x))
-    np.testing.assert_array_equal(result, x.sum(axis=1))
-    assert fn.batches == [3]
+    asyncio.run(submit_all(Batcher(fn, executor), [rows(i, 1) for i in range(5)]))
+    assert fn.threads and all(name.startswith("predict-test") for name in fn.threads)
 
 
-def test_max_rows_caps_a_batch() -> None:
+def test_max_rows_caps_a_batch(executor: ThreadPoolExecutor) -> None:
     fn = Recording()
-    asyncio.run(submit_all(Batcher(fn, max_rows=10), [rows(i, 4) for i in range(10)]))
+    asyncio.run(submit_all(Batcher(fn, executor, max_rows=10), [rows(i, 4) for i in range(10)]))
     assert max(fn.batches) <= 10 and sum(fn.batches) == 40
 
 
-def test_one_request_that_makes_the_model_raise_fails_alone() -> None:
+def test_one_request_that_makes_the_model_raise_fails_alone(executor: ThreadPoolExecutor) -> None:
     fn = Recording()
     inputs = [rows(i, 2) for i in range(8)]
     inputs[3][0, 0] = -1.0
-    results = asyncio.run(submit_all(Batcher(fn), inputs))
+    results = asyncio.run(submit_all(Batcher(fn, executor), inputs))
     assert isinstance(results[3], RuntimeError)
     for i, (x, got) in enumerate(zip(inputs, results, strict=True)):
         if i != 3:
             np.testing.assert_array_equal(got, x.sum(axis=1))
 
 
-def test_big_batches_run_off_the_event_loop_with_the_same_answer() -> None:
-    fn = Recording()
-    x = rows(9, 600)
-    result = asyncio.run(Batcher(fn, inline_rows=100, max_rows=1000).submit(x))
-    np.testing.assert_array_equal(result, x.sum(axis=1))
+class OneTooMany:
+    """Answers one row more than asked when any row's first value is negative."""
+
+    def __call__(self, X: np.ndarray) -> Any:
+        time.sleep(0.005)  # let the queue fill, so calls batch
+        extra = 1 if (X[:, 0] < 0).any() else 0
+        return np.concatenate([X.sum(axis=1), np.zeros(extra)])
 
 
-def test_the_pool_keeps_snapshots_and_methods_apart() -> None:
+def test_a_model_that_answers_more_rows_than_it_was_given_never_hands_out_another_requests_answer(
+    executor: ThreadPoolExecutor,
+) -> None:
+    inputs = [rows(i, 1) for i in range(40)]
+    inputs[7][0, 0] = -5.0
+    results = asyncio.run(submit_all(Batcher(OneTooMany(), executor), inputs))
+    assert isinstance(results[7], WrongAnswerCount)
+    for i, (x, got) in enumerate(zip(inputs, results, strict=True)):
+        if i != 7:
+            np.testing.assert_array_equal(got, x.sum(axis=1))
+
+
+def test_a_request_that_waits_past_the_timeout_gets_predict_timeout(executor: ThreadPoolExecutor) -> None:
+    def slow(X: np.ndarray) -> Any:
+        time.sleep(0.5)
+        return X.sum(axis=1)
+
+    with pytest.raises(PredictTimeout, match="0.05s"):
+        asyncio.run(Batcher(slow, executor, timeout_s=0.05).submit(rows(1, 1)))
+
+
+def test_the_pool_keeps_snapshots_and_methods_apart_and_joins_its_threads() -> None:
+    class Snap:
+        model = "m"
+
     pool = BatchPool(max_rows=100, wait_s=0)
-    stable, canary = object(), object()
+    stable, canary = Snap(), Snap()
     a = pool.batcher(stable, "predict", Recording())
     assert pool.batcher(stable, "predict", Recording()) is a
     assert pool.batcher(canary, "predict", Recording()) is not a
     assert pool.batcher(stable, "predict_proba", Recording()) is not a
+    assert asyncio.run(pool.call("m", lambda X: X.sum(axis=1), rows(2, 3))).shape == (3,)
+    pool.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("predict-m")]
 
 
 @pytest.mark.parametrize("wait_ms", [0.0, 2.0])
-def test_a_wait_window_still_answers_every_request(wait_ms: float) -> None:
+def test_a_wait_window_still_answers_every_request(wait_ms: float, executor: ThreadPoolExecutor) -> None:
     fn = Recording()
     inputs = [rows(i, 1) for i in range(5)]
-    results = asyncio.run(submit_all(Batcher(fn, wait_s=wait_ms / 1000), inputs))
+    results = asyncio.run(submit_all(Batcher(fn, executor, wait_s=wait_ms / 1000), inputs))
     assert [float(r[0]) for r in results] == [float(x.sum()) for x in inputs]

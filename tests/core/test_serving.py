@@ -148,8 +148,9 @@ def test_the_watcher_swaps_after_a_deploy_from_elsewhere(store: Store, iris_a: A
     store.deploy("iris", a)
     serving = make_serving(store)
     slot = serving.slot("iris")
-    watcher = Watcher([slot], {"iris": store.paths("iris").dir}, mode=mode, interval=0.2)
+    watcher = Watcher(store.root, mode=mode, interval=0.2)
     watcher.start()
+    watcher.add(slot, store.paths("iris").dir)
     try:
         deadline = time.monotonic() + 5
         while slot.version != a and time.monotonic() < deadline:
@@ -161,6 +162,32 @@ def test_the_watcher_swaps_after_a_deploy_from_elsewhere(store: Store, iris_a: A
     finally:
         watcher.stop()
     assert not [t for t in threading.enumerate() if t.name.startswith("sync-")]
+
+
+def test_the_watcher_follows_models_added_and_removed_and_wakes_on_a_new_model_directory(
+    store: Store, iris_a: Any
+) -> None:
+    a = publish(store, iris_a)
+    store.deploy("iris", a)
+    serving = make_serving(store)
+    woken = threading.Event()
+    watcher = Watcher(store.root, mode="auto", interval=5.0, on_root=woken.set)
+    watcher.start()
+    try:
+        slot = serving.add(store.paths("iris"))
+        watcher.add(slot, store.paths("iris").dir)
+        deadline = time.monotonic() + 5
+        while slot.version != a and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert slot.version == a
+        (store.root / "newmodel").mkdir()
+        assert woken.wait(5), "inotify on the root reports a new model directory"
+        watcher.remove("iris")
+        serving.remove("iris")
+        assert "iris" not in serving.slots
+        assert not [t for t in threading.enumerate() if t.name == "sync-iris"]
+    finally:
+        watcher.stop()
 
 
 def test_fleet_counts_fresh_heartbeats_and_ignores_stale_ones(store: Store, iris_a: Any) -> None:

@@ -32,7 +32,7 @@ def test_an_incompatible_deploy_is_a_409_with_its_diff_and_goes_through_with_for
         refused = admin.post("/v1/models/iris/deploy", json={"version": wine_version})
         assert refused.status_code == 409
         error = refused.json()["error"]
-        assert error["code"] == "incompatible_schema" and "- 4 columns\n+ 13 columns" in error["message"]
+        assert error["code"] == "incompatible_schema" and "- 4 columns; + 13 columns" in error["message"]
         assert admin.post("/v1/models/iris/predict", json={"instances": [IRIS_ROW]}).json()["version"] == a
         forced = admin.post("/v1/models/iris/deploy", json={"version": wine_version, "force": True, "reason": "wine"})
         assert forced.status_code == 200 and forced.json()["current"] == wine_version

@@ -121,14 +121,23 @@ def test_reads_and_operations_endpoints(two_versions: tuple[Store, str, str]) ->
         assert "/v1/models/{model}/rollback" in spec["paths"]
 
 
-def test_readyz_is_503_until_a_model_is_loaded(tmp_path: Path, iris_a: Any) -> None:
+def test_a_model_never_deployed_keeps_no_server_unready(tmp_path: Path, iris_a: Any) -> None:
     store = Store(tmp_path / "models")
-    publish(store, iris_a)  # published, never deployed
+    publish(store, iris_a)  # published, never deployed: nothing to wait for
+    with serve(store.root, ready=False) as server, server.client() as client:
+        r = client.get("/readyz")
+        assert r.status_code == 200 and r.json() == {"ready": True, "models": {"iris": None}}
+        p = client.post("/v1/models/iris/predict", json=PREDICT)
+        assert p.status_code == 503 and p.json()["error"]["code"] == "not_ready"
+
+
+def test_readyz_is_503_while_a_deployed_model_cannot_load(tmp_path: Path, iris_a: Any) -> None:
+    store = Store(tmp_path / "models")
+    store.deploy("iris", publish(store, iris_a))
+    (store.paths("iris").version_dir(store.current("iris") or "") / "model.joblib").write_bytes(b"rot")
     with serve(store.root, ready=False) as server, server.client() as client:
         r = client.get("/readyz")
         assert r.status_code == 503 and r.json()["waiting_for"] == ["iris"]
-        p = client.post("/v1/models/iris/predict", json=PREDICT)
-        assert p.status_code == 503 and p.json()["error"]["code"] == "not_ready"
 
 
 def test_json_log_format_names_model_version_and_variant(two_versions: tuple[Store, str, str]) -> None:
