@@ -270,19 +270,22 @@ def test_what_a_real_server_answers_conforms_to_the_document(
             assert call(anon, "get", path).status_code == 200
         job = call(admin, "post", "/v1/models/{model}/retrain", json={"seed": 1}).json()["job"]
         deadline = time.monotonic() + 60
-        while (state := call(anon, "get", "/v1/jobs/{job}", f"/v1/jobs/{job}").json())["state"] in (
+        while (state := call(admin, "get", "/v1/jobs/{job}", f"/v1/jobs/{job}").json())["state"] in (
             "queued",
             "running",
         ):
             assert time.monotonic() < deadline, state
             time.sleep(0.2)
         assert state["state"] == "succeeded", state
-        assert call(anon, "get", "/v1/jobs/{job}", "/v1/jobs/20200101-000000-abcdef").status_code == 404
+        assert call(admin, "get", "/v1/jobs/{job}", "/v1/jobs/20200101-000000-abcdef").status_code == 404
+        assert call(anon, "get", "/v1/jobs/{job}", f"/v1/jobs/{job}").status_code == 401
 
 
 def test_a_server_with_nothing_loaded_answers_503_in_each_protocols_shape(tmp_path: Path, iris_a: Any) -> None:
     store = Store(tmp_path / "models", clock=StepClock())
-    publish(store, iris_a)  # published, never deployed: served, but nothing to load
+    version = publish(store, iris_a)
+    store.deploy("iris", version)
+    (store.paths("iris").version_dir(version) / "model.joblib").write_bytes(b"rot")  # deployed, cannot load
     with serve(store.root, ready=False) as server, server.client() as client:
 
         def call(method: str, path: str, **kw: Any) -> Any:

@@ -83,7 +83,8 @@ def test_retrain_job_runs_to_a_new_version_visible_from_another_server(store: St
         assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
 
         def finished() -> Any:
-            state = second.get_json(f"/v1/jobs/{job}")
+            with second.admin() as reader:
+                state = reader.get(f"/v1/jobs/{job}").json()
             return state if state["state"] in ("succeeded", "failed") else None
 
         state = wait_for(finished, 60)
