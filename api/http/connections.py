@@ -58,6 +58,7 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from modelswap.api.http.draining import guard_bodies
 from modelswap.api.http.errors import error_response
 from modelswap.core.settings import Settings
 
@@ -87,7 +88,12 @@ class ServerConfig(uvicorn.Config):
         tick = min(1.0, max(0.05, min(s.header_timeout, s.body_timeout) / 4))
         self.connections = Connections(limit, spare, tick)
         message = f"this worker is at its limit of {limit} connections; retry shortly"
-        self.refusal = error_response(503, "too_many_connections", message, {"Connection": "close", "Retry-After": "1"})
+        refusal = error_response(503, "too_many_connections", message, {"Connection": "close", "Retry-After": "1"})
+        # Outermost, so every response is covered: an answer sent before the body was
+        # read drains the rest before the connection closes (see draining.py).
+        bounds = {"max_body_bytes": s.max_body_bytes, "max_upload_bytes": s.max_upload_bytes}
+        self.loaded_app = guard_bodies(self.loaded_app, **bounds)
+        self.refusal = guard_bodies(refusal, **bounds)
 
 
 class Connections:

@@ -1,6 +1,7 @@
-"""Slow, idle and greedy clients against real servers: header and body deadlines (408),
-the keep-alive timeout, the per-worker connection limit (health checks still answer,
-the rest gets 503 or is closed)."""
+"""Slow, idle, greedy and impatient clients against real servers: header and body
+deadlines (408), the keep-alive timeout, the per-worker connection limit (health checks
+still answer, the rest gets 503 or is closed), and a 413 that reaches clients which send
+the whole body before reading (urllib, modelswap.Client)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import select
 import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -15,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from modelswap.api.client import Client, RemoteError
 from modelswap.core.store import Store
 from tests.conftest import StepClock, publish
 from tests.server import TOKEN, Server, serve, wait_until_up
@@ -33,6 +37,7 @@ ENV = {
     "MODELSWAP_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
 }
 PREDICT = "/v1/models/iris/predict"
+ELEVEN_MB = b'{"instances": [' + b"[1.0, 2.0, 3.0, 4.0]," * 550_000 + b"[1.0, 2.0, 3.0, 4.0]]}"
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +223,52 @@ def test_connections_past_the_limit_are_refused_while_healthz_answers(servers: d
     with connect(server) as sock:  # places come free as connections close
         sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: t\r\n\r\n")
         assert (read_response(sock) or (0,))[0] == 200
+
+
+def urllib_post(url: str, data: Any, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def multipart(size: int) -> tuple[bytes, dict[str, str]]:
+    body = b"--b\r\nContent-Disposition: form-data; name=model; filename=m.joblib\r\n\r\n"
+    body += b"\0" * size + b"\r\n--b--\r\n"
+    return body, {"Content-Type": "multipart/form-data; boundary=b", "Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_11_mb_predict_from_urllib_gets_the_413_not_a_reset(one: Server, chunked: bool) -> None:
+    # chunked: no Content-Length, so the limit is found while reading
+    data: Any = iter([ELEVEN_MB[i : i + 65536] for i in range(0, len(ELEVEN_MB), 65536)]) if chunked else ELEVEN_MB
+    headers = {"Content-Type": "application/json"}  # urllib sends an iterable chunked
+    for _ in range(1 if chunked else 3):
+        status, body = urllib_post(one.url + PREDICT, data, headers)
+        assert (status, body["error"]["code"]) == (413, "payload_too_large")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_an_11_mb_upload_from_urllib_gets_the_413_not_a_reset(one: Server, chunked: bool) -> None:
+    body, headers = multipart(11_000_000)
+    data: Any = iter([body[i : i + 65536] for i in range(0, len(body), 65536)]) if chunked else body
+    status, answer = urllib_post(one.url + "/v1/models/iris/versions", data, headers)
+    assert (status, answer["error"]["code"]) == (413, "payload_too_large")
+
+
+def test_modelswap_client_sees_the_413_for_predict_and_upload(one: Server, tmp_path: Path) -> None:
+    client = Client(one.url, TOKEN)
+    with pytest.raises(RemoteError) as predict:
+        client.predict("iris", [[1.0, 2.0, 3.0, 4.0]] * 550_000)
+    assert (predict.value.status, predict.value.code) == (413, "payload_too_large")
+    big = tmp_path / "big.joblib"
+    big.write_bytes(b"\0" * 11_000_000)
+    with pytest.raises(RemoteError) as upload:
+        client.upload("iris", big)
+    assert (upload.value.status, upload.value.code) == (413, "payload_too_large")
+    assert client.predict("iris", [[6.0, 2.9, 4.5, 1.5]])["predictions"]  # and the server is fine
 
 
 def test_half_open_connections_past_the_open_file_limit_do_not_silence_healthz(tmp_path: Path, iris_a: Any) -> None:
