@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -40,6 +41,10 @@ class Settings:
     multiproc_dir: Path | None = None
     extra_columns: str = "refuse"
     predict_timeout: float = 30.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 5.0
+    max_connections: int = 1000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -78,6 +83,10 @@ class Settings:
             multiproc_dir=Path(multiproc) if multiproc else None,
             extra_columns=_choice(env, "MODELSWAP_EXTRA_COLUMNS", "refuse", ("refuse", "ignore")),
             predict_timeout=_number(env, "MODELSWAP_PREDICT_TIMEOUT", 30.0, minimum=0.001),
+            header_timeout=_number(env, "MODELSWAP_HEADER_TIMEOUT", 10.0, minimum=0.1),
+            body_timeout=_number(env, "MODELSWAP_BODY_TIMEOUT", 30.0, minimum=0.1),
+            keepalive_timeout=_number(env, "MODELSWAP_KEEPALIVE_TIMEOUT", 5.0, minimum=0.1),
+            max_connections=_whole(env, "MODELSWAP_MAX_CONNECTIONS", 1000, minimum=1),
         )
         return settings
 
@@ -96,6 +105,13 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     if not value >= minimum:  # also rejects NaN
         raise InvalidInput(f"{name}={raw!r} must be at least {minimum}")
     return value
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    value = _number(env, name, default, minimum=minimum)
+    if not math.isfinite(value) or value != int(value):
+        raise InvalidInput(f"{name}={env.get(name)!r} must be a whole number")
+    return int(value)
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -58,9 +59,13 @@ def serve(
     ready: bool = True,
     log_dir: Path | None = None,
     prelude: str | None = None,
+    open_files: int | None = None,
+    wait: bool = True,
 ) -> Iterator[Server]:
     """Start ``modelswap serve``; wait for /readyz (or /healthz); stop it on exit.
-    ``prelude``: Python run in the server process before the command (limits for a test)."""
+    ``prelude``: Python run in the server process before the command (limits for a test).
+    ``open_files``: the server's RLIMIT_NOFILE (soft and hard). ``wait=False``: return at
+    once (start several servers together, then ``wait_until_up`` each)."""
     port = free_port()
     log = (log_dir or root.parent) / f"server-{port}.log"
     full_env = {
@@ -87,10 +92,14 @@ def serve(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files)))
+            if open_files
+            else None,
         )
     server = Server(f"http://127.0.0.1:{port}", proc, log)
     try:
-        wait_until_up(server, "/readyz" if ready else "/healthz")
+        if wait:
+            wait_until_up(server, "/readyz" if ready else "/healthz")
         yield server
     finally:
         stop(proc)

@@ -97,6 +97,7 @@ def ensure_token(settings: Settings) -> Path | None:
 def run_server(settings: Settings, *, host: str, port: int, workers: int) -> None:
     import uvicorn
 
+    from modelswap.api.http.connections import ServerConfig
     from modelswap.core.metrics import reset_multiproc_dir
 
     if workers < 1:
@@ -112,8 +113,11 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int) -> Non
     multiproc = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if multiproc:
         reset_multiproc_dir(Path(multiproc))
-    config = uvicorn.Config(
+    # ServerConfig: uvicorn's httptools protocol plus a header deadline and a connection
+    # limit, and body timeouts (MODELSWAP_*_TIMEOUT, MODELSWAP_MAX_CONNECTIONS).
+    config = ServerConfig(
         "modelswap.api.http.app:app_from_env",
+        settings=settings,
         factory=True,
         host=host,
         port=port,
@@ -121,7 +125,6 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int) -> Non
         # asyncio + httptools: same throughput as uvloop for CPU-bound predict,
         # without the p99 tail uvloop showed at high concurrency in our load tests.
         loop="asyncio",
-        http="httptools",
         access_log=False,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,

@@ -7,7 +7,7 @@ import logging
 
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from modelswap.core import errors as e
@@ -70,6 +70,13 @@ async def os_error(request: Request, exc: Exception) -> Response:
     return await modelswap_error(request, e.storage_error(exc))
 
 
+async def client_disconnected(request: Request, exc: Exception) -> Response:
+    """The client left, or was cut off by MODELSWAP_BODY_TIMEOUT (the server already
+    answered 408), before its whole body arrived: no one reads this answer."""
+    logger.info("%s %s: the client went away before sending its whole body", request.method, request.url.path)
+    return error_response(400, "client_disconnected", "the client went away before sending its whole body")
+
+
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "internal error; the server log has the details")
@@ -79,5 +86,6 @@ HANDLERS = {
     e.ModelswapError: modelswap_error,
     HTTPException: http_error,
     OSError: os_error,
+    ClientDisconnect: client_disconnected,
     Exception: unexpected_error,
 }
