@@ -111,3 +111,13 @@ class Unauthorized(ModelswapError, PermissionError):
 
 class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
+
+
+class UntrustedTypes(ValidationFailed):
+    """A skops file names types that neither skops nor the server's settings trust."""
+
+    code = "untrusted_types"
+
+    def __init__(self, message: str, types: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.types = types

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,6 +13,8 @@ from modelswap.core.ids import validate_model_name
 
 WATCH_MODES = ("auto", "poll", "off")
 LOG_FORMATS = ("text", "json")
+# A fully qualified Python name, as skops.io.get_untrusted_types spells a type.
+_TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Settings:
     lock_stale_after: float = 60.0
     multiproc_dir: Path | None = None
     extra_columns: str = "refuse"
+    trusted_types: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +80,7 @@ class Settings:
             lock_stale_after=_number(env, "MODELSWAP_LOCK_STALE_SECONDS", 60.0, minimum=1.0),
             multiproc_dir=Path(multiproc) if multiproc else None,
             extra_columns=_choice(env, "MODELSWAP_EXTRA_COLUMNS", "refuse", ("refuse", "ignore")),
+            trusted_types=_type_names(env, "MODELSWAP_TRUSTED_TYPES"),
         )
         return settings
 
@@ -94,6 +99,15 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     if not value >= minimum:  # also rejects NaN
         raise InvalidInput(f"{name}={raw!r} must be at least {minimum}")
     return value
+
+
+def _type_names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of fully qualified type names (module.Class)."""
+    names = tuple(dict.fromkeys(part.strip() for part in (env.get(name) or "").split(",") if part.strip()))
+    for type_name in names:
+        if not _TYPE_NAME.fullmatch(type_name):
+            raise InvalidInput(f"{name}: {type_name!r} is not a fully qualified type name such as mypackage.MyModel")
+    return names
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:

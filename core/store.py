@@ -55,6 +55,7 @@ class Store:
         lock_kind: str = "flock",
         lock_stale_after: float = 60.0,
         strict_versions: bool = False,
+        trusted_types: Sequence[str] = (),
         clock: Callable[[], datetime] = utcnow,
         rand: Callable[[int], str] = secrets.token_hex,
         validator: Validator | None = None,
@@ -62,6 +63,7 @@ class Store:
         self.root = Path(root)
         self.lock_policy = LockPolicy(lock_kind, lock_timeout, lock_stale_after)
         self.strict_versions = strict_versions
+        self.trusted_types = tuple(trusted_types)  # beyond skops' own: MODELSWAP_TRUSTED_TYPES only
         self.clock = clock
         self.rand = rand
         self.validator: Validator = validator or self._load_and_check
@@ -76,6 +78,7 @@ class Store:
             "lock_kind": settings.lock_kind,
             "lock_stale_after": settings.lock_stale_after,
             "strict_versions": settings.strict_versions,
+            "trusted_types": settings.trusted_types,
         }
         return cls(settings.root, **{**options, **overrides})
 
@@ -210,8 +213,16 @@ class Store:
         actor: str | None = None,
         against_live: bool = False,
         force: bool = False,
+        format: str | None = None,
     ) -> reg.Version:
-        """Publish a new immutable version from a fitted estimator or a joblib file.
+        """Publish a new immutable version from a fitted estimator or a model file.
+
+        ``source``: a fitted estimator, or a model file (a path or an open binary file)
+        saved with ``joblib.dump`` or ``skops.io.dump``. ``format`` (``joblib``, ``skops``)
+        defaults to the file's: ``.skops`` or a zip archive is skops, anything else joblib;
+        an estimator is saved with joblib unless ``format="skops"``. A skops file loads
+        only if every type in it is trusted: scikit-learn's and skops' defaults, plus the
+        store's ``trusted_types`` (``MODELSWAP_TRUSTED_TYPES``); UntrustedTypes names the rest.
 
         ``example``: a few input rows (a DataFrame, records, rows or an array). The
         signature (named, typed columns; the output) is inferred from it and the fitted
@@ -250,6 +261,8 @@ class Store:
             fallback_example=lambda: self._parent_example(paths, parent),
             rand=self.rand,
             vet=self._live_schema_check(model, force) if against_live else None,
+            model_format=format,
+            trusted_types=self.trusted_types,
         )  # 1
         record = reg.Version(
             id=staged.version,
@@ -318,7 +331,9 @@ class Store:
         if target is None:
             raise NotFound(f"{model} has no live version; name one: load({model!r}, version)")
         self.require_published(self.load_registry(paths), paths, validate_version_id(target))
-        return load_version(paths, target, strict_versions=self.strict_versions).estimator
+        return load_version(
+            paths, target, strict_versions=self.strict_versions, trusted_types=self.trusted_types
+        ).estimator
 
     # -- moving `current` ----------------------------------------------------------
     def deploy(
@@ -382,7 +397,7 @@ class Store:
             raise ValidationFailed(f"{paths.name} {version} is marked corrupt by `verify`; it cannot go live")
 
     def _load_and_check(self, paths: ModelPaths, version: str) -> object:
-        return load_version(paths, version, strict_versions=self.strict_versions)
+        return load_version(paths, version, strict_versions=self.strict_versions, trusted_types=self.trusted_types)
 
     # -- deleting ---------------------------------------------------------------------
     def delete_version(self, model: str, version: str, *, actor: str | None = None) -> None:

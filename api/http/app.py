@@ -97,6 +97,7 @@ def create_app(
             metrics=metrics,
             keep_loaded=settings.keep_loaded,
             strict_versions=settings.strict_versions,
+            trusted_types=settings.trusted_types,
         )
     if store is None:
         store = Store.from_settings(settings, validator=serving.validator)

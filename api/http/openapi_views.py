@@ -142,6 +142,12 @@ READS: dict[str, Schema] = {
             "parent": MAYBE_VERSION,
             "signature": nullable(ref("Signature")),
             "metadata": {"type": "object", "description": "Free-form JSON given at publish"},
+            "model_format": {
+                "type": "string",
+                "enum": ["joblib", "skops"],
+                "description": "Which model file the version holds: model.joblib or model.skops",
+            },
+            "skops_version": nullable(STRING),
         },
         ("model", "version", "files", "estimator"),
     ),
