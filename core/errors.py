@@ -113,6 +113,12 @@ class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
 
 
+class UnsupportedFormat(InvalidInput):
+    """A model file in a format this entry point refuses (a pickle sent over HTTP)."""
+
+    code = "unsupported_format"
+
+
 class UntrustedTypes(ValidationFailed):
     """A skops file names types that neither skops nor the server's settings trust."""
 

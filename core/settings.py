@@ -13,8 +13,10 @@ from modelswap.core.ids import validate_model_name
 
 WATCH_MODES = ("auto", "poll", "off")
 LOG_FORMATS = ("text", "json")
+MiB, GiB = 1024**2, 1024**3
 # A fully qualified Python name, as skops.io.get_untrusted_types spells a type.
 _TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Settings:
     multiproc_dir: Path | None = None
     extra_columns: str = "refuse"
     trusted_types: tuple[str, ...] = ()
+    allow_pickle_uploads: bool = False
+    upload_validation_timeout: float = 60.0
+    upload_validation_memory: int = 4 * GiB
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +86,9 @@ class Settings:
             multiproc_dir=Path(multiproc) if multiproc else None,
             extra_columns=_choice(env, "MODELSWAP_EXTRA_COLUMNS", "refuse", ("refuse", "ignore")),
             trusted_types=_type_names(env, "MODELSWAP_TRUSTED_TYPES"),
+            allow_pickle_uploads=_flag(env, "MODELSWAP_ALLOW_PICKLE_UPLOADS"),
+            upload_validation_timeout=_number(env, "MODELSWAP_UPLOAD_VALIDATION_TIMEOUT", 60.0, minimum=1.0),
+            upload_validation_memory=_size(env, "MODELSWAP_UPLOAD_VALIDATION_MEMORY", 4 * GiB, minimum=256 * MiB),
         )
         return settings
 
@@ -98,6 +106,21 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
         raise InvalidInput(f"{name}={raw!r} is not a number") from exc
     if not value >= minimum:  # also rejects NaN
         raise InvalidInput(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _size(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    """Bytes: a whole number, or with a binary suffix (512M, 4G, 4GiB)."""
+    raw = (env.get(name) or "").strip()
+    if raw == "":
+        return default
+    match = _SIZE.fullmatch(raw)
+    if match is None:
+        raise InvalidInput(f"{name}={raw!r} is not a size in bytes (e.g. 4294967296, 512M, 4G)")
+    unit = match.group(2).lower()
+    value = int(float(match.group(1)) * (1024 ** ("kmgt".index(unit) + 1) if unit else 1))
+    if value < minimum:
+        raise InvalidInput(f"{name}={raw!r} must be at least {minimum // MiB} MiB")
     return value
 
 

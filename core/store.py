@@ -30,12 +30,14 @@ from modelswap.core.errors import (
 )
 from modelswap.core.fsio import read_json_file, read_link
 from modelswap.core.ids import is_version_id, new_version_id, validate_model_name, validate_version_id
+from modelswap.core.inspection import inspect_model
 from modelswap.core.layout import METRICS_FILE, ModelPaths, model_paths, version_from_link_target
 from modelswap.core.loader import load_version, sklearn_mismatch
 from modelswap.core.locking import LockPolicy, hold
 from modelswap.core.manifest import Manifest
 from modelswap.core.outcomes import GcPlan, ModelStatus, Transition
 from modelswap.core.publish import Details, stage_version
+from modelswap.core.sandbox import Sandbox, SandboxLimits
 from modelswap.core.settings import Settings
 from modelswap.core.signature import Signature, manifest_signature, schema_change
 
@@ -214,6 +216,7 @@ class Store:
         against_live: bool = False,
         force: bool = False,
         format: str | None = None,
+        sandbox: SandboxLimits | None = None,
     ) -> reg.Version:
         """Publish a new immutable version from a fitted estimator or a model file.
 
@@ -223,6 +226,8 @@ class Store:
         an estimator is saved with joblib unless ``format="skops"``. A skops file loads
         only if every type in it is trusted: scikit-learn's and skops' defaults, plus the
         store's ``trusted_types`` (``MODELSWAP_TRUSTED_TYPES``); UntrustedTypes names the rest.
+        ``sandbox``: load and predict the file in a child process under these limits, never
+        in this one (HTTP uploads do this).
 
         ``example``: a few input rows (a DataFrame, records, rows or an array). The
         signature (named, typed columns; the output) is inferred from it and the fitted
@@ -263,6 +268,7 @@ class Store:
             vet=self._live_schema_check(model, force) if against_live else None,
             model_format=format,
             trusted_types=self.trusted_types,
+            inspect=Sandbox(sandbox) if sandbox is not None else inspect_model,
         )  # 1
         record = reg.Version(
             id=staged.version,

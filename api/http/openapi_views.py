@@ -205,7 +205,11 @@ READS: dict[str, Schema] = {
 WORKFLOWS: dict[str, Schema] = {
     "UploadForm": obj(
         {
-            "model": {**BINARY, "description": "The joblib file"},
+            "model": {
+                **BINARY,
+                "description": "The model file: skops (skops.io.dump; a .skops name or a zip archive), or "
+                "joblib if the server sets MODELSWAP_ALLOW_PICKLE_UPLOADS=1",
+            },
             "metrics": text('JSON object of names to numbers or strings, e.g. {"accuracy": 0.97}'),
             "tags": text('JSON object, e.g. {"owner": "ml"}'),
             "example": text(
