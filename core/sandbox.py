@@ -16,6 +16,7 @@ which load only trusted types, are what makes an upload safe to load at all.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import resource
@@ -44,8 +45,10 @@ ANSWER_LIMIT = 16 * MiB  # the child's answer is a signature and a few example r
 STARTUP_LIMIT = 120.0
 EXIT_GRACE = 5.0  # an answered child that has not exited by then is killed and refused
 READY = b"\x06"
+PR_SET_PDEATHSIG = 1
 STARTING, RUNNING, DONE = "starting", "running", "done"
-# The child's program (not ``-m``: the package imports this module before running it).
+# The child's program (not ``-m``: the package imports this module before running it);
+# its one argument is the server's pid.
 CHILD = "import sys; from modelswap.core.sandbox import main; sys.exit(main())"
 FILE_LIMIT = 64 * MiB  # RLIMIT_FSIZE: the child has no file of its own to write
 # The child's environment: the server's, without its settings (the admin token among
@@ -89,7 +92,7 @@ class Sandbox:
             stdin.write(payload)
             stdin.seek(0)
             proc = subprocess.Popen(
-                [sys.executable, "-c", CHILD],
+                [sys.executable, "-c", CHILD, str(os.getpid())],
                 stdin=stdin,
                 stdout=subprocess.PIPE,
                 stderr=err,
@@ -239,6 +242,18 @@ def _verdict(label: str, returncode: int, answer: bytes, said: str, limits: Sand
 
 
 # -- the child -------------------------------------------------------------------------
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this process when the server thread that started it ends (Linux), so a
+    validation never outlives a server that stopped while waiting for it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the parent's kill is the only stop
+        return
+    if os.getppid() != parent:  # the parent was gone before the prctl
+        os._exit(1)
+
+
 def _limit_self(memory: int, timeout: float) -> None:
     def lower(which: int, value: int, slack: int = 0) -> None:
         _soft, hard = resource.getrlimit(which)
@@ -279,6 +294,7 @@ def _failure(exc: BaseException, label: str) -> dict[str, Any]:
 def main() -> int:
     """The child: one request on stdin, one answer on stdout (fd 1 is the answer's alone:
     anything the model prints goes to stderr)."""
+    _die_with_parent(parent=int(sys.argv[1]))
     answer_fd = os.dup(1)
     os.dup2(2, 1)
     request = orjson.loads(sys.stdin.buffer.read())

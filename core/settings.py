@@ -88,7 +88,7 @@ class Settings:
             trusted_types=_type_names(env, "MODELSWAP_TRUSTED_TYPES"),
             allow_pickle_uploads=_flag(env, "MODELSWAP_ALLOW_PICKLE_UPLOADS"),
             upload_validation_timeout=_number(env, "MODELSWAP_UPLOAD_VALIDATION_TIMEOUT", 60.0, minimum=1.0),
-            upload_validation_memory=_size(env, "MODELSWAP_UPLOAD_VALIDATION_MEMORY", 4 * GiB, minimum=256 * MiB),
+            upload_validation_memory=_size(env, "MODELSWAP_UPLOAD_VALIDATION_MEMORY", 4 * GiB, minimum=512 * MiB),
         )
         return settings
 

@@ -102,7 +102,7 @@ def test_upload_settings_are_read_and_validated() -> None:
         ("MODELSWAP_TRUSTED_TYPES", "Constant"),
         ("MODELSWAP_TRUSTED_TYPES", "os.system;x"),
         ("MODELSWAP_UPLOAD_VALIDATION_MEMORY", "lots"),
-        ("MODELSWAP_UPLOAD_VALIDATION_MEMORY", "100M"),
+        ("MODELSWAP_UPLOAD_VALIDATION_MEMORY", "300M"),
         ("MODELSWAP_UPLOAD_VALIDATION_TIMEOUT", "0"),
         ("MODELSWAP_ALLOW_PICKLE_UPLOADS", "maybe"),
     ]:
