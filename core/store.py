@@ -220,14 +220,11 @@ class Store:
     ) -> reg.Version:
         """Publish a new immutable version from a fitted estimator or a model file.
 
-        ``source``: a fitted estimator, or a model file (a path or an open binary file)
-        saved with ``joblib.dump`` or ``skops.io.dump``. ``format`` (``joblib``, ``skops``)
-        defaults to the file's: ``.skops`` or a zip archive is skops, anything else joblib;
-        an estimator is saved with joblib unless ``format="skops"``. A skops file loads
-        only if every type in it is trusted: scikit-learn's and skops' defaults, plus the
-        store's ``trusted_types`` (``MODELSWAP_TRUSTED_TYPES``); UntrustedTypes names the rest.
-        ``sandbox``: load and predict the file in a child process under these limits, never
-        in this one (HTTP uploads do this).
+        ``source``: an estimator, or a ``joblib.dump``/``skops.io.dump`` file (path or open
+        binary file); ``format`` (joblib, skops) defaults to the file's (.skops or a zip is
+        skops), and to joblib for an estimator. A skops file may hold only types skops or
+        ``trusted_types`` trust (UntrustedTypes). ``sandbox``: load and predict the file in a
+        limited child process, never in this one (HTTP uploads).
 
         ``example``: a few input rows (a DataFrame, records, rows or an array). The
         signature (named, typed columns; the output) is inferred from it and the fitted
