@@ -178,7 +178,8 @@ class Client:
         metadata: dict[str, Any] | None = None,
         force: bool = False,
     ) -> dict[str, Any]:
-        """Publish a joblib file as a new version (multipart upload). ``example``: records
+        """Publish a model file as a new version (multipart upload): a skops file, or a joblib
+        file if the server allows pickles (MODELSWAP_ALLOW_PICKLE_UPLOADS). ``example``: records
         or rows; ``signature``: a Signature or its JSON form; ``force``: allow inputs that
         break clients of the live version."""
         boundary = "modelswap-" + secrets.token_hex(12)
@@ -191,7 +192,8 @@ class Client:
             head += f"Content-Type: {kind}\r\n\r\n" if filename else "\r\n"
             parts.append(head.encode() + value + b"\r\n")
 
-        field("model", Path(file).read_bytes(), "model.joblib")
+        suffix = Path(file).suffix.lower()  # .skops or .joblib tells the server the format
+        field("model", Path(file).read_bytes(), "model" + (suffix if suffix[1:].isalnum() else ""))
         if signature is not None and hasattr(signature, "to_dict"):
             signature = signature.to_dict()
         fields = {"metrics": metrics, "tags": tags, "example": example, "signature": signature, "metadata": metadata}

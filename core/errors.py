@@ -160,3 +160,19 @@ class Unauthorized(ModelswapError, PermissionError):
 
 class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
+
+
+class UnsupportedFormat(InvalidInput):
+    """A model file in a format this entry point refuses (a pickle sent over HTTP)."""
+
+    code = "unsupported_format"
+
+
+class UntrustedTypes(ValidationFailed):
+    """A skops file names types that neither skops nor the server's settings trust."""
+
+    code = "untrusted_types"
+
+    def __init__(self, message: str, types: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.types = types

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from modelswap.core.ids import validate_model_name, validate_version_id
 
-# Files inside a version directory.
-MODEL_FILE = "model.joblib"
+# Files inside a version directory: exactly one model file, named after its format.
+MODEL_FILE = "model.joblib"  # joblib (pickle)
+SKOPS_MODEL_FILE = "model.skops"
+MODEL_FILES = {"joblib": MODEL_FILE, "skops": SKOPS_MODEL_FILE}
 METRICS_FILE = "metrics.json"
 MANIFEST_FILE = "manifest.json"
 
@@ -106,6 +108,17 @@ def staging_owner(name: str) -> tuple[int, str] | None:
 def model_paths(root: Path, name: str) -> ModelPaths:
     """Paths of model ``name`` under ``root``; raises InvalidName for a bad name."""
     return ModelPaths(Path(root), validate_model_name(name))
+
+
+def model_file_name(fmt: str) -> str:
+    """The model file's name in a version directory for format ``fmt`` (joblib, skops)."""
+    return MODEL_FILES[fmt]
+
+
+def find_model_file(version_dir: Path) -> Path:
+    """The version's model file: ``model.skops`` if present, else ``model.joblib``."""
+    skops = version_dir / SKOPS_MODEL_FILE
+    return skops if skops.exists() else version_dir / MODEL_FILE
 
 
 def version_from_link_target(target: str) -> str | None:

@@ -1,4 +1,4 @@
-"""Load and validate one version: digests, memory headroom, joblib load, smoke predict.
+"""Load and validate one version: digests, memory headroom, model load, smoke predict.
 
 Validation is also the warm-up: the manifest's input example is predicted once,
 so the first real request does not pay for lazy initialisation.
@@ -14,20 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 
-from modelswap.core.errors import InsufficientMemory, InvalidInput, ValidationFailed, VersionNotFound
+from modelswap.core.errors import InsufficientMemory, InvalidInput, UntrustedTypes, ValidationFailed, VersionNotFound
 from modelswap.core.examples import check_example
 from modelswap.core.fsio import refuse_link
+from modelswap.core.formats import load_model
 from modelswap.core.inputs import to_model
-from modelswap.core.layout import MODEL_FILE, ModelPaths
+from modelswap.core.layout import ModelPaths
 from modelswap.core.manifest import Manifest, load_manifest, verify_files
 from modelswap.core.signature import Signature, legacy_signature
 
 logger = logging.getLogger(__name__)
 
-# A joblib'd estimator takes roughly its file size in memory once loaded, plus
+# A joblib'd (or skops'd) estimator takes roughly its file size in memory once loaded, plus
 # unpickling buffers; refuse when less than this multiple is left.
 MEMORY_FACTOR = 2.0
 METHODS = ("predict", "predict_proba", "decision_function", "predict_log_proba")
@@ -88,13 +88,14 @@ def load_version(
     version: str,
     *,
     strict_versions: bool = False,
+    trusted_types: Sequence[str] = (),
     headroom: Callable[[], int | None] = memory_headroom,
 ) -> LoadedModel:
     """Validate and load ``version`` of a model; raise ValidationFailed saying why not.
 
     1. the manifest's digests match the files;
     2. there is memory for it (InsufficientMemory otherwise);
-    3. joblib loads an object with ``predict``;
+    3. its model file loads (joblib, or skops with only trusted types) to an object with ``predict``;
     4. a scikit-learn version other than ours is a warning (refused when strict);
     5. it predicts the manifest's input example, one answer per row.
     Safe to call from any thread; touches nothing but the version directory.
@@ -112,15 +113,8 @@ def load_version(
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            estimator = joblib.load(directory / MODEL_FILE)  # 3
-        except Exception as exc:  # unpickling can raise anything; all of it means "cannot load"
-            raise ValidationFailed(f"{label}: {MODEL_FILE} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+        estimator = load_estimator(directory / manifest.model_file, label, manifest.model_format, trusted_types)  # 3
     notes.extend(str(w.message).splitlines()[0] for w in caught if "version" in str(w.message).lower())
-    if not callable(getattr(estimator, "predict", None)):
-        raise ValidationFailed(
-            f"{label}: {MODEL_FILE} holds a {type(estimator).__name__}, not an estimator with predict()"
-        )
     mismatch = sklearn_mismatch(manifest)  # 4
     if mismatch:
         if strict_versions:
@@ -142,6 +136,20 @@ def load_version(
     for note in loaded.warnings:
         logger.warning("%s: %s", label, note)
     return loaded
+
+
+def load_estimator(path: Path, label: str, fmt: str, trusted_types: Sequence[str]) -> Any:
+    """The estimator in a model file, or ValidationFailed (UntrustedTypes) saying why not."""
+    try:
+        estimator = load_model(path, fmt, trusted_types)
+    except UntrustedTypes as exc:
+        raise UntrustedTypes(f"{label}: {exc.message}", exc.types) from exc
+    except Exception as exc:  # unpickling can raise anything; all of it means "cannot load"
+        raise ValidationFailed(f"{label}: {path.name} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+    if not callable(getattr(estimator, "predict", None)):
+        kind = type(estimator).__name__
+        raise ValidationFailed(f"{label}: {path.name} holds a {kind}, not an estimator with predict()")
+    return estimator
 
 
 def sklearn_mismatch(manifest: Manifest) -> str | None:

@@ -15,6 +15,8 @@ import orjson
 from modelswap.core.errors import ValidationFailed
 from modelswap.core.fsio import read_regular
 from modelswap.core.layout import MANIFEST_FILE
+from modelswap.core.formats import FORMATS, JOBLIB, SKOPS
+from modelswap.core.layout import MANIFEST_FILE, model_file_name
 from modelswap.core.signature import Signature
 
 # 2: signature, metadata, and the input example as records for models with named columns
@@ -47,6 +49,12 @@ class Manifest:
     parent: str | None = None
     signature: Signature | None = None  # None: published before signatures (derived on load)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    model_format: str = JOBLIB  # which model file the version holds: model.joblib or model.skops
+    skops_version: str | None = None
+
+    @property
+    def model_file(self) -> str:
+        return model_file_name(self.model_format)
 
     @property
     def size(self) -> int:
@@ -72,6 +80,8 @@ class Manifest:
             "parent": self.parent,
             "signature": self.signature.to_dict() if self.signature is not None else None,
             "metadata": dict(self.metadata),
+            "model_format": self.model_format,
+            "skops_version": self.skops_version,
         }
 
     @classmethod
@@ -97,6 +107,8 @@ class Manifest:
                 parent=data.get("parent"),
                 signature=Signature.from_dict(signature) if signature is not None else None,
                 metadata=dict(data.get("metadata") or {}),
+                model_format=_model_format(data.get("model_format") or JOBLIB),
+                skops_version=data.get("skops_version"),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValidationFailed(f"manifest is malformed: {exc!r}") from exc
@@ -121,7 +133,9 @@ def digest_files(directory: Path) -> dict[str, FileDigest]:
     }
 
 
-def library_versions() -> dict[str, str | None]:
+def library_versions(model_format: str = JOBLIB) -> dict[str, str | None]:
+    from importlib.metadata import version
+
     import joblib
     import numpy
     import sklearn
@@ -131,6 +145,7 @@ def library_versions() -> dict[str, str | None]:
         "sklearn_version": sklearn.__version__,
         "joblib_version": joblib.__version__,
         "numpy_version": numpy.__version__,
+        "skops_version": version("skops") if model_format == SKOPS else None,
     }
 
 
@@ -144,6 +159,12 @@ def describe_estimator(estimator: Any) -> tuple[str, int | None, tuple[str, ...]
         int(n_features) if n_features is not None else None,
         tuple(str(n) for n in names) if names is not None else None,
     )
+
+
+def _model_format(value: Any) -> str:
+    if value not in FORMATS:
+        raise ValueError(f"model_format must be one of {', '.join(FORMATS)}, not {value!r}")
+    return str(value)
 
 
 def _example(value: Any) -> list[Any]:

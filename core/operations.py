@@ -11,18 +11,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from modelswap.core import registry as reg
 from modelswap.core.aliases import aliases_of, delete_alias, read_aliases, resolve, set_alias
 from modelswap.core.canary import CanaryConfig, Guard, promote_canary, read_canary, start_canary, stop_canary
 from modelswap.core.catalog import compare, find_model_id, lineage, matches, parse_where
 from modelswap.core.errors import Conflict, InvalidInput, ModelswapError, storage_error
+from modelswap.core.errors import Conflict, InvalidInput, ModelswapError, UnsupportedFormat
 from modelswap.core.fleet import process_id, read_fleet
+from modelswap.core.formats import JOBLIB, detect_format
 from modelswap.core.ids import validate_model_name
 from modelswap.core.jobs import Job, Jobs, RetrainRequest
 from modelswap.core.metrics import Metrics
 from modelswap.core.outcomes import GcPlan, Transition
+from modelswap.core.sandbox import UploadPolicy
 from modelswap.core.serving import Serving
 from modelswap.core.signature import manifest_signature
 from modelswap.core.store import Store
@@ -54,8 +57,10 @@ class Operations:
         jobs: Jobs | None = None,
         poll_interval: float = 1.0,
         on_swap: Callable[[], None] | None = None,
+        uploads: UploadPolicy | None = None,
     ) -> None:
         self.store = store
+        self.uploads = uploads or UploadPolicy()
         self.serving = serving
         self.metrics = metrics
         self.jobs = jobs or Jobs(store.root, lock=store.lock_policy)
@@ -139,6 +144,24 @@ class Operations:
     ) -> reg.Version:
         """Publish a file, an open upload or an estimator; ``action`` names it in metrics."""
         return self._act(model, action, lambda: self.store.publish(model, source, actor=actor, **options))
+
+    def upload(self, model: str, file: BinaryIO, *, filename: str | None, actor: str, **options: Any) -> reg.Version:
+        """Publish a model file sent over HTTP: a skops file, or a pickle (joblib) only when
+        the server allows them (UnsupportedFormat otherwise), validated in a limited child
+        process: this process loads it only once that child found it sound."""
+
+        def upload() -> reg.Version:
+            fmt = detect_format(filename, file.read(8))
+            file.seek(0)
+            if fmt == JOBLIB and not self.uploads.allow_pickle:
+                raise UnsupportedFormat(
+                    "this server takes model uploads in the skops format only (skops.io.dump(model, "
+                    "'model.skops')): loading a pickle (joblib) file runs any code it names. Publish "
+                    "joblib files with the local CLI, or set MODELSWAP_ALLOW_PICKLE_UPLOADS=1 on the server"
+                )
+            return self.store.publish(model, file, actor=actor, format=fmt, sandbox=self.uploads.limits, **options)
+
+        return self._act(model, "upload", upload)
 
     def retrain(self, params: RetrainRequest, *, actor: str) -> Job:
         """Start a retraining job in its own process (any pod can answer for it)."""

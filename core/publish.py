@@ -11,15 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
-
-from modelswap.core.errors import InvalidInput, ValidationFailed
-from modelswap.core.examples import infer_signature, normalize, probe_nullable, stored_form
+from modelswap.core.errors import InvalidInput
+from modelswap.core.formats import JOBLIB, check_format, detect_format, dump_model, read_head
 from modelswap.core.fsio import dumps_json, fsync_dir, write_bytes_durable
-from modelswap.core.layout import MANIFEST_FILE, METRICS_FILE, MODEL_FILE, ModelPaths, staging_name
-from modelswap.core.loader import smoke_predict
-from modelswap.core.manifest import Manifest, describe_estimator, digest_files, library_versions, sha256_file
-from modelswap.core.signature import Signature, describe_output, fitted_names, legacy_signature
+from modelswap.core.inspection import Inspector, InspectRequest, inspect_model
+from modelswap.core.layout import METRICS_FILE, MANIFEST_FILE, ModelPaths, model_file_name, staging_name
+from modelswap.core.manifest import Manifest, digest_files, library_versions, sha256_file
+from modelswap.core.signature import Signature
 
 
 @dataclass(frozen=True)
@@ -53,13 +51,20 @@ def stage_version(
     fallback_example: Callable[[], Sequence[Any] | None],
     rand: Callable[[int], str],
     vet: Callable[[Manifest], None] | None = None,
+    model_format: str | None = None,
+    trusted_types: Sequence[str] = (),
+    inspect: Inspector = inspect_model,
 ) -> StagedVersion:
     """Write a complete, validated version directory ``versions/<version>``.
 
-    ``source`` is a joblib file's path, an open binary file, or a fitted estimator.
-    1. write model.joblib (a copy of ``source``, or the dump of an estimator) and
-       metrics.json into a hidden staging directory in ``versions/``, fsyncing each;
-    2. load the staged model; take its signature from the example (or the given one),
+    ``source`` is a model file's path, an open binary file, or a fitted estimator;
+    ``model_format`` (joblib, skops) defaults to what the file's name or first bytes say,
+    and to joblib for an estimator.
+    1. write model.joblib or model.skops (a copy of ``source``, or the dump of an
+       estimator) and metrics.json into a hidden staging directory in ``versions/``,
+       fsyncing each;
+    2. ``inspect`` the staged model (in this process, or in a limited child process for
+       uploads): load it, take its signature from the example (or the given one),
        predict the example, find the columns that take nulls;
     3. let ``vet`` refuse it (an upload whose inputs break the live version's clients);
        write manifest.json (sha256 + size of every file, signature, example) and fsync it;
@@ -75,36 +80,34 @@ def stage_version(
     staging.mkdir()
     label = f"{paths.name} (new version)"
     try:
-        model_file = staging / MODEL_FILE  # 1
-        if isinstance(source, (str, Path)):
-            copy_durable(Path(source), model_file)
-        elif hasattr(source, "read"):  # an open binary file, e.g. an upload
-            with open(model_file, "xb") as out:
-                shutil.copyfileobj(source, out, 1 << 20)
-            fsync_file(model_file)
-        else:
-            joblib.dump(source, model_file)
-            fsync_file(model_file)
+        model_file, fmt = write_model(staging, source, model_format)  # 1
         write_bytes_durable(staging / METRICS_FILE, dumps_json(clean_metrics))
-        estimator = load_estimator(model_file, label)  # 2
-        cls, n_features, names = describe_estimator(estimator)
-        example = details.example if details.example is not None else _usable(fallback_example(), estimator)
-        signature, stored = describe_input(label, estimator, example, details.signature)
+        request = InspectRequest(
+            model_file=model_file,
+            model_format=fmt,
+            label=label,
+            example=details.example,
+            fallback_example=fallback_example() if details.example is None else None,
+            signature=details.signature,
+            trusted_types=tuple(trusted_types),
+        )
+        seen = inspect(request)  # 2
         manifest = Manifest(
             model=paths.name,
             version=version,
             created_at=created_at,
             files=digest_files(staging),
-            estimator=cls,
-            n_features_in=n_features,
-            feature_names=names,
-            input_example=tuple(stored),
+            estimator=seen.estimator,
+            n_features_in=seen.n_features_in,
+            feature_names=seen.feature_names,
+            input_example=seen.example,
             tags={str(k): str(v) for k, v in details.tags.items()},
             description=details.description,
             parent=details.parent,
-            signature=signature,
+            signature=seen.signature,
             metadata=clean_metadata,
-            **library_versions(),  # type: ignore[arg-type]
+            model_format=fmt,
+            **library_versions(fmt),  # type: ignore[arg-type]
         )
         if vet is not None:
             vet(manifest)  # 3
@@ -120,45 +123,6 @@ def stage_version(
         raise
     fsync_dir(paths.versions_dir)
     return StagedVersion(version, manifest, sha256_file(final / MANIFEST_FILE).sha256, clean_metrics)
-
-
-def _usable(example: Sequence[Any] | None, estimator: Any) -> Sequence[Any] | None:
-    """The parent's example if it has the shape this estimator takes, else None."""
-    if example is None:
-        return None
-    try:
-        names, rows = normalize(example, estimator)
-    except InvalidInput:
-        return None
-    n_features = getattr(estimator, "n_features_in_", None)
-    return example if n_features is None or len(rows[0]) == int(n_features) else None
-
-
-def describe_input(label: str, estimator: Any, example: Any, declared: Signature | None) -> tuple[Signature, list[Any]]:
-    """(signature, stored example) of a new version, validated by predicting the example.
-
-    Without an example a model that takes plain numbers (``n_features_in_``) is checked
-    with a row of zeros; any other model needs one. A declared signature is kept as
-    given (its nulls included); an inferred one learns which columns take nulls by probing.
-    """
-    if example is None:
-        n_features = getattr(estimator, "n_features_in_", None)
-        if n_features is None or fitted_names(estimator) is not None:
-            raise ValidationFailed(f"{label}: cannot tell what input the model takes: give an input example")
-        signature, stored = legacy_signature(estimator, int(n_features)), [[0.0] * int(n_features)]
-    else:
-        names, rows = normalize(example, estimator)
-        stored = stored_form(names, rows)
-        signature = declared if declared is not None else infer_signature(names, rows, estimator)
-    n_features = getattr(estimator, "n_features_in_", None)
-    if n_features is not None and int(n_features) != signature.width:
-        raise ValidationFailed(
-            f"{label}: the input example has {signature.width} features, the model expects {int(n_features)}"
-        )
-    X, answer = smoke_predict(label, estimator, signature, stored)
-    if declared is None:
-        signature = signature.with_nullable(probe_nullable(signature, X, estimator.predict))
-    return signature.with_output(describe_output(estimator, answer)), stored
 
 
 def check_metadata(metadata: Any) -> dict[str, Any]:
@@ -183,14 +147,31 @@ def check_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return clean
 
 
-def load_estimator(path: Path, label: str) -> Any:
-    try:
-        estimator = joblib.load(path)
-    except Exception as exc:  # unpickling can raise anything; all of it means "not a model"
-        raise ValidationFailed(f"{label}: {path.name} cannot be loaded: {type(exc).__name__}: {exc}") from exc
-    if not callable(getattr(estimator, "predict", None)):
-        raise ValidationFailed(f"{label}: the file holds a {type(estimator).__name__}, not an estimator with predict()")
-    return estimator
+def write_model(staging: Path, source: Path | Any, model_format: str | None) -> tuple[Path, str]:
+    """Write ``source`` into ``staging`` as its format's model file; (path, format)."""
+    if isinstance(source, (str, Path)):
+        source = Path(source)
+        if not source.is_file():
+            raise InvalidInput(f"{source} is not a file")
+        fmt = check_format(model_format) if model_format else detect_format(source.name, read_head(source))
+        copy_durable(source, staging / model_file_name(fmt))
+    elif hasattr(source, "read"):  # an open binary file, e.g. an upload
+        incoming = staging / "model.incoming"
+        with open(incoming, "xb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+        fsync_file(incoming)
+        name = getattr(source, "name", None)
+        fmt = (
+            check_format(model_format)
+            if model_format
+            else detect_format(name if isinstance(name, str) else None, read_head(incoming))
+        )
+        os.rename(incoming, staging / model_file_name(fmt))
+    else:
+        fmt = check_format(model_format or JOBLIB)
+        dump_model(source, staging / model_file_name(fmt), fmt)
+        fsync_file(staging / model_file_name(fmt))
+    return staging / model_file_name(fmt), fmt
 
 
 def copy_durable(source: Path, dest: Path) -> None:

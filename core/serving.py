@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from modelswap.core.canary import CanaryConfig, is_canary, read_canary
 from modelswap.core.errors import InvalidInput, ModelNotFound, ModelswapError, NotReady
 from modelswap.core.fsio import read_link
 from modelswap.core.inputs import to_model
-from modelswap.core.layout import MODEL_FILE, ModelPaths, version_from_link_target
+from modelswap.core.layout import ModelPaths, find_model_file, version_from_link_target
 from modelswap.core.loader import LoadedModel, load_version, memory_headroom
 from modelswap.core.metrics import Metrics
 from modelswap.core.signature import Signature
@@ -121,7 +121,7 @@ class VariantStats:
 
 def _file_stamp(paths: ModelPaths, version: str) -> tuple[int, int] | None:
     try:
-        st = (paths.version_dir(version) / MODEL_FILE).stat()
+        st = find_model_file(paths.version_dir(version)).stat()
     except FileNotFoundError:
         return None
     return (st.st_size, st.st_mtime_ns)
@@ -387,10 +387,13 @@ class Serving:
         metrics: Metrics,
         keep_loaded: int = 2,
         strict_versions: bool = False,
+        trusted_types: Sequence[str] = (),
         headroom: Callable[[], int | None] = memory_headroom,
     ) -> None:
+        options: dict[str, Any] = {"strict_versions": strict_versions, "trusted_types": tuple(trusted_types)}
+
         def loader(paths: ModelPaths, version: str) -> LoadedModel:
-            return load_version(paths, version, strict_versions=strict_versions, headroom=headroom)
+            return load_version(paths, version, headroom=headroom, **options)
 
         self.metrics = metrics
         self.keep_loaded = keep_loaded

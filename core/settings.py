@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,6 +14,10 @@ from modelswap.core.ids import validate_model_name
 
 WATCH_MODES = ("auto", "poll", "off")
 LOG_FORMATS = ("text", "json")
+MiB, GiB = 1024**2, 1024**3
+# A fully qualified Python name, as skops.io.get_untrusted_types spells a type.
+_TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,10 @@ class Settings:
     body_timeout: float = 30.0
     keepalive_timeout: float = 5.0
     max_connections: int = 1000
+    trusted_types: tuple[str, ...] = ()
+    allow_pickle_uploads: bool = False
+    upload_validation_timeout: float = 60.0
+    upload_validation_memory: int = 4 * GiB
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -87,6 +96,10 @@ class Settings:
             body_timeout=_number(env, "MODELSWAP_BODY_TIMEOUT", 30.0, minimum=0.1),
             keepalive_timeout=_number(env, "MODELSWAP_KEEPALIVE_TIMEOUT", 5.0, minimum=0.1),
             max_connections=_whole(env, "MODELSWAP_MAX_CONNECTIONS", 1000, minimum=1),
+            trusted_types=_type_names(env, "MODELSWAP_TRUSTED_TYPES"),
+            allow_pickle_uploads=_flag(env, "MODELSWAP_ALLOW_PICKLE_UPLOADS"),
+            upload_validation_timeout=_number(env, "MODELSWAP_UPLOAD_VALIDATION_TIMEOUT", 60.0, minimum=1.0),
+            upload_validation_memory=_size(env, "MODELSWAP_UPLOAD_VALIDATION_MEMORY", 4 * GiB, minimum=512 * MiB),
         )
         return settings
 
@@ -112,6 +125,28 @@ def _whole(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> 
     if not math.isfinite(value) or value != int(value):
         raise InvalidInput(f"{name}={env.get(name)!r} must be a whole number")
     return int(value)
+def _size(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    """Bytes: a whole number, or with a binary suffix (512M, 4G, 4GiB)."""
+    raw = (env.get(name) or "").strip()
+    if raw == "":
+        return default
+    match = _SIZE.fullmatch(raw)
+    if match is None:
+        raise InvalidInput(f"{name}={raw!r} is not a size in bytes (e.g. 4294967296, 512M, 4G)")
+    unit = match.group(2).lower()
+    value = int(float(match.group(1)) * (1024 ** ("kmgt".index(unit) + 1) if unit else 1))
+    if value < minimum:
+        raise InvalidInput(f"{name}={raw!r} must be at least {minimum // MiB} MiB")
+    return value
+
+
+def _type_names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of fully qualified type names (module.Class)."""
+    names = tuple(dict.fromkeys(part.strip() for part in (env.get(name) or "").split(",") if part.strip()))
+    for type_name in names:
+        if not _TYPE_NAME.fullmatch(type_name):
+            raise InvalidInput(f"{name}: {type_name!r} is not a fully qualified type name such as mypackage.MyModel")
+    return names
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -30,6 +30,7 @@ from modelswap.core.errors import (
 )
 from modelswap.core.fsio import read_json_file, read_link, refuse_link
 from modelswap.core.ids import is_version_id, new_version_id, validate_model_name, validate_version_id
+from modelswap.core.inspection import inspect_model
 from modelswap.core.layout import METRICS_FILE, ModelPaths, model_paths, version_from_link_target
 from modelswap.core.ledger import Ledger
 from modelswap.core.loader import load_version, sklearn_mismatch
@@ -37,6 +38,7 @@ from modelswap.core.locking import LockPolicy, hold
 from modelswap.core.manifest import Manifest
 from modelswap.core.outcomes import GcPlan, ModelStatus, Transition
 from modelswap.core.publish import Details, stage_version
+from modelswap.core.sandbox import Sandbox, SandboxLimits
 from modelswap.core.settings import Settings
 from modelswap.core.signature import Signature, manifest_signature, schema_change
 
@@ -56,6 +58,7 @@ class Store:
         lock_kind: str = "flock",
         lock_stale_after: float = 60.0,
         strict_versions: bool = False,
+        trusted_types: Sequence[str] = (),
         clock: Callable[[], datetime] = utcnow,
         rand: Callable[[int], str] = secrets.token_hex,
         validator: Validator | None = None,
@@ -63,6 +66,7 @@ class Store:
         self.root = Path(root)
         self.lock_policy = LockPolicy(lock_kind, lock_timeout, lock_stale_after)
         self.strict_versions = strict_versions
+        self.trusted_types = tuple(trusted_types)  # beyond skops' own: MODELSWAP_TRUSTED_TYPES only
         self.clock = clock
         self.rand = rand
         self.validator: Validator = validator or self._load_and_check
@@ -75,6 +79,7 @@ class Store:
             "lock_kind": settings.lock_kind,
             "lock_stale_after": settings.lock_stale_after,
             "strict_versions": settings.strict_versions,
+            "trusted_types": settings.trusted_types,
         }
         return cls(settings.root, **{**options, **overrides})
 
@@ -222,8 +227,16 @@ class Store:
         actor: str | None = None,
         against_live: bool = False,
         force: bool = False,
+        format: str | None = None,
+        sandbox: SandboxLimits | None = None,
     ) -> reg.Version:
-        """Publish a new immutable version from a fitted estimator or a joblib file.
+        """Publish a new immutable version from a fitted estimator or a model file.
+
+        ``source``: an estimator, or a ``joblib.dump``/``skops.io.dump`` file (path or open
+        binary file); ``format`` (joblib, skops) defaults to the file's (.skops or a zip is
+        skops), and to joblib for an estimator. A skops file may hold only types skops or
+        ``trusted_types`` trust (UntrustedTypes). ``sandbox``: load and predict the file in a
+        limited child process, never in this one (HTTP uploads).
 
         ``example``: a few input rows (a DataFrame, records, rows or an array). The
         signature (named, typed columns; the output) is inferred from it and the fitted
@@ -264,6 +277,9 @@ class Store:
             fallback_example=lambda: self._parent_example(paths, parent),
             rand=self.rand,
             vet=self._live_schema_check(model, force) if against_live else None,
+            model_format=format,
+            trusted_types=self.trusted_types,
+            inspect=Sandbox(sandbox) if sandbox is not None else inspect_model,
         )  # 1
         record = reg.Version(
             id=staged.version,
@@ -346,7 +362,9 @@ class Store:
         if target is None:
             raise NotFound(f"{model} has no live version; name one: load({model!r}, version)")
         self.require_published(self.load_registry(paths), paths, validate_version_id(target))
-        return load_version(paths, target, strict_versions=self.strict_versions).estimator
+        return load_version(
+            paths, target, strict_versions=self.strict_versions, trusted_types=self.trusted_types
+        ).estimator
 
     # -- moving `current` ----------------------------------------------------------
     def deploy(
@@ -409,7 +427,7 @@ class Store:
             raise ValidationFailed(f"{paths.name} {version} is marked corrupt by `verify`; it cannot go live")
 
     def _load_and_check(self, paths: ModelPaths, version: str) -> object:
-        return load_version(paths, version, strict_versions=self.strict_versions)
+        return load_version(paths, version, strict_versions=self.strict_versions, trusted_types=self.trusted_types)
 
     # -- deleting ---------------------------------------------------------------------
     def delete_version(self, model: str, version: str, *, actor: str | None = None) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -111,3 +114,67 @@ class BusyOnNegative:
         while time.perf_counter() < deadline:
             spins += 1
         return np.zeros(len(X), dtype=np.int64)
+
+
+class SleepsOnPredict:
+    """Loads fine; predict never returns."""
+
+    n_features_in_ = 4
+
+    def predict(self, X: Any) -> Any:
+        while True:
+            time.sleep(60)
+
+
+class HogsMemoryOnPredict:
+    """Loads fine; predict reserves 64 GiB, 256 MiB at a time (zeroed pages: address
+    space, not resident memory, so a missing limit costs no real memory)."""
+
+    n_features_in_ = 4
+
+    def predict(self, X: Any) -> Any:
+        hoard = [np.zeros(256 * 2**20, dtype=np.uint8) for _ in range(256)]
+        return np.zeros(len(np.asarray(X)) + 0 * len(hoard), dtype=np.int64)
+
+
+def write_marker(path: str) -> Constant:
+    """Record which process ran this (pid, parent pid) in ``path``: code a model file ran."""
+    Path(path).write_text(f"{os.getpid()} {os.getppid()}")
+    return Constant(1)
+
+
+class RunsCodeWhenUnpickled:
+    """Pickles to a call of :func:`write_marker`: unpickling it runs code (the classic pickle
+    exploit). What comes out of the pickle is a working Constant model."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (write_marker, (self.marker,))
+
+
+class CrashesWhenUnpickled:
+    """Pickles to a read of address 0: unpickling it kills the process with SIGSEGV."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import ctypes
+
+        return (ctypes.string_at, (0,))
+
+
+class WritesMarkerOnLoad:
+    """A model whose ``__setstate__`` runs :func:`write_marker`: skops calls it when it
+    builds the object, which it does only for a trusted type."""
+
+    n_features_in_ = 4
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        write_marker(self.marker)
+
+    def predict(self, X: Any) -> Any:
+        return np.zeros(len(np.asarray(X)), dtype=np.int64)

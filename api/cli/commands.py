@@ -33,9 +33,14 @@ def add_commands(
     p = command("train", cmd_train, "train a model on a dataset, evaluate on a held-out split, publish")
     add_training_arguments(p)
 
-    p = command("publish", cmd_publish, "publish a joblib file as a new version")
+    p = command("publish", cmd_publish, "publish a model file (skops or joblib) as a new version")
     p.add_argument("model", help="model name")
-    p.add_argument("file", type=Path, help="the estimator, saved with joblib.dump")
+    p.add_argument(
+        "file",
+        type=Path,
+        help="the estimator, saved with skops.io.dump (model.skops) or joblib.dump; a server (--url) "
+        "takes skops files only, unless it sets MODELSWAP_ALLOW_PICKLE_UPLOADS=1",
+    )
     p.add_argument("--metrics", type=Path, help="JSON file of evaluation metrics")
     p.add_argument(
         "--example",

@@ -23,6 +23,7 @@ from modelswap.core.jobs import Jobs
 from modelswap.core.metrics import Metrics, forget_dead_processes
 from modelswap.core.operations import Operations
 from modelswap.core.runtime import Runtime
+from modelswap.core.sandbox import UploadPolicy
 from modelswap.core.serving import Serving
 from modelswap.core.settings import Settings
 from modelswap.core.store import Store
@@ -97,6 +98,7 @@ def create_app(
             metrics=metrics,
             keep_loaded=settings.keep_loaded,
             strict_versions=settings.strict_versions,
+            trusted_types=settings.trusted_types,
         )
     if store is None:
         store = Store.from_settings(settings, validator=serving.validator)
@@ -106,6 +108,7 @@ def create_app(
         metrics=metrics,
         jobs=Jobs(settings.root, lock=store.lock_policy),
         poll_interval=settings.poll_interval,
+        uploads=UploadPolicy.from_settings(settings),
     )
     state = AppState(
         settings=settings,

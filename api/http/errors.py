@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 # Most specific first: the first matching type decides.
 STATUS: tuple[tuple[type[e.ModelswapError], int], ...] = (
     (e.PayloadTooLarge, 413),
+    (e.UnsupportedFormat, 415),
     (e.InvalidInput, 400),
     (e.Unauthorized, 401),
     (e.NotFound, 404),

@@ -94,9 +94,10 @@ NATIVE_PATHS: dict[str, dict[str, dict[str, Any]]] = {
         "post": operation(
             "upload_version",
             "workflows",
-            "Publish a version from an uploaded joblib file (validated: load and a predict on the example)",
+            "Publish a version from an uploaded skops file (a joblib file only if the server allows pickles), "
+            "validated in a child process with a time and a memory limit: load and a predict on the example",
             {201: ok("PublishedVersion", "Published")},
-            errors=(400, 409, 413, 422, 500, 503),
+            errors=(400, 409, 413, 415, 422, 500, 503),
             params=MODEL,
             request=body("UploadForm", media="multipart/form-data"),
             auth="admin",

@@ -22,7 +22,11 @@ STATUS_TEXT = {
     409: "The store's state forbids it: the version is live or protected, nothing to roll back, no canary, a job "
     "already runs, or (incompatible_schema) the version's inputs would break clients of the live one",
     413: "The body exceeds MODELSWAP_MAX_BODY_BYTES (uploads: MODELSWAP_MAX_UPLOAD_BYTES)",
-    422: "The version failed validation (digests, load, a predict on its input example) or a stored file is damaged",
+    415: "A pickle (joblib) model upload, refused unless the server sets MODELSWAP_ALLOW_PICKLE_UPLOADS=1: "
+    "upload a skops file",
+    422: "The version failed validation (digests, load, a predict on its input example: for an upload in a child "
+    "process, which timed out, exceeded its memory or crashed), holds types the server does not trust "
+    "(untrusted_types: MODELSWAP_TRUSTED_TYPES), or a stored file is damaged",
     500: "Internal error: the model raised while predicting, versions.json is damaged, or an unexpected failure",
     503: "Not ready (no version of the model loaded yet) or the store's writer lock is busy",
     507: "Not enough memory left under this process's limit to load the version",

@@ -142,6 +142,12 @@ READS: dict[str, Schema] = {
             "parent": MAYBE_VERSION,
             "signature": nullable(ref("Signature")),
             "metadata": {"type": "object", "description": "Free-form JSON given at publish"},
+            "model_format": {
+                "type": "string",
+                "enum": ["joblib", "skops"],
+                "description": "Which model file the version holds: model.joblib or model.skops",
+            },
+            "skops_version": nullable(STRING),
         },
         ("model", "version", "files", "estimator"),
     ),
@@ -199,7 +205,11 @@ READS: dict[str, Schema] = {
 WORKFLOWS: dict[str, Schema] = {
     "UploadForm": obj(
         {
-            "model": {**BINARY, "description": "The joblib file"},
+            "model": {
+                **BINARY,
+                "description": "The model file: skops (skops.io.dump; a .skops name or a zip archive), or "
+                "joblib if the server sets MODELSWAP_ALLOW_PICKLE_UPLOADS=1",
+            },
             "metrics": text('JSON object of names to numbers or strings, e.g. {"accuracy": 0.97}'),
             "tags": text('JSON object, e.g. {"owner": "ml"}'),
             "example": text(

@@ -51,10 +51,11 @@ def _json_field(value: Any, name: str) -> Any:
 
 
 async def upload(request: Request) -> Response:
-    """Multipart: ``model`` (the joblib file) [+ ``metrics``, ``tags``, ``example`` JSON, ``description``]."""
+    """Multipart: ``model`` (a skops file; joblib only if allowed) [+ ``metrics``, ``tags``,
+    ``example`` JSON, ``description``]; validated in a limited child process."""
     state, model = admin(request), model_of(request)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise InvalidInput("upload as multipart/form-data with a 'model' file field (curl -F model=@model.joblib)")
+        raise InvalidInput("upload as multipart/form-data with a 'model' file field (curl -F model=@model.skops)")
     form = await limited(request, state.settings.max_upload_bytes).form(max_files=4, max_fields=12)
     try:
         unknown = set(form.keys()) - FORM_FIELDS
@@ -62,7 +63,7 @@ async def upload(request: Request) -> Response:
             raise InvalidInput(f"unknown form field(s): {', '.join(sorted(unknown))}")
         file = form.get("model")
         if not isinstance(file, UploadFile):
-            raise InvalidInput("missing the 'model' file field (curl -F model=@model.joblib)")
+            raise InvalidInput("missing the 'model' file field (curl -F model=@model.skops)")
         metrics = _json_field(form.get("metrics"), "metrics") or {}
         tags = _json_field(form.get("tags"), "tags") or {}
         example = _json_field(form.get("example"), "example")
@@ -77,10 +78,10 @@ async def upload(request: Request) -> Response:
         description = form.get("description")
         description = description if isinstance(description, str) else ""
         record = await run_in_threadpool(
-            lambda: state.ops.publish(
+            lambda: state.ops.upload(
                 model,
                 file.file,
-                action="upload",
+                filename=file.filename,
                 metrics=metrics,
                 tags=tags,
                 description=description,

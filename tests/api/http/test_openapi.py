@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import joblib
 import pytest
+import skops.io
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
@@ -187,8 +187,8 @@ def test_what_a_real_server_answers_conforms_to_the_document(
     iris_store: tuple[Store, str, str], tmp_path: Path
 ) -> None:
     store, a, b = iris_store
-    model_file = tmp_path / "upload.joblib"
-    joblib.dump(fit_iris(C=0.5), model_file)
+    model_file = tmp_path / "upload.skops"
+    skops.io.dump(fit_iris(C=0.5), model_file)
     rows = {"instances": [IRIS_ROW, IRIS_ROW]}
     tensor = {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": IRIS_ROW}
     env = {"MODELSWAP_MAX_BODY_BYTES": "65536"}

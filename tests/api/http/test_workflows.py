@@ -27,10 +27,15 @@ def store(tmp_path: Path, iris_a: Any) -> Store:
     return st
 
 
+def kept(store: Store) -> dict[str, bytes | str]:
+    """What an upload may add to: versions/ and the registry (not the fleet's heartbeats)."""
+    return tree(store.root / "iris" / "versions") | {"registry": store.paths("iris").registry.read_bytes()}
+
+
 def test_upload_publishes_201_and_refuses_bad_files_with_422_leaving_nothing(
     store: Store, iris_file: Path, tmp_path: Path
 ) -> None:
-    with serve(store.root) as server:
+    with serve(store.root, env={"MODELSWAP_ALLOW_PICKLE_UPLOADS": "1"}) as server:
         client = Client(server.url, TOKEN)
         record = client.upload(
             "iris",
@@ -44,12 +49,12 @@ def test_upload_publishes_201_and_refuses_bad_files_with_422_leaving_nothing(
         assert record["id"] in store.registry("iris")
         manifest = store.manifest("iris", record["id"])
         assert manifest.input_example == (IRIS_ROW,)
-        # probed inside the server: a linear model takes no NaN, so no column is nullable
+        # probed by the validation child: a linear model takes no NaN, so no column is nullable
         assert manifest.signature is not None and not any(c.nullable for c in manifest.signature.columns)
         with pytest.raises(RemoteError) as denied:
             Client(server.url, None).upload("iris", iris_file)
         assert denied.value.status == 401
-        before = tree(store.root / "iris")
+        before = kept(store)
         garbage = tmp_path / "garbage.joblib"
         garbage.write_bytes(b"\x80\x04 not a model")
         not_model = tmp_path / "dict.joblib"
@@ -61,7 +66,7 @@ def test_upload_publishes_201_and_refuses_bad_files_with_422_leaving_nothing(
         with pytest.raises(RemoteError) as words:
             client.upload("iris", iris_file, example=[["a", "b", "c", "d"]])
         assert words.value.status == 422 and "could not convert string to float" in str(words.value)
-        assert tree(store.root / "iris") == before  # no staging leftovers, no new version
+        assert kept(store) == before  # no staging leftovers, no new version
         with server.admin() as admin:
             assert admin.post("/v1/models/iris/versions", json={"x": 1}).status_code == 400
             junk = admin.post("/v1/models/iris/versions", files={"model": ("m.joblib", b"x" * 2000)})

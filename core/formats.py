@@ -1,0 +1,96 @@
+"""Model file formats: joblib (a pickle) and skops (a zip of JSON and arrays, no pickle).
+
+Loading a joblib file runs whatever code the pickle names. Loading a skops file
+builds only types that skops trusts (scikit-learn's own, numpy's, builtins) plus the
+ones the SERVER's settings name (``MODELSWAP_TRUSTED_TYPES``): never types read from
+the file or from a request. skops is imported only when a skops file is handled: it
+imports every scikit-learn estimator (seconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modelswap.core.errors import InvalidInput, UntrustedTypes
+
+JOBLIB = "joblib"
+SKOPS = "skops"
+FORMATS = (JOBLIB, SKOPS)
+SUFFIXES = {".skops": SKOPS, ".joblib": JOBLIB, ".pkl": JOBLIB, ".pickle": JOBLIB}
+# A skops file is a zip archive; a joblib file is a pickle, possibly compressed.
+ZIP_MAGIC = b"PK\x03\x04"
+TRUST_HINT = "MODELSWAP_TRUSTED_TYPES"
+
+
+def check_format(value: str) -> str:
+    if value not in FORMATS:
+        raise InvalidInput(f"unknown model format {value!r}: expected one of {', '.join(FORMATS)}")
+    return value
+
+
+def detect_format(name: str | None, head: bytes) -> str:
+    """The format of a file from its name and first bytes.
+
+    A ``.skops`` name, or a zip archive whatever its name, is skops: reading it as a
+    skops file never unpickles, so a mislabelled file can only fail to load. Anything
+    else is taken for a joblib pickle.
+    """
+    if name is not None and Path(name).suffix.lower() == ".skops":
+        return SKOPS
+    return SKOPS if head.startswith(ZIP_MAGIC) else JOBLIB
+
+
+def read_head(path: Path, size: int = 8) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(size)
+
+
+def dump_model(estimator: Any, path: Path, fmt: str) -> None:
+    if check_format(fmt) == SKOPS:
+        import skops.io
+
+        skops.io.dump(estimator, path)
+    else:
+        import joblib
+
+        joblib.dump(estimator, path)
+
+
+def load_model(path: Path, fmt: str, trusted_types: Sequence[str]) -> Any:
+    """Load a model file; a skops file only if every type in it is trusted (UntrustedTypes)."""
+    if check_format(fmt) == JOBLIB:
+        import joblib
+
+        return joblib.load(path)
+    import skops.io
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    refused = untrusted_types(path, trusted_types)
+    if refused:
+        raise UntrustedTypes(untrusted_message(path.name, refused), refused)
+    try:
+        # exactly the server's list: skops refuses anything else on its own as well
+        return skops.io.load(path, trusted=list(trusted_types))
+    except UntrustedTypesFoundException as exc:
+        raise UntrustedTypes(f"{path.name}: {exc}; name trusted types in {TRUST_HINT}", ()) from exc
+
+
+def untrusted_types(path: Path, trusted_types: Sequence[str]) -> tuple[str, ...]:
+    """The types in a skops file that neither skops' defaults nor ``trusted_types`` trust.
+
+    Reads only the file's schema (JSON); builds no object."""
+    import skops.io
+
+    allowed = set(trusted_types)
+    return tuple(sorted(t for t in skops.io.get_untrusted_types(file=path) if t not in allowed))
+
+
+def untrusted_message(file_name: str, types: Sequence[str]) -> str:
+    listed = ", ".join(types)
+    return (
+        f"{file_name} holds types that are not trusted: {listed}. Loading it would run their code; "
+        f"if you trust them, the server's administrator can name them in {TRUST_HINT}={','.join(types)} "
+        "(comma-separated, on every server that loads the model)"
+    )
