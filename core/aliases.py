@@ -86,6 +86,8 @@ def set_alias(store: Store, model: str, alias: str, version: str, *, actor: str 
         store.require_published(registry, paths, target)
         aliases = read_aliases(paths)
         before = aliases.get(alias)
+        if before == target:
+            return aliases  # already there: nothing to change or record
         aliases[alias] = target
         entry = reg.HistoryEntry(
             iso(store.clock()), ALIAS_SET, actor or default_actor(), before, target, "", {"alias": alias}

@@ -63,6 +63,12 @@ class VersionIsLive(Conflict):
     code = "version_is_live"
 
 
+class VersionProtected(Conflict):
+    """The version is the rollback target or an alias names it; delete refuses it."""
+
+    code = "version_protected"
+
+
 class IncompatibleSchema(Conflict):
     """The candidate's signature would break clients of the live version (see its diff)."""
 

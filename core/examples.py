@@ -63,21 +63,21 @@ def normalize(example: Any, estimator: Any) -> tuple[list[str] | None, list[list
 
 
 def _plain(value: Any) -> Any:
-    """A JSON-ready value: numpy scalars unwrapped, NaN and pandas' NA/NaT as None,
-    timestamps as ISO 8601 text."""
+    """A plain value: numpy scalars unwrapped, NaN and pandas' NA/NaT as None (dates stay
+    dates, so their type is inferred; ``stored_form`` writes them as ISO 8601 text)."""
     if isinstance(value, np.generic):
         value = value.item()
     if value is None or type(value).__name__ in ("NAType", "NaTType"):
         return None
     if isinstance(value, float) and math.isnan(value):
         return None
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
     return value
 
 
 def stored_form(names: list[str] | None, rows: list[list[Any]]) -> list[Any]:
-    """The example as the manifest keeps it: records when columns have names, else rows."""
+    """The example as the manifest keeps it (JSON: dates as ISO 8601 text): records when
+    columns have names, else rows."""
+    rows = [[v.isoformat() if isinstance(v, (dt.datetime, dt.date)) else v for v in row] for row in rows]
     if names is None:
         return rows
     return [dict(zip(names, row, strict=True)) for row in rows]

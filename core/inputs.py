@@ -93,16 +93,19 @@ def prepare(signature: Signature, table: Table, *, max_rows: int, extra: str = R
     if table.n_rows == 0:
         raise InvalidInput("the request has no rows")
     if table.array is not None:
+        if table.array.dtype.kind == "b" and any(c.type != BOOLEAN for c in signature.columns):
+            table = Table(rows=table.array.tolist())  # the slow way names the column a bool cannot fill
+    if table.array is not None:
         if table.array.ndim != 2:
             raise InvalidInput(f"expected rows of {signature.width} features, got shape {list(table.array.shape)}")
         if table.array.shape[1] != signature.width:
             raise InvalidInput(f"expects {signature.width} features per row, got {table.array.shape[1]}")
-        if signature.numeric:
+        if signature.plain_numbers:
             X = table.array.astype(np.float64, copy=False)
-            if np.isfinite(X).all():
+            if np.isfinite(X).all() and _whole_where_long(signature, X):
                 return X
         table = Table(rows=table.array.tolist())
-    if table.rows is not None and table.names is None and not table.text and signature.numeric:
+    if table.rows is not None and table.names is None and not table.text and signature.plain_numbers:
         fast = _numeric_rows(signature, table.rows)
         if fast is not None:
             return fast
@@ -124,9 +127,15 @@ def _numeric_rows(signature: Signature, rows: Sequence[Sequence[Any]]) -> np.nda
     if raw.shape[1] != signature.width:
         raise InvalidInput(f"expects {signature.width} features per row, got {raw.shape[1]}")
     X = raw.astype(np.float64, copy=False)
-    if not np.isfinite(X).all():
+    if not np.isfinite(X).all() or not _whole_where_long(signature, X):
         return None
     return X
+
+
+def _whole_where_long(signature: Signature, X: np.ndarray) -> bool:
+    """Whole numbers in every ``long`` column (a fraction there takes the slow way, which names it)."""
+    longs = signature.long_columns
+    return not longs or bool((X[:, longs] == np.floor(X[:, longs])).all())
 
 
 def _match_columns(signature: Signature, table: Table, extra: str) -> list[Sequence[Any] | None]:
@@ -178,13 +187,21 @@ def _assemble(signature: Signature, values: list[Sequence[Any] | None], n_rows: 
         convert = _CONVERT[column.type]
         cells = given if given is not None else [None] * n_rows
         for row, value in enumerate(cells):
-            if value is None or (text and isinstance(value, str) and value.strip().lower() in NULL_TEXT):
+            if value is None or value != value or (text and isinstance(value, str) and _null_text(column, value)):
                 if not column.nullable:
                     raise InvalidInput(f"column {column.label(i)} row {row}: null, but this column takes no nulls")
                 out[row, i] = math.nan if numeric else None
                 continue
             out[row, i] = convert(column, i, row, value, text)
     return out
+
+
+def _null_text(column: Column, value: str) -> bool:
+    """A CSV cell that means null: empty for a string column (where "NA" may be a value),
+    also "nan", "null", "none", "na" for the others."""
+    if column.type == STRING:
+        return value == ""
+    return value.strip().lower() in NULL_TEXT
 
 
 def _wrong(column: Column, index: int, row: int, want: str, value: Any) -> InvalidInput:

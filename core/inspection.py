@@ -9,7 +9,7 @@ process for local publishes, and in a limited child process for uploads
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +107,12 @@ def describe_input(label: str, estimator: Any, example: Any, declared: Signature
     with a row of zeros; any other model needs one. A declared signature is kept as
     given (its nulls included); an inferred one learns which columns take nulls by probing.
     """
+    if declared is not None and fitted_names(estimator) is not None and not declared.frame:
+        declared = replace(declared, frame=True)  # fitted on a DataFrame: it must be fed one
     if example is None:
         n_features = getattr(estimator, "n_features_in_", None)
+        if declared is not None:
+            raise ValidationFailed(f"{label}: a declared signature needs an input example to validate it with")
         if n_features is None or fitted_names(estimator) is not None:
             raise ValidationFailed(f"{label}: cannot tell what input the model takes: give an input example")
         signature, stored = legacy_signature(estimator, int(n_features)), [[0.0] * int(n_features)]

@@ -18,8 +18,8 @@ import numpy as np
 
 from modelswap.core.errors import InsufficientMemory, InvalidInput, UntrustedTypes, ValidationFailed, VersionNotFound
 from modelswap.core.examples import check_example
-from modelswap.core.fsio import refuse_link
 from modelswap.core.formats import load_model
+from modelswap.core.fsio import refuse_link
 from modelswap.core.inputs import to_model
 from modelswap.core.layout import ModelPaths
 from modelswap.core.manifest import Manifest, load_manifest, verify_files

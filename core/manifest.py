@@ -13,9 +13,8 @@ from typing import Any
 import orjson
 
 from modelswap.core.errors import ValidationFailed
-from modelswap.core.fsio import read_regular
-from modelswap.core.layout import MANIFEST_FILE
 from modelswap.core.formats import FORMATS, JOBLIB, SKOPS
+from modelswap.core.fsio import read_regular
 from modelswap.core.layout import MANIFEST_FILE, model_file_name
 from modelswap.core.signature import Signature
 
@@ -50,6 +49,7 @@ class Manifest:
     signature: Signature | None = None  # None: published before signatures (derived on load)
     metadata: Mapping[str, Any] = field(default_factory=dict)
     model_format: str = JOBLIB  # which model file the version holds: model.joblib or model.skops
+    manifest_format: int = MANIFEST_FORMAT  # as written: an older manifest keeps its number
     skops_version: str | None = None
 
     @property
@@ -62,7 +62,7 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": MANIFEST_FORMAT,
+            "format": self.manifest_format,
             "model": self.model,
             "version": self.version,
             "created_at": self.created_at,
@@ -108,6 +108,7 @@ class Manifest:
                 signature=Signature.from_dict(signature) if signature is not None else None,
                 metadata=dict(data.get("metadata") or {}),
                 model_format=_model_format(data.get("model_format") or JOBLIB),
+                manifest_format=int(data.get("format", 1)),
                 skops_version=data.get("skops_version"),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

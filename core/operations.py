@@ -17,8 +17,7 @@ from modelswap.core import registry as reg
 from modelswap.core.aliases import aliases_of, delete_alias, read_aliases, resolve, set_alias
 from modelswap.core.canary import CanaryConfig, Guard, promote_canary, read_canary, start_canary, stop_canary
 from modelswap.core.catalog import compare, find_model_id, lineage, matches, parse_where
-from modelswap.core.errors import Conflict, InvalidInput, ModelswapError, storage_error
-from modelswap.core.errors import Conflict, InvalidInput, ModelswapError, UnsupportedFormat
+from modelswap.core.errors import Conflict, InvalidInput, ModelswapError, UnsupportedFormat, storage_error
 from modelswap.core.fleet import process_id, read_fleet
 from modelswap.core.formats import JOBLIB, detect_format
 from modelswap.core.ids import validate_model_name

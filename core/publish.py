@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from modelswap.core.errors import InvalidInput
+from modelswap.core import registry as reg
+from modelswap.core.clock import default_actor, iso
+from modelswap.core.errors import InvalidInput, ValidationFailed
 from modelswap.core.formats import JOBLIB, check_format, detect_format, dump_model, read_head
 from modelswap.core.fsio import dumps_json, fsync_dir, write_bytes_durable
+from modelswap.core.ids import new_version_id
 from modelswap.core.inspection import Inspector, InspectRequest, inspect_model
-from modelswap.core.layout import METRICS_FILE, MANIFEST_FILE, ModelPaths, model_file_name, staging_name
+from modelswap.core.layout import MANIFEST_FILE, METRICS_FILE, ModelPaths, model_file_name, staging_name
 from modelswap.core.manifest import Manifest, digest_files, library_versions, sha256_file
-from modelswap.core.signature import Signature
+from modelswap.core.retention import discard_unregistered
+from modelswap.core.sandbox import Sandbox, SandboxLimits
+from modelswap.core.signature import Signature, manifest_signature, schema_change
+
+if TYPE_CHECKING:
+    from modelswap.core.store import Store
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -187,3 +198,83 @@ def fsync_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    actor: str | None = None
+    against_live: bool = False  # refuse inputs that break the live version's clients (uploads)
+    force: bool = False
+    model_format: str | None = None
+
+
+def publish_version(
+    store: Store,
+    model: str,
+    source: Path | Any,
+    details: Details,
+    options: PublishOptions,
+    sandbox: SandboxLimits | None = None,
+) -> reg.Version:
+    """Store.publish's two steps (see its docstring): stage, then journal the record."""
+    paths = store.paths(model)
+    parent = details.parent if details.parent is not None else store.current(model)
+    details = replace(details, parent=parent)
+    now = store.clock()
+    staged = stage_version(
+        paths,
+        source,
+        details,
+        version=new_version_id(now, store.rand),
+        created_at=iso(now),
+        fallback_example=lambda: _parent_example(store, paths, parent),
+        rand=store.rand,
+        vet=_live_schema_check(store, model, options.force) if options.against_live else None,
+        model_format=options.model_format,
+        trusted_types=store.trusted_types,
+        inspect=Sandbox(sandbox) if sandbox is not None else inspect_model,
+    )  # 1
+    record = reg.Version(
+        id=staged.version,
+        created_at=staged.manifest.created_at,
+        metrics=staged.metrics,
+        tags=dict(staged.manifest.tags),
+        description=details.description,
+        manifest_sha256=staged.manifest_sha256,
+        size=staged.manifest.size,
+        parent=parent,
+    )
+    actor = options.actor or default_actor()
+    entry = reg.HistoryEntry(
+        staged.manifest.created_at, reg.PUBLISH, actor, None, record.id, "", {"record": record.index_record()}
+    )
+    with store.locked(model):  # 2
+        try:
+            store.commit(paths, store.load_registry(paths), entry)
+        except OSError:
+            # The version is complete but no one can see it; a publish that reports
+            # failure must change nothing, so it goes again.
+            discard_unregistered(store, paths, staged.version)
+            raise
+    logger.info("published %s %s (actor %s)", model, staged.version, actor)
+    return record
+
+
+def _live_schema_check(store: Store, model: str, force: bool) -> Callable[[Manifest], None]:
+    def vet(manifest: Manifest) -> None:
+        current = store.current(model)
+        if current is not None:
+            live = manifest_signature(store.manifest(model, current))
+            schema_change(live, manifest.signature, force=force, what="this version")
+
+    return vet
+
+
+def _parent_example(store: Store, paths: ModelPaths, parent: str | None) -> Sequence[Any] | None:
+    """The parent's stored input example, for a version published without one."""
+    if parent is None or not paths.version_dir(parent).is_dir():
+        return None
+    try:
+        return store.manifest(paths.name, parent).input_example or None
+    except ValidationFailed:
+        return None

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from modelswap.core import registry as reg
 from modelswap.core.aliases import read_aliases
 from modelswap.core.clock import default_actor, iso
-from modelswap.core.errors import InvalidInput, VersionIsLive, VersionNotFound
+from modelswap.core.errors import InvalidInput, VersionIsLive, VersionNotFound, VersionProtected
 from modelswap.core.fsio import fsync_dir, refuse_link
 from modelswap.core.ids import validate_version_id
 from modelswap.core.layout import TRASH_PREFIX, ModelPaths
@@ -26,11 +26,11 @@ if TYPE_CHECKING:
 LIVE, CANARY, ROLLBACK_TARGET, NEWEST = "live", "canary", "rollback target", "newest"
 
 
-def protected(store: Store, model: str, registry: reg.Registry) -> dict[str, str]:
-    """Versions gc and delete must keep, each with why: live, canary, rollback target,
-    or the alias that names it."""
+def protected(store: Store, model: str, registry: reg.Registry) -> dict[str, list[str]]:
+    """Versions gc and delete must keep, each with every reason why: live, canary,
+    rollback target, or the aliases that name it."""
     current = store.current(model)
-    reasons: dict[str, str] = {}
+    reasons: dict[str, list[str]] = {}
     for version, why in (
         (current, LIVE),
         (store.canary(model), CANARY),
@@ -38,7 +38,7 @@ def protected(store: Store, model: str, registry: reg.Registry) -> dict[str, str
         *((v, f"alias {a}") for a, v in sorted(read_aliases(store.paths(model)).items())),
     ):
         if version is not None:
-            reasons.setdefault(version, why)
+            reasons.setdefault(version, []).append(why)
     return reasons
 
 
@@ -51,8 +51,9 @@ def delete_version(store: Store, model: str, version: str, *, actor: str | None 
         if version not in registry and not paths.version_dir(version).is_dir():
             raise VersionNotFound(f"model {model} has no version {version}")
         why = protected(store, model, registry).get(version)
-        if why is not None:
-            raise VersionIsLive(f"{model} {version} is protected ({why}); move that role elsewhere first")
+        if why:
+            kind = VersionIsLive if LIVE in why or CANARY in why else VersionProtected
+            raise kind(f"{model} {version} is protected ({', '.join(why)}); move that role elsewhere first")
         _remove(store, paths, registry, [version], reg.DELETE, actor)
 
 
@@ -63,7 +64,7 @@ def gc(store: Store, model: str, keep: int, *, dry_run: bool = False, actor: str
     with store.locked(store.existing(model).name) as paths:
         registry = store.load_registry(paths)
         ids = registry.ids()
-        reasons = {v: [why] for v, why in protected(store, model, registry).items()}
+        reasons = protected(store, model, registry)
         for version in ids[len(ids) - keep :] if keep else []:
             reasons.setdefault(version, []).append(f"{NEWEST} {keep}")
         doomed = [v for v in ids if v not in reasons]

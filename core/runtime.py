@@ -10,7 +10,8 @@ from modelswap.core.canary import CanaryConfig
 from modelswap.core.errors import ModelswapError
 from modelswap.core.fleet import remove_heartbeat, write_heartbeat
 from modelswap.core.operations import Operations
-from modelswap.core.serving import CANARY, ModelSlot, Serving
+from modelswap.core.serving import ModelSlot, Serving
+from modelswap.core.snapshot import CANARY
 from modelswap.core.watcher import Ticker, Watcher
 
 logger = logging.getLogger(__name__)

@@ -16,107 +16,19 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
-import sklearn
 
 from modelswap.core.canary import CanaryConfig, is_canary, read_canary
 from modelswap.core.errors import InvalidInput, ModelNotFound, ModelswapError, NotReady
 from modelswap.core.fsio import read_link
-from modelswap.core.inputs import to_model
 from modelswap.core.layout import ModelPaths, find_model_file, version_from_link_target
 from modelswap.core.loader import LoadedModel, load_version, memory_headroom
 from modelswap.core.metrics import Metrics
-from modelswap.core.signature import Signature
+from modelswap.core.snapshot import CANARY, PINNED, STABLE, LoadError, Snapshot, VariantStats
 
 logger = logging.getLogger(__name__)
 
-STABLE = "stable"
-CANARY = "canary"
-PINNED = "pinned"  # a version-pinned request for a version that is neither stable nor canary
-
 Loader = Callable[[ModelPaths, str], LoadedModel]
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """One loaded version as a request sees it; never changes after creation."""
-
-    model: str
-    version: str
-    variant: str
-    loaded: LoadedModel
-    swapped_at: float
-    methods: dict[str, Callable[..., Any]] = field(default_factory=dict, compare=False)
-
-    @classmethod
-    def of(cls, loaded: LoadedModel, variant: str) -> Snapshot:
-        """A snapshot whose methods take a prepared request array (see core.inputs):
-        bound methods as they are for array models, wrapped to build the DataFrame for
-        models fitted on one."""
-        signature = loaded.signature
-        checked = not any(c.nullable for c in signature.columns)
-        methods: dict[str, Callable[..., Any]] = {}
-        for name in loaded.methods:
-            method = getattr(loaded.estimator, name)
-            if signature.frame:
-                method = _on_frame(method, signature)
-            methods[name] = _finite_checked(method) if checked else method
-        return cls(loaded.model, loaded.version, variant, loaded, time.time(), methods)
-
-    @property
-    def signature(self) -> Signature:
-        return self.loaded.signature
-
-
-def _finite_checked(method: Callable[..., Any]) -> Callable[[np.ndarray], Any]:
-    """For a model whose columns take no nulls: core.inputs.prepare already refused
-    anything not finite, so scikit-learn need not scan the rows again. Per call, not
-    process-wide: a model that takes nulls keeps scikit-learn's own checks."""
-
-    def call(X: np.ndarray) -> Any:
-        with sklearn.config_context(assume_finite=True):
-            return method(X)
-
-    return call
-
-
-def _on_frame(method: Callable[..., Any], signature: Signature) -> Callable[[np.ndarray], Any]:
-    def call(X: np.ndarray) -> Any:
-        return method(to_model(signature, X))
-
-    return call
-
-
-@dataclass(frozen=True)
-class LoadError:
-    version: str
-    message: str
-    code: str
-    at: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "message": self.message, "code": self.code, "at": self.at}
-
-
-class VariantStats:
-    """This process's [requests, errors] per variant since the canary config changed."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, list[int]] = {}
-
-    def of(self, variant: str) -> list[int]:
-        counts = self.counts.get(variant)
-        if counts is None:
-            counts = self.counts[variant] = [0, 0]
-        return counts
-
-    def to_dict(self) -> dict[str, dict[str, float]]:
-        return {
-            v: {"requests": n, "errors": e, "error_rate": (e / n) if n else 0.0} for v, (n, e) in self.counts.items()
-        }
 
 
 def _file_stamp(paths: ModelPaths, version: str) -> tuple[int, int] | None:

@@ -125,6 +125,8 @@ def _whole(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> 
     if not math.isfinite(value) or value != int(value):
         raise InvalidInput(f"{name}={env.get(name)!r} must be a whole number")
     return int(value)
+
+
 def _size(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
     """Bytes: a whole number, or with a binary suffix (512M, 4G, 4GiB)."""
     raw = (env.get(name) or "").strip()

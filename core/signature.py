@@ -11,6 +11,7 @@ gets one derived from the fitted estimator (``n_features_in_``, ``feature_names_
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -100,6 +101,15 @@ class Signature:
     def numeric(self) -> bool:
         """Every column is a number (or boolean): requests can travel as one float64 array."""
         return all(c.type in NUMERIC for c in self.columns)
+
+    @functools.cached_property
+    def plain_numbers(self) -> bool:
+        """Rows of plain numbers fit every column (numbers, none boolean): the fast path."""
+        return all(c.type in (DOUBLE, LONG) for c in self.columns)
+
+    @functools.cached_property
+    def long_columns(self) -> list[int]:
+        return [i for i, c in enumerate(self.columns) if c.type == LONG]
 
     @property
     def names(self) -> list[str]:

@@ -19,7 +19,7 @@ import orjson
 from modelswap.core import registry as reg
 from modelswap.core import retention, transitions
 from modelswap.core.canary import read_canary
-from modelswap.core.clock import default_actor, iso, utcnow
+from modelswap.core.clock import utcnow
 from modelswap.core.errors import (
     InvalidInput,
     ModelNotFound,
@@ -29,18 +29,17 @@ from modelswap.core.errors import (
     VersionNotFound,
 )
 from modelswap.core.fsio import read_json_file, read_link, refuse_link
-from modelswap.core.ids import is_version_id, new_version_id, validate_model_name, validate_version_id
-from modelswap.core.inspection import inspect_model
+from modelswap.core.ids import is_version_id, validate_model_name, validate_version_id
 from modelswap.core.layout import METRICS_FILE, ModelPaths, model_paths, version_from_link_target
 from modelswap.core.ledger import Ledger
 from modelswap.core.loader import load_version, sklearn_mismatch
 from modelswap.core.locking import LockPolicy, hold
 from modelswap.core.manifest import Manifest
 from modelswap.core.outcomes import GcPlan, ModelStatus, Transition
-from modelswap.core.publish import Details, stage_version
-from modelswap.core.sandbox import Sandbox, SandboxLimits
+from modelswap.core.publish import Details, PublishOptions, publish_version
+from modelswap.core.sandbox import SandboxLimits
 from modelswap.core.settings import Settings
-from modelswap.core.signature import Signature, manifest_signature, schema_change
+from modelswap.core.signature import Signature
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +222,7 @@ class Store:
         description: str = "",
         metadata: Mapping[str, Any] | None = None,
         parent: str | None = None,
-        signature: Signature | None = None,
+        signature: Signature | Mapping[str, Any] | None = None,
         actor: str | None = None,
         against_live: bool = False,
         force: bool = False,
@@ -256,9 +255,8 @@ class Store:
         ``verify --repair``); between 1 and 2 a complete version the registry does
         not name yet (``verify --repair`` registers it).
         """
-        paths = self.paths(model)
-        parent = parent if parent is not None else self.current(model)
-        now = self.clock()
+        if isinstance(signature, Mapping):
+            signature = Signature.from_dict(signature)
         details = Details(
             metrics=metrics or {},
             tags=tags or {},
@@ -268,61 +266,8 @@ class Store:
             signature=signature,
             parent=parent,
         )
-        staged = stage_version(
-            paths,
-            source,
-            details,
-            version=new_version_id(now, self.rand),
-            created_at=iso(now),
-            fallback_example=lambda: self._parent_example(paths, parent),
-            rand=self.rand,
-            vet=self._live_schema_check(model, force) if against_live else None,
-            model_format=format,
-            trusted_types=self.trusted_types,
-            inspect=Sandbox(sandbox) if sandbox is not None else inspect_model,
-        )  # 1
-        record = reg.Version(
-            id=staged.version,
-            created_at=staged.manifest.created_at,
-            metrics=staged.metrics,
-            tags=dict(staged.manifest.tags),
-            description=description,
-            manifest_sha256=staged.manifest_sha256,
-            size=staged.manifest.size,
-            parent=parent,
-        )
-        entry = reg.HistoryEntry(
-            staged.manifest.created_at, reg.PUBLISH, actor or default_actor(), None, record.id, "",
-            {"record": record.index_record()},
-        )  # fmt: skip
-        with self.locked(model):  # 2
-            try:
-                self.commit(paths, self.load_registry(paths), entry)
-            except OSError:
-                # The version is complete but no one can see it; a publish that reports
-                # failure must change nothing, so it goes again.
-                retention.discard_unregistered(self, paths, staged.version)
-                raise
-        logger.info("published %s %s (actor %s)", model, staged.version, actor or default_actor())
-        return record
-
-    def _live_schema_check(self, model: str, force: bool) -> Callable[[Manifest], None]:
-        def vet(manifest: Manifest) -> None:
-            current = self.current(model)
-            if current is not None:
-                live = manifest_signature(self.manifest(model, current))
-                schema_change(live, manifest.signature, force=force, what="this version")
-
-        return vet
-
-    def _parent_example(self, paths: ModelPaths, parent: str | None) -> Sequence[Any] | None:
-        """The parent's stored input example, for a version published without one."""
-        if parent is None or not paths.version_dir(parent).is_dir():
-            return None
-        try:
-            return self.manifest(paths.name, parent).input_example or None
-        except ValidationFailed:
-            return None
+        options = PublishOptions(actor=actor, against_live=against_live, force=force, model_format=format)
+        return publish_version(self, model, source, details, options, sandbox)
 
     # -- the Python API's reads ----------------------------------------------------
     def versions(self, model: str) -> list[reg.Version]:

@@ -213,6 +213,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
         example=example,
         signature=Signature.from_dict(signature) if signature is not None else None,
         metadata=metadata,
+        force=args.allow_schema_change,  # an upload through --url is checked against the live version
     )
     data: dict[str, Any] = {"model": args.model, "version": record["id"], "deployed": False}
     text = f"published {args.model} {record['id']} (model id {record['model_id']})"

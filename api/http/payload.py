@@ -97,7 +97,9 @@ def parse_predict(payload: Any) -> tuple[Table, str]:
     body = json_object(payload)
     unknown = set(body) - {"instances", "method", "inputs"}
     if unknown:
-        raise InvalidInput(f"unknown field(s) {', '.join(sorted(unknown))}; expected 'instances' and optional 'method'")
+        raise InvalidInput(
+            f"unknown field(s) {', '.join(sorted(unknown))}; expected 'instances' or 'inputs', and optional 'method'"
+        )
     if "instances" in body and "inputs" in body:
         raise InvalidInput("send 'instances' or 'inputs', not both")
     method = body.get("method", "predict")

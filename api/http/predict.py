@@ -18,7 +18,8 @@ from modelswap.core.aliases import resolve
 from modelswap.core.errors import InvalidInput, ModelNotFound, PredictionFailed, PredictTimeout
 from modelswap.core.ids import is_version_id, validate_model_name
 from modelswap.core.inputs import Table, prepare
-from modelswap.core.serving import ModelSlot, Snapshot
+from modelswap.core.serving import ModelSlot
+from modelswap.core.snapshot import Snapshot
 
 logger = logging.getLogger("modelswap.predict")
 

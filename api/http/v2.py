@@ -24,8 +24,9 @@ from modelswap.api.http.tensors import HEADER_LENGTH, decode_input, encode_outpu
 from modelswap.core.errors import InvalidInput, ModelswapError, PredictionFailed, PredictTimeout, VersionNotFound
 from modelswap.core.ids import validate_model_name
 from modelswap.core.inputs import Table
-from modelswap.core.serving import ModelSlot, Snapshot
+from modelswap.core.serving import ModelSlot
 from modelswap.core.signature import BOOLEAN, DATETIME, DOUBLE, LONG, STRING, Signature
+from modelswap.core.snapshot import Snapshot
 
 Handler = Callable[[Request], Awaitable[Response]]
 INPUT_NAME = "input-0"

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from modelswap.core.aliases import read_aliases, resolve, validate_alias
-from modelswap.core.errors import InvalidName, NotFound, VersionIsLive, VersionNotFound
+from modelswap.core.errors import InvalidName, NotFound, VersionNotFound, VersionProtected
 from modelswap.core.operations import Operations
 from modelswap.core.store import Store
 from tests.conftest import publish
@@ -48,5 +48,5 @@ def test_an_alias_must_name_a_published_version_and_protects_it(store: Store, ir
     ops.deploy("iris", c, actor="t")
     plan = store.gc("iris", keep=0)
     assert plan.deleted == (b,) and plan.reasons[a] == ("alias champion",)
-    with pytest.raises(VersionIsLive, match="alias champion"):
+    with pytest.raises(VersionProtected, match="alias champion"):
         store.delete_version("iris", a)

@@ -14,7 +14,8 @@ from modelswap.core.errors import InsufficientMemory, NotReady, ValidationFailed
 from modelswap.core.fleet import read_fleet, write_heartbeat
 from modelswap.core.layout import MODEL_FILE
 from modelswap.core.metrics import Metrics
-from modelswap.core.serving import PINNED, STABLE, Serving
+from modelswap.core.serving import Serving
+from modelswap.core.snapshot import PINNED, STABLE
 from modelswap.core.store import Store
 from modelswap.core.watcher import Watcher
 from tests.conftest import publish
