@@ -111,9 +111,7 @@ def create_app(
         settings=settings,
         token=configured_token(settings),
         ops=ops,
-        runtime=Runtime(
-            serving, ops, watch=settings.watch, poll_interval=settings.poll_interval, only=settings.models
-        ),
+        runtime=Runtime(serving, ops, watch=settings.watch, poll_interval=settings.poll_interval, only=settings.models),
         batching=BatchPool(
             max_rows=settings.batch_max_rows,
             wait_s=settings.batch_wait_ms / 1000,
