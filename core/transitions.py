@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from modelswap.core import registry as reg
 from modelswap.core.clock import default_actor, iso
 from modelswap.core.errors import Conflict, ValidationFailed, VersionNotFound
-from modelswap.core.fsio import fsync_dir, temp_symlink
+from modelswap.core.fsio import atomic_write_bytes, fsync_dir, read_regular, temp_symlink
 from modelswap.core.layout import ModelPaths
 from modelswap.core.outcomes import Transition
 from modelswap.core.signature import manifest_signature
@@ -49,14 +49,16 @@ def move_current(
     3. under the lock, re-read; if ``current`` or the pick changed, start over;
     4. make the new link under a temp name beside ``current`` (the step that needs
        space: if the disk is full, nothing has changed yet);
-    5. journal the move (history.jsonl, fsynced: the commit point), then rename the
-       temp link over ``current`` and fsync the directory; if the rename fails the
-       journal entry is taken back and the temp link removed;
+    5. journal the move (history.jsonl, fsynced: the commit point); if the new live
+       version is the canary's (promote, or a deploy of the canary's version), the test
+       is over: remove ``abtest.json`` first (see :func:`swap_in`); rename the temp link
+       over ``current`` and fsync the directory; if the rename fails ``abtest.json`` is
+       put back, the journal entry taken back and the temp link removed;
     6. bring the index up to date (a failure here only delays it: readers replay the
-       journal); if the new live version was the canary, the test is over: remove
-       ``abtest.json`` (promote, or a deploy of the canary's version).
+       journal).
     A crash between the journal append and the rename leaves history one move ahead
-    of the symlink; the symlink wins and ``verify --repair`` records that.
+    of the symlink; the symlink wins and ``verify --repair`` records that (and the stop
+    of a canary whose file is gone).
     """
     paths = store.existing(model)
     for _ in range(RETRIES):
@@ -78,33 +80,43 @@ def move_current(
             who = actor or default_actor()
             entry = reg.HistoryEntry(iso(store.clock()), action, who, current, target, reason, details)
             tmp = temp_symlink(paths.current, paths.version_link_target(target))  # 4
+            swap = functools.partial(swap_in, tmp, paths, ends_canary=canary == target)
             try:
-                store.commit(paths, registry, entry, functools.partial(swap_in, tmp, paths))  # 5, 6
+                store.commit(paths, registry, entry, swap)  # 5, 6
             finally:
                 tmp.unlink(missing_ok=True)  # gone after a successful rename; debris otherwise
-            if canary == target:
-                end_canary_file(paths)
         logger.info("%s %s: %s -> %s", action, model, current, target)
         return Transition(model, action, current, target)
     raise Conflict(f"{model}: the store kept changing under this {action}; try again")
 
 
-def swap_in(tmp: Path, paths: ModelPaths) -> None:
-    """Rename the prepared link over ``current`` and make the rename durable."""
-    os.replace(tmp, paths.current)
+def swap_in(tmp: Path, paths: ModelPaths, *, ends_canary: bool = False) -> None:
+    """Rename the prepared link over ``current`` and make the rename durable.
+
+    When the new live version is the canary's, ``abtest.json`` is removed (durably)
+    *before* the rename: a crash between the two leaves the old version live and the
+    canary stopped, never a canary file that names the live version. If the rename
+    fails, the file is put back as it was and the error raised (the move did not happen).
+    """
+    saved = take_canary_file(paths) if ends_canary else None
+    try:
+        os.replace(tmp, paths.current)
+    except BaseException:
+        if saved is not None:
+            atomic_write_bytes(paths.abtest, saved)
+        raise
     fsync_dir(paths.dir)
 
 
-def end_canary_file(paths: ModelPaths) -> None:
-    """Remove ``abtest.json`` after the change that ended the test is in history; a
-    failure is left for ``verify --repair`` (the live version is the canary's)."""
+def take_canary_file(paths: ModelPaths) -> bytes | None:
+    """Remove ``abtest.json`` durably and return what it held (None: already gone)."""
     try:
+        saved = read_regular(paths.abtest)
         os.unlink(paths.abtest)
-        fsync_dir(paths.dir)
     except FileNotFoundError:
-        pass  # a concurrent stop already removed it: the test is over either way
-    except OSError as exc:
-        logger.warning("%s: could not remove %s (%s); `verify --repair` will", paths.name, paths.abtest, exc)
+        return None
+    fsync_dir(paths.dir)
+    return saved
 
 
 def schema_change(

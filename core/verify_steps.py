@@ -3,6 +3,8 @@ mends it; what repair does is journaled at the end as history entries."""
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import socket
 import time
@@ -112,6 +114,17 @@ class Check:
         else:
             shutil.rmtree(path)
 
+    def _discard(self, directory: Path) -> None:
+        """Remove a visible version directory: renamed to a hidden trash name first (it
+        vanishes at once), then removed, so a repair killed halfway never leaves a
+        partial version in sight (only trash, which the next repair removes)."""
+        if not self.repair:
+            return
+        moved = directory.with_name(f"{TRASH_PREFIX}{directory.name}-{secrets.token_hex(4)}")
+        os.rename(directory, moved)
+        fsync_dir(directory.parent)
+        shutil.rmtree(moved)
+
     # -- 2. the index parses (else it is rebuilt from the directories and the journal) -
     def index(self) -> reg.Registry:
         try:
@@ -134,7 +147,7 @@ class Check:
         for version in on_disk:
             directory = paths.version_dir(version)
             if version in deleted and version not in registry:
-                self._remove(directory)
+                self._discard(directory)
                 self.deleted.append(version)
                 self.note("deleted", f"{version}: history says it was deleted; its directory was still there")
                 continue

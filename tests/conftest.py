@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import threading
+import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,34 @@ from modelswap.core.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 IRIS_ROW = [6.0, 2.9, 4.5, 1.5]
+
+# How long a thread started by a test may take to finish after it, and the threads that
+# may outlive a test, by name prefix, each with why.
+THREAD_GRACE_SECONDS = 2.0
+ALLOWED_THREADS: dict[str, str] = {}
+
+
+def _unexpected(before: set[threading.Thread]) -> list[threading.Thread]:
+    return [
+        t
+        for t in threading.enumerate()
+        if t not in before and t.is_alive() and not any(t.name.startswith(p) for p in ALLOWED_THREADS)
+    ]
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves a thread running: what it started it must stop (and join)."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + THREAD_GRACE_SECONDS
+    leaked = _unexpected(before)
+    while leaked and time.monotonic() < deadline:
+        time.sleep(0.02)
+        leaked = _unexpected(before)
+    if leaked:
+        names = ", ".join(sorted(f"{t.name} ({getattr(t.__class__, '__qualname__', 'Thread')})" for t in leaked))
+        pytest.fail(f"the test leaked {len(leaked)} thread(s) still running {THREAD_GRACE_SECONDS}s after it: {names}")
 
 
 def fit_iris(max_iter: int = 1000, C: float = 1.0) -> Any:

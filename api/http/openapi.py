@@ -255,7 +255,7 @@ NATIVE_PATHS: dict[str, dict[str, dict[str, Any]]] = {
             {200: ok("Job")},
             errors=(400, 404, 500),
             params=("Job",),
-            auth="read",
+            auth="admin",  # a job's log names server paths: the handler asks for the token
         )
     },
     # -- operations

@@ -4,7 +4,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from modelswap.core import history
+from modelswap.core import history, verify_steps
 from modelswap.core.canary import promote_canary, start_canary
 from modelswap.core.history import HistoryEntry
 from modelswap.core.layout import MODEL_FILE
@@ -142,6 +142,32 @@ def test_a_gc_killed_after_its_journal_entry_is_finished_not_undone(store: Store
     summary = store.history("iris", limit=1)[0]
     assert summary.action == "repair" and summary.details["deleted"] == doomed
     assert not verify_store(store).problems
+
+
+def test_a_repair_that_dies_removing_a_deleted_version_leaves_no_partial_version(
+    store: Store, iris_a: Any, monkeypatch: Any
+) -> None:
+    ids = [publish(store, iris_a) for _ in range(3)]
+    store.deploy("iris", ids[2])
+    paths = store.paths("iris")
+    history.append(
+        paths.history, HistoryEntry("2026-11-23T03:00:00.000Z", "gc", "t", None, None, "", {"versions": ids[:1]})
+    )
+
+    def dies_halfway(path: Any, *args: Any, **kwargs: Any) -> None:
+        (Path(path) / MODEL_FILE).unlink()  # one file gone, then the process "dies"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(verify_steps.shutil, "rmtree", dies_halfway)
+    try:
+        verify_store(store, repair=True)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.undo()
+    assert not paths.version_dir(ids[0]).exists()  # only hidden trash is left
+    assert kinds(store) == {"leftover"}
+    verify_store(store, repair=True)
+    assert store.on_disk("iris") == ids[1:] and not verify_store(store).problems
 
 
 def test_symlinks_inside_the_store_are_reported_never_followed_and_repair_never_aborts(

@@ -153,3 +153,31 @@ def test_a_canary_stop_whose_removal_fails_is_not_recorded(
     monkeypatch.undo()
     assert snapshot(store) == before
     assert history.last(store.paths("iris").history).action == reg.CANARY_START  # type: ignore[union-attr]
+
+
+def test_a_move_to_the_canary_removes_its_file_before_current_moves_and_puts_it_back_on_failure(
+    three: tuple[Store, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between the two steps must never leave abtest.json naming the live version."""
+    store, ids = three
+    paths = store.paths("iris")
+    start_canary(store, "iris", ids[2], 0.2)
+    saved = paths.abtest.read_bytes()
+    before = snapshot(store)
+    real = os.replace
+    seen: list[bool] = []
+
+    def failing(src: Any, dst: Any) -> None:
+        if Path(dst).name == "current":
+            seen.append(paths.abtest.exists())
+            raise OSError(5, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError):
+        store.deploy("iris", ids[2])
+    monkeypatch.undo()
+    assert seen == [False]  # the canary's file was gone when current was about to move
+    assert snapshot(store) == before and paths.abtest.read_bytes() == saved
+    store.deploy("iris", ids[2])
+    assert store.current("iris") == ids[2] and not paths.abtest.exists()

@@ -110,6 +110,26 @@ def test_a_chunked_body_over_the_limit_is_cut_off_with_413(server: tuple[Server,
         assert "content-length" not in r.request.headers
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("OPTIONS", "/v1/models/iris/canary", "DELETE, GET, HEAD, POST"),
+        ("PATCH", "/v1/models/iris/aliases/champion", "DELETE, PUT"),
+        ("PUT", "/v1/models/iris/versions", "GET, HEAD, POST"),
+        ("POST", "/healthz", "GET, HEAD"),
+    ],
+)
+def test_a_405_lists_every_method_of_the_resource_in_allow(
+    server: tuple[Server, Store], method: str, path: str, allow: str
+) -> None:
+    """A resource served by one route per method answers 405 with all of them, not the first route's."""
+    srv, _ = server
+    with srv.admin() as client:
+        r = client.request(method, path)
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    assert r.headers["allow"] == allow
+
+
 def test_the_table_holds_at_least_twenty_hostile_requests() -> None:
     assert len(CASES) >= 20
 

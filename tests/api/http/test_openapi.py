@@ -112,6 +112,7 @@ def test_admin_operations_require_the_bearer_token_and_reads_accept_it() -> None
         "delete_alias",
         "gc",
         "retrain",
+        "get_job",
     }
     for _, _, op in operations():
         if "security" in op:

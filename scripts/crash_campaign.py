@@ -1,0 +1,308 @@
+"""kill -9 campaign: SIGKILL every writer operation of the store at uniformly drawn instants.
+
+    .venv/bin/python scripts/crash_campaign.py [--kills 1000] [--seed N] [--root DIR] [--json]
+
+Each round prepares the store (in this process, un-killed) so that one writer op, drawn
+in turn from scripts/crash_ops.py (publish, deploy, rollback with and without a target,
+canary start/stop/abort/promote, delete, gc, alias set/delete, the migration of a
+format 1 index that the first writer does, and ``verify --repair`` itself), has real
+work to do; forks a worker that runs it; kills the worker with SIGKILL;
+checks the invariants of scripts/crash_invariants.py; runs ``verify --repair``; checks
+them again (and that verify is then clean and history's last live version is current).
+
+The kill instant. Every op is first timed un-killed (five runs each): its span (from the
+worker's "begin" to its return) and its commit window (from its first journal append to
+its return: the journal's write and fsync, the symlink rename or file writes and their
+directory fsyncs, the index rewrite, the trash removal). Each kill then draws u uniformly
+from [0, 1.25 x median span] after the worker's "begin" (half of the kills) or from
+[0, 1.25 x median window] after its first journal append (the other half), both instants
+read from CLOCK_MONOTONIC, which the worker and the campaign share. So every instant of
+every op is drawn with a positive density, the short commit windows (a few ms inside ops
+that validate a model for tens of ms) get half the kills instead of a few per cent, and
+the margin covers slower runs and the moment just after the op (the median, not the
+maximum: one run slowed by a neighbour would otherwise send most kills past the end).
+The worker reports each step on a pipe as it takes it, so the summary says where each
+kill landed: before the journal ("prepare"), during the append and its fsync
+("journal"), while the journaled change is made ("effect"), after it ("index,
+cleanup") or after the op returned ("finished").
+SIGKILL stops a process, not the machine: what the fsyncs buy against a power cut is
+beyond what a kill can show; a kill landing inside an fsync is covered like any instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import select
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crash_ops import Act
+
+PHASES = {"": "starting", "B": "prepare", "J": "journal", "C": "effect", "E": "index, cleanup", "D": "finished"}
+SPAN_MARGIN = 1.25
+CALIBRATION_RUNS = 5
+
+
+@dataclass
+class Outcome:
+    """What one worker did before it was killed."""
+
+    op: str
+    mode: str
+    phase: str
+    late_ns: int
+    markers: list[tuple[str, str]]
+
+
+@dataclass
+class Campaign:
+    root: Path
+    model_file: Path
+    rng: random.Random
+    returned: set[str] = field(default_factory=set)
+    journal: bytes = b""
+    span: dict[str, int] = field(default_factory=dict)  # ns
+    window: dict[str, int] = field(default_factory=dict)  # ns
+    kills: list[Outcome] = field(default_factory=list)
+    repairs: Counter[str] = field(default_factory=Counter)
+    refusals: Counter[str] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+
+    # -- one worker -------------------------------------------------------------------
+    def run(self, op: str, act: Act, mode: str) -> Outcome:
+        """Fork a worker running ``act`` and SIGKILL it: in mode ``op`` at a uniform instant of
+        the op's span, in ``window`` of its commit window, in ``calibrate`` once it returned."""
+        from crash_ops import run_worker
+
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_fd)
+            run_worker(self.root, act, write_fd)
+        os.close(write_fd)
+        buffer = bytearray()
+        markers: list[tuple[str, str]] = []
+
+        def wait_for(wanted: str) -> int | None:
+            """Read until marker ``wanted`` (its time) or the op's end (None)."""
+            while True:
+                for kind, rest in markers:
+                    if kind == wanted:
+                        return int(rest.split()[0])
+                if any(kind in ("D", "X") for kind, _ in markers) and wanted != "D":
+                    return None
+                ready, _, _ = select.select([read_fd], [], [], 120)
+                chunk = os.read(read_fd, 65536) if ready else b""
+                if not chunk:
+                    raise RuntimeError(f"worker for {op} went silent or died: {bytes(buffer[-200:])!r}")
+                buffer.extend(chunk)
+                *lines, rest = bytes(buffer).split(b"\n")
+                buffer[:] = rest
+                markers[:] = [*markers, *(_marker(line) for line in lines)]
+
+        try:
+            if mode == "calibrate":
+                start = wait_for("D")
+                deadline = time.monotonic_ns()
+            else:
+                start = wait_for("B" if mode == "op" else "J")
+                span = self.span[op] if mode == "op" else self.window[op]
+                deadline = (start or time.monotonic_ns()) + int(self.rng.uniform(0, span))
+                pause = deadline - time.monotonic_ns()
+                if pause > 0:
+                    time.sleep(pause / 1e9)
+            killed = time.monotonic_ns()
+            os.kill(pid, signal.SIGKILL)
+        finally:
+            _, status = os.waitpid(pid, 0)
+        while chunk := os.read(read_fd, 65536):
+            buffer.extend(chunk)
+        os.close(read_fd)
+        markers += [_marker(line) for line in bytes(buffer).split(b"\n") if line]
+        if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
+            self.failures.append(f"{op}: the worker died on its own (status {status})")
+        self.returned.update(rest for kind, rest in markers if kind == "P")
+        for kind, rest in markers:
+            if kind == "X":
+                self.refusals[f"{op}: {rest.split(':')[0]}"] += 1
+        last = next((kind for kind, _ in reversed(markers) if kind in PHASES), "")
+        return Outcome(op, mode, PHASES[last], max(0, killed - deadline), markers)
+
+    # -- one round --------------------------------------------------------------------
+    def prepare(self, op: str) -> Act:
+        from crash_ops import MAX_VERSIONS, MODEL, OPS, Setup
+
+        from modelswap.core.store import Store
+
+        setup = Setup(Store(self.root), self.rng, self.model_file, self.returned)
+        if len(setup.ids()) > MAX_VERSIONS:
+            setup.store.gc(MODEL, 3, actor="campaign")
+        act = OPS[op](setup)
+        if op == "migrate":  # the journal was folded back into versions.json: it starts anew
+            self.journal = b""
+        return act
+
+    def kill(self, op: str) -> None:
+        from crash_ops import WHOLE_OP_ONLY
+
+        mode = "op" if op in WHOLE_OP_ONLY or self.rng.random() < 0.5 else "window"
+        if op == "repair":  # damage first, so that the repair being killed has work to do
+            other = self.rng.choice([name for name in self.span if name not in WHOLE_OP_ONLY])
+            self.kills.append(self.run(other, self.prepare(other), "window"))
+            self.check(f"kill {len(self.kills)} ({other}, before a killed repair)", repaired=False)
+        outcome = self.run(op, self.prepare(op), mode)
+        self.kills.append(outcome)
+        self.settle(f"kill {len(self.kills)} ({op}, {mode}, {outcome.phase})")
+
+    def check(self, label: str, *, repaired: bool) -> None:
+        from crash_invariants import check
+        from crash_ops import MODEL
+
+        found = check(self.root, MODEL, self.returned, self.journal, repaired=repaired)
+        self.failures += [f"{label}, {'after' if repaired else 'before'} repair: {f}" for f in found]
+
+    def settle(self, label: str) -> None:
+        """Invariants, verify --repair, invariants again; remember the journal."""
+        from crash_invariants import journal_bytes
+        from crash_ops import MODEL
+
+        from modelswap.core.store import Store
+        from modelswap.core.verify import verify_store
+
+        self.check(label, repaired=False)
+        report = verify_store(Store(self.root), repair=True, actor="campaign")
+        for problem in report.problems:
+            self.repairs[problem.kind] += 1
+            if not problem.repaired:
+                self.failures.append(f"{label}: repair could not mend {problem.kind}: {problem.message}")
+        self.check(label, repaired=True)
+        self.journal = journal_bytes(Store(self.root).paths(MODEL))
+
+    def calibrate(self) -> None:
+        from crash_ops import OPS
+
+        for op in OPS:
+            spans, windows = [], []
+            for _ in range(CALIBRATION_RUNS):
+                outcome = self.run(op, self.prepare(op), "calibrate")
+                times = {kind: int(rest.split()[0]) for kind, rest in reversed(outcome.markers) if kind in "BJD"}
+                spans.append(times["D"] - times["B"])
+                windows.append(times["D"] - times.get("J", times["B"]))
+                self.settle(f"calibration of {op}")
+            self.span[op] = int(statistics.median(spans) * SPAN_MARGIN)
+            self.window[op] = int(statistics.median(windows) * SPAN_MARGIN)
+
+    def campaign(self, kills: int) -> None:
+        self.calibrate()
+        order: list[str] = []
+        while len(self.kills) < kills:
+            if not order:
+                order = list(self.span)
+                self.rng.shuffle(order)
+            self.kill(order.pop())
+
+
+def _marker(line: bytes) -> tuple[str, str]:
+    kind, _, rest = line.decode(errors="replace").partition(" ")
+    return kind, rest
+
+
+def summary(campaign: Campaign, seconds: float, seed: int) -> dict[str, Any]:
+    ops: dict[str, Any] = {}
+    for op in campaign.span:
+        mine = [k for k in campaign.kills if k.op == op]
+        ops[op] = {
+            "span_ms": round(campaign.span[op] / 1e6, 2),
+            "window_ms": round(campaign.window[op] / 1e6, 2),
+            "kills": len(mine),
+            "phases": dict(Counter(k.phase for k in mine)),
+            "refused": sum(n for key, n in campaign.refusals.items() if key.startswith(op + ":")),
+        }
+    late = [k.late_ns for k in campaign.kills if k.late_ns > 1_000_000]
+    return {
+        "kills": len(campaign.kills),
+        "seconds": round(seconds, 1),
+        "seed": seed,
+        "by_op": ops,
+        "by_phase": dict(Counter(k.phase for k in campaign.kills)),
+        "late_kills": {"over_1ms": len(late), "worst_ms": round(max(late, default=0) / 1e6, 2)},
+        "repairs": dict(sorted(campaign.repairs.items())),
+        "refusals": dict(sorted(campaign.refusals.items())),
+        "invariant_failures": len(campaign.failures),
+        "failures": campaign.failures[:50],
+    }
+
+
+def render(data: dict[str, Any]) -> str:
+    phases = list(PHASES.values())[1:]
+    lines = [
+        f"crash campaign: {data['kills']} kills in {data['seconds']} s (seed {data['seed']})",
+        "instants: uniform over [0, 1.25 x span] from the op's start, or [0, 1.25 x window] from its first journal"
+        " append (half each)",
+        f"{'op':<15}{'span ms':>9}{'window ms':>11}{'kills':>7}  " + "".join(f"{p:>16}" for p in phases) + "  refused",
+    ]
+    for op, row in data["by_op"].items():
+        cells = "".join(f"{row['phases'].get(p, 0):>16}" for p in phases)
+        lines.append(
+            f"{op:<15}{row['span_ms']:>9}{row['window_ms']:>11}{row['kills']:>7}  {cells}  {row['refused']:>7}"
+        )
+    lines.append(f"{'all':<42}" + "".join(f"{data['by_phase'].get(p, 0):>16}" for p in phases))
+    late = data["late_kills"]
+    lines.append(f"kills more than 1 ms after their drawn instant: {late['over_1ms']} (worst {late['worst_ms']} ms)")
+    lines.append("repairs by kind: " + (", ".join(f"{k} {n}" for k, n in data["repairs"].items()) or "none"))
+    if data["refusals"]:
+        lines.append("ops refused (nothing to kill): " + ", ".join(f"{k} {n}" for k, n in data["refusals"].items()))
+    lines.append(f"invariant failures: {data['invariant_failures']}")
+    lines += [f"  {failure}" for failure in data["failures"]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--kills", type=int, default=1000, help="SIGKILLs to deliver (default 1000)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: drawn and printed)")
+    parser.add_argument("--root", type=Path, default=None, help="work directory (default: a temp dir, removed)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = parser.parse_args(argv)
+    # The workers are forked from this process, which must hold no thread when it forks.
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = "1"
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
+    work = args.root or Path(tempfile.mkdtemp(prefix="crash-campaign-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        started = time.monotonic()
+        campaign = Campaign(work / "models", _model_file(work), random.Random(seed))
+        campaign.campaign(args.kills)
+        data = summary(campaign, time.monotonic() - started, seed)
+    finally:
+        if args.root is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(data, indent=2) if args.json else render(data))
+    return 1 if data["invariant_failures"] else 0
+
+
+def _model_file(work: Path) -> Path:
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    data = load_iris()
+    path = work / "iris.joblib"
+    joblib.dump(LogisticRegression(max_iter=1000).fit(data.data, data.target), path)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

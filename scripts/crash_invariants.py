@@ -1,0 +1,136 @@
+"""What must hold after any SIGKILL, before and after ``verify --repair`` (scripts/crash_campaign.py).
+
+Every check reads the store afresh (a new Store: no cache survives from the worker or
+from an earlier check) and returns a list of failures, empty when all is well.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from modelswap.core import history
+from modelswap.core import registry as reg
+from modelswap.core.canary import read_canary
+from modelswap.core.errors import ModelswapError
+from modelswap.core.fsio import read_link
+from modelswap.core.ids import is_version_id
+from modelswap.core.layout import ModelPaths, version_from_link_target
+from modelswap.core.manifest import load_manifest, verify_files
+from modelswap.core.store import Store
+from modelswap.core.verify import verify_store
+
+
+def journal_bytes(paths: ModelPaths) -> bytes:
+    try:
+        return paths.history.read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def check(root: Path, model: str, returned: set[str], journal_before: bytes, *, repaired: bool) -> list[str]:
+    """The campaign's invariants. ``returned``: ids whose publish returned; ``journal_before``:
+    history.jsonl as the previous repaired check saw it (it may only grow)."""
+    store = Store(root)
+    paths = store.paths(model)
+    if not paths.dir.exists():
+        return []
+    failures: list[str] = []
+    intact = _intact_versions(paths, failures)
+    failures += _parses(paths, repaired=repaired)
+    try:
+        registry = store.registry(model)
+    except ModelswapError as exc:
+        return [*failures, f"the registry (index + journal) does not load: {exc.message}"]
+    current = _current(paths, registry, intact, failures)
+    failures += _canary(paths, registry, intact, current)
+    journal = journal_bytes(paths)
+    if not journal.startswith(journal_before):
+        failures.append("history.jsonl lost or rewrote entries it held before")
+    deleted = {
+        v
+        for _, entry in store.ledger.newest_first(paths)  # a format 1 index holds it inline
+        if entry.action in (reg.GC, reg.DELETE)
+        for v in entry.details.get("versions") or []
+    }
+    for version in sorted(returned - deleted):
+        if version not in intact or version not in registry:
+            failures.append(f"{version} was published (publish returned) and is gone without a recorded deletion")
+    if repaired:
+        failures += _after_repair(store, model, current)
+    return failures
+
+
+def _intact_versions(paths: ModelPaths, failures: list[str]) -> set[str]:
+    """Visible version directories; each one not matching its manifest is a failure."""
+    intact: set[str] = set()
+    if not paths.versions_dir.is_dir():
+        return intact
+    for directory in sorted(paths.versions_dir.iterdir()):
+        if not is_version_id(directory.name):
+            continue  # staging and trash directories are hidden by name
+        try:
+            issues = verify_files(directory, load_manifest(directory))
+        except (ModelswapError, OSError) as exc:
+            issues = [str(getattr(exc, "message", exc))]
+        if issues:
+            failures.append(f"partial version visible: versions/{directory.name}: {'; '.join(issues)}")
+        else:
+            intact.add(directory.name)
+    return intact
+
+
+def _parses(paths: ModelPaths, *, repaired: bool) -> list[str]:
+    failures: list[str] = []
+    if paths.registry.exists():
+        try:
+            reg.read_registry(paths.registry, paths.name)
+        except ModelswapError as exc:
+            failures.append(f"versions.json does not parse: {exc.message}")
+    lines = journal_bytes(paths).split(b"\n")
+    torn = lines.pop()  # b"" when the file ends in a newline
+    if torn and repaired:
+        failures.append(f"history.jsonl ends in a torn line after repair: {torn[:60]!r}")
+    for number, line in enumerate(lines, 1):
+        try:
+            if not isinstance(orjson.loads(line), dict):
+                raise ValueError("not an object")
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            failures.append(f"history.jsonl line {number} does not parse ({exc}): {line[:60]!r}")
+    return failures
+
+
+def _current(paths: ModelPaths, registry: reg.Registry, intact: set[str], failures: list[str]) -> str | None:
+    target = read_link(paths.current)
+    if target is None:
+        return None
+    current = version_from_link_target(target)
+    if current is None or current not in intact:
+        failures.append(f"current -> {target!r} names no intact version")
+    elif current not in registry:
+        failures.append(f"current names {current}, which the registry does not list")
+    return current
+
+
+def _canary(paths: ModelPaths, registry: reg.Registry, intact: set[str], current: str | None) -> list[str]:
+    try:
+        config = read_canary(paths.abtest)
+    except ModelswapError as exc:
+        return [f"abtest.json is damaged: {exc.message}"]
+    if config is None:
+        return []
+    if config.version not in intact or config.version not in registry:
+        return [f"abtest.json names {config.version}, not an intact published version"]
+    if config.version == current:
+        return [f"abtest.json names {config.version}, the live version"]
+    return []
+
+
+def _after_repair(store: Store, model: str, current: str | None) -> list[str]:
+    failures = [f"verify after repair: {p.kind}: {p.message}" for p in verify_store(Store(store.root)).problems]
+    last = store.ledger.last(store.paths(model), history.LIVE_ACTIONS)
+    live = last.to_version if last is not None else None
+    if live != current:
+        failures.append(f"after repair history's last live version is {live} but current is {current}")
+    return failures
