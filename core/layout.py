@@ -27,6 +27,8 @@ ABTEST_FILE = "abtest.json"
 ALIASES_FILE = "aliases.json"
 LOCK_FILE = ".lock"
 FLEET_DIR = ".fleet"
+MONITOR_DIR = ".monitor"  # each serving process's online counts
+MONITOR_FILE = "monitor.json"  # the model's monitoring thresholds
 
 # Files at the store root.
 ADMIN_TOKEN_FILE = ".admin-token"
@@ -80,6 +82,14 @@ class ModelPaths:
     @property
     def fleet_dir(self) -> Path:
         return self.dir / FLEET_DIR
+
+    @property
+    def monitor_dir(self) -> Path:
+        return self.dir / MONITOR_DIR
+
+    @property
+    def monitor_config(self) -> Path:
+        return self.dir / MONITOR_FILE
 
     def version_dir(self, version: str) -> Path:
         return self.versions_dir / validate_version_id(version)

@@ -24,6 +24,7 @@ from modelswap.api.http.openapi_operations import (
     operation,
     plain_text,
 )
+from modelswap.api.http.openapi_monitoring import MONITOR_PARAMETERS, MONITOR_PATHS, MONITOR_SCHEMAS
 from modelswap.api.http.openapi_protocols import PROTOCOL_PATHS, PROTOCOL_SCHEMAS
 from modelswap.api.http.openapi_schemas import SCHEMAS
 from modelswap.api.http.openapi_views import VIEW_SCHEMAS
@@ -296,10 +297,10 @@ def build() -> dict[str, Any]:
             "description": "Filesystem-versioned scikit-learn model server with atomic hot-swap",
         },
         "tags": TAGS,
-        "paths": {**NATIVE_PATHS, **PROTOCOL_PATHS},
+        "paths": {**NATIVE_PATHS, **MONITOR_PATHS, **PROTOCOL_PATHS},
         "components": {
-            "schemas": {**SCHEMAS, **VIEW_SCHEMAS, **PROTOCOL_SCHEMAS},
-            "parameters": PARAMETERS,
+            "schemas": {**SCHEMAS, **VIEW_SCHEMAS, **MONITOR_SCHEMAS, **PROTOCOL_SCHEMAS},
+            "parameters": {**PARAMETERS, **MONITOR_PARAMETERS},
             "headers": HEADERS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "MODELSWAP_ADMIN_TOKEN"}},
         },
