@@ -17,6 +17,7 @@ SKOPS_MODEL_FILE = "model.skops"
 MODEL_FILES = {"joblib": MODEL_FILE, "skops": SKOPS_MODEL_FILE}
 METRICS_FILE = "metrics.json"
 MANIFEST_FILE = "manifest.json"
+REFERENCE_FILE = "reference.json"  # optional: the reference profile (core.profiles)
 
 # Files inside a model directory.
 VERSIONS_DIR = "versions"
