@@ -140,7 +140,7 @@ class Cell:
         rank = math.ceil(0.99 * total)
         index = int(np.searchsorted(np.cumsum(self.latency), rank))
         edge = LATENCY_BUCKETS[index] if index < len(LATENCY_BUCKETS) else LATENCY_BUCKETS[-1] * 2
-        return 1000.0 * edge
+        return float(1000.0 * edge)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,7 +189,8 @@ def predicted_labels(obs: Observation) -> np.ndarray | None:
     if obs.method == "predict":
         return answer if answer.ndim == 1 else None
     if obs.method in ("predict_proba", "predict_log_proba") and obs.classes and answer.ndim == 2:
-        return np.asarray(obs.classes, dtype=object)[answer.argmax(axis=1)]
+        labels: np.ndarray = np.asarray(obs.classes, dtype=object)[answer.argmax(axis=1)]
+        return labels
     return None
 
 
@@ -304,10 +305,10 @@ class Recorder:
         horizon = now - self.retention_seconds
         with self._lock:
             for model, cells in self._cells.items():
-                for key in [k for k in cells if k[2] + self.bucket_seconds < horizon]:
-                    del cells[key]
-                for key in [k for k, (since, c) in self._cumulative.get(model, {}).items() if not _in(k, cells)]:
-                    del self._cumulative[model][key]  # nothing of it left in the window: served no more
+                for old in [k for k in cells if k[2] + self.bucket_seconds < horizon]:
+                    del cells[old]
+                for pair in [k for k in self._cumulative.get(model, {}) if not _in(k, cells)]:
+                    del self._cumulative[model][pair]  # nothing of it left in the window: served no more
 
     def models(self) -> list[str]:
         with self._lock:

@@ -260,7 +260,7 @@ class Monitor:
 
         def published(v: str) -> Mapping[str, Any]:
             try:
-                return self.store.metrics(model, v)
+                return dict(self.store.metrics(model, v))
             except ModelswapError:
                 return {}
 
