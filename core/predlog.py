@@ -127,18 +127,23 @@ class PredictionLog:
         self.flush()
 
     def _write(self, batch: list[Observation]) -> None:
-        data = b"".join(
+        """Append the batch's lines, rotating whenever the next line would take the file
+        past ``max_bytes`` (a line longer than that gets a file of its own)."""
+        lines = [
             orjson.dumps(record(o, inputs=self.inputs), default=_plain, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
             for o in batch
-        )
+        ]
         try:
-            if self.path.exists() and self.path.stat().st_size + len(data) > self.max_bytes:
-                self._rotate()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
+            size = self.path.stat().st_size if self.path.exists() else 0
+            chunk: list[bytes] = []
+            for line in lines:
+                if size + len(line) > self.max_bytes and (size > 0):
+                    self._append(b"".join(chunk))
+                    chunk, size = [], 0
+                    self._rotate()
+                chunk.append(line)
+                size += len(line)
+            self._append(b"".join(chunk))
             self._failed = False
         except OSError as exc:
             if self.on_drop is not None:
@@ -146,6 +151,15 @@ class PredictionLog:
             if not self._failed:  # one line per failure spell, not one per batch
                 logger.warning("prediction log %s: %s; predictions are dropped until it works", self.path, exc)
             self._failed = True
+
+    def _append(self, data: bytes) -> None:
+        if not data:
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
 
     def _rotate(self) -> None:
         for n in range(self.files - 1, 0, -1):

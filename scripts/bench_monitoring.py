@@ -96,8 +96,9 @@ def main() -> None:
         on, off = sides["on"], sides["off"]
         ratio = statistics.median(a["rps"] / b["rps"] for a, b in zip(on, off, strict=True))
         errors = sum(r["errors"] + r["non2xx"] for r in on + off)
+        on_rps, off_rps = statistics.median(r["rps"] for r in on), statistics.median(r["rps"] for r in off)
         print(
-            f"  {name:20} {statistics.median(r['rps'] for r in on):>9.0f} {statistics.median(r['rps'] for r in off):>10.0f}"
+            f"  {name:20} {on_rps:>9.0f} {off_rps:>10.0f}"
             f" {ratio:>7.3f}  {statistics.median(r['cpu_us'] for r in on):>9.0f}"
             f" {statistics.median(r['cpu_us'] for r in off):>10.0f}  {errors}"
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from modelswap.api.http.openapi_monitoring import MONITOR_PARAMETERS, MONITOR_PATHS, MONITOR_SCHEMAS
 from modelswap.api.http.openapi_operations import (
     HEADERS,
     NO_DEFAULT,
@@ -24,7 +25,6 @@ from modelswap.api.http.openapi_operations import (
     operation,
     plain_text,
 )
-from modelswap.api.http.openapi_monitoring import MONITOR_PARAMETERS, MONITOR_PATHS, MONITOR_SCHEMAS
 from modelswap.api.http.openapi_protocols import PROTOCOL_PATHS, PROTOCOL_SCHEMAS
 from modelswap.api.http.openapi_schemas import SCHEMAS
 from modelswap.api.http.openapi_views import VIEW_SCHEMAS

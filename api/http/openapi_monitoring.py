@@ -8,10 +8,10 @@ from modelswap.api.http.openapi_operations import body, ok, operation, optional_
 from modelswap.api.http.openapi_schemas import (
     BOOLEAN,
     INTEGER,
+    MAYBE_VERSION,
     NUMBER,
     STRING,
     STRINGS,
-    MAYBE_VERSION,
     Schema,
     array,
     mapping,
@@ -49,13 +49,20 @@ SUMMARY: Schema = obj(
                 "reference": BOOLEAN,
                 "features": array(ref("Drift")),
                 "prediction": nullable(ref("Drift")),
-                "dataset": nullable(obj({"severity": STRING, "drifted": STRINGS, "share": NUMBER, "features": INTEGER})),
+                "dataset": nullable(
+                    obj({"severity": STRING, "drifted": STRINGS, "share": NUMBER, "features": INTEGER})
+                ),
             },
             ("reference", "features", "prediction", "dataset"),
         ),
         "quality": nullable(
             obj(
-                {"metric": {"enum": ["accuracy", "mae"]}, "value": NUMBER, "labelled": INTEGER, "published": MAYBE_NUMBER},
+                {
+                    "metric": {"enum": ["accuracy", "mae"]},
+                    "value": NUMBER,
+                    "labelled": INTEGER,
+                    "published": MAYBE_NUMBER,
+                },
                 ("metric", "value", "labelled", "published"),
             )
         ),

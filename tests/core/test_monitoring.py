@@ -64,7 +64,9 @@ def test_a_tick_counts_every_row_into_the_reference_bins(iris: tuple[np.ndarray,
     assert cumulative["rows"] == 150 and cumulative["since"] == clock.now
 
 
-def test_counts_of_several_processes_sum_exactly(tmp_path: Path, iris: tuple[np.ndarray, np.ndarray, ReferenceProfile]) -> None:
+def test_counts_of_several_processes_sum_exactly(
+    tmp_path: Path, iris: tuple[np.ndarray, np.ndarray, ReferenceProfile]
+) -> None:
     X, y, profile = iris
     store = Store(tmp_path / "models")
     paths = store.paths("iris")
@@ -86,8 +88,8 @@ def test_counts_of_several_processes_sum_exactly(tmp_path: Path, iris: tuple[np.
 
 def _fleet(profile: ReferenceProfile, clock: Clock, buckets: list[np.ndarray]) -> Evaluator:
     """An evaluator over one bucket per array of rows, the last one ending now."""
-    from modelswap.core.monitor_files import FleetCounts
     from modelswap.core.monitor_counts import count
+    from modelswap.core.monitor_files import FleetCounts
 
     step = 60.0
     latest = clock.now // step * step

@@ -73,6 +73,11 @@ def monitor(server: Server, model: str, *, requests: int) -> dict[str, Any]:
     return view
 
 
+def metrics_text(server: Server) -> str:
+    with server.client() as client:
+        return client.get("/metrics").text
+
+
 def drift_by_feature(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {d["feature"]: d for d in view["versions"][0]["window"]["drift"]["features"]}
 
@@ -120,7 +125,7 @@ def test_one_shifted_feature_drifts_alone_and_moves_the_predictions(running: tup
     assert alert["version"] == view["live"] and alert["first_seen"] <= alert["last_seen"]
     assert alerts[("prediction_drift", "prediction")]["severity"] == "WARNING"
     assert not [k for k in alerts if k[0] == "feature_drift" and k[1] not in ("petal_length", "*")]
-    metrics = server.client().get("/metrics").text
+    metrics = metrics_text(server)
     psi = re.search(
         r'modelswap_feature_drift\{feature="petal_length",method="psi",model="shifted",variant="stable",'
         r'version="[^"]+"\} ([0-9.e+-]+)',
@@ -156,7 +161,7 @@ def test_wrong_labels_raise_a_performance_alert(running: tuple[Server, Store]) -
         again = client.post("/v1/models/labelled/feedback", json={"request_id": ids[0], "label": 0}).json()
         assert again["duplicates"] == [ids[0]] and again["matched"] == 0
         bad = client.post("/v1/models/labelled/feedback", json={"request_id": ids[1]})
-        assert bad.status_code == 400 and "label" in bad.json()["message"]
+        assert bad.status_code == 400 and "label" in bad.json()["error"]["message"]
     view = monitor(server, "labelled", requests=60)
     quality = view["versions"][0]["window"]["quality"]
     assert quality == {"metric": "accuracy", "value": 0.0, "labelled": 60, "published": 0.95}
@@ -178,7 +183,8 @@ def test_counts_of_two_workers_and_two_servers_merge(tmp_path: Path) -> None:
         counted = sum(d["samples"] for d in window["drift"]["features"])
         assert counted == 4 * 150
         # feedback reaches a prediction another process answered: found in the shared log
-        shared = b.client().post("/v1/models/iris/feedback", json={"request_id": sent[0], "label": 0}).json()
+        with b.client() as client:
+            shared = client.post("/v1/models/iris/feedback", json={"request_id": sent[0], "label": 0}).json()
         assert shared["matched"] == 1, shared
 
 
@@ -198,8 +204,8 @@ def test_a_breaking_deploy_shows_in_http_metrics_and_raises_the_error_rate_alert
                 response = client.post(
                     "/v1/models/iris/predict", json={"instances": [dict(zip(NAMES, row, strict=False))]}
                 )
-                assert response.status_code == 400 and "petal_w" in response.json()["message"]
-        metrics = server.client().get("/metrics").text
+                assert response.status_code == 400 and "petal_w" in response.json()["error"]["message"]
+        metrics = metrics_text(server)
         line = re.search(
             r'modelswap_http_requests_total\{method="POST",route="/v1/models/\{model\}/predict",status="400"\} (\S+)',
             metrics,
