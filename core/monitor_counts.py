@@ -246,8 +246,10 @@ class Recorder:
         retention_seconds: float = 3600.0,
         clock: Callable[[], float] = time.time,
         max_pending: int = MAX_PENDING,
+        sample_buckets: int = 5,
     ) -> None:
         self.references = references
+        self.sample_buckets = sample_buckets  # buckets that keep their reservoirs (the window's)
         self.bucket_seconds = bucket_seconds
         self.retention_seconds = retention_seconds
         self.clock = clock
@@ -307,6 +309,13 @@ class Recorder:
             for model, cells in self._cells.items():
                 for old in [k for k in cells if k[2] + self.bucket_seconds < horizon]:
                     del cells[old]
+                # Only the window's buckets need reservoirs (KS runs on the window): older
+                # ones keep their counts, which keeps each process's file small.
+                recent = self.bucket(now) - self.bucket_seconds * (self.sample_buckets - 1)
+                for (_, _, start), cell in cells.items():
+                    if start < recent:
+                        for counts in (*cell.features.values(), *([cell.prediction] if cell.prediction else [])):
+                            counts.sample.clear()
                 for pair in [k for k in self._cumulative.get(model, {}) if not _in(k, cells)]:
                     del self._cumulative[model][pair]  # nothing of it left in the window: served no more
 

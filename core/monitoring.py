@@ -38,7 +38,7 @@ from modelswap.core.store import Store
 
 logger = logging.getLogger(__name__)
 
-INDEX_SIZE = 200_000  # recent request ids kept in memory for feedback
+INDEX_SIZE = 20_000  # recent request ids kept in memory for feedback (~7 MB); older: the log
 MAX_FEEDBACK = 10_000  # labels per feedback request
 BUCKETS_PER_WINDOW = 5
 
@@ -64,6 +64,7 @@ class Monitor:
             bucket_seconds=self.window / BUCKETS_PER_WINDOW,
             retention_seconds=self.retention,
             clock=clock,
+            sample_buckets=BUCKETS_PER_WINDOW,
         )
         self.log_dir = settings.prediction_log if settings.monitor else None
         self.log = (
