@@ -144,6 +144,8 @@ def test_publish_keeps_the_profile_of_a_reference_file(tmp_path: Path, iris_file
     profile = load_reference(root / "iris" / "versions" / version)
     assert profile is not None and profile.rows == 150 and profile.prediction is not None
     assert ok_json(root, "verify")["ok"] is True
+    shown = run(root, "show", Store(root).version("iris", version).model_id)
+    assert "reference: 150 rows (#0, #1, #2, #3)" in shown.stdout, shown.stderr
     narrow = tmp_path / "narrow.json"
     narrow.write_text("[[5.1, 3.5, 1.4]]")
     result = run(root, "publish", "iris", str(iris_file), "--reference", str(narrow))
