@@ -195,11 +195,13 @@ class Client:
         signature: Any = None,
         metadata: dict[str, Any] | None = None,
         force: bool = False,
+        reference: list[Any] | None = None,
     ) -> dict[str, Any]:
         """Publish a model file as a new version (multipart upload): a skops file, or a joblib
         file if the server allows pickles (MODELSWAP_ALLOW_PICKLE_UPLOADS). ``example``: records
         or rows; ``signature``: a Signature or its JSON form; ``force``: allow inputs that
-        break clients of the live version."""
+        break clients of the live version; ``reference``: the training rows (records or rows)
+        whose profile the version keeps (reference.json)."""
         boundary = "modelswap-" + secrets.token_hex(12)
         parts: list[bytes] = []
 
@@ -218,6 +220,8 @@ class Client:
         for name, value in fields.items():
             if value is not None:
                 field(name, json.dumps(value).encode())
+        if reference is not None:  # a file part: plain form fields are limited to 1 MiB
+            field("reference", json.dumps(reference).encode(), "reference.json")
         if force:
             field("force", b"true")
         if description:

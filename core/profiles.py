@@ -15,6 +15,7 @@ nanoseconds); booleans are numbers (0/1).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -102,13 +103,15 @@ class FeatureProfile:
         if self.kind == NUMERIC:
             counts = np.bincount(np.searchsorted(self._edges, values, side="left"), minlength=self.bins + 1)
             return counts[:-1].astype(np.int64, copy=False), int(counts[-1])
-        index, other = self._index, len(self.categories) - 1
-        get = index.get
-        slots = [get(v, -1) for v in values]
-        if -1 in slots:  # not text, NaN, or unseen: the slow way, for those values only
-            slots = [s if s != -1 else _slot(index, v, other) for s, v in zip(slots, values, strict=True)]
-        counts = np.bincount(np.asarray(slots, dtype=np.intp), minlength=self.bins + 1)
-        return counts[:-1].astype(np.int64, copy=False), int(counts[-1])
+        index, bins = self._index, self.bins
+        miss = bins + 1  # not text, NaN, or unseen: looked at again, those values only
+        slots = np.fromiter(map(index.get, values, itertools.repeat(miss)), dtype=np.intp, count=len(values))
+        counts = np.bincount(slots, minlength=miss + 1)
+        if counts[miss]:
+            for j in np.flatnonzero(slots == miss).tolist():
+                slots[j] = _slot(index, values[j], bins - 1)
+            counts = np.bincount(slots, minlength=miss + 1)
+        return counts[:bins].astype(np.int64, copy=False), int(counts[bins])
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "kind": self.kind}

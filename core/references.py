@@ -32,6 +32,12 @@ def profile_reference(
     the column and row when it does not fit the signature; ValidationFailed when the
     model cannot predict it."""
     table = reference_table(signature, reference, seed=seed)
+    unknown = [n for n in table.columns or () if signature.named and n not in signature.names]
+    if unknown:  # prepare's message would point at MODELSWAP_EXTRA_COLUMNS, a request setting
+        raise InvalidInput(
+            f"{label}: the reference does not fit the signature: unknown column(s) {', '.join(map(repr, unknown))}; "
+            f"the model takes {', '.join(signature.names)} (leave the target out)"
+        )
     try:
         X = prepare(signature, table, max_rows=PREPARE_LIMIT)
     except InvalidInput as exc:

@@ -102,7 +102,11 @@ def test_a_version_without_a_reference_is_as_before(store: Store, iris_a: Any) -
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda f: f.rename(columns={"spend": "amount"}), "reference does not fit the signature: unknown column"),
+        (
+            lambda f: f.rename(columns={"spend": "amount"}),
+            r"reference does not fit the signature: unknown column\(s\) 'amount'; "
+            r"the model takes plan, tenure, spend \(leave the target out\)",
+        ),
         (lambda f: f.assign(plan=3), "column 'plan' row 0: expected a string"),
         (lambda f: f.assign(tenure=f["tenure"].astype(float).where(f.index != 4)), "column 'tenure' row 4: null"),
     ],
