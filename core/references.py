@@ -8,7 +8,6 @@ process, or in the limited child process that validates an upload.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from modelswap.core.errors import InvalidInput, ValidationFailed
+from modelswap.core.examples import plain_value
 from modelswap.core.inputs import Table, prepare, records_table, to_model
 from modelswap.core.profiles import ReferenceProfile, build_profile
 from modelswap.core.signature import Signature
@@ -101,12 +101,7 @@ def _cell(value: Any) -> Any:
     NaT as None, dates and times as ISO 8601 text."""
     if isinstance(value, np.datetime64):
         return None if np.isnat(value) else str(value)
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or type(value).__name__ in ("NAType", "NaTType"):
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
+    value = plain_value(value)
     if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()
     return value
