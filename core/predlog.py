@@ -37,14 +37,28 @@ MAX_QUEUED = 200_000  # observations waiting for the writer; past it hand-overs 
 
 def _plain(value: Any) -> Any:
     """What orjson cannot write on its own (datetimes in object arrays, numpy scalars)."""
+    if isinstance(value, np.ndarray):  # an object array (strings, None): orjson writes numeric ones itself
+        return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
     return str(value)
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
+def _when(t: float) -> str:
+    """ISO 8601 with milliseconds, formatting the date part once per second."""
+    whole = int(t)
+    if _second[0] != whole:
+        _second[1] = iso(datetime.fromtimestamp(whole, timezone.utc))[:19]
+        _second[0] = whole
+    return f"{_second[1]}.{int((t - whole) * 1000):03d}Z"
+
+
 def record(obs: Observation, *, inputs: bool) -> dict[str, Any]:
     line: dict[str, Any] = {
-        "time": iso(datetime.fromtimestamp(obs.time, timezone.utc)),
+        "time": _when(obs.time),
         "request_id": obs.request_id,
         "model": obs.model,
         "version": obs.version,
@@ -53,8 +67,8 @@ def record(obs: Observation, *, inputs: bool) -> dict[str, Any]:
         "latency_ms": round(1000 * obs.latency, 3),
     }
     if inputs:
-        line["inputs"] = obs.rows.tolist() if isinstance(obs.rows, np.ndarray) else obs.rows
-    line["outputs"] = obs.answer.tolist() if isinstance(obs.answer, np.ndarray) else obs.answer
+        line["inputs"] = obs.rows
+    line["outputs"] = obs.answer
     return line
 
 
