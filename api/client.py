@@ -122,6 +122,24 @@ class Client:
     def fleet(self, model: str) -> dict[str, Any]:
         return dict(self.request("GET", f"{self._m(model)}/fleet"))
 
+    def monitor(self, model: str, *, version: str | None = None) -> dict[str, Any]:
+        """Drift, live quality, traffic and alerts per version and variant (the fleet's)."""
+        query = "?" + urllib.parse.urlencode({"version": version}) if version is not None else ""
+        return dict(self.request("GET", f"{self._m(model)}/monitor{query}"))
+
+    def monitor_config(self, model: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{self._m(model)}/monitor/config"))
+
+    def set_monitor_config(self, model: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change some of the model's monitoring thresholds (admin); the others are kept."""
+        return dict(self.request("PUT", f"{self._m(model)}/monitor/config", changes))
+
+    def feedback(self, model: str, labels: dict[str, Any]) -> dict[str, Any]:
+        """Ground truth for answered requests: ``{request_id: label}`` (a label per row, as a
+        list, for a request of several rows)."""
+        body = {"feedback": [{"request_id": rid, "label": label} for rid, label in labels.items()]}
+        return dict(self.request("POST", f"{self._m(model)}/feedback", body))
+
     def job(self, job: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/v1/jobs/{self._q(job)}"))
 
@@ -177,11 +195,13 @@ class Client:
         signature: Any = None,
         metadata: dict[str, Any] | None = None,
         force: bool = False,
+        reference: list[Any] | None = None,
     ) -> dict[str, Any]:
         """Publish a model file as a new version (multipart upload): a skops file, or a joblib
         file if the server allows pickles (MODELSWAP_ALLOW_PICKLE_UPLOADS). ``example``: records
         or rows; ``signature``: a Signature or its JSON form; ``force``: allow inputs that
-        break clients of the live version."""
+        break clients of the live version; ``reference``: the training rows (records or rows)
+        whose profile the version keeps (reference.json)."""
         boundary = "modelswap-" + secrets.token_hex(12)
         parts: list[bytes] = []
 
@@ -200,6 +220,8 @@ class Client:
         for name, value in fields.items():
             if value is not None:
                 field(name, json.dumps(value).encode())
+        if reference is not None:  # a file part: plain form fields are limited to 1 MiB
+            field("reference", json.dumps(reference).encode(), "reference.json")
         if force:
             field("force", b"true")
         if description:

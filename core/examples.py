@@ -44,7 +44,7 @@ def normalize(example: Any, estimator: Any) -> tuple[list[str] | None, list[list
             raise InvalidInput("the input example must be rows ([[...]]), records ([{...}]) or a DataFrame")
     else:
         raise InvalidInput("the input example must be rows ([[...]]), records ([{...}]) or a DataFrame")
-    rows = [[_plain(v) for v in row] for row in rows]
+    rows = [[plain_value(v) for v in row] for row in rows]
     if len({len(r) for r in rows}) != 1:
         raise InvalidInput("every row of the input example must have the same number of values")
     if names is None:
@@ -62,7 +62,7 @@ def normalize(example: Any, estimator: Any) -> tuple[list[str] | None, list[list
     return names, rows
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """A plain value: numpy scalars unwrapped, NaN and pandas' NA/NaT as None (dates stay
     dates, so their type is inferred; ``stored_form`` writes them as ISO 8601 text)."""
     if isinstance(value, np.generic):

@@ -1,7 +1,8 @@
 """What a new version's model file says about itself: load it, predict its example.
 
 :func:`inspect_model` is the whole of what publishing learns from the model file (its
-class, columns, signature, the stored input example). It runs in the publishing
+class, columns, signature, the stored input example, and the profile of the reference
+rows and of its predictions on them, when a reference was given). It runs in the publishing
 process for local publishes, and in a limited child process for uploads
 (:mod:`modelswap.core.sandbox`), which sends an :class:`Inspection` back as JSON.
 """
@@ -17,6 +18,8 @@ from modelswap.core.errors import InvalidInput, ValidationFailed
 from modelswap.core.examples import infer_signature, normalize, probe_nullable, stored_form
 from modelswap.core.loader import load_estimator, smoke_predict
 from modelswap.core.manifest import describe_estimator
+from modelswap.core.profiles import ReferenceProfile
+from modelswap.core.references import profile_reference
 from modelswap.core.signature import Signature, describe_output, fitted_names, legacy_signature
 
 
@@ -31,6 +34,7 @@ class InspectRequest:
     fallback_example: Sequence[Any] | None  # the parent's stored example, used when it fits
     signature: Signature | None  # a declared signature, or None to infer one
     trusted_types: tuple[str, ...] = ()
+    reference: Any = None  # reference rows to profile (any form profile_reference takes), or None
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class Inspection:
     feature_names: tuple[str, ...] | None
     signature: Signature
     example: tuple[Any, ...]
+    reference: ReferenceProfile | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +55,7 @@ class Inspection:
             "feature_names": list(self.feature_names) if self.feature_names is not None else None,
             "signature": self.signature.to_dict(),
             "example": list(self.example),
+            "reference": self.reference.to_dict() if self.reference is not None else None,
         }
 
     @classmethod
@@ -65,12 +71,14 @@ class Inspection:
                 raise ValueError("example must hold rows or records")
             if n_features is not None and (isinstance(n_features, bool) or not isinstance(n_features, int)):
                 raise ValueError("n_features_in must be a whole number")
+            reference = data.get("reference")
             return cls(
                 estimator=data["estimator"],
                 n_features_in=n_features,
                 feature_names=tuple(str(n) for n in names) if names is not None else None,
                 signature=Signature.from_dict(data["signature"]),
                 example=tuple(example),
+                reference=ReferenceProfile.from_dict(reference) if reference is not None else None,
             )
         except (KeyError, TypeError, AttributeError, InvalidInput) as exc:
             raise ValueError(f"not an inspection: {exc}") from exc
@@ -85,7 +93,12 @@ def inspect_model(request: InspectRequest) -> Inspection:
     cls, n_features, names = describe_estimator(estimator)
     example = request.example if request.example is not None else _usable(request.fallback_example, estimator)
     signature, stored = describe_input(request.label, estimator, example, request.signature)
-    return Inspection(cls, n_features, names, signature, tuple(stored))
+    reference = (
+        profile_reference(request.label, estimator, signature, request.reference)
+        if request.reference is not None
+        else None
+    )
+    return Inspection(cls, n_features, names, signature, tuple(stored), reference)
 
 
 def _usable(example: Sequence[Any] | None, estimator: Any) -> Sequence[Any] | None:

@@ -17,6 +17,7 @@ SKOPS_MODEL_FILE = "model.skops"
 MODEL_FILES = {"joblib": MODEL_FILE, "skops": SKOPS_MODEL_FILE}
 METRICS_FILE = "metrics.json"
 MANIFEST_FILE = "manifest.json"
+REFERENCE_FILE = "reference.json"  # optional: the reference profile (core.profiles)
 
 # Files inside a model directory.
 VERSIONS_DIR = "versions"
@@ -27,6 +28,8 @@ ABTEST_FILE = "abtest.json"
 ALIASES_FILE = "aliases.json"
 LOCK_FILE = ".lock"
 FLEET_DIR = ".fleet"
+MONITOR_DIR = ".monitor"  # each serving process's online counts
+MONITOR_FILE = "monitor.json"  # the model's monitoring thresholds
 
 # Files at the store root.
 ADMIN_TOKEN_FILE = ".admin-token"
@@ -80,6 +83,14 @@ class ModelPaths:
     @property
     def fleet_dir(self) -> Path:
         return self.dir / FLEET_DIR
+
+    @property
+    def monitor_dir(self) -> Path:
+        return self.dir / MONITOR_DIR
+
+    @property
+    def monitor_config(self) -> Path:
+        return self.dir / MONITOR_FILE
 
     def version_dir(self, version: str) -> Path:
         return self.versions_dir / validate_version_id(version)

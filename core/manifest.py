@@ -51,6 +51,7 @@ class Manifest:
     model_format: str = JOBLIB  # which model file the version holds: model.joblib or model.skops
     manifest_format: int = MANIFEST_FORMAT  # as written: an older manifest keeps its number
     skops_version: str | None = None
+    reference: Mapping[str, Any] | None = None  # {"rows", "features"} of reference.json, if any
 
     @property
     def model_file(self) -> str:
@@ -82,6 +83,7 @@ class Manifest:
             "metadata": dict(self.metadata),
             "model_format": self.model_format,
             "skops_version": self.skops_version,
+            "reference": dict(self.reference) if self.reference is not None else None,
         }
 
     @classmethod
@@ -110,6 +112,7 @@ class Manifest:
                 model_format=_model_format(data.get("model_format") or JOBLIB),
                 manifest_format=int(data.get("format", 1)),
                 skops_version=data.get("skops_version"),
+                reference=_reference(data.get("reference")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValidationFailed(f"manifest is malformed: {exc!r}") from exc
@@ -171,6 +174,12 @@ def _model_format(value: Any) -> str:
 def _example(value: Any) -> list[Any]:
     if not isinstance(value, list) or not all(isinstance(r, (list, dict)) for r in value):
         raise ValueError("input_example must be a list of rows or records")
+    return value
+
+
+def _reference(value: Any) -> dict[str, Any] | None:
+    if value is not None and not isinstance(value, dict):
+        raise ValueError("reference must be an object of rows and features")
     return value
 
 

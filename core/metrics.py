@@ -14,7 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client.registry import Collector
 
 from modelswap.core.processes import alive
 
@@ -30,10 +31,42 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Metrics:
     """modelswap's metric families, registered on ``registry``."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, per_process: bool = False) -> None:
+        """``per_process``: several workers write their values to files (multi-process
+        mode), so the process metrics are gauges each worker sets on its heartbeat,
+        labelled with its pid; otherwise prometheus_client's process collector."""
         self.registry = registry
         self._children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+        self._http: dict[tuple[str, str, int], Any] = {}
         ns = "modelswap"
+        self.http_requests = Counter(
+            "http_requests",
+            "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.monitor_dropped = Counter(
+            "monitor_dropped",
+            "Requests left out of monitoring (stage=queue) or the prediction log (stage=log): a queue was full",
+            ["stage"],
+            namespace=ns,
+            registry=registry,
+        )
+        self._process: dict[str, Any] | None = None
+        if per_process:
+            self._process = {
+                name: Gauge(name, doc, registry=registry, multiprocess_mode="all")
+                for name, doc in (
+                    ("process_resident_memory_bytes", "Resident memory size in bytes"),
+                    ("process_virtual_memory_bytes", "Virtual memory size in bytes"),
+                    ("process_cpu_seconds_total", "Total user and system CPU time spent in seconds"),
+                    ("process_open_fds", "Number of open file descriptors"),
+                    ("process_start_time_seconds", "Start time of the process since unix epoch in seconds"),
+                )
+            }
+        else:
+            ProcessCollector(registry=registry)
         self.predictions = Counter(
             "predictions",
             "Predictions served",
@@ -111,6 +144,24 @@ class Metrics:
         if seconds is not None:
             children[1].observe(seconds)
 
+    def http(self, route: str, method: str, status: int) -> None:
+        key = (route, method, status)
+        child = self._http.get(key)
+        if child is None:
+            child = self._http[key] = self.http_requests.labels(route, method, str(status))
+        child.inc()
+
+    def sample_process(self) -> None:
+        """Set this worker's process gauges (multi-process mode; else the collector reads
+        /proc itself on each scrape)."""
+        if self._process is None:
+            return
+        collector = ProcessCollector(registry=None)
+        for family in collector.collect():
+            gauge = self._process.get(family.name) or self._process.get(family.name + "_total")
+            if gauge is not None and family.samples:
+                gauge.set(family.samples[0].value)
+
     def set_serving(self, model: str, variant: str, old: str | None, new: str | None) -> None:
         if old is not None and old != new:
             self.serving_version.labels(model, old, variant).set(0)
@@ -118,15 +169,22 @@ class Metrics:
             self.serving_version.labels(model, new, variant).set(1)
 
 
-def render(registry: CollectorRegistry, multiproc_dir: Path | None) -> bytes:
-    """The exposition text: this registry, or every worker's files aggregated."""
+def render(registry: CollectorRegistry, multiproc_dir: Path | None, extra: Collector | None = None) -> bytes:
+    """The exposition text: this registry, or every worker's files aggregated; plus
+    ``extra`` (fleet-wide values every worker computes alike: added once)."""
     if multiproc_dir is None:
-        return generate_latest(registry)
-    from prometheus_client import multiprocess
+        text = generate_latest(registry)
+    else:
+        from prometheus_client import multiprocess
 
-    aggregate = CollectorRegistry()
-    multiprocess.MultiProcessCollector(aggregate, path=str(multiproc_dir))  # type: ignore[no-untyped-call]
-    return generate_latest(aggregate)
+        aggregate = CollectorRegistry()
+        multiprocess.MultiProcessCollector(aggregate, path=str(multiproc_dir))  # type: ignore[no-untyped-call]
+        text = generate_latest(aggregate)
+    if extra is not None:
+        once = CollectorRegistry()
+        once.register(extra)
+        text += generate_latest(once)
+    return text
 
 
 def reset_multiproc_dir(path: Path) -> None:

@@ -249,15 +249,18 @@ class Operations:
         return {**marks, "model": model, "aliases": aliases, "versions": versions}
 
     def version(self, model: str, version: str) -> dict[str, Any]:
-        """One version (an id or an alias): its registry record, manifest and metrics."""
+        """One version (an id or an alias): its registry record, manifest and metrics, and
+        its reference profile's rows and columns (null when published without one)."""
         target = resolve(self.store, model, version)
         record = self.store.version(model, target)
+        manifest = self.store.manifest(model, target)
         return {
             **record.to_dict(),
             "model": model,
             "aliases": aliases_of(read_aliases(self.store.existing(model)), target),
-            "manifest": self.store.manifest(model, target).to_dict(),
+            "manifest": manifest.to_dict(),
             "metrics": self.store.metrics(model, target),
+            "reference": dict(manifest.reference) if manifest.reference is not None else None,
         }
 
     def model_id(self, model_id: str) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from modelswap.core import registry as reg
 from modelswap.core.clock import default_actor, iso
 from modelswap.core.errors import InvalidInput, ValidationFailed
@@ -19,7 +21,14 @@ from modelswap.core.formats import JOBLIB, check_format, detect_format, dump_mod
 from modelswap.core.fsio import dumps_json, fsync_dir, write_bytes_durable
 from modelswap.core.ids import new_version_id
 from modelswap.core.inspection import Inspector, InspectRequest, inspect_model
-from modelswap.core.layout import MANIFEST_FILE, METRICS_FILE, ModelPaths, model_file_name, staging_name
+from modelswap.core.layout import (
+    MANIFEST_FILE,
+    METRICS_FILE,
+    REFERENCE_FILE,
+    ModelPaths,
+    model_file_name,
+    staging_name,
+)
 from modelswap.core.manifest import Manifest, digest_files, library_versions, sha256_file
 from modelswap.core.retention import discard_unregistered
 from modelswap.core.sandbox import Sandbox, SandboxLimits
@@ -50,6 +59,7 @@ class Details:
     example: Any = None  # a DataFrame, records, rows, an ndarray; None: the parent's, or zeros
     signature: Signature | None = None  # overrides inference (the example must fit it)
     parent: str | None = None
+    reference: Any = None  # the training rows (DataFrame, records, rows, ndarray): reference.json
 
 
 def stage_version(
@@ -76,9 +86,11 @@ def stage_version(
        fsyncing each;
     2. ``inspect`` the staged model (in this process, or in a limited child process for
        uploads): load it, take its signature from the example (or the given one),
-       predict the example, find the columns that take nulls;
+       predict the example, find the columns that take nulls; predict and profile the
+       reference rows, if given, and write the profile as reference.json;
     3. let ``vet`` refuse it (an upload whose inputs break the live version's clients);
-       write manifest.json (sha256 + size of every file, signature, example) and fsync it;
+       write manifest.json (sha256 + size of every file, reference.json included,
+       signature, example) and fsync it;
     4. fsync the staging directory, rename it to ``versions/<version>``, fsync ``versions/``.
     Anything that fails removes the staging directory; nothing becomes visible.
     No lock is needed: the staging name is unique and the rename is atomic.
@@ -101,8 +113,11 @@ def stage_version(
             fallback_example=fallback_example() if details.example is None else None,
             signature=details.signature,
             trusted_types=tuple(trusted_types),
+            reference=details.reference,
         )
         seen = inspect(request)  # 2
+        if seen.reference is not None:  # before the digests: the manifest covers it
+            write_bytes_durable(staging / REFERENCE_FILE, orjson.dumps(seen.reference.to_dict()) + b"\n")
         manifest = Manifest(
             model=paths.name,
             version=version,
@@ -118,6 +133,7 @@ def stage_version(
             signature=seen.signature,
             metadata=clean_metadata,
             model_format=fmt,
+            reference=seen.reference.summary() if seen.reference is not None else None,
             **library_versions(fmt),  # type: ignore[arg-type]
         )
         if vet is not None:

@@ -9,6 +9,7 @@ import threading
 from modelswap.core.canary import CanaryConfig
 from modelswap.core.errors import ModelswapError
 from modelswap.core.fleet import remove_heartbeat, write_heartbeat
+from modelswap.core.monitoring import Monitor
 from modelswap.core.operations import Operations
 from modelswap.core.serving import ModelSlot, Serving
 from modelswap.core.snapshot import CANARY
@@ -33,8 +34,10 @@ class Runtime:
         watch: str,
         poll_interval: float,
         only: tuple[str, ...] | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         self.serving = serving
+        self.monitor = monitor
         self.ops = ops
         self.watch = watch
         self.poll_interval = poll_interval
@@ -68,9 +71,14 @@ class Runtime:
         self.heartbeat.start()
 
     def tick(self) -> None:
-        """Every poll interval: look for models that appeared or went, then heartbeat."""
+        """Every poll interval: look for models that appeared or went, heartbeat, count
+        what monitoring queued (and flush it when due), sample the process metrics."""
         self.discover()
         self.beat()
+        if self.monitor is not None:
+            self.monitor.tick()
+        if self.ops.metrics is not None:
+            self.ops.metrics.sample_process()
 
     def discover(self) -> None:
         """Serve every model the store holds now (or those of MODELSWAP_MODELS), and stop
@@ -98,6 +106,8 @@ class Runtime:
     def stop(self) -> None:
         if self.heartbeat is not None:
             self.heartbeat.stop()
+        if self.monitor is not None:
+            self.monitor.stop()
         if self.watcher is not None:
             self.watcher.stop()
         for thread in self._guards:

@@ -4,7 +4,7 @@ An upload is the one way a model file reaches the server from outside. Before th
 server process loads it, :class:`Sandbox` runs :func:`main` in a new Python process:
 the child reads an inspection request (JSON on stdin), limits itself (address space,
 CPU time, file size, no core dump, first in line for the OOM killer), loads the model
-and predicts its example (:func:`modelswap.core.inspection.inspect_model`, the whole of
+and predicts its example and reference rows (:func:`modelswap.core.inspection.inspect_model`, the whole of
 what publishing learns from the file), and answers with one JSON object on stdout.
 The parent waits at most ``timeout`` seconds, then kills the child's process group; a
 child that hangs, runs out of memory, crashes or answers nonsense refuses the upload.
@@ -39,7 +39,9 @@ from modelswap.core.settings import Settings
 from modelswap.core.signature import Signature
 
 MiB = 1024**2
-ANSWER_LIMIT = 16 * MiB  # the child's answer is a signature and a few example rows
+# the child's answer is a signature, a few example rows, and a reference profile (about
+# 20 kB per numeric column: its sample of 1,000 numbers)
+ANSWER_LIMIT = 64 * MiB
 # Starting Python and importing scikit-learn (and skops: every estimator) takes seconds;
 # the validation timeout counts from when the child is ready to load the model.
 STARTUP_LIMIT = 120.0
@@ -140,13 +142,16 @@ def _request_payload(request: InspectRequest, limits: SandboxLimits) -> bytes:
         "fallback_example": request.fallback_example,
         "signature": request.signature.to_dict() if request.signature is not None else None,
         "trusted_types": list(request.trusted_types),
+        "reference": request.reference,
         "memory": limits.memory,
         "timeout": limits.timeout,
     }
     try:
         return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError as exc:
-        raise InvalidInput(f"the input example must be JSON (records or rows) to validate an upload: {exc}") from exc
+        raise InvalidInput(
+            f"the input example and the reference must be JSON (records or rows) to validate an upload: {exc}"
+        ) from exc
 
 
 def _read_answer(fd: int, timeout: float) -> tuple[str, bytes]:
@@ -314,6 +319,7 @@ def main() -> int:
                 fallback_example=request["fallback_example"],
                 signature=Signature.from_dict(signature) if signature is not None else None,
                 trusted_types=tuple(request["trusted_types"]),
+                reference=request.get("reference"),
             )
         )
         answer: dict[str, Any] = {"ok": True, "inspection": seen.to_dict()}

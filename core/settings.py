@@ -54,6 +54,15 @@ class Settings:
     allow_pickle_uploads: bool = False
     upload_validation_timeout: float = 60.0
     upload_validation_memory: int = 4 * GiB
+    monitor: bool = True
+    monitor_window: float = 300.0
+    monitor_flush: float = 10.0
+    monitor_retention: float = 3600.0
+    prediction_log: Path | None = Path("prediction-log")
+    prediction_log_sample: float = 1.0
+    prediction_log_inputs: bool = True
+    prediction_log_max_bytes: int = 64 * MiB
+    prediction_log_files: int = 10
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -100,6 +109,15 @@ class Settings:
             allow_pickle_uploads=_flag(env, "MODELSWAP_ALLOW_PICKLE_UPLOADS"),
             upload_validation_timeout=_number(env, "MODELSWAP_UPLOAD_VALIDATION_TIMEOUT", 60.0, minimum=1.0),
             upload_validation_memory=_size(env, "MODELSWAP_UPLOAD_VALIDATION_MEMORY", 4 * GiB, minimum=512 * MiB),
+            monitor=_flag(env, "MODELSWAP_MONITOR", default=True),
+            monitor_window=_number(env, "MODELSWAP_MONITOR_WINDOW", 300.0, minimum=5.0),
+            monitor_flush=_number(env, "MODELSWAP_MONITOR_FLUSH", 10.0, minimum=0.05),
+            monitor_retention=_number(env, "MODELSWAP_MONITOR_RETENTION", 3600.0, minimum=60.0),
+            prediction_log=_optional_path(get("MODELSWAP_PREDICTION_LOG"), Path("prediction-log")),
+            prediction_log_sample=_fraction(env, "MODELSWAP_PREDICTION_LOG_SAMPLE", 1.0),
+            prediction_log_inputs=_flag(env, "MODELSWAP_PREDICTION_LOG_INPUTS", default=True),
+            prediction_log_max_bytes=_size(env, "MODELSWAP_PREDICTION_LOG_MAX_BYTES", 64 * MiB, minimum=4096),
+            prediction_log_files=_whole(env, "MODELSWAP_PREDICTION_LOG_FILES", 10, minimum=1),
         )
         return settings
 
@@ -158,8 +176,22 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    value = (env.get(name) or "0").lower()
+def _optional_path(raw: str | None, default: Path) -> Path | None:
+    """A directory, or None for ``off``."""
+    if raw is None:
+        return default
+    return None if raw.strip().lower() in ("off", "0", "false", "no") else Path(raw)
+
+
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _number(env, name, default, minimum=0.0)
+    if value > 1:
+        raise InvalidInput(f"{name}={env.get(name)!r} must be between 0 and 1")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool = False) -> bool:
+    value = (env.get(name) or ("1" if default else "0")).lower()
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("0", "false", "no", "off"):

@@ -228,6 +228,7 @@ class Store:
         force: bool = False,
         format: str | None = None,
         sandbox: SandboxLimits | None = None,
+        reference: Any = None,
     ) -> reg.Version:
         """Publish a new immutable version from a fitted estimator or a model file.
 
@@ -245,6 +246,12 @@ class Store:
         ``parent`` defaults to the live version; ``metadata`` is free-form JSON.
         ``against_live`` refuses a version whose inputs would break clients of the live
         one (IncompatibleSchema) unless ``force`` (HTTP uploads do this).
+
+        ``reference``: the rows the model was trained on (a DataFrame, records, rows or
+        an array; more than 100,000 are sampled down). They must fit the signature
+        (InvalidInput naming the column otherwise) and the model predicts them; the
+        version keeps their profile and its predictions' as ``reference.json``, the
+        baseline of drift monitoring (:mod:`modelswap.core.profiles`).
 
         1. stage and validate the version's files (:func:`modelswap.core.publish.stage_version`),
            which renames the complete directory into ``versions/``;
@@ -265,6 +272,7 @@ class Store:
             example=example,
             signature=signature,
             parent=parent,
+            reference=reference,
         )
         options = PublishOptions(actor=actor, against_live=against_live, force=force, model_format=format)
         return publish_version(self, model, source, details, options, sandbox)

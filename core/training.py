@@ -36,6 +36,7 @@ class TrainResult:
     input_example: list[list[float]]
     dataset: str
     estimator_name: str
+    reference: np.ndarray | None = None  # the training split: the version's reference profile
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +128,7 @@ def train(dataset: Dataset, estimator_name: str, *, test_size: float = 0.25, see
     """Fit on a stratified split and evaluate on the held-out part.
 
     Metrics: accuracy, f1_macro, and roc_auc for binary targets; plus the row counts.
+    The training split is the published version's reference (its profile: reference.json).
     """
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
     from sklearn.model_selection import train_test_split
@@ -150,7 +152,7 @@ def train(dataset: Dataset, estimator_name: str, *, test_size: float = 0.25, see
     if len(classes) == 2 and hasattr(estimator, "predict_proba"):
         scores = estimator.predict_proba(X_test)[:, 1]
         metrics["roc_auc"] = round(float(roc_auc_score(y_test, scores)), 6)
-    return TrainResult(estimator, metrics, X_test[:3].tolist(), dataset.name, estimator_name)
+    return TrainResult(estimator, metrics, X_test[:3].tolist(), dataset.name, estimator_name, X_train)
 
 
 def publish_trained(store: Any, model: str, result: TrainResult, *, actor: str, description: str = "") -> Version:
@@ -161,6 +163,7 @@ def publish_trained(store: Any, model: str, result: TrainResult, *, actor: str, 
         tags={"dataset": result.dataset, "estimator": result.estimator_name},
         description=description or f"{result.estimator_name} on {result.dataset}",
         example=result.input_example,
+        reference=result.reference,
         actor=actor,
     )
     return record

@@ -73,6 +73,7 @@ def serve(
         "MODELSWAP_ROOT": str(root),
         "MODELSWAP_ADMIN_TOKEN": TOKEN,
         "PYTHONPATH": str(ROOT),
+        "MODELSWAP_PREDICTION_LOG": str((log_dir or root.parent) / "prediction-log"),
         **(env or {}),
     }
     if "PROMETHEUS_MULTIPROC_DIR" not in (env or {}):

@@ -47,6 +47,12 @@ def add_commands(
         type=Path,
         help="a few input rows to infer the signature from and validate with: JSON records or rows, or CSV",
     )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        help="the training rows (JSON records or rows, or CSV like --example): the version keeps their "
+        "profile and its predictions' (reference.json), the baseline of drift monitoring",
+    )
     p.add_argument("--signature", type=Path, help='JSON file: {"inputs": [{"name", "type", "nullable"}]}')
     p.add_argument("--metadata", type=Path, help="JSON file of free-form metadata kept in the manifest")
     p.add_argument("--tag", action="append", default=[], metavar="K=V", help="a tag (repeatable)")
@@ -143,21 +149,21 @@ def needs_action(args: argparse.Namespace, settings: Settings) -> Result:
     raise InvalidInput(f"{args.command} needs an action; see modelswap {args.command} --help")
 
 
-def read_example(path: Path) -> list[Any]:
-    """An example file: a JSON list of records or rows, or CSV with a header (values that
-    read as numbers become numbers, empty cells nulls)."""
+def read_example(path: Path, what: str = "example") -> list[Any]:
+    """An example (or reference) file: a JSON list of records or rows, or CSV with a
+    header (values that read as numbers become numbers, empty cells nulls)."""
     try:
         text = path.read_text()
     except OSError as exc:
-        raise InvalidInput(f"example file {path}: {exc.strerror}") from exc
+        raise InvalidInput(f"{what} file {path}: {exc.strerror}") from exc
     if path.suffix.lower() != ".csv" and text.lstrip().startswith("["):
-        example = read_json_file(path, "example file")
+        example = read_json_file(path, f"{what} file")
         if not isinstance(example, list) or not example or not all(isinstance(r, (list, dict)) for r in example):
-            raise InvalidInput(f"example file {path}: expected a JSON list of records or rows")
+            raise InvalidInput(f"{what} file {path}: expected a JSON list of records or rows")
         return example
     rows = list(csv.reader(io.StringIO(text)))
     if len(rows) < 2:
-        raise InvalidInput(f"example file {path}: a CSV example needs a header row and at least one row")
+        raise InvalidInput(f"{what} file {path}: a CSV {what} needs a header row and at least one row")
     header = rows[0]
     return [dict(zip(header, (_cell(v) for v in row), strict=False)) for row in rows[1:] if row]
 
@@ -199,6 +205,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> Result:
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
     example = read_example(args.example) if args.example is not None else None
+    reference = read_example(args.reference, "reference") if args.reference is not None else None
     signature = read_json_file(args.signature, "signature file")
     metadata = read_json_file(args.metadata, "metadata file")
     if not args.file.is_file():
@@ -211,6 +218,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
         tags=parse_tags(args.tag),
         description=args.description,
         example=example,
+        reference=reference,
         signature=Signature.from_dict(signature) if signature is not None else None,
         metadata=metadata,
         force=args.allow_schema_change,  # an upload through --url is checked against the live version

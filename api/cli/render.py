@@ -170,10 +170,17 @@ def version_text(data: dict[str, Any]) -> str:
         f"parent:    {data.get('parent') or '-'}",
         f"metrics:   {metrics}",
         f"estimator: {manifest.get('estimator', '-')} (scikit-learn {manifest.get('sklearn_version') or '?'})",
+        f"reference: {_reference(data.get('reference'))}",
         "inputs:",
         *signature_lines(manifest.get("signature")),
     ]
     return "\n".join(lines)
+
+
+def _reference(reference: dict[str, Any] | None) -> str:
+    if not reference:
+        return "-"
+    return f"{reference['rows']} rows ({', '.join(reference['features'])})"
 
 
 def lineage_text(data: dict[str, Any]) -> str:

@@ -12,15 +12,19 @@ from contextlib import asynccontextmanager
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from modelswap.api.http import admin, canary, mlflow, ops, predict, reads, v2, workflows
+from modelswap.api.http import admin, canary, mlflow, monitor, ops, predict, reads, v2, workflows
 from modelswap.api.http.errors import HANDLERS
 from modelswap.api.http.logs import configure_logging
+from modelswap.api.http.observe import HttpMetrics
 from modelswap.api.http.state import AppState
 from modelswap.core.batching import BatchPool
 from modelswap.core.jobs import Jobs
 from modelswap.core.metrics import Metrics, forget_dead_processes
+from modelswap.core.monitor_metrics import MonitorCollector
+from modelswap.core.monitoring import Monitor
 from modelswap.core.operations import Operations
 from modelswap.core.runtime import Runtime
 from modelswap.core.sandbox import UploadPolicy
@@ -52,6 +56,10 @@ ROUTES = [
     Route("/v1/model-ids/{model_id}", reads.model_id, methods=["GET"]),
     Route("/v1/models/{model}/history", reads.history, methods=["GET"]),
     Route("/v1/models/{model}/fleet", reads.fleet, methods=["GET"]),
+    Route("/v1/models/{model}/monitor", monitor.view, methods=["GET"]),
+    Route("/v1/models/{model}/monitor/config", monitor.get_config, methods=["GET"]),
+    Route("/v1/models/{model}/monitor/config", monitor.set_config, methods=["PUT"]),
+    Route("/v1/models/{model}/feedback", monitor.feedback, methods=["POST"]),
     Route("/v1/models/{model}/deploy", admin.deploy, methods=["POST"]),
     Route("/v1/models/{model}/rollback", admin.rollback, methods=["POST"]),
     Route("/v1/models/{model}/reload", admin.reload, methods=["POST"]),
@@ -89,7 +97,11 @@ def create_app(
     registry: CollectorRegistry | None = None,
 ) -> Starlette:
     """Build the app for ``settings``; collaborators may be injected (tests do)."""
-    metrics = serving.metrics if serving is not None else Metrics(registry or CollectorRegistry())
+    metrics = (
+        serving.metrics
+        if serving is not None
+        else Metrics(registry or CollectorRegistry(), per_process=settings.multiproc_dir is not None)
+    )
     if serving is None:
         store_for_names = store or Store(settings.root)
         names = settings.models if settings.models is not None else tuple(store_for_names.models())
@@ -110,11 +122,19 @@ def create_app(
         poll_interval=settings.poll_interval,
         uploads=UploadPolicy.from_settings(settings),
     )
+    watcher = Monitor(store, settings, on_drop=lambda stage, n: metrics.monitor_dropped.labels(stage).inc(n))
+    runtime = Runtime(
+        serving, ops, watch=settings.watch, poll_interval=settings.poll_interval, only=settings.models, monitor=watcher
+    )
     state = AppState(
         settings=settings,
         token=configured_token(settings),
         ops=ops,
-        runtime=Runtime(serving, ops, watch=settings.watch, poll_interval=settings.poll_interval, only=settings.models),
+        runtime=runtime,
+        monitor=watcher,
+        collector=MonitorCollector(lambda: sorted(serving.slots), watcher.view, ttl=settings.monitor_flush)
+        if settings.monitor
+        else None,
         batching=BatchPool(
             max_rows=settings.batch_max_rows,
             wait_s=settings.batch_wait_ms / 1000,
@@ -130,6 +150,7 @@ def create_app(
         # Load what `current` names before uvicorn starts accepting: a worker that
         # restarts inside a ready pod must not answer 503 while its model loads.
         await run_in_threadpool(state.runtime.load_all)
+        state.monitor.start()
         state.runtime.start(time.time())
         # Move everything imported so far (scikit-learn, numpy, starlette: hundreds of
         # thousands of objects) out of the collector's reach: otherwise every full
@@ -143,7 +164,12 @@ def create_app(
             state.runtime.stop()
             state.batching.close()
 
-    app = Starlette(routes=ROUTES, exception_handlers=HANDLERS, lifespan=lifespan)
+    app = Starlette(
+        routes=ROUTES,
+        exception_handlers=HANDLERS,
+        lifespan=lifespan,
+        middleware=[Middleware(HttpMetrics, metrics=metrics)],
+    )
     app.state.modelswap = state
     return app
 

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from modelswap.api.http.errors import status_for
+from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import read_body
 from modelswap.api.http.predict import default_model, prepare_for, run_snapshot
 from modelswap.api.http.responses import json_response
@@ -86,9 +87,10 @@ async def invocations(request: Request) -> Response:
         else:
             raise InvalidInput(f"unsupported content type {kind!r}: use application/json or text/csv")
         X = prepare_for(state, snap, table)
-        predictions = await run_snapshot(state, slot, snap, X, "predict", start)
+        rid = request_id(request)
+        predictions = await run_snapshot(state, slot, snap, X, "predict", start, rid)
     except ModelswapError as exc:
         status = status_for(exc)
         return json_response({"error_code": MLFLOW_CODES.get(status, "INTERNAL_ERROR"), "message": exc.message}, status)
-    headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant}
+    headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant, "X-Request-Id": rid}
     return json_response({"predictions": predictions}, headers=headers)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from modelswap.api.http.openapi_monitoring import MONITOR_PARAMETERS, MONITOR_PATHS, MONITOR_SCHEMAS
 from modelswap.api.http.openapi_operations import (
     HEADERS,
     NO_DEFAULT,
@@ -296,10 +297,10 @@ def build() -> dict[str, Any]:
             "description": "Filesystem-versioned scikit-learn model server with atomic hot-swap",
         },
         "tags": TAGS,
-        "paths": {**NATIVE_PATHS, **PROTOCOL_PATHS},
+        "paths": {**NATIVE_PATHS, **MONITOR_PATHS, **PROTOCOL_PATHS},
         "components": {
-            "schemas": {**SCHEMAS, **VIEW_SCHEMAS, **PROTOCOL_SCHEMAS},
-            "parameters": PARAMETERS,
+            "schemas": {**SCHEMAS, **VIEW_SCHEMAS, **MONITOR_SCHEMAS, **PROTOCOL_SCHEMAS},
+            "parameters": {**PARAMETERS, **MONITOR_PARAMETERS},
             "headers": HEADERS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "MODELSWAP_ADMIN_TOKEN"}},
         },

@@ -41,10 +41,15 @@ def header(name: str) -> Schema:
     return {"$ref": f"#/components/headers/{name}"}
 
 
-PREDICTION_HEADERS = {name: header(name) for name in ("X-Model-Version", "X-Model-Variant")}
+PREDICTION_HEADERS = {name: header(name) for name in ("X-Model-Version", "X-Model-Variant", "X-Request-Id")}
 HEADERS: dict[str, Schema] = {
     "X-Model-Version": {"description": "The version that answered", "required": True, "schema": VERSION},
     "X-Model-Variant": {"description": "stable, canary or pinned", "required": True, "schema": ref("Variant")},
+    "X-Request-Id": {
+        "description": "The request's id (the client's X-Request-Id when it sent a sane one): for feedback",
+        "required": True,
+        "schema": STRING,
+    },
     "Inference-Header-Content-Length": {
         "description": "Bytes of the JSON part before the binary tensor data",
         "schema": INTEGER,

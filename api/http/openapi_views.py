@@ -148,6 +148,7 @@ READS: dict[str, Schema] = {
                 "description": "Which model file the version holds: model.joblib or model.skops",
             },
             "skops_version": nullable(STRING),
+            "reference": nullable(ref("ReferenceSummary")),
         },
         ("model", "version", "files", "estimator"),
     ),
@@ -158,8 +159,17 @@ READS: dict[str, Schema] = {
             "aliases": STRINGS,
             "manifest": ref("Manifest"),
             "metrics": {"type": "object", "description": "metrics.json"},
+            "reference": nullable(ref("ReferenceSummary")),
         },
         (*VERSION_RECORD, "manifest"),
+    ),
+    "ReferenceSummary": obj(
+        {
+            "rows": described(INTEGER, "Reference rows profiled (at most 100,000, sampled)"),
+            "features": described(STRINGS, "The columns profiled, in signature order (#0, #1... for positions)"),
+        },
+        ("rows", "features"),
+        description="The version's reference profile (reference.json): the training data it was published with",
     ),
     "HistoryEntry": obj(
         {
@@ -217,6 +227,10 @@ WORKFLOWS: dict[str, Schema] = {
             ),
             "signature": text('JSON signature overriding inference: {"inputs": [{"name", "type", "nullable"}]}'),
             "metadata": text("JSON object of free-form metadata"),
+            "reference": text(
+                "JSON rows or records of the training data (send it as a file part: -F reference=@train.json); "
+                "the version keeps their profile and its predictions' (reference.json)"
+            ),
             "force": text("true: publish even if the inputs break clients of the live version"),
             "description": STRING,
         },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -29,7 +30,8 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     state = app_state(request)
-    return Response(render(state.metrics.registry, state.settings.multiproc_dir), media_type=CONTENT_TYPE)
+    text = await run_in_threadpool(render, state.metrics.registry, state.settings.multiproc_dir, state.collector)
+    return Response(text, media_type=CONTENT_TYPE)
 
 
 async def openapi(request: Request) -> Response:

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import parse_predict, read_json, version_ref
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import AppState, app_state
@@ -18,6 +19,7 @@ from modelswap.core.aliases import resolve
 from modelswap.core.errors import InvalidInput, ModelNotFound, PredictionFailed, PredictTimeout
 from modelswap.core.ids import is_version_id, validate_model_name
 from modelswap.core.inputs import Table, prepare
+from modelswap.core.monitor_counts import Observation
 from modelswap.core.serving import ModelSlot
 from modelswap.core.snapshot import Snapshot
 
@@ -68,8 +70,9 @@ async def _predict(request: Request, state: AppState, model: str, version: str |
     else:
         snap = await run_in_threadpool(slot.pinned, version)
     X = prepare_for(state, snap, table)
-    predictions = await run_snapshot(state, slot, snap, X, method, start)
-    headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant}
+    rid = request_id(request)
+    predictions = await run_snapshot(state, slot, snap, X, method, start, rid)
+    headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant, "X-Request-Id": rid}
     body: dict[str, Any] = {"model": model, "version": snap.version, "variant": snap.variant}
     body["predictions"] = predictions
     classes = snap.signature.output.classes if snap.signature.output is not None else None
@@ -79,27 +82,30 @@ async def _predict(request: Request, state: AppState, model: str, version: str |
 
 
 def prepare_for(state: AppState, snap: Snapshot, table: Table) -> np.ndarray:
-    """The request checked against the snapshot's signature (errors name the version)."""
+    """The request checked against the snapshot's signature (errors name the version;
+    monitoring counts them against it: a deploy that breaks clients shows)."""
     try:
         return prepare(snap.signature, table, max_rows=state.settings.max_rows, extra=state.settings.extra_columns)
     except InvalidInput as exc:
+        state.monitor.failure(snap.model, snap.version, snap.variant, "client")
         raise InvalidInput(f"{snap.model} {snap.version}: {exc.message}") from exc
 
 
 async def run_snapshot(
-    state: AppState, slot: ModelSlot, snap: Snapshot, X: np.ndarray, method: str, start: float
+    state: AppState, slot: ModelSlot, snap: Snapshot, X: np.ndarray, method: str, start: float, rid: str = ""
 ) -> Any:
     """Predict with one snapshot (batched), count it in metrics and in the slot's
     per-variant stats (the canary guard), log it; PredictionFailed if the model raises.
     Returns a JSON-ready list."""
-    result = await predict_array(state, slot, snap, X, method, start)
+    result = await predict_array(state, slot, snap, X, method, start, rid)
     return result.tolist() if isinstance(result, np.ndarray) else list(result)
 
 
 async def predict_array(
-    state: AppState, slot: ModelSlot, snap: Snapshot, X: np.ndarray, method: str, start: float
+    state: AppState, slot: ModelSlot, snap: Snapshot, X: np.ndarray, method: str, start: float, rid: str = ""
 ) -> Any:
-    """As run_snapshot, returning what the estimator returned (usually an ndarray)."""
+    """As run_snapshot, returning what the estimator returned (usually an ndarray).
+    Hands the request to monitoring (one append; counted off the request path)."""
     fn = snap.methods.get(method)
     if fn is None:
         raise InvalidInput(f"{snap.model} {snap.version} does not support {method!r}")
@@ -108,11 +114,13 @@ async def predict_array(
     except PredictTimeout:
         state.metrics.prediction(snap.model, snap.version, snap.variant, "timeout", None)
         slot.record(snap, ok=False)
+        state.monitor.failure(snap.model, snap.version, snap.variant, "timeout")
         logger.warning("predict timed out model=%s version=%s variant=%s", snap.model, snap.version, snap.variant)
         raise
     except Exception as exc:  # the model's own code failed on valid input
         state.metrics.prediction(snap.model, snap.version, snap.variant, "error", None)
         slot.record(snap, ok=False)
+        state.monitor.failure(snap.model, snap.version, snap.variant, "server")
         logger.warning(
             "predict failed model=%s version=%s variant=%s rows=%d: %s: %s",
             snap.model,
@@ -126,6 +134,21 @@ async def predict_array(
     elapsed = time.perf_counter() - start
     state.metrics.prediction(snap.model, snap.version, snap.variant, "success", elapsed)
     slot.record(snap, ok=True)
+    output = snap.signature.output
+    state.monitor.observe(
+        Observation(
+            snap.model,
+            snap.version,
+            snap.variant,
+            X,
+            result,
+            elapsed,
+            method,
+            output.classes if output is not None else None,
+            rid,
+            time.time(),
+        )  # fmt: skip
+    )
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
             "predict model=%s version=%s variant=%s rows=%d ms=%.2f",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 
 from modelswap.core.batching import BatchPool
 from modelswap.core.ids import validate_model_name
 from modelswap.core.metrics import Metrics
+from modelswap.core.monitoring import Monitor
 from modelswap.core.operations import Operations
 from modelswap.core.runtime import Runtime
 from modelswap.core.serving import Serving
@@ -22,6 +24,8 @@ class AppState:
     token: str | None
     ops: Operations
     runtime: Runtime
+    monitor: Monitor
+    collector: Collector | None
     batching: BatchPool
 
     @property

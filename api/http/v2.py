@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelswap.api.http.errors import status_for
+from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import METHODS, read_body
 from modelswap.api.http.predict import pinned_version, predict_array, prepare_for
 from modelswap.api.http.responses import json_response
@@ -200,7 +201,8 @@ async def infer(request: Request) -> Response:
     snap = await _snapshot(request, slot, pinned)
     X = prepare_for(state, snap, input_table(snap.signature, tensors_in))
     # the first output is the counted, batched prediction; further ones reuse the same rows
-    arrays = [np.asarray(await predict_array(state, slot, snap, X, wanted[0][0], start))]
+    rid = request_id(request)
+    arrays = [np.asarray(await predict_array(state, slot, snap, X, wanted[0][0], start, rid))]
     for name, _ in wanted[1:]:
         fn = snap.methods.get(name)
         if fn is None:
@@ -222,7 +224,7 @@ async def infer(request: Request) -> Response:
     }
     if "id" in payload:
         result["id"] = payload["id"]
-    headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant}
+    headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant, "X-Request-Id": rid}
     if not raw:
         return json_response(result, headers=headers)
     header = orjson.dumps(result)

@@ -19,7 +19,7 @@ from modelswap.core.errors import InvalidInput, PayloadTooLarge
 from modelswap.core.jobs import RetrainRequest, validate_job_id
 from modelswap.core.signature import Signature
 
-FORM_FIELDS = {"model", "metrics", "tags", "description", "example", "metadata", "signature", "force"}
+FORM_FIELDS = {"model", "metrics", "tags", "description", "example", "metadata", "signature", "force", "reference"}
 
 
 def limited(request: Request, limit: int) -> Request:
@@ -52,7 +52,8 @@ def _json_field(value: Any, name: str) -> Any:
 
 async def upload(request: Request) -> Response:
     """Multipart: ``model`` (a skops file; joblib only if allowed) [+ ``metrics``, ``tags``,
-    ``example`` JSON, ``description``]; validated in a limited child process."""
+    ``example`` JSON, ``reference`` JSON (best sent as a file part: a plain field is limited
+    to 1 MiB), ``description``]; validated in a limited child process."""
     state, model = admin(request), model_of(request)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInput("upload as multipart/form-data with a 'model' file field (curl -F model=@model.skops)")
@@ -77,6 +78,8 @@ async def upload(request: Request) -> Response:
             raise InvalidInput("force must be true or false")
         description = form.get("description")
         description = description if isinstance(description, str) else ""
+        # the training rows can be large: parsed off the event loop
+        reference = await run_in_threadpool(_json_field, form.get("reference"), "reference")
         record = await run_in_threadpool(
             lambda: state.ops.upload(
                 model,
@@ -88,6 +91,7 @@ async def upload(request: Request) -> Response:
                 example=example,
                 metadata=metadata,
                 signature=signature,
+                reference=reference,
                 actor=actor_of(request),
                 against_live=True,
                 force=force,

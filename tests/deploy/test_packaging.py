@@ -105,9 +105,11 @@ def test_alerts_and_dashboard_use_real_metrics_and_point_at_the_runbook() -> Non
     from prometheus_client import CollectorRegistry
 
     from modelswap.core.metrics import Metrics
+    from modelswap.core.monitor_metrics import MonitorCollector
 
     registry = CollectorRegistry()
     Metrics(registry)
+    registry.register(MonitorCollector(lambda: [], lambda model: {}, ttl=1))  # the monitoring gauges
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
     known = {m.name + suffix for m in registry.collect() for suffix in suffixes[m.type]}
     runbook = (ROOT / "docs" / "runbook.md").read_text()

@@ -130,3 +130,25 @@ def test_retrain_script_deploys_only_when_the_metric_beats_live(tmp_path: Path) 
     same = retrain("--deploy-if-better", "accuracy")
     assert not same["deployed"] and "does not beat" in same["reason"]
     assert Store(root).history("iris", limit=1)[0].to_version == first["version"]
+
+
+def test_publish_keeps_the_profile_of_a_reference_file(tmp_path: Path, iris_file: Path) -> None:
+    from sklearn.datasets import load_iris
+
+    from modelswap.core.profiles import load_reference
+
+    root = tmp_path / "models"
+    training = tmp_path / "train.csv"
+    training.write_text("a,b,c,d\n" + "\n".join(",".join(map(str, row)) for row in load_iris().data.tolist()))
+    version = ok_json(root, "publish", "iris", str(iris_file), "--reference", str(training))["version"]
+    profile = load_reference(root / "iris" / "versions" / version)
+    assert profile is not None and profile.rows == 150 and profile.prediction is not None
+    assert ok_json(root, "verify")["ok"] is True
+    shown = run(root, "show", Store(root).version("iris", version).model_id)
+    assert "reference: 150 rows (#0, #1, #2, #3)" in shown.stdout, shown.stderr
+    narrow = tmp_path / "narrow.json"
+    narrow.write_text("[[5.1, 3.5, 1.4]]")
+    result = run(root, "publish", "iris", str(iris_file), "--reference", str(narrow))
+    assert result.returncode == 1
+    assert "the reference does not fit the signature: expects 4 features per row, got 3" in result.stderr
+    assert len(list((root / "iris" / "versions").iterdir())) == 1

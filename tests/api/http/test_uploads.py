@@ -104,6 +104,26 @@ def test_a_default_server_takes_skops_uploads_and_refuses_pickles_and_untrusted_
         assert kept(store) == before
 
 
+def test_an_upload_with_a_reference_keeps_its_profile(store: Store, tmp_path: Path) -> None:
+    model, frame = churn_pipeline()
+    churn_skops = tmp_path / "churn.skops"
+    skops.io.dump(model, churn_skops)
+    records = frame.to_dict(orient="records")
+    with serve(store.root) as server:
+        client = Client(server.url, TOKEN)
+        version = client.upload("churn", churn_skops, example=records[:3], reference=records)["id"]
+        view = client.version("churn", version)
+        assert view["reference"] == {"rows": 240, "features": ["plan", "tenure", "spend"]}
+        assert "reference.json" in view["manifest"]["files"]
+        before = kept(store)
+        wrong = refused(
+            lambda: client.upload("churn", churn_skops, example=records[:3], reference=[{**records[0], "plan": 3}])
+        )
+        assert (wrong.status, wrong.code) == (400, "invalid_input")
+        assert "the reference does not fit the signature: column 'plan' row 0: expected a string" in str(wrong)
+        assert kept(store) == before
+
+
 def upload_while_watching(server: Server, client: Client, path: Path) -> tuple[RemoteError, float, list[float]]:
     """Upload ``path`` in a thread while /healthz is polled: (error, seconds, health latencies)."""
     outcome: list[Any] = []
