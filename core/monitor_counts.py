@@ -70,11 +70,17 @@ class Counts:
             values = values[room:]
         if len(values) == 0:
             return
-        index = self.seen + np.arange(1, len(values) + 1)
+        n = len(values)
+        if n > 10 * SAMPLE_SIZE:  # a big tick: offer a uniform subset standing for the batch
+            values = values[rng.integers(0, n, 10 * SAMPLE_SIZE)]
+        index = self.seen + np.arange(1, len(values) + 1) * (n / len(values))
         keep = rng.random(len(values)) < SAMPLE_SIZE / index
-        for slot, value in zip(rng.integers(0, SAMPLE_SIZE, int(keep.sum())), values[keep].tolist(), strict=True):
-            self.sample[slot] = value
-        self.seen += len(values)
+        kept = values[keep]
+        if len(kept):
+            sample = np.asarray(self.sample)
+            sample[rng.integers(0, SAMPLE_SIZE, len(kept))] = kept
+            self.sample = sample.tolist()
+        self.seen += n
 
     def to_dict(self) -> dict[str, Any]:
         return {"counts": self.counts.tolist(), "nulls": self.nulls, "sample": self.sample, "seen": self.seen}
@@ -189,7 +195,7 @@ def predicted_labels(obs: Observation) -> np.ndarray | None:
     if obs.method == "predict":
         return answer if answer.ndim == 1 else None
     if obs.method in ("predict_proba", "predict_log_proba") and obs.classes and answer.ndim == 2:
-        labels: np.ndarray = np.asarray(obs.classes, dtype=object)[answer.argmax(axis=1)]
+        labels: np.ndarray = np.asarray(obs.classes)[answer.argmax(axis=1)]
         return labels
     return None
 
@@ -214,13 +220,26 @@ def count(observations: list[Observation], reference: ReferenceProfile | None, r
         if i < X.shape[1]:
             cell.features[feature.name] = _counts(feature, X[:, i], rng)
     if reference.prediction is not None:
-        labels = [predicted_labels(o) for o in done]
-        if all(lab is not None and len(lab) == len(o.rows) for lab, o in zip(labels, done, strict=True)):
-            values = np.concatenate([np.asarray(lab) for lab in labels if lab is not None])
-            if reference.prediction.kind != NUMERIC:
-                values = values.astype(object)
+        values = _predictions(done, len(X))
+        if values is not None:
+            # labels keep their dtype: column_values turns a numeric one into text in one go
             cell.prediction = _counts(reference.prediction, values, rng)
     return cell
+
+
+def _predictions(done: list[Observation], rows: int) -> np.ndarray | None:
+    """Every request's predictions in one array (predict's answers joined at once; the
+    most probable class of a predict_proba answer), or None when they cannot be profiled."""
+    if all(o.method == "predict" for o in done):
+        try:
+            values = np.concatenate([o.answer for o in done]) if len(done) > 1 else np.asarray(done[0].answer)
+        except ValueError:  # answers of different shapes
+            return None
+        return values if values.ndim == 1 and len(values) == rows else None
+    labels = [predicted_labels(o) for o in done]
+    if not all(lab is not None and len(lab) == len(o.rows) for lab, o in zip(labels, done, strict=True)):
+        return None
+    return np.concatenate([lab for lab in labels if lab is not None])
 
 
 def _counts(feature: FeatureProfile, column: np.ndarray, rng: np.random.Generator) -> Counts:

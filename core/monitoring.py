@@ -17,7 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -80,8 +80,7 @@ class Monitor:
             else None
         )
         self._references: OrderedDict[tuple[str, str], ReferenceProfile | None] = OrderedDict()
-        # request id -> (model, version, variant, predicted labels or values, regression?)
-        self._index: OrderedDict[str, tuple[str, str, str, list[Any], bool]] = OrderedDict()
+        self._index: OrderedDict[str, Answer] = OrderedDict()  # request id -> what it answered
         self._seen_feedback: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._tick_lock = threading.Lock()
@@ -147,22 +146,17 @@ class Monitor:
             self.on_drop(stage, n)
 
     def _remember(self, drained: Sequence[Observation]) -> None:
+        """Keep what feedback needs of each answered request (its answer, not its rows);
+        the labels are worked out only when feedback names the request."""
+        index = self._index
         with self._lock:
             for obs in drained:
-                if obs.rows is None or not obs.request_id:
-                    continue
-                labels = predicted_labels(obs)
-                if labels is None:
-                    continue
-                self._index[obs.request_id] = (
-                    obs.model,
-                    obs.version,
-                    obs.variant,
-                    labels.tolist(),
-                    obs.classes is None,
-                )
-            while len(self._index) > INDEX_SIZE:
-                self._index.popitem(last=False)
+                if obs.rows is not None and obs.request_id:
+                    index[obs.request_id] = Answer(
+                        obs.model, obs.version, obs.variant, obs.answer, obs.method, obs.classes
+                    )
+            while len(index) > INDEX_SIZE:
+                index.popitem(last=False)
 
     # -- references ----------------------------------------------------------------
     def reference(self, model: str, version: str) -> ReferenceProfile | None:
@@ -191,7 +185,8 @@ class Monitor:
             raise InvalidInput(f"{len(items)} labels exceed the limit of {MAX_FEEDBACK} per request")
         self.tick()
         with self._lock:
-            known = {rid: self._index[rid] for rid, _ in items if rid in self._index}
+            answers = {rid: self._index[rid] for rid, _ in items if rid in self._index}
+        known = {rid: _labels(answer) for rid, answer in answers.items()}
         missing = {rid for rid, _ in items if rid not in known}
         if missing and self.log_dir is not None:
             if self.log is not None:
@@ -233,10 +228,10 @@ class Monitor:
             classes = output.output.classes if output is not None and output.output is not None else None
         except ModelswapError:
             pass
-        obs = Observation(model, version, str(line.get("variant")), [], np.asarray(line.get("outputs")), 0.0, method,
-                          tuple(classes) if classes else None)  # fmt: skip
-        labels = predicted_labels(obs)
-        return model, version, obs.variant, labels.tolist() if labels is not None else [], classes is None
+        answer = np.asarray(line.get("outputs"))
+        return _labels(
+            Answer(model, version, str(line.get("variant")), answer, method, tuple(classes) if classes else None)
+        )
 
     # -- the view ------------------------------------------------------------------
     def config(self, model: str) -> MonitorConfig:
@@ -294,6 +289,22 @@ class Monitor:
             "versions": rows,
             "alerts": evaluator.alerts(pairs, now),
         }
+
+
+class Answer(NamedTuple):
+    model: str
+    version: str
+    variant: str
+    answer: Any
+    method: str
+    classes: tuple[Any, ...] | None
+
+
+def _labels(a: Answer) -> tuple[str, str, str, list[Any], bool]:
+    """(model, version, variant, predicted labels or values, regression?) of an answer."""
+    obs = Observation(a.model, a.version, a.variant, [], a.answer, 0.0, a.method, a.classes)
+    labels = predicted_labels(obs)
+    return a.model, a.version, a.variant, labels.tolist() if labels is not None else [], a.classes is None
 
 
 def _score(cell: Cell, predicted: Sequence[Any], labels: Sequence[Any], regression: bool, rid: str) -> None:

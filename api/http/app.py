@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from modelswap.api.http import admin, canary, mlflow, monitor, ops, predict, reads, v2, workflows
+from modelswap.api.http import admin, canary, console, mlflow, monitor, ops, predict, reads, v2, workflows
 from modelswap.api.http.errors import HANDLERS
 from modelswap.api.http.logs import configure_logging
 from modelswap.api.http.observe import HttpMetrics
@@ -86,6 +86,10 @@ ROUTES = [
     Route("/readyz", ops.readyz, methods=["GET"]),
     Route("/metrics", ops.metrics, methods=["GET"]),
     Route("/openapi.json", ops.openapi, methods=["GET"]),
+    # the on-call console (reads and acts through the routes above)
+    Route("/", console.page, methods=["GET"]),
+    Route("/ui", console.page, methods=["GET"]),
+    Route("/console/{name}", console.asset, methods=["GET"]),
 ]
 
 

@@ -29,6 +29,11 @@ from modelswap.api.http.openapi_protocols import PROTOCOL_PATHS, PROTOCOL_SCHEMA
 from modelswap.api.http.openapi_schemas import SCHEMAS
 from modelswap.api.http.openapi_views import VIEW_SCHEMAS
 
+
+def html(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
 MOVE_ERRORS = (400, 401, 404, 409, 413, 422, 500, 503, 507)  # verbs that validate and load a version
 
 
@@ -274,6 +279,29 @@ NATIVE_PATHS: dict[str, dict[str, dict[str, Any]]] = {
             "metrics", "operations", "Prometheus metrics", {200: plain_text("Prometheus text exposition format")}
         )
     },
+    # -- the on-call console: a page over the routes above
+    "/": {"get": operation("console", "console", "The on-call console (HTML)", {200: html("The console page")})},
+    "/ui": {
+        "get": operation("console_ui", "console", "The console, at its other address", {200: html("The console page")})
+    },
+    "/console/{name}": {
+        "get": operation(
+            "console_asset",
+            "console",
+            "The console's script and style",
+            {
+                200: {
+                    "description": "console.js or console.css",
+                    "content": {
+                        "text/javascript": {"schema": {"type": "string"}},
+                        "text/css": {"schema": {"type": "string"}},
+                    },
+                }
+            },
+            errors=(404,),
+            params=("ConsoleFile",),
+        )
+    },
 }
 
 TAGS = [
@@ -285,6 +313,7 @@ TAGS = [
     {"name": "open-inference-protocol", "description": "KServe / Triton / MLServer v2 REST protocol"},
     {"name": "mlflow", "description": "MLflow scoring protocol, for the default model"},
     {"name": "operations", "description": "Probes and metrics"},
+    {"name": "console", "description": "The on-call web console"},
 ]
 
 
@@ -300,7 +329,16 @@ def build() -> dict[str, Any]:
         "paths": {**NATIVE_PATHS, **MONITOR_PATHS, **PROTOCOL_PATHS},
         "components": {
             "schemas": {**SCHEMAS, **VIEW_SCHEMAS, **MONITOR_SCHEMAS, **PROTOCOL_SCHEMAS},
-            "parameters": {**PARAMETERS, **MONITOR_PARAMETERS},
+            "parameters": {
+                **PARAMETERS,
+                **MONITOR_PARAMETERS,
+                "ConsoleFile": {
+                    "name": "name",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"enum": ["console.js", "console.css"]},
+                },
+            },
             "headers": HEADERS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "MODELSWAP_ADMIN_TOKEN"}},
         },

@@ -1,0 +1,135 @@
+"""The on-call console in a real headless Chromium (Debian's ``chromium``, installed by
+scripts/test) against a real server: overview, read-only mode, a one-click rollback with
+a reason, a refused deploy's message, and protected reads. Screenshots of the overview
+and the model page are saved under the test's artifacts directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from modelswap.core.store import Store
+from tests.conftest import ROOT
+from tests.server import TOKEN, Server, serve
+
+
+def iris_model(seed: int) -> Any:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    return LogisticRegression(max_iter=1000, C=0.5 * seed).fit(X, y)
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("MODELSWAP_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+# As the machine allows: no sandbox as root, no background traffic to hosts we cannot reach.
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]  # fmt: skip
+FAST = {"MODELSWAP_POLL_INTERVAL": "0.1", "MODELSWAP_MONITOR_FLUSH": "0.2"}
+
+
+@pytest.fixture()
+def page() -> Iterator[Page]:
+    """A new headless Chromium per test (Playwright's loop thread must not outlive it)."""
+    assert Path(CHROMIUM).exists(), "Chromium is missing: scripts/test installs it (apt-get install -y chromium)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        yield context.new_page()
+        context.close()
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Store, list[str]]]:
+    store = Store(tmp_path_factory.mktemp("console") / "models")
+    first = store.publish("iris", iris_model(seed=1), metrics={"accuracy": 0.93}).id
+    store.deploy("iris", first)
+    second = store.publish("iris", iris_model(seed=2), metrics={"accuracy": 0.95}).id
+    store.deploy("iris", second, reason="nightly retrain")
+    broken = store.publish("iris", iris_model(seed=3), metrics={"accuracy": 0.99}).id
+    model_file = next(store.paths("iris").version_dir(broken).glob("model.*"))
+    model_file.write_bytes(model_file.read_bytes()[:-8] + b"tampered")  # fails its digest check
+    with serve(store.root, env=FAST) as server:
+        yield server, store, [first, second, broken]
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def test_the_overview_lists_every_model_with_its_live_version_and_fleet(
+    running: tuple[Server, Store, list[str]], page: Page
+) -> None:
+    server, _, (first, second, _) = running
+    start = time.perf_counter()
+    page.goto(server.url + "/")
+    row = page.locator('#models tr[data-model="iris"]')
+    expect(row.locator(".live")).to_have_text(second)
+    loaded = time.perf_counter() - start
+    expect(row).to_contain_text("accuracy 0.95")
+    expect(row).to_contain_text("converged")
+    expect(row).to_contain_text("no alerts")
+    shot(page, "console-overview.png")
+    paint = page.evaluate("performance.getEntriesByName('first-contentful-paint').map(e => e.startTime)[0]")
+    print(f"first paint {paint:.0f} ms after navigation on a fresh server; data in {1000 * loaded:.0f} ms")
+
+
+def test_without_a_token_the_page_is_read_only(running: tuple[Server, Store, list[str]], page: Page) -> None:
+    server, _, (first, second, _) = running
+    page.goto(server.url + "/#/models/iris")
+    expect(page.locator("#live-version")).to_have_text(second)
+    expect(page.get_by_role("button", name=f"Roll back to {first}")).to_be_disabled()
+    expect(page.locator("#readonly-hint")).to_be_visible()
+    expect(page.locator(f'tr[data-version="{first}"] button')).to_be_disabled()
+    expect(page.locator("#history")).to_contain_text("nightly retrain")
+    shot(page, "console-model.png")
+
+
+def test_with_the_token_one_click_rolls_back_with_a_reason(
+    running: tuple[Server, Store, list[str]], page: Page
+) -> None:
+    server, store, (first, second, broken) = running
+    page.goto(server.url + "/#/models/iris")
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Use token").click()
+    expect(page.locator("#token-state")).to_have_text("token set for this tab")
+    page.get_by_role("button", name=f"Roll back to {first}").click()
+    expect(page.locator("#confirm-text")).to_have_text(f"Roll back iris from {second} to {first}?")
+    page.get_by_label("Reason (goes into history)").fill("p99 doubled after the retrain")
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.locator("#live-version")).to_have_text(first, timeout=10_000)
+    assert store.current("iris") == first
+    assert store.history("iris", limit=1)[0].reason == "p99 doubled after the retrain"
+    processes = page.locator("#fleet")
+    expect(processes).to_contain_text(first, timeout=10_000)  # the fleet follows within the refresh
+    expect(page.locator("#history")).to_contain_text("p99 doubled after the retrain")
+    # the token is in this tab only: never in the URL, a cookie, or the page
+    assert TOKEN not in page.url and not page.context.cookies() and TOKEN not in page.content()
+    # a deploy the server refuses shows the server's own message, and nothing changes
+    page.locator(f'tr[data-version="{broken}"] button').click()
+    page.get_by_label("Reason (goes into history)").fill("try it")
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.locator("#error")).to_contain_text("Deploy failed", timeout=10_000)
+    expect(page.locator("#error")).to_contain_text(broken)
+    assert store.current("iris") == first
+
+
+def test_protected_reads_make_the_page_ask_for_the_token(tmp_path: Path, page: Page) -> None:
+    store = Store(tmp_path / "models")
+    store.deploy("iris", store.publish("iris", iris_model(seed=1)).id)
+    with serve(store.root, env={"MODELSWAP_PROTECT_READS": "1"}) as server:
+        page.goto(server.url + "/")
+        expect(page.locator("#needs-token")).to_be_visible()
+        page.get_by_label("Admin token").fill(TOKEN)
+        page.get_by_role("button", name="Use token").click()
+        expect(page.locator('#models tr[data-model="iris"]')).to_be_visible()
