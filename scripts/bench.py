@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Serving benchmark: modelswap next to a bare Starlette ceiling, on one machine, in one run.
 
-    python scripts/bench.py [--parts throughput,pipeline,swap,rollback] [--duration 10] [--rounds 3]
+    python scripts/bench.py [--parts throughput,pipeline,swap,rollback,monitoring] [--duration 10] [--rounds 3]
                             [--other-modelswap BIN] [--mlflow BIN] [--mlserver BIN]
 
 Parts (all by default):
@@ -13,6 +13,8 @@ Parts (all by default):
               the same file when --mlflow / --mlserver name their executables
   swap        a deploy on the filesystem -> every process serving it (inotify; poll)
   rollback    rollback call latency (previous version warm); p99 during a swap storm
+  monitoring  req/s and server CPU per request with monitoring on (the default) and off
+              (MODELSWAP_MONITOR=0): 1-row and 64-row iris, the pipeline (scripts/bench_monitoring.py)
 Load comes from wrk (Debian: apt-get install wrk) in a separate process; rounds are
 interleaved and medians printed; everything binds 127.0.0.1. Nothing is asserted.
 """
@@ -52,7 +54,7 @@ from benchlib import (
 )
 
 sys.path.insert(0, str(ROOT))
-PARTS = ("throughput", "pipeline", "swap", "rollback")
+PARTS = ("throughput", "pipeline", "swap", "rollback", "monitoring")
 
 
 def make_store(tmp: Path) -> tuple[Path, Path, str, str]:
@@ -355,6 +357,10 @@ def main() -> None:
             swap(args, tmp, root, a, b)
         if "rollback" in parts:
             rollback(args, tmp, root, a, b)
+        if "monitoring" in parts:
+            import bench_monitoring
+
+            bench_monitoring.measure(args)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,11 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed for the load: apt-get install -y wrk")
+    measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Run the comparison and print it (also ``scripts/bench.py --parts monitoring``)."""
     from sklearn.datasets import load_iris
 
     rows = load_iris().data
