@@ -2,12 +2,14 @@
 """Serving benchmark: modelswap next to a bare Starlette ceiling, on one machine, in one run.
 
     python scripts/bench.py [--parts throughput,pipeline,swap,rollback,monitoring] [--duration 10] [--rounds 3]
-                            [--other-modelswap BIN] [--mlflow BIN] [--mlserver BIN]
+                            [--conc 16] [--workers 1] [--other-modelswap BIN] [--mlflow BIN] [--mlserver BIN]
 
 Parts (all by default):
-  throughput  iris, 1-row requests: req/s and p50/p99 for the ceiling (same uvicorn loop and
-              parser), the native route and the v2 route (and another modelswap build with
-              --other-modelswap, e.g. the previous release, to measure a change); concurrency 1
+  throughput  iris, 1-row requests: req/s, server CPU µs per request (every process of the
+              server, from /proc) and p50/p99 for the ceiling (same uvicorn loop and parser),
+              the native route, the v2 route and /invocations (and another modelswap build
+              with --other-modelswap, e.g. the previous release, to measure a change);
+              concurrency 1; --workers N runs both servers with N worker processes
   pipeline    a ColumnTransformer pipeline fitted on a DataFrame, 1-row records: the ceiling
               serving the same file, modelswap, and `mlflow models serve` / MLServer serving
               the same file when --mlflow / --mlserver name their executables
@@ -119,25 +121,37 @@ def throughput(args: argparse.Namespace, tmp: Path, root: Path, model_file: Path
         "ceiling": (f"http://127.0.0.1:{port}/predict", lua),
         "modelswap": (f"http://127.0.0.1:{ms_port}/v1/models/iris/predict", lua),
         "modelswap v2": (f"http://127.0.0.1:{ms_port}/v2/models/iris/infer", lua_v2),
+        "modelswap /invocations": (f"http://127.0.0.1:{ms_port}/invocations", lua),
     }
+    workers = args.workers
     with ExitStack() as stack:
-        stack.enter_context(ceiling(model_file, port))
-        stack.enter_context(modelswap(root, ms_port))
+        ceiling_proc = stack.enter_context(ceiling(model_file, port, workers=workers))
+        env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics-throughput")} if workers > 1 else None
+        if env:
+            Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(exist_ok=True)
+        ms_proc = stack.enter_context(modelswap(root, ms_port, workers=workers, env=env))
+        pids = {"ceiling": ceiling_proc.pid, **{name: ms_proc.pid for name in targets if name != "ceiling"}}
         if args.other_modelswap:
             other_port = free_port()
-            stack.enter_context(modelswap(root, other_port, binary=args.other_modelswap))
+            other = stack.enter_context(
+                modelswap(root, other_port, workers=workers, binary=args.other_modelswap, env=env)
+            )
             targets["other modelswap"] = (f"http://127.0.0.1:{other_port}/v1/models/iris/predict", lua)
-        runs = interleaved(targets, args.rounds, args.conc, args.duration)
+            pids["other modelswap"] = other.pid
+        runs = interleaved(targets, args.rounds, args.conc, args.duration, pids)
         histogram = batch_histogram(f"http://127.0.0.1:{ms_port}/metrics")
-        lone = {name: wrk(targets[name][0], 1, args.duration, lua) for name in ("ceiling", "modelswap")}
+        lone = {name: wrk(targets[name][0], 1, args.duration, lua, pid=pids[name]) for name in ("ceiling", "modelswap")}
     report(
-        f"iris predict, 1 worker, 1-row requests, concurrency {args.conc}, {args.rounds} interleaved rounds "
-        f"of {args.duration}s (wrk), medians; ratio against the ceiling in the same round:",
+        f"iris predict, {workers} worker(s), 1-row requests, concurrency {args.conc}, {args.rounds} interleaved "
+        f"rounds of {args.duration}s (wrk), medians; server CPU per request (all its processes); "
+        "ratio against the ceiling in the same round:",
         runs,
         "ceiling",
     )
-    v2 = [v["rps"] / o["rps"] for v, o in zip(runs["modelswap v2"], runs["modelswap"], strict=True)]
-    print(f"  v2 / native route per round: {' / '.join(f'{r:.2f}' for r in v2)} (median {statistics.median(v2):.2f})")
+    for name in ("modelswap v2", "modelswap /invocations"):
+        r = [v["rps"] / o["rps"] for v, o in zip(runs[name], runs["modelswap"], strict=True)]
+        print(f"  {name} / native route per round: {' / '.join(f'{x:.2f}' for x in r)} "
+              f"(median {statistics.median(r):.2f})")  # fmt: skip
     if args.other_modelswap:
         ab = [n["rps"] / o["rps"] for n, o in zip(runs["modelswap"], runs["other modelswap"], strict=True)]
         print(f"  this modelswap / {args.other_modelswap} per round: {' / '.join(f'{r:.3f}' for r in ab)} "
@@ -145,7 +159,8 @@ def throughput(args: argparse.Namespace, tmp: Path, root: Path, model_file: Path
     print(f"  requests answered per predict call (micro-batching, runs above): {histogram}")
     gap = lone["modelswap"]["p50_ms"] - lone["ceiling"]["p50_ms"]
     print(f"concurrency 1: p50 ceiling {lone['ceiling']['p50_ms']:.3f} ms, modelswap {lone['modelswap']['p50_ms']:.3f} ms "
-          f"({gap:+.3f} ms); req/s {lone['ceiling']['rps']:.0f} vs {lone['modelswap']['rps']:.0f}")  # fmt: skip
+          f"({gap:+.3f} ms); req/s {lone['ceiling']['rps']:.0f} vs {lone['modelswap']['rps']:.0f}; "
+          f"CPU µs/req {lone['ceiling']['cpu_us']:.0f} vs {lone['modelswap']['cpu_us']:.0f}")  # fmt: skip
 
 
 @contextmanager
@@ -336,6 +351,7 @@ def main() -> None:
     parser.add_argument("--conc", type=int, default=16, help="concurrent connections")
     parser.add_argument("--swaps", type=int, default=20, help="deploys in the swap and rollback parts")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (throughput: both servers)")
     parser.add_argument("--other-modelswap", metavar="BIN", help="another modelswap executable to measure beside")
     parser.add_argument("--mlflow", metavar="BIN", help="an mlflow executable: serve the pipeline with it too")
     parser.add_argument("--mlserver", metavar="BIN", help="an mlserver executable: serve the pipeline with it too")

@@ -19,7 +19,6 @@ Nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import sys
@@ -30,7 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchlib import ROOT, free_port, lua_script, modelswap, pct, wrk
+from benchlib import ROOT, free_port, lua_script, modelswap, pct, server_cpu_seconds, wrk
 
 sys.path.insert(0, str(ROOT))
 IRIS_ROW = [6.0, 2.9, 4.5, 1.5]
@@ -70,12 +69,6 @@ def probe(url: str, body: bytes | None, stop: threading.Event, out: list[float])
         stop.wait(max(0.0, 0.1 - (time.perf_counter() - t0)))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children that have been waited for."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(root: Path, binary: str | None, args: argparse.Namespace, lua: Path) -> dict[str, Any]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -89,7 +82,7 @@ def measure(root: Path, binary: str | None, args: argparse.Namespace, lua: Path)
             threading.Thread(target=probe, args=(f"{base}/healthz", None, stop, health)),
             threading.Thread(target=probe, args=(f"{base}/v1/models/iris/predict", body, stop, iris)),
         ]
-        cpu0 = cpu_seconds(server.pid)
+        cpu0 = server_cpu_seconds(server.pid)
         for t in threads:
             t.start()
         try:
@@ -98,7 +91,7 @@ def measure(root: Path, binary: str | None, args: argparse.Namespace, lua: Path)
             stop.set()
             for t in threads:
                 t.join()
-        cpu = cpu_seconds(server.pid) - cpu0
+        cpu = server_cpu_seconds(server.pid) - cpu0
     return {"health": health, "iris": iris, "load": load, "cpu_us": 1e6 * cpu / max(1, load["requests"])}
 
 

@@ -21,17 +21,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchlib import ROOT, churn_pipeline, free_port, lua_script, modelswap, wrk
+from benchlib import ROOT, churn_pipeline, free_port, lua_script, modelswap, server_cpu_seconds, wrk
 
 sys.path.insert(0, str(ROOT))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and of its children that have been waited for."""
-    import os
-
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def make_store(tmp: Path) -> Path:
@@ -88,10 +80,10 @@ def measure(args: argparse.Namespace) -> None:
                 for name, (model, _) in payloads.items():
                     for side in order:
                         port, pid = servers[side]
-                        cpu0 = cpu_seconds(pid)
+                        cpu0 = server_cpu_seconds(pid)
                         run = wrk(f"http://127.0.0.1:{port}/v1/models/{model}/predict", args.conc, args.duration,
                                   luas[name])  # fmt: skip
-                        run["cpu_us"] = 1e6 * (cpu_seconds(pid) - cpu0) / max(1, run["requests"])
+                        run["cpu_us"] = 1e6 * (server_cpu_seconds(pid) - cpu0) / max(1, run["requests"])
                         results[name][side].append(run)
         log_bytes = sum(p.stat().st_size for p in (tmp / "log").glob("*"))
     print(f"monitoring on (counts + prediction log with inputs) vs off, 1 worker, c={args.conc}, "

@@ -112,48 +112,82 @@ def modelswap(
     return process(cmd, full, f"http://127.0.0.1:{port}/readyz")
 
 
-def ceiling(model_file: Path, port: int) -> Any:
-    """The thinnest Starlette app around the same model file (scripts/ceiling_app.py)."""
+def ceiling(model_file: Path, port: int, *, workers: int = 1) -> Any:
+    """The thinnest Starlette app around the same model file (scripts/ceiling_app.py);
+    several workers share one socket (uvicorn's own supervisor)."""
     cmd = [
         sys.executable, "-m", "uvicorn", "ceiling_app:app", "--app-dir", str(HERE), "--host", "127.0.0.1",
         "--port", str(port), "--loop", "asyncio", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+        "--workers", str(workers),
     ]  # fmt: skip
     return process(cmd, {"BENCH_MODEL": str(model_file)}, f"http://127.0.0.1:{port}/predict")
 
 
-def wrk(url: str, conc: int, duration: int, lua: Path) -> dict[str, Any]:
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a server: every process of its session (``process`` starts
+    each server as a session leader, so its workers and their children are in it), plus
+    what exited children left in their parents' cutime/cstime."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[3]) == pid:  # the session id (field 6 of stat)
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / tick
+
+
+def wrk(url: str, conc: int, duration: int, lua: Path, *, pid: int | None = None) -> dict[str, Any]:
+    """One wrk run after a 2 s warm-up; with ``pid`` (a server started by ``process``),
+    also the server's CPU µs per answered request during the measured run."""
     warm = ["wrk", "-t1", f"-c{conc}", "-d2s", "--timeout", "5s", "-s", str(lua), url]
     subprocess.run(warm, capture_output=True, check=True)
     cmd = ["wrk", "-t1", f"-c{conc}", f"-d{duration}s", "--timeout", "5s", "-s", str(lua), url]
+    cpu0 = server_cpu_seconds(pid) if pid is not None else 0.0
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    cpu = server_cpu_seconds(pid) - cpu0 if pid is not None else float("nan")
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     result["rps"] = result["requests"] / result["seconds"]
+    result["cpu_us"] = 1e6 * cpu / max(1, result["requests"])
     return result
 
 
 def interleaved(
-    targets: dict[str, tuple[str, Path]], rounds: int, conc: int, duration: int
+    targets: dict[str, tuple[str, Path]],
+    rounds: int,
+    conc: int,
+    duration: int,
+    pids: dict[str, int] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Every target once per round; odd rounds in reverse order, so both see the same noise."""
+    """Every target once per round; odd rounds in reverse order, so both see the same noise.
+    ``pids`` names each target's server process, for its CPU per request."""
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
     for round_ in range(rounds):
         order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
         for name in order:
-            runs[name].append(wrk(targets[name][0], conc, duration, targets[name][1]))
+            url, lua = targets[name]
+            runs[name].append(wrk(url, conc, duration, lua, pid=(pids or {}).get(name)))
     return runs
 
 
 def report(title: str, runs: dict[str, list[dict[str, Any]]], baseline: str) -> None:
     """Medians per target and the per-round ratio against ``baseline``."""
     print(title)
-    print(f"  {'':22} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>6}   req/s per round")
+    print(
+        f"  {'':22} {'req/s':>9} {'CPU µs/req':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'ratio':>6}"
+        "   req/s per round"
+    )
     for name, rs in runs.items():
-        med = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms")}
+        med = {k: statistics.median(r.get(k, float("nan")) for r in rs) for k in ("rps", "cpu_us", "p50_ms", "p99_ms")}
         errors = sum(r["errors"] + r["non2xx"] for r in rs)
         ratio = statistics.median(r["rps"] / b["rps"] for r, b in zip(rs, runs[baseline], strict=True))
         per_round = " / ".join(f"{r['rps']:.0f}" for r in rs)
         print(
-            f"  {name:22} {med['rps']:>9.0f} {med['p50_ms']:>8.2f} {med['p99_ms']:>8.2f} {errors:>7} {ratio:>6.2f}"
+            f"  {name:22} {med['rps']:>9.0f} {med['cpu_us']:>10.0f} {med['p50_ms']:>8.2f} {med['p99_ms']:>8.2f} {errors:>7} {ratio:>6.2f}"
             f"   {per_round}"
         )
 
