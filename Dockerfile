@@ -13,6 +13,7 @@ RUN pip install --no-cache-dir --prefix=/install .
 FROM python:3.11-slim
 ENV MODELSWAP_ROOT=/models \
     PROMETHEUS_MULTIPROC_DIR=/tmp/metrics \
+    MODELSWAP_PREDICTION_LOG=/tmp/prediction-log \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN groupadd --system --gid 10001 modelswap \
