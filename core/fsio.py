@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,25 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
 
 def atomic_write_json(path: Path, value: Any, *, durable: bool = True) -> None:
     atomic_write_bytes(path, dumps_json(value), durable=durable)
+
+
+def write_then(path: Path, value: Any, then: Callable[[], Any]) -> None:
+    """Replace ``path`` with ``value`` (JSON), then run ``then``; if ``then`` raises,
+    ``path`` is put back as it was (or removed) and the error raised: two writes that
+    succeed or fail together, for a caller that journals them as one change."""
+    try:
+        before: bytes | None = read_regular(path)
+    except FileNotFoundError:
+        before = None
+    atomic_write_json(path, value)
+    try:
+        then()
+    except BaseException:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            atomic_write_bytes(path, before)
+        raise
 
 
 def atomic_symlink(link: Path, target: str, *, durable: bool = True) -> None:

@@ -41,9 +41,20 @@ DELETE = "delete"
 GC = "gc"
 REPAIR = "repair"
 PUBLISH = "publish"  # carries the new version's index record; not shown as deploy history
+SHADOW_START = "shadow_start"
+SHADOW_STOP = "shadow_stop"
+ROLLOUT_START = "rollout_start"  # writes abtest.json at the first step's fraction
+ROLLOUT_STEP = "rollout_step"  # a step passed: abtest.json at the next step's fraction
+ROLLOUT_HOLD = "rollout_hold"  # too little traffic to judge: the step is held
+ROLLOUT_PAUSE = "rollout_pause"
+ROLLOUT_RESUME = "rollout_resume"
+ROLLOUT_ABORT = "rollout_abort"  # a gate failed, max_hold ran out, or a person aborted: canary removed
+WATCH_PASS = "watch_pass"
+WATCH_RESET = "watch_reset"
 LIVE_ACTIONS = frozenset({DEPLOY, ROLLBACK, PROMOTE, REPAIR_LIVE})
 NOT_SHOWN = frozenset({PUBLISH})
-CANARY_ENDS = frozenset({CANARY_STOP, CANARY_ABORT, PROMOTE})
+CANARY_STARTS = frozenset({CANARY_START, ROLLOUT_START, ROLLOUT_STEP})
+CANARY_ENDS = frozenset({CANARY_STOP, CANARY_ABORT, PROMOTE, ROLLOUT_ABORT})
 BLOCK = 1 << 16
 
 

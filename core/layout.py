@@ -30,6 +30,11 @@ LOCK_FILE = ".lock"
 FLEET_DIR = ".fleet"
 MONITOR_DIR = ".monitor"  # each serving process's online counts
 MONITOR_FILE = "monitor.json"  # the model's monitoring thresholds
+SHADOW_FILE = "shadow.json"  # the shadow config; absent when no shadow runs
+SHADOW_DIR = ".shadow"  # each serving process's shadow comparison counts
+ROLLOUT_FILE = "rollout.json"  # the stepped rollout's state (kept after it ends)
+WATCH_FILE = "watch.json"  # the watched deploy's state (kept after it ends)
+LEASE_FILE = ".lease"  # which serving process drives the model's rollout and watch
 
 # Files at the store root.
 ADMIN_TOKEN_FILE = ".admin-token"
@@ -91,6 +96,26 @@ class ModelPaths:
     @property
     def monitor_config(self) -> Path:
         return self.dir / MONITOR_FILE
+
+    @property
+    def shadow(self) -> Path:
+        return self.dir / SHADOW_FILE
+
+    @property
+    def shadow_dir(self) -> Path:
+        return self.dir / SHADOW_DIR
+
+    @property
+    def rollout(self) -> Path:
+        return self.dir / ROLLOUT_FILE
+
+    @property
+    def watch(self) -> Path:
+        return self.dir / WATCH_FILE
+
+    @property
+    def lease(self) -> Path:
+        return self.dir / LEASE_FILE
 
     def version_dir(self, version: str) -> Path:
         return self.versions_dir / validate_version_id(version)

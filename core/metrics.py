@@ -53,6 +53,13 @@ class Metrics:
             namespace=ns,
             registry=registry,
         )
+        self.shadow_dropped = Counter(
+            "shadow_dropped",
+            "Requests not shadowed because the shadow queue was full (the client was answered as usual)",
+            ["model"],
+            namespace=ns,
+            registry=registry,
+        )
         self._process: dict[str, Any] | None = None
         if per_process:
             self._process = {

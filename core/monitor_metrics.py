@@ -25,16 +25,28 @@ DRIFT_METHODS = ("psi", "js", "kl", "ks")
 
 
 class MonitorCollector(Collector):
-    def __init__(self, models: Callable[[], list[str]], view: Callable[[str], dict[str, Any]], ttl: float) -> None:
+    """Drift, live quality and alerts (``view``: None when monitoring is off), and the shadow
+    agreement and rollout step of each model (``delivery``: model -> (shadow, rollout) views)."""
+
+    def __init__(
+        self,
+        models: Callable[[], list[str]],
+        view: Callable[[str], dict[str, Any]] | None,
+        ttl: float,
+        delivery: Callable[[str], tuple[dict[str, Any], dict[str, Any]]] | None = None,
+    ) -> None:
         self.models = models
         self.view = view
+        self.delivery = delivery
         self.ttl = ttl
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     def _views(self) -> list[dict[str, Any]]:
         now = time.monotonic()
-        out = []
+        out: list[dict[str, Any]] = []
+        if self.view is None:
+            return out
         for model in self.models():
             with self._lock:
                 cached = self._cache.get(model)
@@ -93,3 +105,25 @@ class MonitorCollector(Collector):
             for (kind, severity), n in sorted(counted.items()):
                 alerts.add_metric([model, kind, severity], n)
         yield from (feature, prediction, live, alerts)
+        yield from self._delivery()
+
+    def _delivery(self) -> Iterator[GaugeMetricFamily]:
+        agreement = GaugeMetricFamily(
+            "modelswap_shadow_agreement",
+            "Share of rows on which the shadow version's prediction equals the live version's (fleet-wide)",
+            labels=["model", "version"],
+        )
+        step = GaugeMetricFamily(
+            "modelswap_rollout_step", "Percent of traffic a running stepped rollout sends its version (0: none)",
+            labels=["model"],
+        )  # fmt: skip
+        for model in self.models() if self.delivery is not None else []:
+            try:
+                shadow, rollout = self.delivery(model)  # type: ignore[misc]
+            except (ModelswapError, OSError) as exc:
+                logger.debug("delivery view of %s for /metrics: %s", model, exc)
+                continue
+            if shadow["agreement"] is not None:
+                agreement.add_metric([model, shadow["version"]], float(shadow["agreement"]))
+            step.add_metric([model], float(rollout["step_percent"]) if rollout["running"] else 0.0)
+        yield from (agreement, step)

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from modelswap.core.errors import InvalidInput, ModelswapError
+from modelswap.core.layout import ModelPaths
 from modelswap.core.monitor_counts import Cell, Observation, Recorder, predicted_labels
 from modelswap.core.monitor_files import (
     MonitorConfig,
@@ -34,6 +35,8 @@ from modelswap.core.monitor_view import Evaluator, pairs_of, when, window_cells
 from modelswap.core.predlog import PredictionLog, find
 from modelswap.core.profiles import ReferenceProfile, load_reference
 from modelswap.core.settings import Settings
+from modelswap.core.shadow import read_shadow
+from modelswap.core.shadowing import fleet_summary
 from modelswap.core.store import Store
 
 logger = logging.getLogger(__name__)
@@ -288,7 +291,19 @@ class Monitor:
             "thresholds": config.to_dict(),
             "versions": rows,
             "alerts": evaluator.alerts(pairs, now),
+            "shadow": self._shadow(paths, live),
         }
+
+    def _shadow(self, paths: ModelPaths, live: str | None) -> dict[str, Any] | None:
+        """The running shadow's comparison with the live version, fleet-wide (None: no shadow)."""
+        try:
+            config = read_shadow(paths.shadow)
+        except InvalidInput:
+            return None
+        if config is None:
+            return None
+        stats = fleet_summary(paths, live, config.version, config.started_at, stale=self.retention)
+        return {"version": config.version, "fraction": config.fraction, **stats}
 
 
 class Answer(NamedTuple):

@@ -9,11 +9,12 @@ views return JSON-ready dicts, the shapes the HTTP API documents.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from modelswap.core import registry as reg
+from modelswap.core import rollout as ro
 from modelswap.core.aliases import aliases_of, delete_alias, read_aliases, resolve, set_alias
 from modelswap.core.canary import CanaryConfig, Guard, promote_canary, read_canary, start_canary, stop_canary
 from modelswap.core.catalog import compare, find_model_id, lineage, matches, parse_where
@@ -24,11 +25,14 @@ from modelswap.core.ids import validate_model_name
 from modelswap.core.jobs import Job, Jobs, RetrainRequest
 from modelswap.core.metrics import Metrics
 from modelswap.core.outcomes import GcPlan, Transition
+from modelswap.core.rollout import Rollout
 from modelswap.core.sandbox import UploadPolicy
 from modelswap.core.serving import Serving
+from modelswap.core.shadow import ShadowConfig, start_shadow, stop_shadow
 from modelswap.core.signature import manifest_signature
 from modelswap.core.store import Store
 from modelswap.core.training import RetrainOutcome, retrain
+from modelswap.core.watch import RESET, Watch, WatchPlan, check_not_tripped, end_watch
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,12 +72,37 @@ class Operations:
         self.discover: Callable[[], None] | None = None  # a serving process: look for new models
 
     # -- verbs -------------------------------------------------------------------------
-    def deploy(self, model: str, version: str, *, actor: str, reason: str = "", force: bool = False) -> Transition:
-        """Make ``version`` (an id or an alias) live; ``force`` allows a breaking schema change."""
+    def deploy(
+        self,
+        model: str,
+        version: str,
+        *,
+        actor: str,
+        reason: str = "",
+        force: bool = False,
+        watch: WatchPlan | None = None,
+    ) -> Transition:
+        """Make ``version`` (an id or an alias) live; ``force`` allows a breaking schema change.
+        With ``watch``, the serving processes watch it and roll back by themselves on a
+        breach (core.watch); ``watch.json`` is written with the move as one change."""
 
         def deploy() -> Transition:
             target = resolve(self.store, model, version)
-            return self.store.deploy(model, target, actor=actor, reason=reason, force=force)
+            check_not_tripped(self.store, model, target)
+            if watch is None:
+                return self.store.deploy(model, target, actor=actor, reason=reason, force=force)
+            paths = self.store.existing(model)
+
+            def watch_file(current: str | None, chosen: str) -> tuple[Path, Any]:
+                if current == chosen:
+                    raise Conflict(f"{model} {chosen} is already live: a watch needs a version to compare with")
+                return paths.watch, Watch(watch, chosen, current, self.store.clock().timestamp()).to_dict()
+
+            details = {"watch": watch.to_dict()}
+            return self.store.move_current(
+                model, lambda registry, current: target, reg.DEPLOY, actor, reason,
+                force=force, details=details, also=watch_file,
+            )  # fmt: skip
 
         return self._act(model, "deploy", deploy)
 
@@ -130,6 +159,37 @@ class Operations:
         self.sync(model)
         self._count(model, "canary_abort", "success")
         return True
+
+    # -- progressive delivery (driven by the serving processes: core.delivery) --------------
+    def shadow_start(
+        self, model: str, version: str, fraction: float = 1.0, *, actor: str, reason: str = "", force: bool = False
+    ) -> ShadowConfig:
+        def start() -> ShadowConfig:
+            target = resolve(self.store, model, version)
+            return start_shadow(self.store, model, target, fraction, actor=actor, reason=reason, force=force)
+
+        return self._act(model, "shadow_start", start)
+
+    def shadow_stop(self, model: str, *, actor: str, reason: str = "") -> ShadowConfig:
+        return self._act(model, "shadow_stop", lambda: stop_shadow(self.store, model, actor=actor, reason=reason))
+
+    def rollout_start(self, model: str, plan: Mapping[str, Any], *, actor: str, reason: str = "",
+                      force: bool = False) -> Rollout:  # fmt: skip
+        def start() -> Rollout:
+            parsed = ro.Plan.from_dict({**plan, "version": resolve(self.store, model, str(plan.get("version")))})
+            return ro.start_rollout(self.store, model, parsed, actor=actor, reason=reason, force=force)
+
+        return self._act(model, "rollout_start", start)
+
+    def rollout_change(self, model: str, action: str, *, actor: str, reason: str = "") -> Rollout:
+        """Pause, resume or abort (``rollout_pause`` / ``_resume`` / ``_abort``) by a person."""
+        return self._act(
+            model, action, lambda: ro.change_rollout(self.store, model, action, actor=actor, reason=reason)
+        )
+
+    def watch_reset(self, model: str, *, actor: str, reason: str = "") -> Watch:
+        """End a watch by hand: stop watching, or clear a trip so the version can be deployed again."""
+        return self._act(model, "watch_reset", lambda: end_watch(self.store, model, RESET, actor=actor, reason=reason))
 
     def delete(self, model: str, version: str, *, actor: str) -> dict[str, Any]:
         self._act(model, "delete", lambda: self.store.delete_version(model, version, actor=actor))

@@ -7,6 +7,7 @@ import logging
 import threading
 
 from modelswap.core.canary import CanaryConfig
+from modelswap.core.delivery import Delivery
 from modelswap.core.errors import ModelswapError
 from modelswap.core.fleet import remove_heartbeat, write_heartbeat
 from modelswap.core.monitoring import Monitor
@@ -35,9 +36,11 @@ class Runtime:
         poll_interval: float,
         only: tuple[str, ...] | None = None,
         monitor: Monitor | None = None,
+        delivery: Delivery | None = None,
     ) -> None:
         self.serving = serving
         self.monitor = monitor
+        self.delivery = delivery
         self.ops = ops
         self.watch = watch
         self.poll_interval = poll_interval
@@ -57,6 +60,8 @@ class Runtime:
 
     def start(self, now: float) -> None:
         self.started_at = now
+        if self.delivery is not None:
+            self.delivery.shadows.start()
         self.watcher = Watcher(
             self.ops.store.root,
             mode=self.watch,
@@ -72,11 +77,14 @@ class Runtime:
 
     def tick(self) -> None:
         """Every poll interval: look for models that appeared or went, heartbeat, count
-        what monitoring queued (and flush it when due), sample the process metrics."""
+        what monitoring queued (and flush it when due), drive rollouts and watched deploys
+        (core.delivery), sample the process metrics."""
         self.discover()
         self.beat()
         if self.monitor is not None:
             self.monitor.tick()
+        if self.delivery is not None:
+            self.delivery.tick()
         if self.ops.metrics is not None:
             self.ops.metrics.sample_process()
 
@@ -106,6 +114,8 @@ class Runtime:
     def stop(self) -> None:
         if self.heartbeat is not None:
             self.heartbeat.stop()
+        if self.delivery is not None:
+            self.delivery.shadows.stop()
         if self.monitor is not None:
             self.monitor.stop()
         if self.watcher is not None:
@@ -135,6 +145,7 @@ class Runtime:
                     {
                         "version": info["serving"],
                         "canary": info["canary"],
+                        "shadow": info["shadow"],
                         "last_load_error": error["message"] if error else None,
                         "loaded_versions": info["loaded_versions"],
                         "last_swap_lag_seconds": info["last_swap_lag_seconds"],

@@ -24,11 +24,20 @@ from modelswap.core.fsio import read_link
 from modelswap.core.layout import ModelPaths, find_model_file, version_from_link_target
 from modelswap.core.loader import LoadedModel, load_version, memory_headroom
 from modelswap.core.metrics import Metrics
-from modelswap.core.snapshot import CANARY, PINNED, STABLE, LoadError, Snapshot, VariantStats
+from modelswap.core.shadow import ShadowConfig, read_shadow
+from modelswap.core.snapshot import CANARY, PINNED, SHADOW, STABLE, LoadError, Snapshot, VariantStats
 
 logger = logging.getLogger(__name__)
 
 Loader = Callable[[ModelPaths, str], LoadedModel]
+
+
+def _stat_key(path: Any) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _file_stamp(paths: ModelPaths, version: str) -> tuple[int, int] | None:
@@ -56,6 +65,8 @@ class ModelSlot:
         self._canary: Snapshot | None = None
         self._canary_config: CanaryConfig | None = None
         self._abtest_key: tuple[int, int, int] | None = None
+        self.shadow: tuple[Snapshot, ShadowConfig] | None = None  # read by the request path as one reference
+        self._shadow_key: tuple[int, int, int] | None = None
         self.canary_stats = VariantStats()
         self.on_guard_trip: Callable[[ModelSlot, CanaryConfig], None] | None = None
         self._guard_tripped = False
@@ -169,6 +180,7 @@ class ModelSlot:
         """
         with self._load_lock:
             changed = self._sync_canary(force)
+            self._sync_shadow(force)
             target = self.link_target()
             if target is None:
                 return changed
@@ -193,11 +205,7 @@ class ModelSlot:
     def _sync_canary(self, force: bool) -> bool:
         """Follow ``abtest.json``: load a new canary (stable keeps its share meanwhile),
         drop an ended one. True when the canary changed. Caller holds _load_lock."""
-        try:
-            st = self.paths.abtest.stat()
-            key: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            key = None
+        key = _stat_key(self.paths.abtest)
         if key == self._abtest_key and not force:
             return False
         try:
@@ -226,6 +234,23 @@ class ModelSlot:
         logger.info("model %s: canary %s", self.name, f"{config.version} at {config.fraction}" if config else "stopped")
         return True
 
+    def _sync_shadow(self, force: bool) -> None:
+        """Follow ``shadow.json``: load the shadow version (into the warm cache) and
+        publish it with its config, or drop it. Caller holds _load_lock."""
+        key = _stat_key(self.paths.shadow)
+        if key == self._shadow_key and not force:
+            return
+        self._shadow_key = key
+        try:
+            config = read_shadow(self.paths.shadow)
+            shadow = (Snapshot.of(self.prepare(config.version), SHADOW), config) if config is not None else None
+        except ModelswapError as exc:
+            self.last_error = LoadError("shadow", f"shadow: {exc.message}", exc.code, time.time())
+            logger.error("model %s: shadow: %s", self.name, exc.message)
+            shadow = None
+        self.shadow = shadow
+        logger.info("model %s: shadow %s", self.name, f"{shadow[1].version}" if shadow else "off")
+
     def link_target(self) -> str | None:
         target = read_link(self.paths.current)
         return version_from_link_target(target) if target is not None else None
@@ -253,10 +278,12 @@ class ModelSlot:
     def _evict(self, keep: str) -> bool:
         """Drop the least recently used versions beyond keep_loaded, never the one
         serving nor ``keep``. Caller holds _lock."""
-        pinned = {self.version, self.canary_version, keep}
+        shadow = self.shadow[0].version if self.shadow is not None else None
+        pinned = {self.version, self.canary_version, shadow, keep}
+        extra = (self._canary is not None) + (shadow is not None)
         released = False
         for version in list(self._cache):
-            if len(self._cache) <= self.keep_loaded + (1 if self._canary is not None else 0):
+            if len(self._cache) <= self.keep_loaded + extra:
                 break
             if version not in pinned:
                 del self._cache[version]
@@ -286,6 +313,7 @@ class ModelSlot:
             "last_load_error": self.last_error.to_dict() if self.last_error else None,
             "last_swap_lag_seconds": self.last_swap_lag,
             "canary": self.canary_version,
+            "shadow": self.shadow[0].version if self.shadow is not None else None,
         }
 
 

@@ -63,6 +63,8 @@ class Settings:
     prediction_log_inputs: bool = True
     prediction_log_max_bytes: int = 64 * MiB
     prediction_log_files: int = 10
+    shadow_queue: int = 1000
+    lease_seconds: float = 15.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -118,6 +120,8 @@ class Settings:
             prediction_log_inputs=_flag(env, "MODELSWAP_PREDICTION_LOG_INPUTS", default=True),
             prediction_log_max_bytes=_size(env, "MODELSWAP_PREDICTION_LOG_MAX_BYTES", 64 * MiB, minimum=4096),
             prediction_log_files=_whole(env, "MODELSWAP_PREDICTION_LOG_FILES", 10, minimum=1),
+            shadow_queue=_whole(env, "MODELSWAP_SHADOW_QUEUE", 1000, minimum=1),
+            lease_seconds=_number(env, "MODELSWAP_LEASE_SECONDS", 15.0, minimum=1.0),
         )
         return settings
 

@@ -18,6 +18,7 @@ from modelswap.core.signature import Signature
 
 STABLE = "stable"
 CANARY = "canary"
+SHADOW = "shadow"  # predicts a copy of stable's requests off the response path
 PINNED = "pinned"  # a version-pinned request for a version that is neither stable nor canary
 
 

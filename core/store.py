@@ -363,9 +363,10 @@ class Store:
         reason: str,
         *,
         force: bool = False,
+        **options: Any,
     ) -> Transition:
         """Move ``current`` to the version ``choose`` picks (see core.transitions)."""
-        return transitions.move_current(self, model, choose, action, actor, reason, force=force)
+        return transitions.move_current(self, model, choose, action, actor, reason, force=force, **options)
 
     def require_published(self, registry: reg.Registry, paths: ModelPaths, version: str) -> None:
         """VersionNotFound unless ``version`` is registered; ValidationFailed if marked corrupt."""

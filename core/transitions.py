@@ -10,14 +10,14 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelswap.core import registry as reg
 from modelswap.core.clock import default_actor, iso
 from modelswap.core.errors import Conflict, ValidationFailed, VersionNotFound
-from modelswap.core.fsio import atomic_write_bytes, fsync_dir, read_regular, temp_symlink
+from modelswap.core.fsio import atomic_write_bytes, fsync_dir, read_regular, temp_symlink, write_then
 from modelswap.core.layout import ModelPaths
 from modelswap.core.outcomes import Transition
 from modelswap.core.signature import manifest_signature
@@ -40,8 +40,14 @@ def move_current(
     reason: str,
     *,
     force: bool = False,
+    details: Mapping[str, Any] | None = None,
+    also: Callable[[str | None, str], tuple[Path, Any]] | None = None,
 ) -> Transition:
     """Move ``current`` to the version ``choose`` picks; a failure changes nothing.
+
+    ``details`` go into the history entry; ``also(current, target)`` names one more file
+    (path, JSON value) written with the move as one change (a watched deploy's
+    ``watch.json``): before the rename, and put back if the rename fails.
 
     1. read the registry and ``current``; pick the target (no lock); compare its
        signature with the live one's (IncompatibleSchema unless ``force``);
@@ -76,11 +82,14 @@ def move_current(
                 continue
             store.require_published(registry, paths, target)
             canary = store.canary(model)
-            details = {**change, **({"canary_ended": canary} if canary == target else {})}
+            extra = {**change, **(details or {}), **({"canary_ended": canary} if canary == target else {})}
             who = actor or default_actor()
-            entry = reg.HistoryEntry(iso(store.clock()), action, who, current, target, reason, details)
+            entry = reg.HistoryEntry(iso(store.clock()), action, who, current, target, reason, extra)
             tmp = temp_symlink(paths.current, paths.version_link_target(target))  # 4
-            swap = functools.partial(swap_in, tmp, paths, ends_canary=canary == target)
+            swap: Callable[[], None] = functools.partial(swap_in, tmp, paths, ends_canary=canary == target)
+            if also is not None:
+                path, value = also(current, target)
+                swap = functools.partial(write_then, path, value, swap)
             try:
                 store.commit(paths, registry, entry, swap)  # 5, 6
             finally:

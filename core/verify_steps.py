@@ -217,14 +217,14 @@ class Check:
     # -- 5. abtest.json agrees with the journal and names an intact, non-live version --
     def canary(self, intact: set[str], current: str | None) -> None:
         paths = self.paths
-        last = next((e for e in self.journal if e.action in (reg.CANARY_START, *history.CANARY_ENDS)), None)
+        last = next((e for e in self.journal if e.action in history.CANARY_STARTS | history.CANARY_ENDS), None)
         try:
             config = read_canary(paths.abtest)
         except InvalidInput as exc:
             self._end_canary(None, f"{exc.message}; canary stopped")
             return
         if config is None:
-            if last is not None and last.action == reg.CANARY_START:
+            if last is not None and last.action in history.CANARY_STARTS:
                 self._end_canary(last.to_version, "history says a canary runs but abtest.json is gone", remove=False)
             return
         if config.version not in intact or config.version == current:

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from modelswap.core.layout import ABTEST_FILE, CURRENT_LINK, TMP_MARK
+from modelswap.core.layout import ABTEST_FILE, CURRENT_LINK, SHADOW_FILE, TMP_MARK
 
 logger = logging.getLogger(__name__)
 
-WATCHED_NAMES = frozenset({CURRENT_LINK, ABTEST_FILE})
+WATCHED_NAMES = frozenset({CURRENT_LINK, ABTEST_FILE, SHADOW_FILE})
 RECHECKS = 5  # after a wake that found nothing: 5 looks, 10 ms apart
 RECHECK_PAUSE = 0.01
 

@@ -178,3 +178,15 @@ class WritesMarkerOnLoad:
 
     def predict(self, X: Any) -> Any:
         return np.zeros(len(np.asarray(X)), dtype=np.int64)
+
+
+class SleepsOnNegative:
+    """Predicts the example fine; a batch with a negative first value sleeps 0.2 s first."""
+
+    n_features_in_ = 4
+
+    def predict(self, X: Any) -> Any:
+        X = np.asarray(X)
+        if (X[:, 0] < 0).any():
+            time.sleep(0.2)
+        return np.zeros(len(X), dtype=np.int64)
