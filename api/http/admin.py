@@ -13,6 +13,10 @@ from modelswap.api.http.state import actor_of, model_of
 from modelswap.core.aliases import validate_alias
 from modelswap.core.errors import InvalidInput
 from modelswap.core.ids import validate_version_id
+from modelswap.core.watch import FIELDS as WATCH_FIELDS
+from modelswap.core.watch import WatchPlan
+
+DEPLOY_FIELDS = {"version", "reason", "force", *WATCH_FIELDS}
 
 
 async def deploy(request: Request) -> Response:
@@ -20,12 +24,18 @@ async def deploy(request: Request) -> Response:
     body = json_object(await read_json(request, state.settings.max_body_bytes))
     if "version" not in body:
         raise InvalidInput('missing \'version\': POST {"version": "<id>", "reason": "..."}')
+    unknown = set(body) - DEPLOY_FIELDS
+    if unknown:
+        raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
     version = version_ref(body["version"])
     reason, force = text_field(body, "reason"), flag_field(body, "force")
+    watch = WatchPlan.from_fields(body)
+    if watch is not None and not state.settings.monitor:
+        raise InvalidInput("a watched deploy is judged on monitoring counts: this server has MODELSWAP_MONITOR=0")
     transition = await run_in_threadpool(
-        lambda: state.ops.deploy(model, version, actor=actor_of(request), reason=reason, force=force)
+        lambda: state.ops.deploy(model, version, actor=actor_of(request), reason=reason, force=force, watch=watch)
     )
-    return json_response(transition.to_dict())
+    return json_response({**transition.to_dict(), **({"watch": watch.to_dict()} if watch else {})})
 
 
 async def rollback(request: Request) -> Response:

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
@@ -15,12 +16,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from modelswap.api.http import admin, canary, console, mlflow, monitor, ops, predict, reads, v2, workflows
+from modelswap.api.http import admin, canary, console, delivery, mlflow, monitor, ops, predict, reads, v2, workflows
 from modelswap.api.http.errors import HANDLERS
 from modelswap.api.http.logs import configure_logging
 from modelswap.api.http.observe import HttpMetrics
 from modelswap.api.http.state import AppState
 from modelswap.core.batching import BatchPool
+from modelswap.core.delivery import Delivery, rollout_view, shadow_view
 from modelswap.core.jobs import Jobs
 from modelswap.core.metrics import Metrics, forget_dead_processes
 from modelswap.core.monitor_metrics import MonitorCollector
@@ -30,6 +32,7 @@ from modelswap.core.runtime import Runtime
 from modelswap.core.sandbox import UploadPolicy
 from modelswap.core.serving import Serving
 from modelswap.core.settings import Settings
+from modelswap.core.shadowing import ShadowRunner
 from modelswap.core.store import Store
 from modelswap.core.tokens import configured_token
 
@@ -67,6 +70,16 @@ ROUTES = [
     Route("/v1/models/{model}/canary", canary.start, methods=["POST"]),
     Route("/v1/models/{model}/canary", canary.stop, methods=["DELETE"]),
     Route("/v1/models/{model}/canary/promote", canary.promote, methods=["POST"]),
+    Route("/v1/models/{model}/shadow", delivery.shadow_status, methods=["GET"]),
+    Route("/v1/models/{model}/shadow", delivery.shadow_start, methods=["POST"]),
+    Route("/v1/models/{model}/shadow", delivery.shadow_stop, methods=["DELETE"]),
+    Route("/v1/models/{model}/rollout", delivery.rollout_status, methods=["GET"]),
+    Route("/v1/models/{model}/rollout", delivery.rollout_start, methods=["POST"]),
+    Route("/v1/models/{model}/rollout", delivery.rollout_abort, methods=["DELETE"]),
+    Route("/v1/models/{model}/rollout/pause", delivery.rollout_pause, methods=["POST"]),
+    Route("/v1/models/{model}/rollout/resume", delivery.rollout_resume, methods=["POST"]),
+    Route("/v1/models/{model}/watch", delivery.watch_status, methods=["GET"]),
+    Route("/v1/models/{model}/watch/reset", delivery.watch_reset, methods=["POST"]),
     Route("/v1/models/{model}/versions", workflows.upload, methods=["POST"]),
     Route("/v1/models/{model}/gc", workflows.gc, methods=["POST"]),
     Route("/v1/models/{model}/retrain", workflows.retrain, methods=["POST"]),
@@ -127,18 +140,38 @@ def create_app(
         uploads=UploadPolicy.from_settings(settings),
     )
     watcher = Monitor(store, settings, on_drop=lambda stage, n: metrics.monitor_dropped.labels(stage).inc(n))
-    runtime = Runtime(
-        serving, ops, watch=settings.watch, poll_interval=settings.poll_interval, only=settings.models, monitor=watcher
+    shadows = ShadowRunner(
+        max_queue=settings.shadow_queue,
+        timeout=settings.predict_timeout,
+        on_drop=lambda model, n: metrics.shadow_dropped.labels(model).inc(n),
     )
+    delivery = Delivery(ops, watcher, shadows, lease_seconds=settings.lease_seconds)
+    runtime = Runtime(
+        serving,
+        ops,
+        watch=settings.watch,
+        poll_interval=settings.poll_interval,
+        only=settings.models,
+        monitor=watcher,
+        delivery=delivery,
+    )
+
+    def delivery_views(model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        return shadow_view(store, model, stale=settings.monitor_retention), rollout_view(store, model)
+
     state = AppState(
         settings=settings,
         token=configured_token(settings),
         ops=ops,
         runtime=runtime,
         monitor=watcher,
-        collector=MonitorCollector(lambda: sorted(serving.slots), watcher.view, ttl=settings.monitor_flush)
-        if settings.monitor
-        else None,
+        collector=MonitorCollector(
+            lambda: sorted(serving.slots),
+            watcher.view if settings.monitor else None,
+            ttl=settings.monitor_flush,
+            delivery=delivery_views,
+        ),
+        shadows=shadows,
         batching=BatchPool(
             max_rows=settings.batch_max_rows,
             wait_s=settings.batch_wait_ms / 1000,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from modelswap.api.http.openapi_delivery import DELIVERY_PATHS, DELIVERY_SCHEMAS
 from modelswap.api.http.openapi_monitoring import MONITOR_PARAMETERS, MONITOR_PATHS, MONITOR_SCHEMAS
 from modelswap.api.http.openapi_operations import (
     HEADERS,
@@ -309,6 +310,7 @@ TAGS = [
     {"name": "models", "description": "Read views (open unless MODELSWAP_PROTECT_READS=1)"},
     {"name": "admin", "description": "Deploy, rollback, reload, delete (bearer token)"},
     {"name": "canary", "description": "A/B test of a second version on a share of traffic"},
+    {"name": "delivery", "description": "Shadow, stepped rollout, watched deploy (progressive delivery)"},
     {"name": "workflows", "description": "Upload, gc, retrain jobs"},
     {"name": "open-inference-protocol", "description": "KServe / Triton / MLServer v2 REST protocol"},
     {"name": "mlflow", "description": "MLflow scoring protocol, for the default model"},
@@ -326,9 +328,9 @@ def build() -> dict[str, Any]:
             "description": "Filesystem-versioned scikit-learn model server with atomic hot-swap",
         },
         "tags": TAGS,
-        "paths": {**NATIVE_PATHS, **MONITOR_PATHS, **PROTOCOL_PATHS},
+        "paths": {**NATIVE_PATHS, **MONITOR_PATHS, **DELIVERY_PATHS, **PROTOCOL_PATHS},
         "components": {
-            "schemas": {**SCHEMAS, **VIEW_SCHEMAS, **MONITOR_SCHEMAS, **PROTOCOL_SCHEMAS},
+            "schemas": {**SCHEMAS, **VIEW_SCHEMAS, **MONITOR_SCHEMAS, **DELIVERY_SCHEMAS, **PROTOCOL_SCHEMAS},
             "parameters": {
                 **PARAMETERS,
                 **MONITOR_PARAMETERS,

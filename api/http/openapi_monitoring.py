@@ -115,6 +115,7 @@ MONITOR_SCHEMAS: dict[str, Schema] = {
                 )
             ),
             "alerts": array(ref("MonitorAlert")),
+            "shadow": {"type": ["object", "null"], "description": "The running shadow's comparison (GET .../shadow)"},
         },
         ("model", "live", "canary", "window_seconds", "versions", "alerts"),
     ),

@@ -174,9 +174,29 @@ SLOT_PROPERTIES: dict[str, Schema] = {
     "last_load_error": nullable(ref("LoadError")),
     "last_swap_lag_seconds": nullable(NUMBER),
     "canary": MAYBE_VERSION,
+    "shadow": MAYBE_VERSION,
 }
 ADMIN: dict[str, Schema] = {
-    "DeployRequest": obj({"version": ref("VersionRef"), "reason": REASON, "force": FORCE}, ("version",)),
+    "DeployRequest": obj(
+        {
+            "version": ref("VersionRef"),
+            "reason": REASON,
+            "force": FORCE,
+            "watch": described(
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 604800},
+                "Seconds to watch the new version; a breach rolls back by itself",
+            ),
+            "max_error_rate": described(
+                {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                "Watch: allowed server-error rate above the predecessor's (0.02)",
+            ),
+            "max_latency_ratio": described(
+                {"type": "number", "minimum": 1}, "Watch: roll back when p99 exceeds this times the predecessor's"
+            ),
+            "min_requests": described({"type": "integer", "minimum": 1}, "Watch: requests before judging (50)"),
+        },
+        ("version",),
+    ),  # fmt: skip
     "RollbackRequest": obj(
         {
             "to": {**ref("VersionRef"), "description": "Default: the previous live version"},
@@ -194,6 +214,7 @@ ADMIN: dict[str, Schema] = {
             "action": {"enum": ["deploy", "rollback", "canary_promote"]},
             "previous": MAYBE_VERSION,
             "current": VERSION,
+            "watch": {"type": "object", "description": "The watch a deploy started"},
         },
         ("model", "action", "previous", "current"),
         description="The outcome of a deploy, rollback or promote; this process already serves `current`",

@@ -21,7 +21,7 @@ from modelswap.core.ids import is_version_id, validate_model_name
 from modelswap.core.inputs import Table, prepare
 from modelswap.core.monitor_counts import Observation
 from modelswap.core.serving import ModelSlot
-from modelswap.core.snapshot import Snapshot
+from modelswap.core.snapshot import STABLE, Snapshot
 
 logger = logging.getLogger("modelswap.predict")
 
@@ -134,6 +134,9 @@ async def predict_array(
     elapsed = time.perf_counter() - start
     state.metrics.prediction(snap.model, snap.version, snap.variant, "success", elapsed)
     slot.record(snap, ok=True)
+    shadow = slot.shadow
+    if shadow is not None and snap.variant == STABLE:  # a copy for the shadow, off the response path
+        state.shadows.offer(snap, shadow[0], shadow[1].started_at, shadow[1].fraction, X, result, method, elapsed)
     output = snap.signature.output
     state.monitor.observe(
         Observation(

@@ -15,6 +15,7 @@ from modelswap.core.operations import Operations
 from modelswap.core.runtime import Runtime
 from modelswap.core.serving import Serving
 from modelswap.core.settings import Settings
+from modelswap.core.shadowing import ShadowRunner
 from modelswap.core.store import Store
 
 
@@ -27,6 +28,7 @@ class AppState:
     monitor: Monitor
     collector: Collector | None
     batching: BatchPool
+    shadows: ShadowRunner
 
     @property
     def store(self) -> Store:

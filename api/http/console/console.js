@@ -65,8 +65,8 @@ function trafficCells(monitor) {
 function delivery(canary, rollout, shadow) {
   const parts = [];
   if (canary && canary.running) parts.push(`canary ${esc(canary.config.version)} at ${(100 * canary.config.fraction).toFixed(0)}%`);
-  if (rollout && rollout.running !== false && rollout.version) parts.push(`rollout ${esc(rollout.version)} ${esc(rollout.state || "")} step ${esc(rollout.step_percent ?? rollout.step ?? "")}`);
-  if (shadow && shadow.running !== false && shadow.version) parts.push(`shadow ${esc(shadow.version)}`);
+  if (rollout && rollout.running) parts.push(`rollout ${esc(rollout.version)} ${esc(rollout.state)} at ${esc(rollout.step_percent)}%`);
+  if (shadow && shadow.running) parts.push(`shadow ${esc(shadow.version)}${shadow.agreement != null ? `, agreement ${(100 * shadow.agreement).toFixed(1)}%` : ""}`);
   return parts.join("<br>") || "—";
 }
 
@@ -143,13 +143,34 @@ function deliverySection(model, info, versions, canary, rollout, shadow) {
     <input id="canary-fraction" type="number" min="0.01" max="0.99" step="0.01" value="0.1" size="4">
     ${actButton("canary-start", "Start canary", choices ? "" : "disabled")}</div>`;
   }
-  if (rollout && rollout.version) {
-    html += `<p>Rollout of <span class="mono">${esc(rollout.version)}</span>: ${esc(rollout.state || "")}, step ${esc(rollout.step_percent ?? rollout.step ?? "")}
-    ${rollout.last_judgement ? `— ${esc(JSON.stringify(rollout.last_judgement))}` : ""}</p>
-    <div class="actions">${actButton("rollout-pause", "Pause rollout")} ${actButton("rollout-abort", "Abort rollout", "", "danger")}</div>`;
+  if (rollout && rollout.state) html += rolloutBlock(rollout);
+  if (shadow && shadow.running) {
+    const s = shadow.stats || {};
+    html += `<p id="shadow">Shadow <span class="mono">${esc(shadow.version)}</span> on ${(100 * shadow.fraction).toFixed(0)}% of requests:
+    agreement ${s.agreement == null ? "—" : (100 * s.agreement).toFixed(1) + "%"}, PSI ${s.psi == null ? "—" : s.psi.toFixed(3)},
+    ${s.compared || 0} compared, ${s.errors || 0} shadow errors, ${s.dropped || 0} dropped.</p>
+    <div class="actions">${actButton("shadow-stop", "Stop shadow", "", "danger")}</div>`;
   }
-  if (shadow && shadow.version) html += `<p>Shadow <span class="mono">${esc(shadow.version)}</span>${shadow.agreement != null ? `, agreement ${(100 * shadow.agreement).toFixed(1)}%` : ""}</p>`;
   return html;
+}
+
+function rolloutBlock(r) {
+  const steps = r.steps.map((s) => (s === r.step_percent && r.running ? `<strong>${esc(s)}%</strong>` : `${esc(s)}%`)).join(" → ");
+  let html = `<div id="rollout"><p>${r.running ? "Rollout" : "Last rollout"} of <span class="mono">${esc(r.version)}</span>:
+    <span class="${r.state === "aborted" ? "bad" : ""}">${esc(r.state)}</span> (${steps})${r.driver ? `, driven by ${esc(r.driver)}` : ""}</p>`;
+  if (r.ended) html += `<p>${esc(r.ended)}</p>`;
+  const j = r.last_judgement;
+  if (j && j.gates) {
+    html += `<table><caption>Last judgement: ${esc(j.verdict)} (canary ${esc(j.canary.requests)} requests)</caption>
+    <thead><tr><th scope="col">gate</th><th scope="col">value</th><th scope="col">limit</th><th scope="col">verdict</th><th scope="col">figures</th></tr></thead><tbody>
+    ${j.gates.map((g) => `<tr><td>${esc(g.gate)}</td><td>${g.value == null ? "—" : Number(g.value).toPrecision(3)}</td><td>${esc(g.limit)}</td>
+      <td class="${g.passed === false ? "bad" : ""}">${g.passed === true ? "pass" : g.passed === false ? "FAIL" : "not judged"}</td><td>${esc(g.note)}</td></tr>`).join("")}</tbody></table>`;
+  }
+  if (r.running) {
+    const toggle = r.state === "paused" ? actButton("rollout-resume", "Resume rollout") : actButton("rollout-pause", "Pause rollout");
+    html += `<div class="actions">${toggle} ${actButton("rollout-abort", "Abort rollout", "", "danger")}</div>`;
+  }
+  return html + "</div>";
 }
 
 function versionsSection(versions, info) {
@@ -266,6 +287,10 @@ document.addEventListener("click", async (event) => {
     await act(`Promote the canary of ${m.name} to live?`, "POST", `${base}/canary/promote`, {}, "Canary promoted", "Promote");
   } else if (target.id === "rollout-pause") {
     await act(`Pause the rollout of ${m.name}?`, "POST", `${base}/rollout/pause`, {}, "Rollout paused", "Pause");
+  } else if (target.id === "rollout-resume") {
+    await act(`Resume the rollout of ${m.name}? The step starts again.`, "POST", `${base}/rollout/resume`, {}, "Rollout resumed", "Resume");
+  } else if (target.id === "shadow-stop") {
+    await act(`Stop the shadow of ${m.name}?`, "DELETE", `${base}/shadow`, {}, "Shadow stopped", "Shadow stop");
   } else if (target.id === "rollout-abort") {
     await act(`Abort the rollout of ${m.name}? The canary stops.`, "DELETE", `${base}/rollout`, {}, "Rollout aborted", "Abort");
   } else if (target.dataset.sort) {

@@ -133,3 +133,37 @@ def test_protected_reads_make_the_page_ask_for_the_token(tmp_path: Path, page: P
         page.get_by_label("Admin token").fill(TOKEN)
         page.get_by_role("button", name="Use token").click()
         expect(page.locator('#models tr[data-model="iris"]')).to_be_visible()
+
+
+def test_a_rollout_and_a_shadow_show_with_their_figures_and_one_click_aborts(
+    running: tuple[Server, Store, list[str]], page: Page
+) -> None:
+    from modelswap.core import rollout as ro
+    from modelswap.core.shadow import start_shadow, stop_shadow
+
+    server, store, (first, second, _) = running
+    live = store.current("iris")
+    candidate = second if live != second else first
+    start_shadow(store, "iris", candidate, 0.5, actor="test")
+    ro.start_rollout(store, "iris", ro.Plan(candidate, steps=(10, 50, 100), step_seconds=3600), actor="test")
+    try:
+        page.goto(server.url + "/")
+        row = page.locator('#models tr[data-model="iris"]')
+        expect(row).to_contain_text(f"rollout {candidate} running at 10%")
+        expect(row).to_contain_text(f"shadow {candidate}")
+        page.goto(server.url + "/#/models/iris")
+        expect(page.locator("#rollout")).to_contain_text(f"Rollout of {candidate}: running (10% → 50% → 100%)")
+        expect(page.locator("#shadow")).to_contain_text("on 50% of requests")
+        page.get_by_label("Admin token").fill(TOKEN)
+        page.get_by_role("button", name="Use token").click()
+        page.get_by_role("button", name="Abort rollout").click()
+        expect(page.locator("#confirm-text")).to_have_text("Abort the rollout of iris? The canary stops.")
+        page.get_by_label("Reason (goes into history)").fill("pager says no")
+        page.get_by_role("button", name="Confirm").click()
+        expect(page.locator("#rollout")).to_contain_text("Last rollout of", timeout=10_000)
+        expect(page.locator("#rollout")).to_contain_text("aborted")
+        assert store.canary("iris") is None and store.current("iris") == live
+        abort = store.history("iris", limit=1)[0]
+        assert (abort.action, abort.reason) == ("rollout_abort", "pager says no")
+    finally:
+        stop_shadow(store, "iris", actor="test")

@@ -114,6 +114,13 @@ def test_admin_operations_require_the_bearer_token_and_reads_accept_it() -> None
         "retrain",
         "get_job",
         "set_monitor_config",
+        "start_shadow",
+        "stop_shadow",
+        "start_rollout",
+        "abort_rollout",
+        "pause_rollout",
+        "resume_rollout",
+        "reset_watch",
     }
     assert "security" not in OPENAPI["paths"]["/v1/models/{model}/feedback"]["post"]  # open, like predict
     for _, _, op in operations():
