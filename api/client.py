@@ -144,10 +144,49 @@ class Client:
         return dict(self.request("GET", f"/v1/jobs/{self._q(job)}"))
 
     # -- admin ---------------------------------------------------------------------------
-    def deploy(self, model: str, version: str, reason: str = "", *, force: bool = False) -> dict[str, Any]:
-        """Make ``version`` (an id or alias) live; ``force`` allows a breaking input-schema change."""
-        body = {"version": version, "reason": reason, "force": force}
+    def deploy(
+        self, model: str, version: str, reason: str = "", *, force: bool = False, watch: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Make ``version`` (an id or alias) live; ``force`` allows a breaking input-schema change.
+        ``watch``: ``{"watch": seconds, "max_error_rate": 0.02, ...}``: roll back by itself on a breach."""
+        body = {"version": version, "reason": reason, "force": force, **(watch or {})}
         return dict(self.request("POST", f"{self._m(model)}/deploy", body))
+
+    # -- progressive delivery ------------------------------------------------------------
+    def shadow(self, model: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{self._m(model)}/shadow"))
+
+    def shadow_start(
+        self, model: str, version: str, fraction: float = 1.0, reason: str = "", *, force: bool = False
+    ) -> dict[str, Any]:
+        """Shadow ``version`` on ``fraction`` of the live version's requests (admin)."""
+        body = {"version": version, "fraction": fraction, "reason": reason, "force": force}
+        return dict(self.request("POST", f"{self._m(model)}/shadow", body))
+
+    def shadow_stop(self, model: str, reason: str = "") -> dict[str, Any]:
+        return dict(self.request("DELETE", f"{self._m(model)}/shadow", {"reason": reason}))
+
+    def rollout(self, model: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{self._m(model)}/rollout"))
+
+    def rollout_start(
+        self, model: str, plan: dict[str, Any], reason: str = "", *, force: bool = False
+    ) -> dict[str, Any]:
+        """Start a stepped rollout: ``plan`` has version, steps, step_seconds, min_requests,
+        max_hold_seconds, gates (admin)."""
+        return dict(self.request("POST", f"{self._m(model)}/rollout", {**plan, "reason": reason, "force": force}))
+
+    def rollout_change(self, model: str, action: str, reason: str = "") -> dict[str, Any]:
+        """``action``: pause, resume or abort."""
+        if action == "abort":
+            return dict(self.request("DELETE", f"{self._m(model)}/rollout", {"reason": reason}))
+        return dict(self.request("POST", f"{self._m(model)}/rollout/{self._q(action)}", {"reason": reason}))
+
+    def watch(self, model: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"{self._m(model)}/watch"))
+
+    def watch_reset(self, model: str, reason: str = "") -> dict[str, Any]:
+        return dict(self.request("POST", f"{self._m(model)}/watch/reset", {"reason": reason}))
 
     def rollback(self, model: str, to: str | None = None, reason: str = "", *, force: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {"reason": reason} if reason else {}

@@ -18,6 +18,7 @@ from modelswap.core.operations import Operations
 from modelswap.core.settings import Settings
 from modelswap.core.store import Store
 from modelswap.core.tokens import configured_token
+from modelswap.core.watch import WatchPlan
 
 
 class Backend(Protocol):
@@ -28,7 +29,9 @@ class Backend(Protocol):
     ) -> dict[str, Any]: ...
     def history(self, model: str, limit: int | None = None) -> list[dict[str, Any]]: ...
     def fleet(self, model: str) -> dict[str, Any]: ...
-    def deploy(self, model: str, version: str, reason: str = "", force: bool = False) -> dict[str, Any]: ...
+    def deploy(
+        self, model: str, version: str, reason: str = "", force: bool = False, watch: dict[str, Any] | None = None
+    ) -> dict[str, Any]: ...
     def rollback(self, model: str, to: str | None = None, reason: str = "", force: bool = False) -> dict[str, Any]: ...
     def gc(self, model: str, keep: int, dry_run: bool = False) -> dict[str, Any]: ...
     def publish(self, model: str, file: Path, **options: Any) -> dict[str, Any]: ...
@@ -84,8 +87,12 @@ class Local:
     def fleet(self, model: str) -> dict[str, Any]:
         return self.ops.fleet(model)
 
-    def deploy(self, model: str, version: str, reason: str = "", force: bool = False) -> dict[str, Any]:
-        return self.ops.deploy(model, version, actor=self.actor, reason=reason, force=force).to_dict()
+    def deploy(
+        self, model: str, version: str, reason: str = "", force: bool = False, watch: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        plan = WatchPlan.from_fields(watch or {})
+        done = self.ops.deploy(model, version, actor=self.actor, reason=reason, force=force, watch=plan).to_dict()
+        return {**done, **({"watch": plan.to_dict()} if plan else {})}
 
     def rollback(self, model: str, to: str | None = None, reason: str = "", force: bool = False) -> dict[str, Any]:
         return self.ops.rollback(model, to, actor=self.actor, reason=reason, force=force).to_dict()
@@ -165,8 +172,10 @@ class Remote:
     def fleet(self, model: str) -> dict[str, Any]:
         return self.client.fleet(model)
 
-    def deploy(self, model: str, version: str, reason: str = "", force: bool = False) -> dict[str, Any]:
-        return self.client.deploy(model, version, reason, force=force)
+    def deploy(
+        self, model: str, version: str, reason: str = "", force: bool = False, watch: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return self.client.deploy(model, version, reason, force=force, watch=watch)
 
     def rollback(self, model: str, to: str | None = None, reason: str = "", force: bool = False) -> dict[str, Any]:
         return self.client.rollback(model, to, reason, force=force)

@@ -91,6 +91,14 @@ def add_commands(
     p.add_argument("model", help="model name")
     p.add_argument("version", help="version id or alias")
     p.add_argument("--reason", default="", help="why, for the history")
+    p.add_argument("--watch", type=float, metavar="SECONDS", help="watch it this long; a breach rolls back by itself")
+    p.add_argument(
+        "--max-error-rate", type=float, help="watch: server-error rate allowed above the predecessor's (0.02)"
+    )
+    p.add_argument(
+        "--max-latency-ratio", type=float, help="watch: roll back when p99 exceeds this times the predecessor's"
+    )
+    p.add_argument("--min-requests", type=int, help="watch: requests before judging (50)")
     schema_flag(p)
 
     p = command("rollback", cmd_rollback, "go back to the previous live version (or --to one)")
@@ -277,8 +285,13 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_deploy(args: argparse.Namespace, settings: Settings) -> Result:
-    t = backend_for(settings).deploy(args.model, args.version, args.reason, args.allow_schema_change)
-    return t, render.transition_text(t)
+    fields = ("watch", "max_error_rate", "max_latency_ratio", "min_requests")
+    watch = {name: getattr(args, name) for name in fields if getattr(args, name) is not None} or None
+    t = backend_for(settings).deploy(args.model, args.version, args.reason, args.allow_schema_change, watch)
+    text = render.transition_text(t)
+    if "watch" in t:
+        text += f"; watched for {t['watch']['watch']:g}s (`modelswap watch status {args.model}`)"
+    return t, text
 
 
 def cmd_rollback(args: argparse.Namespace, settings: Settings) -> Result:

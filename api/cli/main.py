@@ -98,11 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    from modelswap.api.cli import catalog, commands, monitor, serve
+    from modelswap.api.cli import catalog, commands, delivery, monitor, serve
 
     commands.add_commands(command, sub, where, HelpFormatter)
     catalog.add_commands(command, where, HelpFormatter)
     monitor.add_commands(command)
+    delivery.add_commands(command, where, HelpFormatter)
     serve.add_commands(command, root)
     return parser
 

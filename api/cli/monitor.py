@@ -122,6 +122,10 @@ def monitor_text(data: dict[str, Any]) -> str:
                 f"  {d['feature']:<20} {_num(d['psi']):>7} {_num(d['js']):>7} {_num(d['kl']):>7} "
                 f"{_num(d['ks']):>7} {_num(d['ks_pvalue'], '.2g'):>8} {d['samples']:>7}  {d['severity']}"
             )
+    shadow = data.get("shadow")
+    if shadow:
+        figures = f"agreement {_num(shadow['agreement'])}, PSI {_num(shadow['psi'])}, {shadow['errors']} errors"
+        lines += ["", f"shadow {shadow['version']}: {shadow['compared']} compared, {figures}"]
     lines.append("")
     if data["alerts"]:
         lines.append("alerts:")
