@@ -20,7 +20,7 @@ import math
 import random
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 MAX_QUEUE = 1000  # requests waiting for the shadow, per process
 MAX_LABELS = 50  # distinct labels kept in the confusion (more: "other")
+LINGER = 0.005  # the thread waits this long after waking, so requests pile up into one call
 COMPARED = ("predict", "predict_proba", "predict_log_proba")
 Key = tuple[str, str, str]  # live version, shadow version, shadow started_at
 
@@ -180,7 +181,8 @@ class ShadowRunner:
                 self.on_drop(stable.model, 1)
             return
         self._queue.append(Job(stable, shadow, started_at, X, answer, method, latency))
-        self._wake.set()
+        if not self._wake.is_set():  # a flag read, not a lock, when the thread is already awake
+            self._wake.set()
 
     # -- the worker thread -----------------------------------------------------------
     def start(self) -> None:
@@ -197,16 +199,18 @@ class ShadowRunner:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait()
+            self._stop.wait(LINGER)  # off the response path: a few ms buy one call for many requests
             self._wake.clear()
             while self._queue and not self._stop.is_set():
                 jobs = [self._queue.popleft() for _ in range(min(len(self._queue), 256))]
                 self.run_jobs(jobs)
 
     def run_jobs(self, jobs: list[Job]) -> None:
-        """Predict the jobs with their shadows (one call per shadow and method) and count."""
-        groups: dict[tuple[int, str], list[Job]] = {}
+        """Predict the jobs with their shadows (one call per group) and count each group in
+        one vectorised pass."""
+        groups: dict[tuple[int, int, str, str], list[Job]] = {}
         for job in jobs:
-            groups.setdefault((id(job.shadow), job.method), []).append(job)
+            groups.setdefault((id(job.stable), id(job.shadow), job.method, job.started_at), []).append(job)
         for group in groups.values():
             try:
                 self._compare_group(group)
@@ -216,63 +220,51 @@ class ShadowRunner:
     def _compare_group(self, group: list[Job]) -> None:
         first = group[0]
         fn = first.shadow.methods.get(first.method)
-        answers: list[Any] = []
+        answers: list[Any] = [None] * len(group)
         elapsed = 0.0
         if fn is not None:
             start = time.perf_counter()
             try:
-                X = group[0].X if len(group) == 1 else np.concatenate([j.X for j in group])
+                X = first.X if len(group) == 1 else np.concatenate([j.X for j in group])
                 joined = np.asarray(fn(X))
                 if len(joined) != len(X):
                     raise ValueError("the shadow answered another number of rows")
-                splits = np.cumsum([len(j.X) for j in group])[:-1]
-                answers = list(np.split(joined, splits))
+                answers = list(np.split(joined, np.cumsum([len(j.X) for j in group])[:-1]))
             except Exception:  # the batch failed: find the requests that fail alone
                 answers = [_alone(fn, j.X) for j in group]
-            elapsed = time.perf_counter() - start
-        else:
-            answers = [None] * len(group)
-        share = elapsed / max(1, len(group))
+            elapsed = time.perf_counter() - start  # what a request would have waited for the shadow
+        stable_out, shadow_out = first.stable.signature.output, first.shadow.signature.output
+        classes = stable_out.classes if stable_out is not None else None
+        ours_all: list[np.ndarray] = []
+        theirs_all: list[np.ndarray] = []
+        failed = 0
         for job, answer in zip(group, answers, strict=True):
-            self._count(job, answer, share if len(group) > 1 else elapsed)
-
-    def _count(self, job: Job, answer: Any, elapsed: float) -> None:
-        key = (job.stable.version, job.shadow.version, job.started_at)
-        output = job.stable.signature.output
-        classes = output.classes if output is not None else None
-        with self._lock:
-            c = self._counts.setdefault(job.stable.model, {}).setdefault(key, Comparison())
-            c.stable_latency[int(np.searchsorted(LATENCY_EDGES, job.latency))] += 1
-            if answer is None:
-                c.errors += 1
-                return
-            c.shadow_latency[int(np.searchsorted(LATENCY_EDGES, elapsed))] += 1
-            if elapsed > self.timeout:
-                c.timeouts += 1
-                return
             ours = labels_of(job.answer, job.method, classes)
-            theirs = labels_of(
-                answer, job.method, job.shadow.signature.output.classes if job.shadow.signature.output else None
+            theirs = (
+                None if answer is None else labels_of(answer, job.method, shadow_out.classes if shadow_out else None)
             )
             if ours is None or theirs is None or len(ours) != len(theirs):
-                c.errors += 1
-                return
-            c.requests += 1
-            c.rows += len(ours)
-            if classes is not None or ours.dtype.kind in "OUSb":
-                c.kind = "classifier"
-                same = ours == theirs
-                c.agree += int(np.count_nonzero(same))
-                for a, b in zip(ours.tolist(), theirs.tolist(), strict=True):
-                    row = c.confusion.setdefault(_label(a, c.confusion), {})
-                    b = _label(b, row)
-                    row[b] = row.get(b, 0) + 1
+                failed += 1
             else:
-                c.kind = "regressor"
-                a = ours.astype(np.float64)
-                delta = np.abs(theirs.astype(np.float64) - a)
-                c.abs_delta += float(delta.sum())
-                c.rel_delta += float((delta / np.maximum(np.abs(a), 1e-12)).sum())
+                ours_all.append(ours)
+                theirs_all.append(theirs)
+        timed_out = elapsed > self.timeout
+        latencies = np.fromiter((j.latency for j in group), dtype=np.float64, count=len(group))
+        key = (first.stable.version, first.shadow.version, first.started_at)
+        with self._lock:
+            c = self._counts.setdefault(first.stable.model, {}).setdefault(key, Comparison())
+            c.stable_latency = _add(c.stable_latency, np.bincount(np.searchsorted(LATENCY_EDGES, latencies),
+                                                                  minlength=len(c.stable_latency)))  # fmt: skip
+            if fn is not None:
+                c.shadow_latency[int(np.searchsorted(LATENCY_EDGES, elapsed))] += len(group) - failed
+            c.errors += failed
+            if timed_out:
+                c.timeouts += len(ours_all)
+                return
+            if not ours_all:
+                return
+            c.requests += len(ours_all)
+            _compare(c, np.concatenate(ours_all), np.concatenate(theirs_all), classes is not None)
 
     # -- the fleet's counts --------------------------------------------------------
     def state(self, model: str) -> dict[str, Any]:
@@ -299,6 +291,30 @@ class ShadowRunner:
         paths.shadow_dir.mkdir(exist_ok=True)
         atomic_write_json(paths.shadow_dir / f"{process_id()}.json",
                           {"time": time.time(), **self.state(paths.name)}, durable=False)  # fmt: skip
+
+
+def _add(counts: list[int], more: np.ndarray) -> list[int]:
+    return [a + int(b) for a, b in zip(counts, more.tolist(), strict=True)]
+
+
+def _compare(c: Comparison, ours: np.ndarray, theirs: np.ndarray, classifier: bool) -> None:
+    """Count one group's rows: label agreement and the confusion (classifiers, or any
+    non-numeric answer), absolute and relative differences (regressors)."""
+    c.rows += len(ours)
+    if classifier or ours.dtype.kind in "OUSb" or theirs.dtype.kind in "OUSb":
+        c.kind = "classifier"
+        for (x, y), k in Counter(zip(ours.tolist(), theirs.tolist(), strict=True)).items():  # a few distinct pairs
+            if x == y or str(x) == str(y):
+                c.agree += k
+            row = c.confusion.setdefault(_label(x, c.confusion), {})
+            label = _label(y, row)
+            row[label] = row.get(label, 0) + k
+    else:
+        c.kind = "regressor"
+        live = ours.astype(np.float64)
+        delta = np.abs(theirs.astype(np.float64) - live)
+        c.abs_delta += float(delta.sum())
+        c.rel_delta += float((delta / np.maximum(np.abs(live), 1e-12)).sum())
 
 
 def _alone(fn: Callable[[np.ndarray], Any], X: np.ndarray) -> Any:
