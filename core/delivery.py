@@ -72,6 +72,10 @@ class Lease:
             current = read_lease(paths)
             if current is not None and current.get("holder") == self.me:
                 return self._write(paths, now)
+        seen = read_lease(paths)
+        if seen is not None and seen.get("holder") != self.me and seen["expires"] > now:
+            self._held.pop(paths.name, None)
+            return False  # another process drives it: no lock taken, every tick of every pod
         with self.store.locked(paths.name):
             current = read_lease(paths)
             if current is not None and current.get("holder") != self.me and current["expires"] > now:
@@ -130,6 +134,8 @@ class Delivery:
                 self.drive(paths)
             except (ModelswapError, OSError) as exc:
                 logger.warning("model %s: progressive delivery: %s", name, getattr(exc, "message", exc))
+            except Exception:  # one model's damaged state must not stop the others' rollouts
+                logger.exception("model %s: progressive delivery failed", name)
 
     def drive(self, paths: ModelPaths) -> None:
         rollout = _quiet(ro.read_rollout, paths.rollout)
@@ -172,11 +178,14 @@ class Delivery:
                 ro.change_rollout(self.store, model, history.ROLLOUT_HOLD, actor=ro.ACTOR, expect=state,
                                   reason=f"hold: {judgement['canary']['requests']} of {state.plan.min_requests} "
                                   "canary requests", details=judgement, journal=state.held_since is None)  # fmt: skip
+                if state.held_since is None:
+                    self.ops.count(model, history.ROLLOUT_HOLD)
         elif verdict == FAIL:
             self._abort(model, state, f"gate failed at {state.percent:g}%: {describe(judgement)}", judgement)
         elif state.step + 1 < len(state.plan.steps):
             ro.change_rollout(self.store, model, history.ROLLOUT_STEP, actor=ro.ACTOR, expect=state,
                               reason=f"step {state.percent:g}% passed", details=judgement)  # fmt: skip
+            self.ops.count(model, history.ROLLOUT_STEP)
             self.ops.sync(model)
         else:
             self._promote(model, state, judgement)
@@ -190,15 +199,18 @@ class Delivery:
                 raise Conflict(f"the rollout of {model} changed while promoting")
             return version
 
+        # force: the schema was checked (or a change accepted) when the rollout started
         self.store.move_current(model, choose, history.PROMOTE, ro.ACTOR,
                                 f"rollout: every step passed ({', '.join(f'{s:g}%' for s in state.plan.steps)})",
-                                details={"judgement": judgement})  # fmt: skip
+                                force=True, details={"judgement": judgement})  # fmt: skip
         ro.finish_promoted(self.store, model)
+        self.ops.count(model, "rollout_promote")
         self.ops.sync(model)
 
     def _abort(self, model: str, state: ro.Rollout, reason: str, judgement: dict[str, Any] | None) -> None:
         ro.change_rollout(self.store, model, history.ROLLOUT_ABORT, actor=ro.ACTOR, expect=state,
                           reason=reason, details=judgement)  # fmt: skip
+        self.ops.count(model, history.ROLLOUT_ABORT)
         self.ops.sync(model)
 
     def counts(self, paths: ModelPaths, now: float) -> FleetCounts:
@@ -243,6 +255,7 @@ class Delivery:
             answered = new.requests + new.failed
             wt.end_watch(self.store, model, wt.PASSED, expect=watch, actor=wt.ACTOR,
                          reason=f"no breach in {watch.plan.seconds:g}s ({answered} requests)")  # fmt: skip
+            self.ops.count(model, history.WATCH_PASS)
 
     def _trip(self, paths: ModelPaths, watch: wt.Watch, figures: dict[str, Any], now: float) -> None:
         model = paths.name
@@ -261,6 +274,7 @@ class Delivery:
                                 details={"watch": dict(tripped.figures or {})},
                                 also=lambda current, target: (paths.watch, tripped.to_dict()))  # fmt: skip
         logger.warning("model %s: %s; rolled back to %s", model, reason, watch.previous)
+        self.ops.count(model, "watch_rollback")
         self.ops.sync(model)
 
 

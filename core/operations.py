@@ -255,6 +255,10 @@ class Operations:
         self._count(model, action, "success")
         return result
 
+    def count(self, model: str, action: str, outcome: str = "success") -> None:
+        """Count an admin action taken outside a verb (the rollout driver's steps, a watch's rollback)."""
+        self._count(model, action, outcome)
+
     def _count(self, model: str, action: str, outcome: str) -> None:
         if self.metrics is not None:
             self.metrics.admin_actions.labels(model, action, outcome).inc()

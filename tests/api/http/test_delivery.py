@@ -127,6 +127,9 @@ def test_a_healthy_candidate_walks_every_step_and_is_promoted(store: Store) -> N
             assert seen
             final = rollout_ended(server)
         assert final["state"] == "promoted", final
+        text = metrics(server)
+        assert 'modelswap_admin_actions_total{action="rollout_step",model="iris",outcome="success"} 2.0' in text
+        assert 'modelswap_admin_actions_total{action="rollout_promote",model="iris",outcome="success"} 1.0' in text
         status = server.get_json("/v1/models/iris")
         assert (status["current"], status["canary"]) == (b, None)
         entries = [(e["action"], e["actor"]) for e in reversed(actions(server))]
@@ -267,6 +270,7 @@ def test_a_watched_deploy_of_a_failing_version_rolls_back_by_itself(store: Store
             back = wait_for(lambda: server.get_json("/v1/models/iris")["current"] == a, timeout=30)
             assert back
             watch = server.get_json("/v1/models/iris/watch")
+            assert 'action="watch_rollback",model="iris",outcome="success"} 1.0' in metrics(server)
             assert watch["state"] == "tripped" and watch["figures"]["error_rate"] > 0.05
             rollback = actions(server)[0]
             assert (rollback["action"], rollback["actor"], rollback["from"], rollback["to"]) == (
