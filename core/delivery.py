@@ -117,6 +117,7 @@ class Delivery:
         self.clock = clock
         self.lease = Lease(ops.store, lease_seconds, clock)
         self._last_shadow_flush = 0.0
+        self._idle: dict[str, int] = {}  # model -> its directory's mtime when nothing needed driving
 
     def tick(self) -> None:
         """From the heartbeat thread: flush shadow counts when due; drive what needs it."""
@@ -138,13 +139,21 @@ class Delivery:
                 logger.exception("model %s: progressive delivery failed", name)
 
     def drive(self, paths: ModelPaths) -> None:
+        try:
+            seen = paths.dir.stat().st_mtime_ns  # any file written into the model directory changes it
+        except FileNotFoundError:
+            return
+        if self._idle.get(paths.name) == seen:
+            return  # nothing to drive last time, and no file in the directory changed since
         rollout = _quiet(ro.read_rollout, paths.rollout)
         watch = _quiet(wt.read_watch, paths.watch)
         running = rollout is not None and rollout.state == ro.RUNNING
         watching = watch is not None and watch.state == wt.WATCHING
         if not running and not watching:
             self.lease.release(paths)
+            self._idle[paths.name] = seen
             return
+        self._idle.pop(paths.name, None)
         if not self.lease.hold(paths):
             return
         if running and rollout is not None:

@@ -6,6 +6,7 @@ outside ``<root>`` can be addressed.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,72 +49,73 @@ TMP_MARK = ".tmp-"  # beside a file or link: the half of an atomic replace
 
 @dataclass(frozen=True)
 class ModelPaths:
-    """The paths of one model's files. Build it with :func:`model_paths`."""
+    """The paths of one model's files. Build it with :func:`model_paths`. Each path is
+    built once per instance (the serving processes' polls ask for them every second)."""
 
     root: Path
     name: str
 
-    @property
+    @functools.cached_property
     def dir(self) -> Path:
         return self.root / self.name
 
-    @property
+    @functools.cached_property
     def versions_dir(self) -> Path:
         return self.dir / VERSIONS_DIR
 
-    @property
+    @functools.cached_property
     def current(self) -> Path:
         return self.dir / CURRENT_LINK
 
-    @property
+    @functools.cached_property
     def registry(self) -> Path:
         return self.dir / REGISTRY_FILE
 
-    @property
+    @functools.cached_property
     def history(self) -> Path:
         return self.dir / HISTORY_FILE
 
-    @property
+    @functools.cached_property
     def abtest(self) -> Path:
         return self.dir / ABTEST_FILE
 
-    @property
+    @functools.cached_property
     def aliases(self) -> Path:
         return self.dir / ALIASES_FILE
 
-    @property
+    @functools.cached_property
     def lock(self) -> Path:
         return self.dir / LOCK_FILE
 
-    @property
+    @functools.cached_property
     def fleet_dir(self) -> Path:
         return self.dir / FLEET_DIR
 
-    @property
+    @functools.cached_property
     def monitor_dir(self) -> Path:
         return self.dir / MONITOR_DIR
 
-    @property
+    @functools.cached_property
     def monitor_config(self) -> Path:
         return self.dir / MONITOR_FILE
 
-    @property
+    @functools.cached_property
     def shadow(self) -> Path:
         return self.dir / SHADOW_FILE
 
-    @property
+    @functools.cached_property
     def shadow_dir(self) -> Path:
         return self.dir / SHADOW_DIR
 
-    @property
+    @functools.cached_property
     def rollout(self) -> Path:
         return self.dir / ROLLOUT_FILE
 
-    @property
+    @functools.cached_property
     def watch(self) -> Path:
         return self.dir / WATCH_FILE
 
-    @property
+    @functools.cached_property
     def lease(self) -> Path:
         return self.dir / LEASE_FILE
 

@@ -4,12 +4,14 @@ heartbeats, and the canary guard's abort. Started and stopped by the app's lifes
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from typing import Any
 
 from modelswap.core.canary import CanaryConfig
 from modelswap.core.delivery import Delivery
 from modelswap.core.errors import ModelswapError
-from modelswap.core.fleet import remove_heartbeat, write_heartbeat
+from modelswap.core.fleet import remove_heartbeat, touch_heartbeat, write_heartbeat
 from modelswap.core.monitoring import Monitor
 from modelswap.core.operations import Operations
 from modelswap.core.serving import ModelSlot, Serving
@@ -50,6 +52,7 @@ class Runtime:
         self.heartbeat: Ticker | None = None
         self._guards: list[threading.Thread] = []
         self._discovering = threading.Lock()
+        self._beats: dict[str, dict[str, Any]] = {}  # what each model's heartbeat last said
         ops.on_swap = self.beat_now
         ops.discover = self.discover
 
@@ -79,7 +82,8 @@ class Runtime:
         """Every poll interval: look for models that appeared or went, heartbeat, count
         what monitoring queued (and flush it when due), drive rollouts and watched deploys
         (core.delivery), sample the process metrics."""
-        self.discover()
+        if self._store_changed():
+            self.discover()
         self.beat()
         if self.monitor is not None:
             self.monitor.tick()
@@ -87,6 +91,19 @@ class Runtime:
             self.delivery.tick()
         if self.ops.metrics is not None:
             self.ops.metrics.sample_process()
+
+    def _store_changed(self) -> bool:
+        """Whether the store root names a model this process does not serve yet, or no longer
+        names one it serves: one listdir, so that 100 served models cost no per-model stat a
+        tick (a name that is not a model, e.g. a half-made directory, keeps it True)."""
+        try:
+            names = {n for n in os.listdir(self.ops.store.root) if not n.startswith(".")}
+        except FileNotFoundError:
+            names = set()
+        if self.only is not None:
+            names &= set(self.only)
+        served = set(self.serving.slots)
+        return bool(names - served) or bool(served - names)
 
     def discover(self) -> None:
         """Serve every model the store holds now (or those of MODELSWAP_MODELS), and stop
@@ -136,22 +153,25 @@ class Runtime:
             logger.warning("heartbeat failed: %s", exc)
 
     def beat(self) -> None:
+        """Each served model's heartbeat: rewritten when what it says changed, else only
+        touched (a rewrite is a write and a rename per model per tick; a touch is a syscall)."""
         for slot in list(self.serving.slots.values()):
+            info = slot.info()
+            error = info["last_load_error"]
+            state = {
+                "version": info["serving"],
+                "canary": info["canary"],
+                "shadow": info["shadow"],
+                "last_load_error": error["message"] if error else None,
+                "loaded_versions": info["loaded_versions"],
+                "last_swap_lag_seconds": info["last_swap_lag_seconds"],
+                "started_at": self.started_at,
+            }
+            if self._beats.get(slot.name) == state and touch_heartbeat(slot.paths):
+                continue
             if slot.paths.dir.is_dir():
-                info = slot.info()
-                error = info["last_load_error"]
-                write_heartbeat(
-                    slot.paths,
-                    {
-                        "version": info["serving"],
-                        "canary": info["canary"],
-                        "shadow": info["shadow"],
-                        "last_load_error": error["message"] if error else None,
-                        "loaded_versions": info["loaded_versions"],
-                        "last_swap_lag_seconds": info["last_swap_lag_seconds"],
-                        "started_at": self.started_at,
-                    },
-                )
+                write_heartbeat(slot.paths, state)
+                self._beats[slot.name] = state
 
     def _guard_tripped(self, slot: ModelSlot, config: CanaryConfig) -> None:
         """Called on the event loop when the guard trips: abort the canary off the loop."""

@@ -202,6 +202,15 @@ class ModelSlot:
                 self._observe_lag()
             return swapped or changed
 
+    def stale(self) -> bool:
+        """Whether :meth:`sync` has something to do: ``abtest.json`` or ``shadow.json``
+        changed, or ``current`` names a version not served and not known to fail. A readlink
+        and two stats, for the poll that looks at every model each interval."""
+        if _stat_key(self.paths.abtest) != self._abtest_key or _stat_key(self.paths.shadow) != self._shadow_key:
+            return True
+        target = self.link_target()
+        return target is not None and target != self.version and target != self._failed
+
     def _sync_canary(self, force: bool) -> bool:
         """Follow ``abtest.json``: load a new canary (stable keeps its share meanwhile),
         drop an ended one. True when the canary changed. Caller holds _load_lock."""

@@ -1,9 +1,11 @@
 """Change detection: a readlink poll (the truth; works on NFS) plus inotify as a fast path.
 
-Each model gets one sync thread that waits on an Event with the poll interval
-as timeout; inotify (watchdog) only sets that Event early. So whatever the
-change source, loading happens in exactly one place per model, off the
-request path, and the poll catches whatever inotify misses.
+Each model gets one sync thread that waits on an Event; one poll thread looks at every
+model each poll interval (a readlink and two stats: :meth:`Syncable.stale`) and sets the
+Event of those that changed, and inotify (watchdog) sets it at once. So whatever the
+change source, loading happens in exactly one place per model, off the request path, the
+poll catches whatever inotify misses, and 100 idle models cost one thread's loop a
+second, not 100 thread wake-ups.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class Syncable(Protocol):
     name: str
 
     def sync(self) -> object: ...
+
+    def stale(self) -> bool: ...
 
 
 class InotifyTrigger:
@@ -106,7 +110,9 @@ class Watcher:
         self._wakes: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._removed: set[str] = set()
+        self._slots: dict[str, Syncable] = {}
         self._trigger: InotifyTrigger | None = None
+        self._poller: threading.Thread | None = None
 
     def wake(self, model: str) -> None:
         event = self._wakes.get(model)
@@ -116,6 +122,21 @@ class Watcher:
     def start(self) -> None:
         if self.mode == "auto":
             self._trigger = self._start_inotify()
+        if self.mode != "off":
+            self._poller = threading.Thread(target=self._poll, name="sync-poll", daemon=True)
+            self._poller.start()
+
+    def _poll(self) -> None:
+        """Every interval, wake the sync thread of each model whose files changed."""
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                slots = list(self._slots.values())
+            for slot in slots:
+                try:
+                    if slot.stale():
+                        self.wake(slot.name)
+                except Exception:  # a model directory being removed, say: the next look tells
+                    logger.exception("polling %s failed", slot.name)
 
     def add(self, slot: Syncable, directory: Path) -> None:
         """Follow ``slot``'s model: a sync thread (which syncs at once) and an inotify watch."""
@@ -124,6 +145,7 @@ class Watcher:
                 return
             self._removed.discard(slot.name)
             wake = self._wakes[slot.name] = threading.Event()
+            self._slots[slot.name] = slot
             thread = threading.Thread(target=self._run, args=(slot, wake), name=f"sync-{slot.name}", daemon=True)
             self._threads[slot.name] = thread
         if self._trigger is not None:
@@ -137,6 +159,7 @@ class Watcher:
         """Stop following ``model`` and join its thread."""
         with self._lock:
             thread = self._threads.pop(model, None)
+            self._slots.pop(model, None)
             self._removed.add(model)
             wake = self._wakes.pop(model, None)
         if self._trigger is not None:
@@ -158,7 +181,6 @@ class Watcher:
         return trigger
 
     def _run(self, slot: Syncable, wake: threading.Event) -> None:
-        timeout = None if self.mode == "off" else self.interval
         woken = False
         while not self._stop.is_set() and slot.name not in self._removed:
             try:
@@ -172,7 +194,7 @@ class Watcher:
                     self._on_change()
             except Exception:  # the sync thread must outlive any one bad change
                 logger.exception("sync of %s failed", slot.name)
-            woken = wake.wait(timeout)
+            woken = wake.wait()
             wake.clear()
 
     def stop(self) -> None:
@@ -183,6 +205,8 @@ class Watcher:
                 event.set()
         if self._trigger is not None:
             self._trigger.stop()
+        if self._poller is not None:
+            self._poller.join(timeout=10)
         for thread in threads:
             thread.join(timeout=10)
         self._threads.clear()

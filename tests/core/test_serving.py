@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from modelswap.core.errors import InsufficientMemory, NotReady, ValidationFailed
-from modelswap.core.fleet import read_fleet, write_heartbeat
+from modelswap.core.fleet import read_fleet, touch_heartbeat, write_heartbeat
 from modelswap.core.layout import MODEL_FILE
 from modelswap.core.metrics import Metrics
 from modelswap.core.serving import Serving
@@ -195,9 +195,13 @@ def test_fleet_counts_fresh_heartbeats_and_ignores_stale_ones(store: Store, iris
     a = publish(store, iris_a)
     paths = store.paths("iris")
     write_heartbeat(paths, {"version": a})
-    (paths.fleet_dir / "other-1.json").write_text(f'{{"host": "other", "pid": 1, "version": "{a}", "time": 0}}')
+    dead = paths.fleet_dir / "other-1.json"  # a process that stopped beating long ago
+    dead.write_text(f'{{"host": "other", "pid": 1, "version": "{a}", "time": 0}}')
+    os.utime(dead, (0, 0))
     (paths.fleet_dir / "junk.json").write_text("{")
     view = read_fleet(paths, 1.0, a)
     assert len(view.processes) == 1 and view.summary == f"1/1 processes on {a}" and view.converged
     later = read_fleet(paths, 1.0, a, now=lambda: time.time() + 10)
     assert later.processes == () and not later.converged
+    assert touch_heartbeat(paths)  # an unchanged beat is only touched: fresh again
+    assert len(read_fleet(paths, 1.0, a).processes) == 1
