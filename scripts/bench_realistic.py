@@ -16,15 +16,29 @@ the median of per-round ratios against the ceiling. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import mlflow_server, mlserver_server
-from benchlib import ROOT, ceiling, churn_pipeline, free_port, http, interleaved, lua_script, modelswap, report
+from bench import mlserver_server
+from benchlib import (
+    ROOT,
+    ceiling,
+    churn_pipeline,
+    free_port,
+    http,
+    interleaved,
+    lua_script,
+    modelswap,
+    process,
+    report,
+)
 
 sys.path.insert(0, str(ROOT))
 
@@ -44,6 +58,28 @@ def build(name: str) -> tuple[Any, Any]:
     if name == "forest":
         return RandomForestClassifier(n_estimators=200, random_state=0, n_jobs=1).fit(X, y), frame
     return HistGradientBoostingClassifier(random_state=0).fit(X, y), frame
+
+
+@contextmanager
+def mlflow_server(binary: str, model_file: Path, frame: Any, port: int, tmp: Path) -> Iterator[Any]:
+    """``mlflow models serve`` on the same file, saved with a signature and as a pickle
+    (MLflow's default skops format refuses trees: their node arrays are not a trusted type)."""
+    python = str(Path(binary).parent / "python")
+    model_dir, example = tmp / "mlflow_model", tmp / "example.json"
+    frame.head(5).to_json(example, orient="split", index=False)
+    script = (
+        "import sys, joblib, pandas as pd, mlflow.sklearn; from mlflow.models import infer_signature; "
+        "m = joblib.load(sys.argv[1]); x = pd.read_json(sys.argv[3], orient='split'); "
+        "mlflow.sklearn.save_model(m, sys.argv[2], signature=infer_signature(x, m.predict(x)), "
+        "serialization_format='cloudpickle')"
+    )
+    subprocess.run([python, "-c", script, str(model_file), str(model_dir), str(example)], check=True,
+                   capture_output=True)  # fmt: skip
+    cmd = [binary, "models", "serve", "-m", str(model_dir), "-h", "127.0.0.1", "-p", str(port), "--env-manager",
+           "local"]  # fmt: skip
+    env = {"PATH": f"{Path(binary).parent}:{os.environ.get('PATH', '')}"}
+    with process(cmd, env, f"http://127.0.0.1:{port}/ping", cwd=tmp, timeout=180) as proc:
+        yield proc
 
 
 def bodies(name: str, frame: Any, rows: int) -> dict[str, Any]:
