@@ -58,12 +58,20 @@ def dump_model(estimator: Any, path: Path, fmt: str) -> None:
         joblib.dump(estimator, path)
 
 
-def load_model(path: Path, fmt: str, trusted_types: Sequence[str]) -> Any:
-    """Load a model file; a skops file only if every type in it is trusted (UntrustedTypes)."""
+def load_model(path: Path, fmt: str, trusted_types: Sequence[str], *, share_memory: bool = False) -> Any:
+    """Load a model file; a skops file only if every type in it is trusted (UntrustedTypes).
+
+    ``share_memory``: the numpy arrays of a joblib file are memory-mapped copy-on-write
+    from the file instead of read into private memory, so every worker and pod on a node
+    that serves the same (immutable) version shares one copy in the page cache; a write
+    into such an array stays private to the process and never reaches the file. Arrays
+    only: what unpickles into Python objects (trees' node arrays are copied by their
+    ``__setstate__``) stays per process, as does everything in a skops file (a zip).
+    """
     if check_format(fmt) == JOBLIB:
         import joblib
 
-        return joblib.load(path)
+        return joblib.load(path, mmap_mode="c" if share_memory else None)
     import skops.io
     from skops.io.exceptions import UntrustedTypesFoundException
 

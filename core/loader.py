@@ -89,13 +89,15 @@ def load_version(
     *,
     strict_versions: bool = False,
     trusted_types: Sequence[str] = (),
+    share_memory: bool = False,
     headroom: Callable[[], int | None] = memory_headroom,
 ) -> LoadedModel:
     """Validate and load ``version`` of a model; raise ValidationFailed saying why not.
 
     1. the manifest's digests match the files;
     2. there is memory for it (InsufficientMemory otherwise);
-    3. its model file loads (joblib, or skops with only trusted types) to an object with ``predict``;
+    3. its model file loads (joblib, or skops with only trusted types) to an object with ``predict``
+       (``share_memory``: a joblib file's arrays memory-mapped, see formats.load_model);
     4. a scikit-learn version other than ours is a warning (refused when strict);
     5. it predicts the manifest's input example, one answer per row.
     Safe to call from any thread; touches nothing but the version directory.
@@ -113,7 +115,9 @@ def load_version(
     notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        estimator = load_estimator(directory / manifest.model_file, label, manifest.model_format, trusted_types)  # 3
+        estimator = load_estimator(
+            directory / manifest.model_file, label, manifest.model_format, trusted_types, share_memory
+        )  # 3
     notes.extend(str(w.message).splitlines()[0] for w in caught if "version" in str(w.message).lower())
     mismatch = sklearn_mismatch(manifest)  # 4
     if mismatch:
@@ -138,10 +142,12 @@ def load_version(
     return loaded
 
 
-def load_estimator(path: Path, label: str, fmt: str, trusted_types: Sequence[str]) -> Any:
+def load_estimator(
+    path: Path, label: str, fmt: str, trusted_types: Sequence[str], share_memory: bool = False
+) -> Any:
     """The estimator in a model file, or ValidationFailed (UntrustedTypes) saying why not."""
     try:
-        estimator = load_model(path, fmt, trusted_types)
+        estimator = load_model(path, fmt, trusted_types, share_memory=share_memory)
     except UntrustedTypes as exc:
         raise UntrustedTypes(f"{label}: {exc.message}", exc.types) from exc
     except Exception as exc:  # unpickling can raise anything; all of it means "cannot load"

@@ -337,9 +337,14 @@ class Serving:
         keep_loaded: int = 2,
         strict_versions: bool = False,
         trusted_types: Sequence[str] = (),
+        share_memory: bool = False,
         headroom: Callable[[], int | None] = memory_headroom,
     ) -> None:
-        options: dict[str, Any] = {"strict_versions": strict_versions, "trusted_types": tuple(trusted_types)}
+        options: dict[str, Any] = {
+            "strict_versions": strict_versions,
+            "trusted_types": tuple(trusted_types),
+            "share_memory": share_memory,
+        }
 
         def loader(paths: ModelPaths, version: str) -> LoadedModel:
             return load_version(paths, version, headroom=headroom, **options)

@@ -51,6 +51,7 @@ class Settings:
     keepalive_timeout: float = 5.0
     max_connections: int = 1000
     trusted_types: tuple[str, ...] = ()
+    share_memory: bool = True
     allow_pickle_uploads: bool = False
     upload_validation_timeout: float = 60.0
     upload_validation_memory: int = 4 * GiB
@@ -108,6 +109,7 @@ class Settings:
             keepalive_timeout=_number(env, "MODELSWAP_KEEPALIVE_TIMEOUT", 5.0, minimum=0.1),
             max_connections=_whole(env, "MODELSWAP_MAX_CONNECTIONS", 1000, minimum=1),
             trusted_types=_type_names(env, "MODELSWAP_TRUSTED_TYPES"),
+            share_memory=_flag(env, "MODELSWAP_SHARE_MEMORY", default=True),
             allow_pickle_uploads=_flag(env, "MODELSWAP_ALLOW_PICKLE_UPLOADS"),
             upload_validation_timeout=_number(env, "MODELSWAP_UPLOAD_VALIDATION_TIMEOUT", 60.0, minimum=1.0),
             upload_validation_memory=_size(env, "MODELSWAP_UPLOAD_VALIDATION_MEMORY", 4 * GiB, minimum=512 * MiB),

@@ -128,6 +128,7 @@ def create_app(
             keep_loaded=settings.keep_loaded,
             strict_versions=settings.strict_versions,
             trusted_types=settings.trusted_types,
+            share_memory=settings.share_memory,
         )
     if store is None:
         store = Store.from_settings(settings, validator=serving.validator)

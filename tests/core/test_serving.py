@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -122,6 +123,29 @@ def test_pinned_requests_do_not_displace_the_warm_standby(store: Store, iris_a: 
     assert slot.pinned(ids[2]).variant == PINNED and slot.pinned(ids[3]).version == ids[3]
     assert slot.loaded_versions() == ids[:2]
     assert slot.pinned(ids[1]).variant == STABLE
+
+
+def test_shared_memory_maps_a_joblib_models_arrays_from_its_version_file_copy_on_write(
+    store: Store, iris_a: Any
+) -> None:
+    import numpy as np
+
+    a = publish(store, iris_a)
+    store.deploy("iris", a)
+    model_file = store.paths("iris").version_dir(a) / MODEL_FILE
+    on_disk = model_file.read_bytes()
+    shared = make_serving(store, share_memory=True).slot("iris")
+    private = make_serving(store).slot("iris")
+    assert shared.sync() and private.sync()
+    coef = shared.snapshot().loaded.estimator.coef_
+    assert isinstance(coef, np.memmap) and Path(coef.filename) == model_file.resolve()
+    assert not isinstance(private.snapshot().loaded.estimator.coef_, np.memmap)
+    row = [[6.0, 2.9, 4.5, 1.5]]
+    assert shared.snapshot().methods["predict_proba"](row).tolist() == private.snapshot().methods[
+        "predict_proba"
+    ](row).tolist()
+    coef[:] = 0.0  # copy-on-write: the process's own pages change, never the immutable file
+    assert model_file.read_bytes() == on_disk
 
 
 def test_memory_guard_refuses_a_load_that_would_not_fit(store: Store, iris_a: Any) -> None:
