@@ -142,9 +142,7 @@ def load_version(
     return loaded
 
 
-def load_estimator(
-    path: Path, label: str, fmt: str, trusted_types: Sequence[str], share_memory: bool = False
-) -> Any:
+def load_estimator(path: Path, label: str, fmt: str, trusted_types: Sequence[str], share_memory: bool = False) -> Any:
     """The estimator in a model file, or ValidationFailed (UntrustedTypes) saying why not."""
     try:
         estimator = load_model(path, fmt, trusted_types, share_memory=share_memory)

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from modelswap.api.http import admin, canary, console, delivery, mlflow, monitor, ops, predict, reads, v2, workflows
 from modelswap.api.http.errors import HANDLERS
+from modelswap.api.http.lean import LeanInference
 from modelswap.api.http.logs import configure_logging
 from modelswap.api.http.observe import HttpMetrics
 from modelswap.api.http.state import AppState
@@ -212,8 +213,9 @@ def create_app(
     return app
 
 
-def app_from_env() -> Starlette:
-    """uvicorn factory for ``modelswap serve`` workers: everything from the environment."""
+def app_from_env() -> LeanInference:
+    """uvicorn factory for ``modelswap serve`` workers: everything from the environment;
+    the inference routes on their thin layer in front of the app (lean.py)."""
     settings = Settings.from_env()
     configure_logging(settings)
-    return create_app(settings)
+    return LeanInference(create_app(settings))

@@ -55,11 +55,13 @@ import httptools
 import orjson
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from modelswap.api.http.draining import guard_bodies
 from modelswap.api.http.errors import error_response
+from modelswap.api.http.lean import LeanInference
 from modelswap.core.settings import Settings
 
 logger = logging.getLogger("uvicorn.error")
@@ -76,7 +78,11 @@ class ServerConfig(uvicorn.Config):
         # uvicorn annotates timeout_keep_alive as int but only hands it to loop.call_later.
         keepalive = cast(int, settings.keepalive_timeout)
         # No WebSocket routes: an Upgrade request is served as plain HTTP, on this protocol.
-        super().__init__(app, http=GuardedProtocol, ws="none", timeout_keep_alive=keepalive, **kwargs)
+        # uvicorn's proxy-headers layer is applied in load(), behind the lean inference layer.
+        self.wants_proxy_headers = kwargs.pop("proxy_headers", True)
+        super().__init__(
+            app, http=GuardedProtocol, ws="none", timeout_keep_alive=keepalive, proxy_headers=False, **kwargs
+        )
         self.limits = settings
         self.connections: Connections | None = None
         self.refusal: ASGIApp | None = None
@@ -92,7 +98,18 @@ class ServerConfig(uvicorn.Config):
         # Outermost, so every response is covered: an answer sent before the body was
         # read drains the rest before the connection closes (see draining.py).
         bounds = {"max_body_bytes": s.max_body_bytes, "max_upload_bytes": s.max_upload_bytes}
-        self.loaded_app = guard_bodies(self.loaded_app, **bounds)
+        # The lean inference layer (lean.py) stays in front: it takes only requests that
+        # need neither the drain nor the proxy headers, and hands the rest to this stack.
+        lean = self.loaded_app if isinstance(self.loaded_app, LeanInference) else None
+        full: ASGIApp = lean.fallback if lean is not None else self.loaded_app
+        if self.wants_proxy_headers:
+            # uvicorn types its middleware with its own ASGI types, Starlette's are looser
+            full = cast(ASGIApp, ProxyHeadersMiddleware(cast(Any, full), trusted_hosts=self.forwarded_allow_ips))
+        full = guard_bodies(full, **bounds)
+        if lean is not None:
+            lean.fallback = full
+        else:
+            self.loaded_app = full
         self.refusal = guard_bodies(refusal, **bounds)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from random import getrandbits
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,7 +16,9 @@ def request_id(request: Request) -> str:
     given = request.headers.get("x-request-id")
     if given is not None and valid_request_id(given):
         return given
-    return os.urandom(16).hex()
+    # 128 random bits without a system call (os.urandom is one per request); the random
+    # module reseeds itself in a forked child, so workers do not repeat each other's ids.
+    return f"{getrandbits(128):032x}"
 
 
 class HttpMetrics:

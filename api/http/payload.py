@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from modelswap.core.aliases import validate_ref
 from modelswap.core.errors import InvalidInput, PayloadTooLarge
@@ -24,14 +24,21 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise InvalidInput("Content-Length is not a number") from exc
         if size > limit:
             raise PayloadTooLarge(f"body of {size} bytes exceeds the limit of {limit} bytes")
+    # Straight from the ASGI receive (Request.stream is an async generator around it).
+    receive = request.receive
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         total += len(chunk)
         if total > limit:
             raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def read_json(request: Request, limit: int, *, allow_empty: bool = False) -> Any:

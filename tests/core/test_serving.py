@@ -141,9 +141,10 @@ def test_shared_memory_maps_a_joblib_models_arrays_from_its_version_file_copy_on
     assert isinstance(coef, np.memmap) and Path(coef.filename) == model_file.resolve()
     assert not isinstance(private.snapshot().loaded.estimator.coef_, np.memmap)
     row = [[6.0, 2.9, 4.5, 1.5]]
-    assert shared.snapshot().methods["predict_proba"](row).tolist() == private.snapshot().methods[
-        "predict_proba"
-    ](row).tolist()
+    assert (
+        shared.snapshot().methods["predict_proba"](row).tolist()
+        == private.snapshot().methods["predict_proba"](row).tolist()
+    )
     coef[:] = 0.0  # copy-on-write: the process's own pages change, never the immutable file
     assert model_file.read_bytes() == on_disk
 

@@ -1,0 +1,121 @@
+"""The lean inference layer: which requests it takes, and that a request answered by it and
+the same request answered by the full Starlette stack are the same answer."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from modelswap.api.http import mlflow, predict, v2
+from modelswap.api.http.lean import match, takes
+from modelswap.core.store import Store
+from tests.conftest import IRIS_ROW, publish
+from tests.server import serve
+
+
+@pytest.mark.parametrize(
+    ("path", "handler", "params", "template"),
+    [
+        ("/predict", predict.predict_default, {}, "/predict"),
+        ("/invocations", mlflow.invocations, {}, "/invocations"),
+        ("/v1/models/iris/predict", predict.predict, {"model": "iris"}, "/v1/models/{model}/predict"),
+        ("/v2/models/iris/infer", v2.infer, {"model": "iris"}, "/v2/models/{model}/infer"),
+        (
+            "/v1/models/iris/versions/champion/predict",
+            predict.predict_pinned,
+            {"model": "iris", "version": "champion"},
+            "/v1/models/{model}/versions/{version}/predict",
+        ),
+        (
+            "/v2/models/iris/versions/v/infer",
+            v2.infer,
+            {"model": "iris", "version": "v"},
+            "/v2/models/{model}/versions/{version}/infer",
+        ),
+    ],
+)
+def test_the_inference_paths_match_with_their_parameters_and_template(
+    path: str, handler: object, params: dict[str, str], template: str
+) -> None:
+    assert match(path) == (handler, params, template)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/predict/", "/v1/models//predict", "/v1/models/iris/predict/", "/v1/models/iris", "/v2/models/iris/ready",
+     "/v1/models/iris/versions//predict", "/x/models/iris/predict", "/v1/things/iris/predict", "/healthz"],
+)  # fmt: skip
+def test_every_other_path_is_left_to_the_full_stack(path: str) -> None:
+    assert match(path) is None
+
+
+def test_only_a_post_with_a_declared_length_within_the_limit_and_no_chunking_is_taken() -> None:
+    def scope(method: str = "POST", **headers: str) -> dict[str, object]:
+        raw = [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
+        return {"method": method, "headers": raw}
+
+    assert takes(scope(content_length="10"), 10)
+    assert not takes(scope(content_length="11"), 10)  # the full stack answers 413 and drains
+    assert not takes(scope(), 10)
+    assert not takes(scope(content_length="x"), 10)
+    assert not takes(scope(content_length="5", transfer_encoding="chunked"), 10)
+    assert not takes(scope("GET", content_length="5"), 10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, iris_a: Any) -> Iterator[object]:
+    store = Store(tmp_path_factory.mktemp("lean") / "models")
+    store.deploy("iris", publish(store, iris_a))
+    with serve(store.root) as running:
+        yield running
+
+
+def chunks(body: bytes) -> Iterator[bytes]:
+    yield body  # a generator body: httpx sends it chunked, with no Content-Length
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/models/iris/predict", b'{"instances": [%s]}'),
+        ("/v1/models/iris/predict", b'{"instances": [[1, 2]]}'),  # 400: wrong width
+        ("/v1/models/iris/predict", b'{"instances": '),  # 400: not JSON
+        ("/v1/models/ghost/predict", b'{"instances": [%s]}'),  # 404
+        ("/predict", b'{"instances": [%s], "method": "predict_proba"}'),
+        ("/invocations", b'{"dataframe_split": {"data": [%s]}}'),
+        ("/v2/models/iris/infer", b'{"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 4], "data": %s}]}'),
+        ("/v2/models/iris/infer", b'{"inputs": []}'),  # v2's own error shape
+    ],
+)
+def test_the_lean_layer_and_the_full_stack_give_the_same_answer(server: object, path: str, body: bytes) -> None:
+    body = body.replace(b"%s", str(IRIS_ROW).encode())
+    with server.client() as client:  # type: ignore[attr-defined]
+        lean = client.post(path, content=body, headers={"Content-Type": "application/json", "X-Request-Id": "r-1"})
+        full = client.post(
+            path, content=chunks(body), headers={"Content-Type": "application/json", "X-Request-Id": "r-1"}
+        )
+    assert "content-length" not in full.request.headers  # it really took the other way
+    assert (lean.status_code, lean.json()) == (full.status_code, full.json())
+    for name in ("content-type", "x-model-version", "x-model-variant", "x-request-id"):
+        assert lean.headers.get(name) == full.headers.get(name), name
+
+
+def test_requests_the_lean_layer_answers_are_counted_by_route_template(server: object) -> None:
+    def count(text: str, status: int) -> float:
+        pattern = (
+            r'modelswap_http_requests_total\{method="POST",route="/v1/models/\{model\}/predict",'
+            rf'status="{status}"\}} ([0-9.e+]+)'
+        )
+        found = re.search(pattern, text)
+        return float(found.group(1)) if found is not None else 0.0
+
+    with server.client() as client:  # type: ignore[attr-defined]
+        before = client.get("/metrics").text
+        assert client.post("/v1/models/iris/predict", json={"instances": [IRIS_ROW]}).status_code == 200
+        assert client.post("/v1/models/iris/predict", json={"instances": [[1, 2]]}).status_code == 400
+        after = client.get("/metrics").text
+    assert count(after, 200) - count(before, 200) == 1
+    assert count(after, 400) - count(before, 400) == 1
