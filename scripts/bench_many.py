@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import ROOT, free_port, http, modelswap, server_cpu_seconds
+from benchlib import ROOT, free_port, http, modelswap, server_cpu_seconds, session_memory
 
 sys.path.insert(0, str(ROOT))
 
@@ -47,26 +47,6 @@ def make_store(root: Path, models: int) -> dict[str, list[str]]:
         versions[name] = [store.publish(name, f, example=iris.data[:2], reference=iris.data).id for f in fits]
         store.deploy(name, versions[name][0])
     return versions
-
-
-def session_memory(leader: int) -> tuple[float, float, int]:
-    """(RSS MiB, PSS MiB, processes) summed over every process in the server's session."""
-    rss = pss = 0
-    count = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3]) != leader:
-                continue
-            rollup = (entry / "smaps_rollup").read_text()
-        except (OSError, IndexError, ValueError):
-            continue
-        fields = {line.split(":")[0]: int(line.split()[1]) for line in rollup.splitlines()[1:] if "kB" in line}
-        rss += fields.get("Rss", 0)
-        pss += fields.get("Pss", 0)
-        count += 1
-    return rss / 1024, pss / 1024, count
 
 
 def measure(root: Path, models: list[str], versions: dict[str, list[str]], args: argparse.Namespace) -> dict[str, Any]:

@@ -141,6 +141,26 @@ def server_cpu_seconds(pid: int) -> float:
     return total / tick
 
 
+def session_memory(leader: int) -> tuple[float, float, int]:
+    """(RSS MiB, PSS MiB, processes) summed over every process in the server's session."""
+    rss = pss = 0
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3]) != leader:
+                continue
+            rollup = (entry / "smaps_rollup").read_text()
+        except (OSError, IndexError, ValueError):
+            continue
+        fields = {line.split(":")[0]: int(line.split()[1]) for line in rollup.splitlines()[1:] if "kB" in line}
+        rss += fields.get("Rss", 0)
+        pss += fields.get("Pss", 0)
+        count += 1
+    return rss / 1024, pss / 1024, count
+
+
 def wrk(url: str, conc: int, duration: int, lua: Path, *, pid: int | None = None) -> dict[str, Any]:
     """One wrk run after a 2 s warm-up; with ``pid`` (a server started by ``process``),
     also the server's CPU µs per answered request during the measured run."""

@@ -22,6 +22,7 @@ every response is covered, whichever layer sends it.
 from __future__ import annotations
 
 import asyncio
+from typing import NamedTuple
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,23 +47,37 @@ def guard_bodies(app: ASGIApp, *, max_body_bytes: int, max_upload_bytes: int) ->
     return guarded
 
 
+class Framing(NamedTuple):
+    """What a request's headers say about its body."""
+
+    declared: int | None  # Content-Length, when it is a number
+    chunked: bool
+    expect_continue: bool
+    multipart: bool
+
+
+def framing(scope: Scope) -> Framing:
+    declared: int | None = None
+    chunked = expect_continue = multipart = False
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            declared = int(value) if value.isdigit() else None
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif name == b"expect":
+            expect_continue = value.lower() == b"100-continue"
+        elif name == b"content-type":
+            multipart = value.lower().startswith(b"multipart/")
+    return Framing(declared, chunked, expect_continue, multipart)
+
+
 class _Exchange:
     """One request with a body: the body as the application reads it, and the response."""
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._receive = receive
         self._send = send
-        self.declared: int | None = None
-        chunked = self.expect_continue = self.multipart = False
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                self.declared = int(value) if value.isdigit() else None
-            elif name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif name == b"expect":
-                self.expect_continue = value.lower() == b"100-continue"
-            elif name == b"content-type":
-                self.multipart = value.lower().startswith(b"multipart/")
+        self.declared, chunked, self.expect_continue, self.multipart = framing(scope)
         self.complete = not chunked and not self.declared
         self.drain_bound = 0
         self.received = 0

@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelswap.api.http import mlflow, predict, v2
+from modelswap.api.http.draining import framing
 from modelswap.api.http.errors import HANDLERS
 from modelswap.api.http.state import AppState
 
@@ -51,9 +52,9 @@ def match(path: str) -> Match | None:
             return predict.predict, {"model": parts[3]}, "/v1/models/{model}/predict"
         if parts[1] == "v2" and parts[4] == "infer":
             return v2.infer, {"model": parts[3]}, "/v2/models/{model}/infer"
-    elif len(parts) == 7 and parts[0] == "" and parts[2] == "models" and parts[4] == "versions":
+    elif len(parts) == 7 and parts[0] == "" and parts[2] == "models" and parts[3] and parts[4] == "versions":
         params = {"model": parts[3], "version": parts[5]}
-        if not parts[3] or not parts[5]:
+        if not parts[5]:
             return None
         if parts[1] == "v1" and parts[6] == "predict":
             return predict.predict_pinned, params, "/v1/models/{model}/versions/{version}/predict"
@@ -66,13 +67,8 @@ def takes(scope: Scope, limit: int) -> bool:
     """A POST with a declared body length within ``limit`` and no chunked encoding."""
     if scope["method"] != "POST":
         return False
-    length = None
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            length = value
-        elif name == b"transfer-encoding":
-            return False
-    return length is not None and length.isdigit() and int(length) <= limit
+    body = framing(scope)
+    return not body.chunked and body.declared is not None and body.declared <= limit
 
 
 def handler_for(exc: Exception) -> Callable[[Request, Exception], Awaitable[Response]]:
@@ -91,8 +87,9 @@ class LeanInference:
     def __init__(self, app: Starlette) -> None:
         self.app = app
         self.fallback: ASGIApp = app
-        self.state: AppState = app.state.modelswap
-        self.limit = self.state.settings.max_body_bytes
+        state: AppState = app.state.modelswap
+        self.limit = state.settings.max_body_bytes
+        self.metrics = state.metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -117,4 +114,4 @@ class LeanInference:
             await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
             await send({"type": "http.response.body", "body": response.body})
         finally:
-            self.state.metrics.http(template, "POST", status)
+            self.metrics.http(template, "POST", status)

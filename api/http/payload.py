@@ -38,7 +38,7 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return b"".join(chunks)  # one chunk: the same object, not a copy
 
 
 async def read_json(request: Request, limit: int, *, allow_empty: bool = False) -> Any:
