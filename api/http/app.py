@@ -178,6 +178,7 @@ def create_app(
             max_rows=settings.batch_max_rows,
             wait_s=settings.batch_wait_ms / 1000,
             timeout_s=settings.predict_timeout,
+            hand_off_s=settings.batch_hand_off_ms / 1000,
             observe=lambda requests, rows: metrics.batch_requests.observe(requests),
         ),
     )

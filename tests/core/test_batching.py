@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelswap.core.batching import Batcher, BatchPool, WrongAnswerCount
+from modelswap.core.batching import Batcher, BatchPool, WrongAnswerCount, compute
 from modelswap.core.errors import PredictTimeout
 from tests.models_for_tests import RowSum
 
@@ -129,3 +129,56 @@ def test_a_wait_window_still_answers_every_request(wait_ms: float, executor: Thr
     inputs = [rows(i, 1) for i in range(5)]
     results = asyncio.run(submit_all(Batcher(fn, executor, wait_s=wait_ms / 1000), inputs))
     assert [float(r[0]) for r in results] == [float(x.sum()) for x in inputs]
+
+
+@pytest.mark.parametrize("hand_off_s", [0.0, 1.0])
+def test_the_loop_waits_blocked_for_a_fast_answer_only_during_the_hand_off(
+    hand_off_s: float, executor: ThreadPoolExecutor
+) -> None:
+    fn = Recording()
+
+    async def main() -> list[str]:
+        ran: list[str] = []
+        asyncio.get_running_loop().call_soon(ran.append, "other work")
+        result = await compute(executor, fn, rows(1, 3), hand_off_s)
+        assert result.shape == (3,)
+        return list(ran)  # what had run by the time the answer was back
+
+    # Waiting: the answer is back before the loop runs anything else. Not waiting: the
+    # loop serves other work while the model computes.
+    assert asyncio.run(main()) == ([] if hand_off_s else ["other work"])
+    assert fn.threads and all(name.startswith("predict-test") for name in fn.threads)
+
+
+def test_a_model_slower_than_the_hand_off_is_not_waited_for_again(executor: ThreadPoolExecutor) -> None:
+    def slow(X: np.ndarray) -> Any:
+        time.sleep(0.6)
+        return X.sum(axis=1)
+
+    async def longest_stall(batcher: Batcher) -> float:
+        """The longest the loop went without running a 5 ms ticker while one request computed."""
+        gaps: list[float] = []
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            last = time.perf_counter()
+            while not done.is_set():
+                await asyncio.sleep(0.005)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0.02)
+        await batcher.submit(rows(1, 1))
+        done.set()
+        await ticking
+        return max(gaps)
+
+    async def main() -> tuple[float, float]:
+        batcher = Batcher(slow, executor, hand_off_s=0.3)
+        return await longest_stall(batcher), await longest_stall(batcher)
+
+    first, second = asyncio.run(main())
+    assert 0.25 < first < 0.55  # the hand-off, then the loop went on while the model computed
+    assert second < 0.25  # its last call was slow: not waited for at all
