@@ -83,6 +83,12 @@ class Batcher:
         self._observe = observe
         self._pending: deque[tuple[np.ndarray, asyncio.Future[Any]]] = deque()
         self._draining = False
+        # Deadlines, in submission order (every request gets the same timeout), and the
+        # one timer armed for the oldest: a timer per request (asyncio.wait_for) costs a
+        # future, a heap push, a cancel and an extra trip through the loop per request.
+        self._deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self._alarm: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def idle(self) -> bool:
@@ -94,13 +100,36 @@ class Batcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((X, future))
+        self._watch(loop, future)
         if not self._draining:
             self._draining = True
             loop.create_task(self._drain())
-        try:
-            return await asyncio.wait_for(future, self.timeout_s)
-        except asyncio.TimeoutError:
-            raise PredictTimeout(f"the model did not answer within {self.timeout_s:g}s") from None
+        return await future
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
+        """Give ``future`` its deadline; answered ones are dropped from the front as they go."""
+        if loop is not self._loop:  # a new event loop (tests): the old one's timer is gone
+            self._loop, self._alarm = loop, None
+            self._deadlines.clear()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1].done():
+            deadlines.popleft()
+        deadlines.append((loop.time() + self.timeout_s, future))
+        if self._alarm is None:
+            self._alarm = loop.call_at(deadlines[0][0], self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The oldest deadline is due: every request past its own gets PredictTimeout."""
+        self._alarm = None
+        now = loop.time()
+        deadlines = self._deadlines
+        while deadlines and (deadlines[0][1].done() or deadlines[0][0] <= now):
+            _settle(
+                deadlines.popleft()[1],
+                error=PredictTimeout(f"the model did not answer within {self.timeout_s:g}s"),
+            )
+        if deadlines:
+            self._alarm = loop.call_at(deadlines[0][0], self._expire, loop)
 
     async def _drain(self) -> None:
         try:

@@ -23,7 +23,7 @@ import numpy as np
 
 from modelswap.core.errors import InvalidInput, ModelswapError
 from modelswap.core.layout import ModelPaths
-from modelswap.core.monitor_counts import Cell, Observation, Recorder, predicted_labels
+from modelswap.core.monitor_counts import SLICE, Cell, Observation, Recorder, pause, predicted_labels
 from modelswap.core.monitor_files import (
     MonitorConfig,
     read_config,
@@ -120,14 +120,18 @@ class Monitor:
         if not self.enabled:
             return
         with self._tick_lock:
-            drained = self.recorder.tick()
+            while True:  # in slices: see monitor_counts.SLICE
+                drained = self.recorder.tick(SLICE)
+                if drained:
+                    self._remember(drained)
+                    if self.log is not None:
+                        self.log.submit(drained)
+                if len(drained) < SLICE:
+                    break
+                pause()
             if self.recorder.dropped != self._dropped_before:
                 self._dropped("queue", self.recorder.dropped - self._dropped_before)
                 self._dropped_before = self.recorder.dropped
-            if drained:
-                self._remember(drained)
-                if self.log is not None:
-                    self.log.submit(drained)
             now = self.clock()
             if force_flush or now - self._last_flush >= self.flush_every:
                 self._last_flush = now

@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 
 from modelswap.core.clock import iso
-from modelswap.core.monitor_counts import Observation
+from modelswap.core.monitor_counts import SLICE, Observation, pause
 
 logger = logging.getLogger(__name__)
 
@@ -125,19 +125,24 @@ class PredictionLog:
         if self._thread is not None:
             self._thread.join(timeout=10)
 
-    def flush(self) -> None:
-        """Write everything queued now, in the caller's thread."""
+    def flush(self, *, sliced: bool = False) -> None:
+        """Write everything queued now, in the caller's thread; ``sliced``: a pause after
+        every SLICE lines (the background thread: see monitor_counts.SLICE)."""
         with self._lock:
             while self._queue:
                 batch = self._queue.popleft()
                 self._queued -= len(batch)
-                self._write(batch)
+                step = SLICE if sliced else max(1, len(batch))
+                for start in range(0, len(batch), step):
+                    if start:
+                        pause()
+                    self._write(batch[start : start + step])
 
     def _run(self) -> None:
         while not self._stop:
             self._wake.wait(1.0)
             self._wake.clear()
-            self.flush()
+            self.flush(sliced=True)
         self.flush()
 
     def _write(self, batch: list[Observation]) -> None:

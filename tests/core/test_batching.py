@@ -108,6 +108,42 @@ def test_a_request_that_waits_past_the_timeout_gets_predict_timeout(executor: Th
         asyncio.run(Batcher(slow, executor, timeout_s=0.05).submit(rows(1, 1)))
 
 
+def test_each_waiting_request_times_out_at_its_own_deadline(executor: ThreadPoolExecutor) -> None:
+    release = threading.Event()
+
+    def stuck(X: np.ndarray) -> Any:
+        release.wait(5)
+        return X.sum(axis=1)
+
+    async def main() -> list[float]:
+        batcher = Batcher(stuck, executor, timeout_s=0.2)
+        loop = asyncio.get_running_loop()
+
+        async def waited(delay: float) -> float:
+            await asyncio.sleep(delay)
+            start = loop.time()
+            with pytest.raises(PredictTimeout):
+                await batcher.submit(rows(1, 1))
+            return loop.time() - start
+
+        try:  # the first is computing, the others wait behind it; each has its own clock
+            return list(await asyncio.gather(waited(0), waited(0.1), waited(0.25)))
+        finally:
+            release.set()
+
+    assert all(0.19 <= waited < 0.4 for waited in asyncio.run(main()))
+
+
+def test_answered_requests_leave_no_deadlines_behind(executor: ThreadPoolExecutor) -> None:
+    async def main(batcher: Batcher) -> None:
+        for i in range(300):
+            np.testing.assert_array_equal(await batcher.submit(rows(i, 1)), rows(i, 1).sum(axis=1))
+
+    batcher = Batcher(Recording(), executor, timeout_s=60)
+    asyncio.run(main(batcher))
+    assert len(batcher._deadlines) <= 1  # answers are not held until their deadline
+
+
 def test_the_pool_keeps_snapshots_and_methods_apart_and_joins_its_threads() -> None:
     class Snap:
         model = "m"

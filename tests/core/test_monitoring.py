@@ -64,6 +64,21 @@ def test_a_tick_counts_every_row_into_the_reference_bins(iris: tuple[np.ndarray,
     assert cumulative["rows"] == 150 and cumulative["since"] == clock.now
 
 
+def test_a_tick_in_slices_counts_what_one_pass_counts(iris: tuple[np.ndarray, np.ndarray, ReferenceProfile]) -> None:
+    X, y, profile = iris
+    clock = Clock()
+    sliced, whole = (Recorder(lambda model, version: profile, bucket_seconds=60, clock=clock) for _ in range(2))
+    for i in range(150):  # 1-row requests, as a server sees them
+        sliced.observe(observation(X[i : i + 1], y[i : i + 1]))
+        whole.observe(observation(X[i : i + 1], y[i : i + 1]))
+    assert [len(sliced.tick(64)) for _ in range(4)] == [64, 64, 22, 0]  # the oldest first, at most 64
+    whole.tick()
+    [a], [b] = sliced.state("iris")["cells"], whole.state("iris")["cells"]
+    assert a["requests"] == b["requests"] == 150 and a["rows"] == 150
+    assert {k: f["counts"] for k, f in a["features"].items()} == {k: f["counts"] for k, f in b["features"].items()}
+    assert a["prediction"]["counts"] == b["prediction"]["counts"] and a["latency"] == b["latency"]
+
+
 def test_counts_of_several_processes_sum_exactly(
     tmp_path: Path, iris: tuple[np.ndarray, np.ndarray, ReferenceProfile]
 ) -> None:
@@ -176,3 +191,13 @@ def test_the_prediction_log_rotates_and_finds_requests(tmp_path: Path) -> None:
     quiet.close()
     [line] = [json.loads(p.read_text()) for p in (tmp_path / "quiet").iterdir()]
     assert "inputs" not in line and line["outputs"] == [1]
+
+
+def test_the_prediction_log_writes_a_big_batch_in_slices_in_order(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "log")
+    log.directory.mkdir()
+    log.submit([Observation("iris", "v1", "stable", np.array([[float(i)]]), np.array([i % 3]), 0.001,
+                            request_id=f"r{i}", time=time.time()) for i in range(150)])  # fmt: skip
+    log.flush(sliced=True)  # what the log's thread does: 64 lines, a pause, 64, a pause, 22
+    [path] = (tmp_path / "log").iterdir()
+    assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == [f"r{i}" for i in range(150)]
