@@ -124,10 +124,9 @@ class Batcher:
         now = loop.time()
         deadlines = self._deadlines
         while deadlines and (deadlines[0][1].done() or deadlines[0][0] <= now):
-            _settle(
-                deadlines.popleft()[1],
-                error=PredictTimeout(f"the model did not answer within {self.timeout_s:g}s"),
-            )
+            future = deadlines.popleft()[1]
+            if not future.done():
+                future.set_exception(timed_out(self.timeout_s))
         if deadlines:
             self._alarm = loop.call_at(deadlines[0][0], self._expire, loop)
 
@@ -187,6 +186,10 @@ class Batcher:
         for x, future in live:
             _settle(future, result=result if len(live) == 1 else result[offset : offset + len(x)])
             offset += len(x)
+
+
+def timed_out(timeout_s: float) -> PredictTimeout:
+    return PredictTimeout(f"the model did not answer within {timeout_s:g}s")
 
 
 def _settle(future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
@@ -250,7 +253,7 @@ class BatchPool:
         try:
             return await asyncio.wait_for(compute(self.executor(model), fn, X, self.hand_off_s), self.timeout_s)
         except asyncio.TimeoutError:
-            raise PredictTimeout(f"the model did not answer within {self.timeout_s:g}s") from None
+            raise timed_out(self.timeout_s) from None
 
     def close(self) -> None:
         """Stop taking work and join every worker thread (a call still computing is

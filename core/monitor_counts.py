@@ -307,9 +307,21 @@ class Recorder:
     def bucket(self, now: float) -> float:
         return math.floor(now / self.bucket_seconds) * self.bucket_seconds
 
-    def tick(self, limit: int | None = None) -> list[Observation]:
-        """Count what is queued, the oldest ``limit`` requests (everything without a
-        limit); return them, for the prediction log; forget buckets past retention."""
+    @property
+    def pending(self) -> int:
+        """Requests queued, not counted yet."""
+        return len(self._pending)
+
+    def tick(self) -> list[Observation]:
+        """Count everything queued since the last tick (returned, for the prediction log);
+        forget buckets past retention."""
+        drained = self.count()
+        self.expire(self.clock())
+        return drained
+
+    def count(self, limit: int | None = None) -> list[Observation]:
+        """Count the oldest ``limit`` queued requests (all of them without a limit) and
+        return them."""
         drained: list[Observation] = []
         groups: dict[tuple[str, str, str], list[Observation]] = {}
         while self._pending and (limit is None or len(drained) < limit):
@@ -325,7 +337,6 @@ class Recorder:
                 logger.exception("monitoring: could not count %s %s", model, version)
                 continue
             self.merge(model, version, variant, delta, now)
-        self.expire(now)
         return drained
 
     def merge(self, model: str, version: str, variant: str, delta: Cell, now: float) -> None:

@@ -120,19 +120,25 @@ class Monitor:
         if not self.enabled:
             return
         with self._tick_lock:
-            while True:  # in slices: see monitor_counts.SLICE
-                drained = self.recorder.tick(SLICE)
-                if drained:
-                    self._remember(drained)
-                    if self.log is not None:
-                        self.log.submit(drained)
-                if len(drained) < SLICE:
+            # In slices (monitor_counts.SLICE), and only what was queued when the tick
+            # began: requests arriving faster than they are counted cannot hold the
+            # heartbeat thread here (its heartbeats and the delivery driver come next).
+            left = self.recorder.pending
+            while left > 0:
+                drained = self.recorder.count(min(SLICE, left))
+                if not drained:
                     break
-                pause()
+                left -= len(drained)
+                self._remember(drained)
+                if self.log is not None:
+                    self.log.submit(drained)
+                if left > 0:
+                    pause()
+            now = self.clock()
+            self.recorder.expire(now)
             if self.recorder.dropped != self._dropped_before:
                 self._dropped("queue", self.recorder.dropped - self._dropped_before)
                 self._dropped_before = self.recorder.dropped
-            now = self.clock()
             if force_flush or now - self._last_flush >= self.flush_every:
                 self._last_flush = now
                 self.flush()

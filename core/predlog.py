@@ -126,17 +126,20 @@ class PredictionLog:
             self._thread.join(timeout=10)
 
     def flush(self, *, sliced: bool = False) -> None:
-        """Write everything queued now, in the caller's thread; ``sliced``: a pause after
-        every SLICE lines (the background thread: see monitor_counts.SLICE)."""
+        """Write everything queued now, in the caller's thread, in one append; ``sliced``
+        (the background thread): a pause after rendering every SLICE lines (see
+        monitor_counts.SLICE)."""
         with self._lock:
+            lines: list[bytes] = []
             while self._queue:
                 batch = self._queue.popleft()
                 self._queued -= len(batch)
-                step = SLICE if sliced else max(1, len(batch))
-                for start in range(0, len(batch), step):
-                    if start:
+                for start in range(0, len(batch), SLICE):
+                    if sliced and lines:
                         pause()
-                    self._write(batch[start : start + step])
+                    lines += [self._render(o) for o in batch[start : start + SLICE]]
+            if lines:
+                self._write(lines)
 
     def _run(self) -> None:
         while not self._stop:
@@ -145,13 +148,12 @@ class PredictionLog:
             self.flush(sliced=True)
         self.flush()
 
-    def _write(self, batch: list[Observation]) -> None:
-        """Append the batch's lines, rotating whenever the next line would take the file
-        past ``max_bytes`` (a line longer than that gets a file of its own)."""
-        lines = [
-            orjson.dumps(record(o, inputs=self.inputs), default=_plain, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
-            for o in batch
-        ]
+    def _render(self, obs: Observation) -> bytes:
+        return orjson.dumps(record(obs, inputs=self.inputs), default=_plain, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+
+    def _write(self, lines: list[bytes]) -> None:
+        """Append the lines, rotating whenever the next line would take the file past
+        ``max_bytes`` (a line longer than that gets a file of its own)."""
         try:
             size = self.path.stat().st_size if self.path.exists() else 0
             chunk: list[bytes] = []
@@ -166,7 +168,7 @@ class PredictionLog:
             self._failed = False
         except OSError as exc:
             if self.on_drop is not None:
-                self.on_drop(len(batch))
+                self.on_drop(len(lines))
             if not self._failed:  # one line per failure spell, not one per batch
                 logger.warning("prediction log %s: %s; predictions are dropped until it works", self.path, exc)
             self._failed = True

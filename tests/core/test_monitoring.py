@@ -71,7 +71,7 @@ def test_a_tick_in_slices_counts_what_one_pass_counts(iris: tuple[np.ndarray, np
     for i in range(150):  # 1-row requests, as a server sees them
         sliced.observe(observation(X[i : i + 1], y[i : i + 1]))
         whole.observe(observation(X[i : i + 1], y[i : i + 1]))
-    assert [len(sliced.tick(64)) for _ in range(4)] == [64, 64, 22, 0]  # the oldest first, at most 64
+    assert [len(sliced.count(64)) for _ in range(4)] == [64, 64, 22, 0]  # the oldest first, at most 64
     whole.tick()
     [a], [b] = sliced.state("iris")["cells"], whole.state("iris")["cells"]
     assert a["requests"] == b["requests"] == 150 and a["rows"] == 150
@@ -201,3 +201,25 @@ def test_the_prediction_log_writes_a_big_batch_in_slices_in_order(tmp_path: Path
     log.flush(sliced=True)  # what the log's thread does: 64 lines, a pause, 64, a pause, 22
     [path] = (tmp_path / "log").iterdir()
     assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == [f"r{i}" for i in range(150)]
+
+
+def test_a_tick_counts_what_was_queued_when_it_began_even_while_requests_keep_coming(
+    tmp_path: Path, iris: tuple[np.ndarray, np.ndarray, ReferenceProfile]
+) -> None:
+    from modelswap.core.monitoring import Monitor
+    from modelswap.core.settings import Settings
+
+    X, y, _ = iris
+    monitor = Monitor(Store(tmp_path / "models"), Settings(root=tmp_path / "models", prediction_log=None))
+    count = monitor.recorder.count
+
+    def busy(limit: int | None = None) -> list[Observation]:
+        for i in range(2 * (limit or 1)):  # twice as many arrive as each slice counts
+            monitor.observe(observation(X[i % 150 : i % 150 + 1], y[i % 150 : i % 150 + 1]))
+        return count(limit)
+
+    for i in range(200):
+        monitor.observe(observation(X[i % 150 : i % 150 + 1], y[i % 150 : i % 150 + 1]))
+    monitor.recorder.count = busy  # type: ignore[method-assign]
+    monitor.tick()  # returns: the heartbeat thread has heartbeats to write next
+    assert monitor.recorder.pending == 400  # the 200 queued before were counted; the newcomers wait
