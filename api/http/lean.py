@@ -31,6 +31,7 @@ from modelswap.api.http import mlflow, predict, v2
 from modelswap.api.http.draining import framing
 from modelswap.api.http.errors import HANDLERS
 from modelswap.api.http.state import AppState
+from modelswap.api.http.wire import respond
 
 Handler = Callable[[Request], Awaitable[Response]]
 Match = tuple[Handler, dict[str, str], str]
@@ -111,7 +112,8 @@ class LeanInference:
             except Exception as exc:  # the same table turns it into the same answer
                 response = await handler_for(exc)(request, exc)
             status = response.status_code
-            await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
-            await send({"type": "http.response.body", "body": response.body})
+            if not respond(send, status, response.raw_headers, response.body):
+                await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+                await send({"type": "http.response.body", "body": response.body})
         finally:
             self.metrics.http(template, "POST", status)

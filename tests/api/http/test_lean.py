@@ -3,7 +3,9 @@ the same request answered by the full Starlette stack are the same answer."""
 
 from __future__ import annotations
 
+import json
 import re
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 
 from modelswap.api.http import mlflow, predict, v2
 from modelswap.api.http.lean import match, takes
+from modelswap.api.http.wire import respond
 from modelswap.core.store import Store
 from tests.conftest import IRIS_ROW, publish
 from tests.server import serve
@@ -119,3 +122,83 @@ def test_requests_the_lean_layer_answers_are_counted_by_route_template(server: o
         after = client.get("/metrics").text
     assert count(after, 200) - count(before, 200) == 1
     assert count(after, 400) - count(before, 400) == 1
+
+
+Answer = tuple[str, list[tuple[str, str]], bytes]  # status line, headers in order, body
+
+
+def raw_exchange(server: object, data: bytes, answers: int) -> tuple[list[Answer], bool]:
+    """Send ``data`` on one connection; read ``answers`` responses (status line, headers in
+    order, body), then whether the server closed the connection within a second."""
+    host, port = server.url.removeprefix("http://").split(":")  # type: ignore[attr-defined]
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        buffer, responses = b"", []
+        while len(responses) < answers:
+            while b"\r\n\r\n" not in buffer:
+                chunk = sock.recv(65536)
+                assert chunk, f"closed after {len(responses)} answers"
+                buffer += chunk
+            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            status, *lines = head.decode("latin-1").split("\r\n")
+            headers = [(k.lower(), v.strip()) for k, _, v in (line.partition(":") for line in lines)]
+            length = int(dict(headers)["content-length"])
+            while len(buffer) < length:
+                chunk = sock.recv(65536)
+                assert chunk, "closed inside a body"
+                buffer += chunk
+            responses.append((status, headers, buffer[:length]))
+            buffer = buffer[length:]
+        assert buffer == b""
+        sock.settimeout(1)
+        try:
+            closed = sock.recv(1) == b""
+        except TimeoutError:
+            closed = False
+    return responses, closed
+
+
+def post(path: str, body: bytes, *extra: str, version: str = "1.1") -> bytes:
+    head = [f"POST {path} HTTP/{version}", "Host: t", "Content-Type: application/json", *extra]
+    head.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def test_a_lean_answer_is_byte_for_byte_the_full_stacks_but_for_the_date(server: object) -> None:
+    body = b'{"instances": [%s]}' % str(IRIS_ROW).encode()
+    full_request = (
+        b"POST /v1/models/iris/predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"X-Request-Id: r-2\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    )
+    (lean,), _ = raw_exchange(server, post("/v1/models/iris/predict", body, "X-Request-Id: r-2"), 1)
+    (full,), _ = raw_exchange(server, full_request, 1)
+    undated = [[(k, v) for k, v in r[1] if k != "date"] for r in (lean, full)]
+    assert (lean[0], undated[0], lean[2]) == (full[0], undated[1], full[2])
+    assert [k for k, _ in lean[1]][:2] == ["date", "server"]  # uvicorn's own headers, first, as always
+
+
+def test_pipelined_requests_are_answered_in_order_and_connection_close_is_honoured(server: object) -> None:
+    body = b'{"instances": [%s]}' % str(IRIS_ROW).encode()
+    data = b"".join(
+        post("/v1/models/iris/predict", body, f"X-Request-Id: p-{i}", *(["Connection: close"] if i == 2 else []))
+        for i in range(3)
+    )
+    responses, closed = raw_exchange(server, data, 3)
+    assert [r[0] for r in responses] == ["HTTP/1.1 200 OK"] * 3
+    assert [dict(r[1])["x-request-id"] for r in responses] == ["p-0", "p-1", "p-2"]
+    assert [dict(r[1]).get("connection") for r in responses] == [None, None, "close"]
+    assert closed
+
+
+def test_an_http_1_0_client_is_told_and_the_connection_closes(server: object) -> None:
+    body = b'{"instances": [%s]}' % str(IRIS_ROW).encode()
+    (answer,), closed = raw_exchange(server, post("/v1/models/iris/predict", body, version="1.0"), 1)
+    assert answer[0].endswith("200 OK") and dict(answer[1])["connection"] == "close" and closed
+    assert json.loads(answer[2])["predictions"]
+
+
+def test_respond_leaves_any_other_servers_send_to_the_caller() -> None:
+    async def send(message: object) -> None:
+        raise AssertionError("respond must not call a send it does not know")
+
+    assert not respond(send, 200, [(b"content-length", b"2")], b"{}")

@@ -1,0 +1,68 @@
+"""A whole response in one write, for uvicorn's httptools cycle.
+
+uvicorn writes a response as ASGI hands it over: the status line and headers at
+``http.response.start`` (one ``send()`` system call), the body at ``http.response.body``
+(another). For a small JSON answer the second call costs as much as the first, and each
+one gives the event loop's thread up to the model's worker threads waiting for the GIL.
+When the application has the whole answer at once, :func:`respond` writes it with one
+call, doing to the cycle exactly what the two ``send`` calls would (the same headers,
+the same keep-alive, completion and pipelining callbacks). Anything it does not cover
+(another server, a paused writer, an access log) returns False and the caller sends as
+usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    RequestResponseCycle,
+)
+
+
+def respond(
+    send: Callable[..., Any], status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes | memoryview
+) -> bool:
+    """Write ``status``, ``headers`` (which give the body's content-length) and ``body``
+    as one response through ``send``'s cycle; False when this cannot be done here and
+    the caller must send the two ASGI messages itself."""
+    cycle = getattr(send, "__self__", None)
+    if type(cycle) is not RequestResponseCycle or cycle.access_log:
+        return False
+    if cycle.disconnected:
+        return True  # what send does: the answer goes nowhere
+    if cycle.response_started or cycle.flow.write_paused or cycle.scope["method"] == "HEAD":
+        return False
+    content: list[bytes | memoryview] = [STATUS_LINE[status]]
+    keep_alive = cycle.keep_alive
+    length = None
+    for name, value in (*cycle.default_headers, *headers):
+        if HEADER_RE.search(name):
+            raise RuntimeError("Invalid HTTP header name.")
+        if HEADER_VALUE_RE.search(value):
+            raise RuntimeError("Invalid HTTP header value.")
+        name = name.lower()
+        if name == b"content-length":
+            length = value
+        elif name == b"transfer-encoding" or name == b"connection":
+            return False  # never ours on these routes: uvicorn's own path handles them
+        content += [name, b": ", value, b"\r\n"]
+    if not keep_alive:
+        content.append(b"connection: close\r\n")
+    if length is None or length != b"%d" % len(body):
+        return False
+    content += [b"\r\n", body]
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    cycle.chunked_encoding = False
+    cycle.transport.write(b"".join(content))
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
+    return True
