@@ -14,7 +14,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from modelswap.api.http.errors import status_for
 from modelswap.api.http.observe import request_id
-from modelswap.api.http.payload import read_body
+from modelswap.api.http.payload import header_value, read_body
 from modelswap.api.http.predict import default_model, prepare_for, run_snapshot
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import app_state
@@ -74,8 +74,8 @@ async def invocations(request: Request) -> Response:
     try:
         slot = state.serving.slot(default_model(state))
         body = await read_body(request, state.settings.max_body_bytes)
-        snap = slot.route(request.headers.get("x-routing-key"))
-        kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        snap = slot.route(header_value(request, b"x-routing-key"))
+        kind = (header_value(request, b"content-type") or "application/json").split(";")[0].strip().lower()
         if kind == "text/csv":
             table = parse_csv(body)
         elif kind in ("application/json", ""):

@@ -8,12 +8,13 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelswap.api.http.monitor import valid_request_id
+from modelswap.api.http.payload import header_value
 from modelswap.core.metrics import Metrics
 
 
 def request_id(request: Request) -> str:
     """The client's ``X-Request-Id`` when it is a sane one, else a new random id."""
-    given = request.headers.get("x-request-id")
+    given = header_value(request, b"x-request-id")
     if given is not None and valid_request_id(given):
         return given
     # 128 random bits without a system call (os.urandom is one per request); the random

@@ -14,9 +14,20 @@ from modelswap.core.inputs import Table, columns_table, rows_table
 METHODS = ("predict", "predict_proba", "decision_function", "predict_log_proba")
 
 
+def header_value(request: Request, name: bytes) -> str | None:
+    """The first value of one request header (``name`` in lower case, as the ASGI scope
+    holds names), as ``request.headers.get`` gives it, without building Starlette's
+    Headers and raising KeyError inside Mapping.get for each header that is absent."""
+    headers: list[tuple[bytes, bytes]] = request.scope["headers"]
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, or PayloadTooLarge as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
+    declared = header_value(request, b"content-length")
     if declared is not None:
         try:
             size = int(declared)

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelswap.api.http.observe import request_id
-from modelswap.api.http.payload import parse_predict, read_json, version_ref
+from modelswap.api.http.payload import header_value, parse_predict, read_json, version_ref
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import AppState, app_state
 from modelswap.core.aliases import resolve
@@ -66,7 +66,7 @@ async def _predict(request: Request, state: AppState, model: str, version: str |
     payload = await read_json(request, state.settings.max_body_bytes)
     table, method = parse_predict(payload)
     if version is None:
-        snap = slot.route(request.headers.get("x-routing-key"))
+        snap = slot.route(header_value(request, b"x-routing-key"))
     else:
         snap = await run_in_threadpool(slot.pinned, version)
     X = prepare_for(state, snap, table)

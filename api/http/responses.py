@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from starlette.responses import Response
 
 _OPTS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_OWN = {"content-length", "content-type"}
+
+
+class Rendered(Response):
+    """A JSON body already rendered, with the raw headers Starlette's ``Response`` would
+    build for it (the caller's, then content-length, then content-type), built in one
+    go: its ``__init__`` and ``init_headers`` cost more than the rendering of a small
+    answer. Only for a status with a body and headers that name neither of those two."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status: int, headers: Mapping[str, str] | None) -> None:
+        self.status_code = status
+        self.background = None
+        self.body = body
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()] if headers else []
+        raw.append((b"content-length", b"%d" % len(body)))
+        raw.append((b"content-type", b"application/json"))
+        self.raw_headers = raw
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(data, option=_OPTS), status_code=status, media_type="application/json", headers=headers
-    )
+    body = orjson.dumps(data, option=_OPTS)
+    if status < 200 or status in (204, 304) or (headers and any(k.lower() in _OWN for k in headers)):
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
+    return Rendered(body, status, headers)

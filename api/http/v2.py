@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from modelswap.api.http.errors import status_for
 from modelswap.api.http.observe import request_id
-from modelswap.api.http.payload import METHODS, read_body
+from modelswap.api.http.payload import METHODS, header_value, read_body
 from modelswap.api.http.predict import pinned_version, predict_array, prepare_for
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import AppState, app_state
@@ -62,7 +62,7 @@ async def _target(request: Request) -> tuple[AppState, ModelSlot, str | None]:
 
 async def _snapshot(request: Request, slot: ModelSlot, pinned: str | None) -> Snapshot:
     if pinned is None:
-        return slot.route(request.headers.get("x-routing-key"))
+        return slot.route(header_value(request, b"x-routing-key"))
     return await run_in_threadpool(slot.pinned, pinned)
 
 
@@ -186,7 +186,7 @@ async def infer(request: Request) -> Response:
     start = time.perf_counter()
     state, slot, pinned = await _target(request)
     body = await read_body(request, state.settings.max_body_bytes)
-    payload, binary = split_body(body, request.headers.get(HEADER_LENGTH))
+    payload, binary = split_body(body, header_value(request, HEADER_LENGTH.encode()))
     if not isinstance(payload, dict):
         raise InvalidInput("the request must be a JSON object with 'inputs'")
     inputs = payload.get("inputs")
