@@ -17,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from itertools import islice
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -41,7 +42,7 @@ from modelswap.core.store import Store
 
 logger = logging.getLogger(__name__)
 
-INDEX_SIZE = 20_000  # recent request ids kept in memory for feedback (~7 MB); older: the log
+INDEX_SIZE = 20_000  # recent request ids kept in memory for feedback (up to 1.25x: ~9 MB); older: the log
 MAX_FEEDBACK = 10_000  # labels per feedback request
 BUCKETS_PER_WINDOW = 5
 
@@ -83,7 +84,7 @@ class Monitor:
             else None
         )
         self._references: OrderedDict[tuple[str, str], ReferenceProfile | None] = OrderedDict()
-        self._index: OrderedDict[str, Answer] = OrderedDict()  # request id -> what it answered
+        self._index: dict[str, Answer] = {}  # request id -> what it answered, oldest first
         self._seen_feedback: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._tick_lock = threading.Lock()
@@ -161,15 +162,15 @@ class Monitor:
     def _remember(self, drained: Sequence[Observation]) -> None:
         """Keep what feedback needs of each answered request (its answer, not its rows);
         the labels are worked out only when feedback names the request."""
-        index = self._index
         with self._lock:
+            index = self._index
             for obs in drained:
                 if obs.rows is not None and obs.request_id:
                     index[obs.request_id] = Answer(
                         obs.model, obs.version, obs.variant, obs.answer, obs.method, obs.classes
                     )
-            while len(index) > INDEX_SIZE:
-                index.popitem(last=False)
+            if len(index) > INDEX_SIZE + INDEX_SIZE // 4:  # the oldest go in one C-level pass, not one by one
+                self._index = dict(islice(index.items(), len(index) - INDEX_SIZE, None))
 
     # -- references ----------------------------------------------------------------
     def reference(self, model: str, version: str) -> ReferenceProfile | None:

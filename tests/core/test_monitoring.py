@@ -223,3 +223,23 @@ def test_a_tick_counts_what_was_queued_when_it_began_even_while_requests_keep_co
     monitor.recorder.count = busy  # type: ignore[method-assign]
     monitor.tick()  # returns: the heartbeat thread has heartbeats to write next
     assert monitor.recorder.pending == 400  # the 200 queued before were counted; the newcomers wait
+
+
+def test_feedback_finds_the_newest_answers_once_the_oldest_are_forgotten(
+    tmp_path: Path, iris: tuple[np.ndarray, np.ndarray, ReferenceProfile], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelswap.core import monitoring
+    from modelswap.core.settings import Settings
+
+    monkeypatch.setattr(monitoring, "INDEX_SIZE", 8)
+    X, y, _ = iris
+    monitor = monitoring.Monitor(Store(tmp_path / "models"), Settings(root=tmp_path / "models", prediction_log=None))
+    for i in range(40):
+        monitor.observe(observation(X[i : i + 1], y[i : i + 1])._replace(request_id=f"r{i}"))
+        if i % 7 == 6:
+            monitor.tick()
+    monitor.tick()
+    answer = monitor.feedback("iris", [(f"r{i}", int(y[i])) for i in range(40)])
+    matched = [f"r{i}" for i in range(40) if f"r{i}" not in answer["unmatched"]]
+    assert 8 <= len(matched) <= 10 and matched == [f"r{i}" for i in range(40 - len(matched), 40)]
+    assert answer["matched"] == len(matched)
