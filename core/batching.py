@@ -20,6 +20,15 @@ at every system call and comes back with no trip through the event loop. That ha
 what the thread hop costs a 1-row request. A batcher whose last call took longer than
 the hand-off is awaited at once: a slow model never blocks the loop, not even for the
 hand-off.
+
+On the loop, by choice (``inline_s``, off by default): a model whose last call took at
+most ``inline_s`` is called on the event loop's own thread, with no thread switch at all,
+as a bare Starlette app calls it. That is the fastest way to serve a small model and it
+gives up what the worker threads guarantee: while such a call runs, nothing else in the
+process does, and a call that never returns stalls the worker (its health checks
+included) instead of timing out. A call over the budget sends the next one back to the
+worker threads, and they keep it until a call there is within the budget again. The
+first call of every batcher (a newly loaded version) runs on a worker thread.
 """
 
 from __future__ import annotations
@@ -71,6 +80,7 @@ class Batcher:
         wait_s: float = 0.0,
         timeout_s: float = 30.0,
         hand_off_s: float = HAND_OFF_S,
+        inline_s: float = 0.0,
         observe: Callable[[int, int], None] | None = None,
     ) -> None:
         self._fn = fn
@@ -79,7 +89,9 @@ class Batcher:
         self.wait_s = wait_s
         self.timeout_s = timeout_s
         self.hand_off_s = hand_off_s
+        self.inline_s = inline_s
         self._fast = True  # the last call computed within the hand-off
+        self._inline = False  # ... and within inline_s: the next one runs on the loop
         self._observe = observe
         self._pending: deque[tuple[np.ndarray, asyncio.Future[Any]]] = deque()
         self._draining = False
@@ -149,16 +161,22 @@ class Batcher:
         return batch
 
     def _timed(self, X: np.ndarray) -> Any:
-        """The model's call, on its worker thread, timed there (not counting the loop's delays)."""
+        """The model's call, timed where it runs (not counting the loop's delays)."""
         start = time.perf_counter()
         try:
             return self._fn(X)
         finally:
-            self._fast = time.perf_counter() - start <= self.hand_off_s
+            took = time.perf_counter() - start
+            self._fast = took <= self.hand_off_s
+            self._inline = took <= self.inline_s
 
     async def _call(self, X: np.ndarray) -> Any:
-        """The model on its worker thread; an answer with the wrong row count raises."""
-        result = await compute(self._executor, self._timed, X, self.hand_off_s if self._fast else 0.0)
+        """The model on its worker thread (or on the loop: ``inline_s``); an answer with
+        the wrong row count raises."""
+        if self._inline:
+            result = self._timed(X)
+        else:
+            result = await compute(self._executor, self._timed, X, self.hand_off_s if self._fast else 0.0)
         if len(result) != len(X):
             raise WrongAnswerCount(f"the model answered {len(result)} rows for {len(X)}")
         return result
@@ -212,12 +230,14 @@ class BatchPool:
         wait_s: float,
         timeout_s: float = 30.0,
         hand_off_s: float = HAND_OFF_S,
+        inline_s: float = 0.0,
         observe: Callable[[int, int], None] | None = None,
     ) -> None:
         self.max_rows = max_rows
         self.wait_s = wait_s
         self.timeout_s = timeout_s
         self.hand_off_s = hand_off_s
+        self.inline_s = inline_s
         self._observe = observe
         self._batchers: dict[tuple[int, str], tuple[object, Batcher]] = {}
         self._executors: dict[str, ThreadPoolExecutor] = {}
@@ -243,6 +263,7 @@ class BatchPool:
             wait_s=self.wait_s,
             timeout_s=self.timeout_s,
             hand_off_s=self.hand_off_s,
+            inline_s=self.inline_s,
             observe=self._observe,
         )
         self._batchers[key] = (snapshot, batcher)  # holding the snapshot keeps its id unique

@@ -7,7 +7,8 @@
 Parts (all by default):
   throughput  iris, 1-row requests: req/s, server CPU µs per request (every process of the
               server, from /proc) and p50/p99 for the ceiling (same uvicorn loop and parser),
-              the native route, the v2 route and /invocations (and another modelswap build
+              the native route, the v2 route, /invocations and a server that calls the model
+              on the event loop (MODELSWAP_BATCH_INLINE_MS=2; and another modelswap build
               with --other-modelswap, e.g. the previous release, to measure a change);
               concurrency 1; --workers N runs both servers with N worker processes
   pipeline    a ColumnTransformer pipeline fitted on a DataFrame, 1-row records: the ceiling
@@ -131,6 +132,12 @@ def throughput(args: argparse.Namespace, tmp: Path, root: Path, model_file: Path
             Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(exist_ok=True)
         ms_proc = stack.enter_context(modelswap(root, ms_port, workers=workers, env=env))
         pids = {"ceiling": ceiling_proc.pid, **{name: ms_proc.pid for name in targets if name != "ceiling"}}
+        inline_port = free_port()  # the model called on the event loop's thread (opt-in)
+        inline = stack.enter_context(
+            modelswap(root, inline_port, workers=workers, env={**(env or {}), "MODELSWAP_BATCH_INLINE_MS": "2"})
+        )
+        targets["modelswap inline"] = (f"http://127.0.0.1:{inline_port}/v1/models/iris/predict", lua)
+        pids["modelswap inline"] = inline.pid
         if args.other_modelswap:
             other_port = free_port()
             other = stack.enter_context(
@@ -140,7 +147,8 @@ def throughput(args: argparse.Namespace, tmp: Path, root: Path, model_file: Path
             pids["other modelswap"] = other.pid
         runs = interleaved(targets, args.rounds, args.conc, args.duration, pids)
         histogram = batch_histogram(f"http://127.0.0.1:{ms_port}/metrics")
-        lone = {name: wrk(targets[name][0], 1, args.duration, lua, pid=pids[name]) for name in ("ceiling", "modelswap")}
+        alone = ("ceiling", "modelswap", "modelswap inline")
+        lone = {name: wrk(targets[name][0], 1, args.duration, lua, pid=pids[name]) for name in alone}
     report(
         f"iris predict, {workers} worker(s), 1-row requests, concurrency {args.conc}, {args.rounds} interleaved "
         f"rounds of {args.duration}s (wrk), medians; server CPU per request (all its processes); "
@@ -157,10 +165,9 @@ def throughput(args: argparse.Namespace, tmp: Path, root: Path, model_file: Path
         print(f"  this modelswap / {args.other_modelswap} per round: {' / '.join(f'{r:.3f}' for r in ab)} "
               f"(median {statistics.median(ab):.3f})")  # fmt: skip
     print(f"  requests answered per predict call (micro-batching, runs above): {histogram}")
-    gap = lone["modelswap"]["p50_ms"] - lone["ceiling"]["p50_ms"]
-    print(f"concurrency 1: p50 ceiling {lone['ceiling']['p50_ms']:.3f} ms, modelswap {lone['modelswap']['p50_ms']:.3f} ms "
-          f"({gap:+.3f} ms); req/s {lone['ceiling']['rps']:.0f} vs {lone['modelswap']['rps']:.0f}; "
-          f"CPU µs/req {lone['ceiling']['cpu_us']:.0f} vs {lone['modelswap']['cpu_us']:.0f}")  # fmt: skip
+    print("concurrency 1 (one run each): " + "; ".join(
+        f"{name} p50 {r['p50_ms']:.3f} ms, {r['rps']:.0f} req/s, {r['cpu_us']:.0f} CPU µs/req" for name, r in lone.items()
+    ))  # fmt: skip
 
 
 @contextmanager

@@ -179,6 +179,7 @@ def create_app(
             wait_s=settings.batch_wait_ms / 1000,
             timeout_s=settings.predict_timeout,
             hand_off_s=settings.batch_hand_off_ms / 1000,
+            inline_s=settings.batch_inline_ms / 1000,
             observe=lambda requests, rows: metrics.batch_requests.observe(requests),
         ),
     )

@@ -218,3 +218,44 @@ def test_a_model_slower_than_the_hand_off_is_not_waited_for_again(executor: Thre
     first, second = asyncio.run(main())
     assert 0.25 < first < 0.55  # the hand-off, then the loop went on while the model computed
     assert second < 0.25  # its last call was slow: not waited for at all
+
+
+def test_inline_runs_a_fast_model_on_the_loop_after_its_first_call_and_a_slow_one_on_workers(
+    executor: ThreadPoolExecutor,
+) -> None:
+    delays = [0.0, 0.0, 0.0, 0.05, 0.05, 0.0, 0.0]  # fast, then two calls over the budget, then fast
+    where: list[str] = []
+
+    def model(X: np.ndarray) -> Any:
+        where.append(threading.current_thread().name)
+        time.sleep(delays[len(where) - 1])
+        return X.sum(axis=1)
+
+    async def main() -> list[Any]:
+        batcher = Batcher(model, executor, inline_s=0.01)
+        return [await batcher.submit(rows(i, 2)) for i in range(len(delays))]
+
+    results = asyncio.run(main())
+    for i, got in enumerate(results):
+        np.testing.assert_array_equal(got, rows(i, 2).sum(axis=1))
+    on_loop = [name == "MainThread" for name in where]
+    # the first call on a worker (a new version is measured first); fast: the loop; the
+    # slow call there sends the next to a worker, which keeps it until a call is fast again
+    assert on_loop == [False, True, True, True, False, False, True]
+
+
+def test_a_model_that_raises_on_the_loop_still_fails_alone(executor: ThreadPoolExecutor) -> None:
+    def model(X: np.ndarray) -> Any:
+        if (X < 0).any():
+            raise ValueError("negative")
+        return X.sum(axis=1)
+
+    async def main() -> list[Any]:
+        batcher = Batcher(model, executor, inline_s=1.0)
+        await batcher.submit(rows(0, 1))  # measured on a worker: the next calls run on the loop
+        return await submit_all(batcher, [rows(1, 1), -rows(2, 1), rows(3, 1)])
+
+    good, bad, also_good = asyncio.run(main())
+    assert isinstance(bad, ValueError)
+    np.testing.assert_array_equal(good, rows(1, 1).sum(axis=1))
+    np.testing.assert_array_equal(also_good, rows(3, 1).sum(axis=1))
