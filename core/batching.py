@@ -1,4 +1,4 @@
-"""Opportunistic micro-batching, with the model's code on worker threads, never the event loop.
+"""Opportunistic micro-batching, with the model's code on worker threads, off the event loop.
 
 Requests for the same snapshot and method that are ready together share one call. There
 is no timer by default: the first request schedules a drain task and goes on; every
@@ -10,7 +10,8 @@ batched call raises, or answers with another number of rows than it was given, i
 requests are retried one by one, so one bad request fails alone and no request ever
 gets another's rows. Each model has its own worker threads, so a saturated or hung
 model leaves health checks, metrics and other models answering; a request that waits
-past the timeout gets PredictTimeout (its computation is not interrupted).
+past the timeout gets PredictTimeout (its computation is not interrupted). All of this
+unless ``inline_s`` says otherwise (below).
 
 The hand-off: after giving a batch to its worker thread, the event loop's thread waits
 for the answer, blocked, for up to ``hand_off_s`` (2 ms by default) before it goes back
@@ -21,14 +22,15 @@ what the thread hop costs a 1-row request. A batcher whose last call took longer
 the hand-off is awaited at once: a slow model never blocks the loop, not even for the
 hand-off.
 
-On the loop, by choice (``inline_s``, off by default): a model whose last call took at
-most ``inline_s`` is called on the event loop's own thread, with no thread switch at all,
-as a bare Starlette app calls it. That is the fastest way to serve a small model and it
-gives up what the worker threads guarantee: while such a call runs, nothing else in the
-process does, and a call that never returns stalls the worker (its health checks
-included) instead of timing out. A call over the budget sends the next one back to the
-worker threads, and they keep it until a call there is within the budget again. The
-first call of every batcher (a newly loaded version) runs on a worker thread.
+On the loop, by choice (``inline_s``, off by default): a call that the last call's cost
+per row says will take at most ``inline_s`` is made on the event loop's own thread, with
+no thread switch at all, as a bare Starlette app makes it. That is the fastest way to
+serve a small model and it gives up what the worker threads guarantee: while such a call
+runs, nothing else in the process does, and a call that never returns stalls the worker
+(its health checks included) instead of timing out. A call slower than its estimate
+sends the next ones back to the worker threads until a call there is cheap again; a big
+request is estimated by its rows, so it goes to a worker; the first call of every batcher
+(a newly loaded version) runs on a worker thread.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ class Batcher:
         self.hand_off_s = hand_off_s
         self.inline_s = inline_s
         self._fast = True  # the last call computed within the hand-off
-        self._inline = False  # ... and within inline_s: the next one runs on the loop
+        self._row_cost: float | None = None  # seconds per row of the last call (None: none yet)
         self._observe = observe
         self._pending: deque[tuple[np.ndarray, asyncio.Future[Any]]] = deque()
         self._draining = False
@@ -168,12 +170,13 @@ class Batcher:
         finally:
             took = time.perf_counter() - start
             self._fast = took <= self.hand_off_s
-            self._inline = took <= self.inline_s
+            self._row_cost = took / max(1, len(X))
 
     async def _call(self, X: np.ndarray) -> Any:
         """The model on its worker thread (or on the loop: ``inline_s``); an answer with
         the wrong row count raises."""
-        if self._inline:
+        cost = self._row_cost
+        if self.inline_s > 0 and cost is not None and cost * len(X) <= self.inline_s:
             result = self._timed(X)
         else:
             result = await compute(self._executor, self._timed, X, self.hand_off_s if self._fast else 0.0)

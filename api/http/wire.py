@@ -8,7 +8,8 @@ When the application has the whole answer at once, :func:`respond` writes it wit
 call, doing to the cycle exactly what the two ``send`` calls would (the same headers,
 the same keep-alive, completion and pipelining callbacks). Anything it does not cover
 (another server, a paused writer, an access log) returns False and the caller sends as
-usual.
+usual. tests/api/http/test_wire.py holds it to the installed uvicorn's own ``send``, byte
+for byte and flag for flag, so an upgrade that changes ``send`` fails there first.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import (
-    HEADER_RE,
-    HEADER_VALUE_RE,
-    STATUS_LINE,
-    RequestResponseCycle,
-)
+try:  # uvicorn's own parts; without them (another uvicorn, no httptools) respond() declines
+    from uvicorn.protocols.http.httptools_impl import (
+        HEADER_RE,
+        HEADER_VALUE_RE,
+        STATUS_LINE,
+        RequestResponseCycle,
+    )
+except ImportError:  # pragma: no cover - depends on the installed uvicorn
+    RequestResponseCycle = None  # type: ignore[assignment,misc]
 
 
 def respond(
@@ -31,7 +35,7 @@ def respond(
     as one response through ``send``'s cycle; False when this cannot be done here and
     the caller must send the two ASGI messages itself."""
     cycle = getattr(send, "__self__", None)
-    if type(cycle) is not RequestResponseCycle or cycle.access_log:
+    if RequestResponseCycle is None or type(cycle) is not RequestResponseCycle or cycle.access_log:
         return False
     if cycle.disconnected:
         return True  # what send does: the answer goes nowhere
@@ -41,13 +45,13 @@ def respond(
     keep_alive = cycle.keep_alive
     length = None
     for name, value in (*cycle.default_headers, *headers):
-        if HEADER_RE.search(name):
-            raise RuntimeError("Invalid HTTP header name.")
-        if HEADER_VALUE_RE.search(value):
-            raise RuntimeError("Invalid HTTP header value.")
+        if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
+            cycle.response_started = True  # as send leaves it: the connection is closed, nothing is sent
+            raise RuntimeError("Invalid HTTP header name." if HEADER_RE.search(name) else "Invalid HTTP header value.")
         name = name.lower()
         if name == b"content-length":
-            length = value
+            if length is None:  # send goes by the first
+                length = value
         elif name == b"transfer-encoding" or name == b"connection":
             return False  # never ours on these routes: uvicorn's own path handles them
         content += [name, b": ", value, b"\r\n"]

@@ -245,7 +245,10 @@ def test_inline_runs_a_fast_model_on_the_loop_after_its_first_call_and_a_slow_on
 
 
 def test_a_model_that_raises_on_the_loop_still_fails_alone(executor: ThreadPoolExecutor) -> None:
+    where: list[str] = []
+
     def model(X: np.ndarray) -> Any:
+        where.append(threading.current_thread().name)
         if (X < 0).any():
             raise ValueError("negative")
         return X.sum(axis=1)
@@ -259,3 +262,23 @@ def test_a_model_that_raises_on_the_loop_still_fails_alone(executor: ThreadPoolE
     assert isinstance(bad, ValueError)
     np.testing.assert_array_equal(good, rows(1, 1).sum(axis=1))
     np.testing.assert_array_equal(also_good, rows(3, 1).sum(axis=1))
+    assert where[0] != "MainThread" and where[1:] == ["MainThread"] * 4  # the batch, then each request alone
+
+
+def test_a_big_request_after_small_fast_ones_goes_to_a_worker(executor: ThreadPoolExecutor) -> None:
+    where: list[tuple[int, str]] = []
+
+    def model(X: np.ndarray) -> Any:  # a cost per row: 0.1 ms
+        where.append((len(X), threading.current_thread().name))
+        time.sleep(0.0001 * len(X))
+        return X.sum(axis=1)
+
+    async def main() -> None:
+        batcher = Batcher(model, executor, inline_s=0.01, max_rows=10_000)
+        for n in (1, 1, 2, 1000, 2):
+            await batcher.submit(rows(n, n))
+
+    asyncio.run(main())
+    assert [(n, name == "MainThread") for n, name in where] == [
+        (1, False), (1, True), (2, True), (1000, False), (2, True)  # 1000 rows: ~100 ms estimated
+    ]  # fmt: skip
