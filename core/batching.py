@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from modelswap.core import native_threads
 from modelswap.core.errors import PredictTimeout
 
 logger = logging.getLogger(__name__)
@@ -83,9 +84,11 @@ class Batcher:
         timeout_s: float = 30.0,
         hand_off_s: float = HAND_OFF_S,
         inline_s: float = 0.0,
+        threads: int | None = None,
         observe: Callable[[int, int], None] | None = None,
     ) -> None:
         self._fn = fn
+        self.threads = threads
         self._executor = executor
         self.max_rows = max_rows
         self.wait_s = wait_s
@@ -163,7 +166,10 @@ class Batcher:
         return batch
 
     def _timed(self, X: np.ndarray) -> Any:
-        """The model's call, timed where it runs (not counting the loop's delays)."""
+        """The model's call, timed where it runs (not counting the loop's delays), with
+        its native code held to ``threads`` (native_threads)."""
+        if self.threads is not None:
+            native_threads.apply(self.threads)
         start = time.perf_counter()
         try:
             return self._fn(X)
@@ -234,8 +240,10 @@ class BatchPool:
         timeout_s: float = 30.0,
         hand_off_s: float = HAND_OFF_S,
         inline_s: float = 0.0,
+        threads: int | None = None,
         observe: Callable[[int, int], None] | None = None,
     ) -> None:
+        self.threads = threads
         self.max_rows = max_rows
         self.wait_s = wait_s
         self.timeout_s = timeout_s
@@ -267,6 +275,7 @@ class BatchPool:
             timeout_s=self.timeout_s,
             hand_off_s=self.hand_off_s,
             inline_s=self.inline_s,
+            threads=self.threads,
             observe=self._observe,
         )
         self._batchers[key] = (snapshot, batcher)  # holding the snapshot keeps its id unique
@@ -274,8 +283,15 @@ class BatchPool:
 
     async def call(self, model: str, fn: Predict, X: np.ndarray) -> Any:
         """One unbatched call on the model's worker threads (a v2 request's extra outputs)."""
+        threads = self.threads
+
+        def limited(X: np.ndarray) -> Any:
+            if threads is not None:
+                native_threads.apply(threads)
+            return fn(X)
+
         try:
-            return await asyncio.wait_for(compute(self.executor(model), fn, X, self.hand_off_s), self.timeout_s)
+            return await asyncio.wait_for(compute(self.executor(model), limited, X, self.hand_off_s), self.timeout_s)
         except asyncio.TimeoutError:
             raise timed_out(self.timeout_s) from None
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from modelswap.core import native_threads
 from modelswap.core.errors import InsufficientMemory, InvalidInput, UntrustedTypes, ValidationFailed, VersionNotFound
 from modelswap.core.examples import check_example
 from modelswap.core.formats import load_model
@@ -150,6 +151,7 @@ def load_estimator(path: Path, label: str, fmt: str, trusted_types: Sequence[str
         raise UntrustedTypes(f"{label}: {exc.message}", exc.types) from exc
     except Exception as exc:  # unpickling can raise anything; all of it means "cannot load"
         raise ValidationFailed(f"{label}: {path.name} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+    native_threads.loaded()
     if not callable(getattr(estimator, "predict", None)):
         kind = type(estimator).__name__
         raise ValidationFailed(f"{label}: {path.name} holds a {kind}, not an estimator with predict()")

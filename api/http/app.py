@@ -180,6 +180,7 @@ def create_app(
             timeout_s=settings.predict_timeout,
             hand_off_s=settings.batch_hand_off_ms / 1000,
             inline_s=settings.batch_inline_ms / 1000,
+            threads=settings.model_threads,
             observe=lambda requests, rows: metrics.batch_requests.observe(requests),
         ),
     )

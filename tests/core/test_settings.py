@@ -49,3 +49,11 @@ def test_batching_settings_default_to_what_the_docs_say_and_are_read_from_the_en
     assert (s.batch_hand_off_ms, s.batch_inline_ms) == (0.0, 1.5)
     with pytest.raises(InvalidInput, match="MODELSWAP_BATCH_INLINE_MS"):
         Settings.from_env({"MODELSWAP_BATCH_INLINE_MS": "-1"})
+
+
+def test_model_threads_default_to_one_and_must_be_a_whole_number() -> None:
+    assert Settings.from_env({}).model_threads == 1
+    assert Settings.from_env({"MODELSWAP_MODEL_THREADS": "4"}).model_threads == 4
+    for bad in ("0", "1.5", "many"):
+        with pytest.raises(InvalidInput, match="MODELSWAP_MODEL_THREADS"):
+            Settings.from_env({"MODELSWAP_MODEL_THREADS": bad})
