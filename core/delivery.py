@@ -237,12 +237,12 @@ class Delivery:
             stable = _since(counts, live, "stable", 0.0)
         live_ref = self.monitor.reference(paths.name, live) if live else None
         ref = self.monitor.reference(paths.name, state.plan.version)
-        psi = prediction_psi(
+        shift = prediction_psi(
             stable.prediction, live_ref.prediction if live_ref else None,
             canary.prediction, ref.prediction if ref else None,
         )  # fmt: skip
         shadow = fleet_summary(paths, live, state.plan.version, None, stale=self.monitor.retention)
-        result = judge(state.plan.gates, state.plan.min_requests, canary, stable, psi=psi, shadow=shadow)
+        result = judge(state.plan.gates, state.plan.min_requests, canary, stable, shift=shift, shadow=shadow)
         return {**result, "step_percent": state.percent, "time": now}
 
     # -- the watch ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ from modelswap.core.gates import FAIL, HOLD, PASS, judge, prediction_psi
 from modelswap.core.loader import load_version
 from modelswap.core.monitor_counts import Cell, Counts
 from modelswap.core.operations import Operations
-from modelswap.core.profiles import CLASSES, FeatureProfile
+from modelswap.core.profiles import CLASSES, NUMERIC, FeatureProfile
 from modelswap.core.shadow import read_shadow, start_shadow, stop_shadow
 from modelswap.core.shadowing import Job, ShadowRunner, fleet_summary
 from modelswap.core.snapshot import SHADOW, STABLE, Snapshot
@@ -58,6 +58,30 @@ def cell(
     return c
 
 
+def test_the_psi_gate_tells_a_shifted_canary_from_sampling_noise_at_any_size() -> None:
+    """A healthy canary judged on a small step: draws from the stable shares (three classes,
+    and ten numeric bins with rare ones) fail max_psi about one step in a thousand, where
+    the bare PSI limit fails one in six at 20 predictions; a constant classifier fails at 30."""
+    rng = np.random.default_rng(3)
+    labels = FeatureProfile("prediction", CLASSES, categories=("0", "1", "2"))
+    bins = FeatureProfile("prediction", NUMERIC, edges=tuple(float(x) for x in range(1, 10)))
+    over_limit = failed = trials = 0
+    for profile, shares in ((labels, [1 / 3] * 3), (bins, [0.3, 0.2, 0.15, 0.1, 0.08, 0.06, 0.05, 0.03, 0.02, 0.01])):
+        for n in (20, 60):
+            for _ in range(150):
+                stable, canary = Counts(rng.multinomial(3000, shares)), Counts(rng.multinomial(n, shares))
+                shift = prediction_psi(stable, profile, canary, profile)
+                assert shift is not None and shift.predictions == n
+                verdict = judge(ro.GATE_DEFAULTS, n, cell(n), cell(3000), shift=shift)
+                over_limit += shift.psi > ro.GATE_DEFAULTS["max_psi"]  # type: ignore[operator]
+                failed += "max_psi" in verdict["failed"]
+                trials += 1
+    assert over_limit > trials // 10 and failed <= 3, (over_limit, failed, trials)
+    constant = prediction_psi(Counts(np.array([300, 300, 300])), labels, Counts(np.array([30, 0, 0])), labels)
+    assert constant is not None and constant.psi > 5 * constant.noise
+    assert judge(ro.GATE_DEFAULTS, 30, cell(30), cell(900), shift=constant)["failed"] == ["max_psi"]
+
+
 def test_too_few_canary_requests_is_a_hold_never_a_pass() -> None:
     verdict = judge(ro.GATE_DEFAULTS, 100, cell(99), cell(1000))
     assert verdict["verdict"] == HOLD and verdict["canary"]["requests"] == 99
@@ -87,13 +111,14 @@ def test_psi_lines_up_class_labels_by_name_and_agreement_and_quality_gate() -> N
     canary_profile = FeatureProfile("prediction", CLASSES, categories=("0", "__other__"))
     stable = Counts(np.array([300, 300, 300, 0]))
     constant = Counts(np.array([900, 0]))
-    psi = prediction_psi(stable, stable_profile, constant, canary_profile)
-    assert psi is not None and psi > 1
-    assert prediction_psi(stable, stable_profile, Counts(np.array([300, 300, 300, 0])), stable_profile) == 0
+    shift = prediction_psi(stable, stable_profile, constant, canary_profile)
+    assert shift is not None and shift.psi > 1 and shift.predictions == 900
+    same = prediction_psi(stable, stable_profile, Counts(np.array([300, 300, 300, 0])), stable_profile)
+    assert same is not None and same.psi == 0
     verdict = judge(ro.GATE_DEFAULTS, 10, cell(100, correct=20, labelled=40), cell(100, correct=38, labelled=40),
-                    psi=psi, shadow={"rows": 500, "agreement": 0.33})  # fmt: skip
+                    shift=shift, shadow={"rows": 500, "agreement": 0.33})  # fmt: skip
     assert set(verdict["failed"]) == {"max_psi", "min_agreement", "max_quality_drop"}
-    skipped = judge({**ro.GATE_DEFAULTS, "max_psi": None, "min_agreement": None}, 10, cell(100), cell(100), psi=psi)
+    skipped = judge({**ro.GATE_DEFAULTS, "max_psi": None, "min_agreement": None}, 10, cell(100), cell(100), shift=shift)
     assert skipped["verdict"] == PASS and {g["gate"] for g in skipped["gates"]} == {
         "max_error_increase", "max_latency_ratio", "max_quality_drop"}  # fmt: skip
 
