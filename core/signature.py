@@ -93,9 +93,14 @@ class Signature:
     def width(self) -> int:
         return len(self.columns)
 
-    @property
+    @functools.cached_property
     def named(self) -> bool:
         return bool(self.columns) and all(c.name is not None for c in self.columns)
+
+    @functools.cached_property
+    def name_set(self) -> frozenset[str]:
+        """The columns' names, when every column has one (else empty): asked per request."""
+        return frozenset(self.names) if self.named else frozenset()
 
     @property
     def numeric(self) -> bool:

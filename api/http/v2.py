@@ -160,8 +160,7 @@ def _requested(payload: dict[str, Any]) -> list[tuple[str, bool]]:
 
 def input_table(signature: Signature, tensors: list[tuple[str, np.ndarray]]) -> Table:
     """One [rows, features] tensor (by position), or one tensor per column named after it."""
-    names = set(signature.names) if signature.named else set()
-    if len(tensors) == 1 and tensors[0][0] not in names:
+    if len(tensors) == 1 and tensors[0][0] not in signature.name_set:
         values = tensors[0][1]
         if values.ndim == 1:
             values = values.reshape(1, -1)  # [features]: one row
