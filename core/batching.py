@@ -186,11 +186,6 @@ class Batcher:
             result = self._timed(X)
         else:
             result = await compute(self._executor, self._timed, X, self.hand_off_s if self._fast else 0.0)
-        if isinstance(result, np.memmap):
-            # A memory-mapped estimator answers with its own mapped arrays indexed (classes_[i]):
-            # every slice and every array made from a memmap goes through numpy's Python-level
-            # __getitem__ and __array_finalize__ (1.4 us a slice against 0.1). The same memory, viewed plainly.
-            result = result.view(np.ndarray)
         if len(result) != len(X):
             raise WrongAnswerCount(f"the model answered {len(result)} rows for {len(X)}")
         return result

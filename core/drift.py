@@ -27,6 +27,9 @@ SEVERITIES = (NONE, INFO, WARNING, INSUFFICIENT_DATA, NO_REFERENCE)
 JUDGED = (NONE, INFO, WARNING)  # severities that are a verdict
 
 
+EPSILON = 1e-4  # the smoothing of an empty bin (Thresholds.epsilon's default)
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """When a PSI is worth telling (``psi_info``) or a warning (``psi_warning``); how many
@@ -38,7 +41,7 @@ class Thresholds:
     psi_warning: float = 0.25
     min_samples: int = 200
     dataset_share: float = 0.5
-    epsilon: float = 1e-4
+    epsilon: float = EPSILON
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,10 +109,11 @@ class Drift:
 
 
 def smoothed(proportions: Sequence[float] | np.ndarray, epsilon: float) -> np.ndarray:
-    """``(p + epsilon) / (1 + k * epsilon)``: every bin gets a little mass, so a bin empty
-    on one side gives a large but finite log ratio, and the result still sums to 1."""
+    """``(p + epsilon) / (1 + k * epsilon)`` along the last axis (the bins; one
+    distribution per row of a 2-D array): every bin gets a little mass, so a bin empty on
+    one side gives a large but finite log ratio, and the result still sums to 1."""
     p = np.asarray(proportions, dtype=np.float64)
-    out: np.ndarray = (p + epsilon) / (float(p.sum()) + len(p) * epsilon)
+    out: np.ndarray = (p + epsilon) / (p.sum(axis=-1, keepdims=True) + p.shape[-1] * epsilon)
     return out
 
 
@@ -133,8 +137,14 @@ def psi(expected: Sequence[float], observed_counts: Sequence[int], epsilon: floa
     ``epsilon``. Symmetric, 0 for identical distributions, and read on a fixed scale
     (0.1, 0.25), which is why it gives the verdict."""
     _check(expected, observed_counts)
-    e, o = smoothed(expected, epsilon), smoothed(_shares(observed_counts), epsilon)
-    return float(np.sum((o - e) * np.log(o / e)))
+    return float(psi_rows(expected, _shares(observed_counts), epsilon))
+
+
+def psi_rows(expected: Sequence[float] | np.ndarray, observed: np.ndarray, epsilon: float) -> np.ndarray:
+    """:func:`psi` of shares along the last axis: one PSI per row of 2-D arrays."""
+    e, o = smoothed(expected, epsilon), smoothed(observed, epsilon)
+    out: np.ndarray = np.sum((o - e) * np.log(o / e), axis=-1)
+    return out
 
 
 def kl_divergence(expected: Sequence[float], observed_counts: Sequence[int], epsilon: float) -> float:

@@ -282,29 +282,3 @@ def test_a_big_request_after_small_fast_ones_goes_to_a_worker(executor: ThreadPo
     assert [(n, name == "MainThread") for n, name in where] == [
         (1, False), (1, True), (2, True), (1000, False), (2, True)  # 1000 rows: ~100 ms estimated
     ]  # fmt: skip
-
-
-def test_a_memory_mapped_answer_reaches_each_request_as_plain_rows_of_the_same_memory(
-    executor: ThreadPoolExecutor, tmp_path: Any
-) -> None:
-    """A memory-mapped estimator answers with its mapped arrays indexed (classes_[i]); the
-    requests get plain ndarray rows (no numpy memmap machinery per slice), the right ones."""
-    classes = np.lib.format.open_memmap(tmp_path / "classes.npy", mode="w+", dtype=np.int64, shape=(3,))
-    classes[:] = [10, 20, 30]
-    answers: list[Any] = []
-
-    def predict(X: np.ndarray) -> Any:
-        out = classes.take(X[:, 0].astype(np.int64))  # as scikit-learn indexes classes_
-        answers.append(out)
-        return out
-
-    inputs = [np.array([[i % 3, 0.0]]) for i in range(12)]
-    batcher = Batcher(predict, executor)
-    results = [
-        asyncio.run(batcher.submit(inputs[0])),
-        *asyncio.run(submit_all(batcher, inputs[1:])),
-    ]  # alone, then together
-    assert all(isinstance(a, np.memmap) for a in answers)  # what the model gave back
-    for x, got in zip(inputs, results, strict=True):
-        assert type(got) is np.ndarray and got.tolist() == [10 * (int(x[0, 0]) + 1)]
-    assert any(np.shares_memory(got, a) for got in results for a in answers)

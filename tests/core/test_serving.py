@@ -149,6 +149,40 @@ def test_shared_memory_maps_a_joblib_models_arrays_from_its_version_file_copy_on
     assert model_file.read_bytes() == on_disk
 
 
+def test_a_memory_mapped_answer_reaches_each_request_as_plain_rows_of_the_same_memory(
+    store: Store, iris_a: Any
+) -> None:
+    """A memory-mapped estimator answers with its mapped arrays indexed (classes_.take(i));
+    the requests, alone or batched, get plain ndarray rows (no numpy memmap machinery per
+    slice), the right ones."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    from sklearn.datasets import load_iris
+
+    from modelswap.core.batching import Batcher
+
+    store.deploy("iris", publish(store, iris_a))
+    shared = make_serving(store, share_memory=True).slot("iris")
+    assert shared.sync()
+    snapshot = shared.snapshot()
+    rows = load_iris().data[::10]
+    assert isinstance(snapshot.loaded.estimator.predict(rows), np.memmap)  # what the estimator gives back
+    answer = snapshot.methods["predict"](rows)
+    assert type(answer) is np.ndarray and isinstance(answer.base, np.memmap)  # the same memory, viewed plainly
+
+    async def requests(batcher: Batcher) -> list[Any]:
+        lone = await batcher.submit(rows[:1])
+        return [lone, *await asyncio.gather(*(batcher.submit(rows[i : i + 1]) for i in range(1, len(rows))))]
+
+    with ThreadPoolExecutor(2) as executor:
+        results = asyncio.run(requests(Batcher(snapshot.methods["predict"], executor)))
+    expected = iris_a.predict(rows).tolist()
+    assert [type(r) for r in results] == [np.ndarray] * len(rows)
+    assert [r.tolist() for r in results] == [[e] for e in expected]
+
+
 def test_memory_guard_refuses_a_load_that_would_not_fit(store: Store, iris_a: Any) -> None:
     a = publish(store, iris_a)
     store.deploy("iris", a)
