@@ -55,6 +55,8 @@ LIVE_ACTIONS = frozenset({DEPLOY, ROLLBACK, PROMOTE, REPAIR_LIVE})
 NOT_SHOWN = frozenset({PUBLISH})
 CANARY_STARTS = frozenset({CANARY_START, ROLLOUT_START, ROLLOUT_STEP})
 CANARY_ENDS = frozenset({CANARY_STOP, CANARY_ABORT, PROMOTE, ROLLOUT_ABORT})
+# A deploy or rollback to the canary's own version ends the test too: its entry says so in
+# details["canary_ended"] (see canary_event).
 BLOCK = 1 << 16
 
 
@@ -92,6 +94,25 @@ class HistoryEntry:
             reason=str(data.get("reason") or ""),
             details=dict(data.get("details") or {}),
         )
+
+
+def canary_event(entry: HistoryEntry) -> tuple[str, str | None] | None:
+    """("start", version) when ``entry`` started (or stepped) a canary on ``version``,
+    ("end", version) when it ended the canary on ``version``, None when it did neither.
+
+    Ends are a stop, an abort, a rollout's abort (their ``from`` is the canary), a promote
+    (its ``to`` is the canary), and a deploy or rollback to the canary's version (named in
+    ``details["canary_ended"]``).
+    """
+    if entry.action in CANARY_STARTS:
+        return "start", entry.to_version
+    if entry.action == PROMOTE:
+        return "end", entry.to_version
+    if entry.action in CANARY_ENDS:
+        return "end", entry.from_version
+    if entry.action in LIVE_ACTIONS and entry.details.get("canary_ended"):
+        return "end", str(entry.details["canary_ended"])
+    return None
 
 
 def _open(path: Path) -> BinaryIO:

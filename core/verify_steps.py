@@ -217,20 +217,20 @@ class Check:
     # -- 5. abtest.json agrees with the journal and names an intact, non-live version --
     def canary(self, intact: set[str], current: str | None) -> None:
         paths = self.paths
-        last = next((e for e in self.journal if e.action in history.CANARY_STARTS | history.CANARY_ENDS), None)
+        last = next((event for event in map(history.canary_event, self.journal) if event is not None), None)
         try:
             config = read_canary(paths.abtest)
         except InvalidInput as exc:
             self._end_canary(None, f"{exc.message}; canary stopped")
             return
         if config is None:
-            if last is not None and last.action in history.CANARY_STARTS:
-                self._end_canary(last.to_version, "history says a canary runs but abtest.json is gone", remove=False)
+            if last is not None and last[0] == "start":
+                self._end_canary(last[1], "history says a canary runs but abtest.json is gone", remove=False)
             return
         if config.version not in intact or config.version == current:
             what = "the live version" if config.version == current else "not an intact version"
             self._end_canary(config.version, f"abtest.json names {config.version!r}, which is {what}; canary stopped")
-        elif last is not None and last.action in history.CANARY_ENDS and last.from_version == config.version:
+        elif last is not None and last == ("end", config.version):
             self._end_canary(
                 config.version, f"history ended the canary on {config.version} but abtest.json remained", record=False
             )

@@ -1,8 +1,12 @@
 import json
+import multiprocessing
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from modelswap.core import history, verify_steps
 from modelswap.core.canary import promote_canary, start_canary
@@ -125,6 +129,60 @@ def test_a_promote_killed_before_the_canary_file_went_is_completed(store: Store,
     verify_store(store, repair=True)
     assert not store.paths("iris").abtest.exists() and store.current("iris") == b
     assert not verify_store(store).problems
+
+
+@pytest.mark.parametrize("move", ["deploy", "rollback_to", "promote_then_deploy"])
+def test_moving_current_to_the_running_canary_ends_it_and_verifies_clean(store: Store, iris_a: Any, move: str) -> None:
+    a, b = publish(store, iris_a), publish(store, iris_a)
+    store.deploy("iris", a)
+    if move == "rollback_to":  # b was live once, so a rollback may name it
+        store.deploy("iris", b)
+        store.deploy("iris", a)
+    start_canary(store, "iris", b, 0.3)
+    if move == "deploy":
+        store.deploy("iris", b)
+    elif move == "rollback_to":
+        store.rollback("iris", b)
+    else:
+        promote_canary(store, "iris")
+        store.deploy("iris", a)
+        start_canary(store, "iris", b, 0.3)  # b is the rollback target now: canary it again, then deploy it
+        store.deploy("iris", b)
+    assert store.current("iris") == b and store.canary("iris") is None
+    assert verify_store(store).ok and not verify_store(store).problems
+    before = store.history("iris", limit=100)
+    assert not verify_store(store, repair=True).problems
+    assert store.history("iris", limit=100) == before  # nothing to record: no spurious canary_stop
+
+
+def _promote_killed_before_the_canary_file_goes(root: Path) -> None:
+    """In a child process: promote, SIGKILLed the instant after the journal entry, as
+    swap_in is about to remove abtest.json."""
+    from modelswap.core import transitions
+
+    def die(paths: Any) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    transitions.take_canary_file = die  # type: ignore[assignment]
+    promote_canary(Store(root), "iris")
+
+
+def test_a_promote_killed_between_its_journal_entry_and_the_canary_file_is_found(store: Store, iris_a: Any) -> None:
+    a, b = publish(store, iris_a), publish(store, iris_a)
+    store.deploy("iris", a)
+    start_canary(store, "iris", b, 0.2)
+    child = multiprocessing.get_context("fork").Process(
+        target=_promote_killed_before_the_canary_file_goes, args=(store.root,)
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    assert store.history("iris", limit=1)[0].action == "canary_promote"
+    assert store.current("iris") == a and store.canary("iris") == b  # history ahead of both files
+    assert kinds(Store(store.root)) == {"history", "canary", "leftover"}  # leftover: the temp link
+    verify_store(Store(store.root), repair=True)
+    assert store.current("iris") == a and not store.paths("iris").abtest.exists()  # the symlink wins
+    assert not verify_store(Store(store.root)).problems
 
 
 def test_a_gc_killed_after_its_journal_entry_is_finished_not_undone(store: Store, iris_a: Any) -> None:
