@@ -86,11 +86,11 @@ def move_current(
             who = actor or default_actor()
             entry = reg.HistoryEntry(iso(store.clock()), action, who, current, target, reason, extra)
             tmp = temp_symlink(paths.current, paths.version_link_target(target))  # 4
-            swap: Callable[[], None] = functools.partial(swap_in, tmp, paths, ends_canary=canary == target)
-            if also is not None:
-                path, value = also(current, target)
-                swap = functools.partial(write_then, path, value, swap)
-            try:
+            try:  # every path that does not swap removes the temp link (a refused `also` too)
+                swap: Callable[[], None] = functools.partial(swap_in, tmp, paths, ends_canary=canary == target)
+                if also is not None:
+                    path, value = also(current, target)
+                    swap = functools.partial(write_then, path, value, swap)
                 store.commit(paths, registry, entry, swap)  # 5, 6
             finally:
                 tmp.unlink(missing_ok=True)  # gone after a successful rename; debris otherwise

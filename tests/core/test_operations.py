@@ -9,11 +9,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from modelswap.core.canary import Guard
-from modelswap.core.errors import InvalidName, ModelNotFound, NothingToRollBack, ValidationFailed
+from modelswap.core.errors import Conflict, InvalidName, ModelNotFound, NothingToRollBack, ValidationFailed
 from modelswap.core.metrics import Metrics
 from modelswap.core.operations import Operations
 from modelswap.core.serving import Serving
 from modelswap.core.store import Store
+from modelswap.core.verify import verify_store
+from modelswap.core.watch import WatchPlan
 from tests.conftest import IRIS_ROW, publish
 
 
@@ -101,3 +103,18 @@ def test_with_serving_a_deploy_returns_once_this_process_serves_it(store: Store,
     assert serving.slot("iris").version == b and swaps == ["beat"]
     assert op.model("iris")["this_process"]["serving"] == b
     assert op.reload("iris")["serving"] == b
+
+
+def test_a_watched_deploy_of_the_live_version_is_refused_and_leaves_no_temp_link(
+    ops: tuple[Operations, CollectorRegistry], store: Store, iris_a: Any
+) -> None:
+    op, _ = ops
+    a = publish(store, iris_a)
+    op.deploy("iris", a, actor="t")
+    paths = store.paths("iris")
+    before = sorted(p.name for p in paths.dir.iterdir())
+    with pytest.raises(Conflict, match="already live"):
+        op.deploy("iris", a, actor="t", watch=WatchPlan(60))
+    assert sorted(p.name for p in paths.dir.iterdir()) == before  # no current.tmp-* beside current
+    assert not paths.watch.exists() and store.current("iris") == a
+    assert verify_store(store).ok and not verify_store(store).problems
