@@ -89,9 +89,12 @@ class RetrainRequest:
             "seed": self.seed,
         }
 
-    def argv(self, root: Path, job_file: Path, actor: str) -> list[str]:
+    def argv(self, root: Path, job_file: Path) -> list[str]:
+        """The job's command line. No ``--actor``: what the job publishes and deploys is
+        recorded as ``retrain:<host>``, as the CronJob's is; who started it is the job's
+        ``actor``."""
         args = [sys.executable, "-m", "modelswap.core.retrain", self.model, "--root", str(root)]
-        args += ["--job-file", str(job_file), "--actor", actor]
+        args += ["--job-file", str(job_file)]
         args += ["--dataset", self.dataset, "--estimator", self.estimator, "--seed", str(self.seed)]
         if self.deploy:
             args.append("--deploy")
@@ -137,7 +140,7 @@ class Jobs:
             log = open(self.dir / f"{job_id}.log", "ab")
             try:
                 proc = subprocess.Popen(
-                    params.argv(self.root, self.path(job_id), actor),
+                    params.argv(self.root, self.path(job_id)),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
