@@ -38,6 +38,26 @@ if TYPE_CHECKING:
 
 STAGING_STALE_SECONDS = 3600.0  # another host's staging directory older than this is a crash's
 
+# The store's invariants, one per kind of problem ``verify`` reports: what holds after every
+# write, and after ``verify --repair`` whatever a crash interrupted. docs/store.md lists them
+# (a test holds the two together) and scripts/crash_invariants.py checks them by kind.
+INVARIANTS: dict[str, str] = {
+    "leftover": "no debris of an interrupted write: no staging or trash directory of a dead writer, "
+    "no temporary entry, no torn last line in history.jsonl",
+    "symlink": "the only symlink in a model's directory is `current`; none in versions/",
+    "registry": "versions.json parses",
+    "deleted": "a version history says was deleted has no directory",
+    "corrupt": "every version directory matches its manifest",
+    "unregistered": "every intact version directory is in versions.json",
+    "missing": "every version versions.json names has its directory",
+    "current": "`current` names an intact published version (or is absent if nothing was ever live)",
+    "history": "history's last live-moving entry names what `current` names",
+    "canary": "abtest.json exists only when history's last canary event started one (on the version "
+    "it names), and names an intact version that is not live; it is gone when that event started one",
+    "aliases": "every alias names a published version",
+    "unreadable": "a model's directory and files can be read (none is a symlink or refused)",
+}
+
 
 class Check:
     """One model's verification. ``run`` returns (kind, message, repaired) per problem.
@@ -233,6 +253,10 @@ class Check:
         elif last is not None and last == ("end", config.version):
             self._end_canary(
                 config.version, f"history ended the canary on {config.version} but abtest.json remained", record=False
+            )
+        elif last is not None and last[0] == "start" and last[1] != config.version:
+            self._end_canary(
+                config.version, f"abtest.json names {config.version} but history's last canary start is {last[1]}"
             )
 
     def _end_canary(self, version: str | None, message: str, *, remove: bool = True, record: bool = True) -> None:

@@ -1,7 +1,12 @@
 """What must hold after any SIGKILL, before and after ``verify --repair`` (scripts/crash_campaign.py).
 
-Every check reads the store afresh (a new Store: no cache survives from the worker or
-from an earlier check) and returns a list of failures, empty when all is well.
+The store's invariants are one list, ``core.verify_steps.INVARIANTS`` (docs/store.md); each
+failure here starts with the kind of the invariant it breaks. These checks are written
+apart from ``verify``'s (an oracle: a bug in verify must not hide itself), and after a
+repair ``verify`` itself must also find nothing. Two checks only a campaign can make are
+added: a publish that returned is never lost without a recorded deletion, and history
+only grows. Every check reads the store afresh (a new Store: no cache survives from the
+worker or from an earlier check) and returns a list of failures, empty when all is well.
 """
 
 from __future__ import annotations
@@ -42,12 +47,14 @@ def check(root: Path, model: str, returned: set[str], journal_before: bytes, *, 
     try:
         registry = store.registry(model)
     except ModelswapError as exc:
-        return [*failures, f"the registry (index + journal) does not load: {exc.message}"]
+        return [*failures, f"registry: the registry (index + journal) does not load: {exc.message}"]
     current = _current(paths, registry, intact, failures)
     failures += _canary(paths, registry, intact, current)
+    if repaired:
+        failures += _canary_agrees_with_history(store, paths)
     journal = journal_bytes(paths)
     if not journal.startswith(journal_before):
-        failures.append("history.jsonl lost or rewrote entries it held before")
+        failures.append("journal: history.jsonl lost or rewrote entries it held before")
     deleted = {
         v
         for _, entry in store.ledger.newest_first(paths)  # a format 1 index holds it inline
@@ -56,7 +63,7 @@ def check(root: Path, model: str, returned: set[str], journal_before: bytes, *, 
     }
     for version in sorted(returned - deleted):
         if version not in intact or version not in registry:
-            failures.append(f"{version} was published (publish returned) and is gone without a recorded deletion")
+            failures.append(f"lost: {version} was published (publish returned) and is gone without a recorded deletion")
     if repaired:
         failures += _after_repair(store, model, current)
     return failures
@@ -75,7 +82,7 @@ def _intact_versions(paths: ModelPaths, failures: list[str]) -> set[str]:
         except (ModelswapError, OSError) as exc:
             issues = [str(getattr(exc, "message", exc))]
         if issues:
-            failures.append(f"partial version visible: versions/{directory.name}: {'; '.join(issues)}")
+            failures.append(f"corrupt: partial version visible: versions/{directory.name}: {'; '.join(issues)}")
         else:
             intact.add(directory.name)
     return intact
@@ -87,17 +94,17 @@ def _parses(paths: ModelPaths, *, repaired: bool) -> list[str]:
         try:
             reg.read_registry(paths.registry, paths.name)
         except ModelswapError as exc:
-            failures.append(f"versions.json does not parse: {exc.message}")
+            failures.append(f"registry: versions.json does not parse: {exc.message}")
     lines = journal_bytes(paths).split(b"\n")
     torn = lines.pop()  # b"" when the file ends in a newline
     if torn and repaired:
-        failures.append(f"history.jsonl ends in a torn line after repair: {torn[:60]!r}")
+        failures.append(f"leftover: history.jsonl ends in a torn line after repair: {torn[:60]!r}")
     for number, line in enumerate(lines, 1):
         try:
             if not isinstance(orjson.loads(line), dict):
                 raise ValueError("not an object")
         except (orjson.JSONDecodeError, ValueError) as exc:
-            failures.append(f"history.jsonl line {number} does not parse ({exc}): {line[:60]!r}")
+            failures.append(f"registry: history.jsonl line {number} does not parse ({exc}): {line[:60]!r}")
     return failures
 
 
@@ -107,9 +114,9 @@ def _current(paths: ModelPaths, registry: reg.Registry, intact: set[str], failur
         return None
     current = version_from_link_target(target)
     if current is None or current not in intact:
-        failures.append(f"current -> {target!r} names no intact version")
+        failures.append(f"current: current -> {target!r} names no intact version")
     elif current not in registry:
-        failures.append(f"current names {current}, which the registry does not list")
+        failures.append(f"unregistered: current names {current}, which the registry does not list")
     return current
 
 
@@ -117,20 +124,37 @@ def _canary(paths: ModelPaths, registry: reg.Registry, intact: set[str], current
     try:
         config = read_canary(paths.abtest)
     except ModelswapError as exc:
-        return [f"abtest.json is damaged: {exc.message}"]
+        return [f"canary: abtest.json is damaged: {exc.message}"]
     if config is None:
         return []
     if config.version not in intact or config.version not in registry:
-        return [f"abtest.json names {config.version}, not an intact published version"]
+        return [f"canary: abtest.json names {config.version}, not an intact published version"]
     if config.version == current:
-        return [f"abtest.json names {config.version}, the live version"]
+        return [f"canary: abtest.json names {config.version}, the live version"]
+    return []
+
+
+def _canary_agrees_with_history(store: Store, paths: ModelPaths) -> list[str]:
+    """abtest.json exists when history's last canary event started one, on its version, and only
+    then (a file with no canary event in history at all predates the journal: left alone)."""
+    last = next(
+        (event for _, entry in store.ledger.newest_first(paths) if (event := history.canary_event(entry))), None
+    )
+    try:
+        config = read_canary(paths.abtest)
+    except ModelswapError:
+        return []  # reported by _canary
+    if config is None and last is not None and last[0] == "start":
+        return [f"canary: history's last canary event started {last[1]} but abtest.json is gone"]
+    if config is not None and last is not None and last != ("start", config.version):
+        return [f"canary: abtest.json names {config.version} but history's last canary event is {last}"]
     return []
 
 
 def _after_repair(store: Store, model: str, current: str | None) -> list[str]:
-    failures = [f"verify after repair: {p.kind}: {p.message}" for p in verify_store(Store(store.root)).problems]
+    failures = [f"{p.kind}: verify after repair: {p.message}" for p in verify_store(Store(store.root)).problems]
     last = store.ledger.last(store.paths(model), history.LIVE_ACTIONS)
     live = last.to_version if last is not None else None
     if live != current:
-        failures.append(f"after repair history's last live version is {live} but current is {current}")
+        failures.append(f"history: after repair history's last live version is {live} but current is {current}")
     return failures

@@ -1,6 +1,7 @@
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from modelswap.core import history, verify_steps
-from modelswap.core.canary import promote_canary, start_canary
+from modelswap.core.canary import promote_canary, start_canary, stop_canary
 from modelswap.core.history import HistoryEntry
 from modelswap.core.layout import MODEL_FILE
 from modelswap.core.store import Store
@@ -244,4 +245,30 @@ def test_symlinks_inside_the_store_are_reported_never_followed_and_repair_never_
     assert report.ok
     assert "20261123-030000-0000aa" not in store.registry("iris") and outside.is_dir()
     assert not any(p.is_symlink() for p in paths.versions_dir.iterdir())
+    assert not verify_store(store).problems
+
+
+def test_the_invariants_are_one_list_in_the_code_and_the_docs() -> None:
+    """Every kind of problem verify can report is a named invariant, and docs/store.md's
+    verify table lists exactly those kinds."""
+    root = Path(__file__).resolve().parents[2]
+    source = (root / "core" / "verify_steps.py").read_text() + (root / "core" / "verify.py").read_text()
+    noted = set(re.findall(r'(?:self\.note|Problem)\(\s*(?:model,\s*)?"([a-z_]+)"', source))
+    assert noted and noted <= set(verify_steps.INVARIANTS), noted - set(verify_steps.INVARIANTS)
+    docs = (root / "docs" / "store.md").read_text()
+    table = docs[docs.index("| kind | what `verify` finds |") :].split("\n\n", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.MULTILINE))
+    assert documented == set(verify_steps.INVARIANTS)
+
+
+def test_a_canary_file_that_names_another_version_than_history_started_is_stopped(store: Store, iris_a: Any) -> None:
+    a, b, c = (publish(store, iris_a) for _ in range(3))
+    store.deploy("iris", a)
+    old = start_canary(store, "iris", b, 0.2)
+    stop_canary(store, "iris")
+    start_canary(store, "iris", c, 0.2)
+    store.paths("iris").abtest.write_text(json.dumps(old.to_dict()))  # history says c, the file says b
+    assert kinds(store) == {"canary"}
+    verify_store(store, repair=True)
+    assert store.canary("iris") is None and store.history("iris", limit=1)[0].action == "canary_stop"
     assert not verify_store(store).problems
