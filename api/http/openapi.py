@@ -271,7 +271,7 @@ NATIVE_PATHS: dict[str, dict[str, dict[str, Any]]] = {
         "get": operation(
             "readyz",
             "operations",
-            "Readiness: every served model has a loaded version",
+            "Readiness: every served model that has a live version has it loaded",
             {200: ok("Readiness", "Ready"), 503: ok("Readiness", "Not ready")},
         )
     },

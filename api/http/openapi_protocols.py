@@ -188,7 +188,7 @@ PROTOCOL_PATHS: dict[str, dict[str, dict[str, Any]]] = {
         "get": operation(
             "v2_ready",
             OIP,
-            "Ready: every served model has a loaded version",
+            "Ready: every served model that has a live version has it loaded",
             {200: ok("V2Ready", "Ready"), 503: ok("V2Ready", "Not ready")},
         )
     },
@@ -229,7 +229,7 @@ PROTOCOL_PATHS: dict[str, dict[str, dict[str, Any]]] = {
         "get": operation(
             "mlflow_ping",
             "mlflow",
-            "Health: 200 once every served model has a loaded version",
+            "Health: 200 once every served model that has a live version has it loaded",
             {200: plain_text("Ready"), 503: plain_text("Not ready")},
         )
     },

@@ -298,7 +298,7 @@ OPERATIONS: dict[str, Schema] = {
         {
             "ready": BOOLEAN,
             "models": described(mapping(MAYBE_VERSION), "Each served model and the version it serves"),
-            "waiting_for": array(STRING, description="Present when not ready"),
+            "waiting_for": array(STRING, description="Served models whose live version is not loaded yet"),
         },
         ("ready", "models"),
     ),
