@@ -33,7 +33,7 @@ from modelswap.core.ids import is_version_id, validate_model_name, validate_vers
 from modelswap.core.layout import METRICS_FILE, ModelPaths, model_paths, version_from_link_target
 from modelswap.core.ledger import Ledger
 from modelswap.core.loader import load_version, sklearn_mismatch
-from modelswap.core.locking import LockPolicy, hold
+from modelswap.core.locking import BrokenLock, LockPolicy, hold
 from modelswap.core.manifest import Manifest
 from modelswap.core.outcomes import GcPlan, ModelStatus, Transition
 from modelswap.core.publish import Details, PublishOptions, publish_version
@@ -201,12 +201,13 @@ class Store:
 
     # -- locking ----------------------------------------------------------------
     @contextmanager
-    def locked(self, model: str) -> Iterator[ModelPaths]:
+    def locked(self, model: str, *, on_break: Callable[[BrokenLock], None] | None = None) -> Iterator[ModelPaths]:
         """Hold the model's writer lock (see core.locking) for the block; a store whose
-        history still lives inside versions.json migrates first."""
+        history still lives inside versions.json migrates first. ``on_break``: called with
+        each stale soft-lock marker broken to take the lock."""
         paths = self.paths(model)
         paths.dir.mkdir(parents=True, exist_ok=True)
-        with hold(paths.lock, self.lock_policy):
+        with hold(paths.lock, self.lock_policy, on_break=on_break):
             self.ledger.migrate(paths)
             yield paths
 

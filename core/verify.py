@@ -15,6 +15,8 @@ from typing import Any
 
 from modelswap.core.clock import default_actor
 from modelswap.core.errors import ModelswapError
+from modelswap.core.layout import ModelPaths
+from modelswap.core.locking import BrokenLock, read_marker, soft_marker
 from modelswap.core.store import Store
 from modelswap.core.verify_steps import Check
 
@@ -54,10 +56,18 @@ def verify_store(
         try:
             store.existing(model)
             if repair:
-                with store.locked(model) as paths:
+                broken: list[BrokenLock] = []
+                with store.locked(model, on_break=broken.append) as paths:
                     found = Check(store, paths, repair=True, actor=actor or default_actor()).run()
+                found = [
+                    *(("leftover", f"broke the stale soft-lock marker {b.describe()}", True) for b in broken),
+                    *found,
+                ]
+                if store.lock_policy.kind != "soft":  # this repair did not take the soft lock
+                    found = [*_stale_marker(store, paths), *found]
             else:
-                found = Check(store, store.paths(model), repair=False, actor="").run()
+                paths = store.paths(model)
+                found = [*_stale_marker(store, paths), *Check(store, paths, repair=False, actor="").run()]
         except ModelswapError as exc:  # a model verify cannot even look into (a symlink, say)
             problems.append(Problem(model, "unreadable", exc.message))
             continue
@@ -65,3 +75,20 @@ def verify_store(
     for problem in problems:
         logger.info("verify %s: %s%s", problem.model, problem.message, " (repaired)" if problem.repaired else "")
     return Report(tuple(problems))
+
+
+def _stale_marker(store: Store, paths: ModelPaths) -> list[tuple[str, str, bool]]:
+    """A soft-lock marker unchanged for longer than the stale time by its mtime: no live
+    holder leaves its marker unrefreshed that long (a third of it at most), so its writer
+    died. Only repair under the soft lock breaks it (by its own rule, see core.locking)."""
+    marker = read_marker(soft_marker(paths.lock))
+    stale = store.lock_policy.stale_after
+    if marker is None or marker.age < stale:
+        return []
+    how = (
+        "`verify --repair` breaks it"
+        if store.lock_policy.kind == "soft"
+        else "this process uses MODELSWAP_LOCK=flock, which never reads it: remove it if no writer of the store "
+        "uses the soft lock, or run `verify --repair` with MODELSWAP_LOCK=soft"
+    )
+    return [("leftover", f"stale soft-lock marker {marker.describe()} (stale time {stale:g}s); {how}", False)]
