@@ -106,20 +106,29 @@ class StoreNotWritable(StorageError):
     code = "store_not_writable"
 
 
-def storage_error(exc: OSError) -> StorageError:
+class StoreNotReadable(StorageError):
+    """A read of the store was refused (EACCES/EPERM): a file mounted for another user."""
+
+    code = "store_not_readable"
+
+
+def storage_error(exc: OSError, *, reading: bool = False) -> StorageError:
     """The StorageError an OSError from the store means: a full disk or quota, a read-only
-    mount, missing permission, or something else (the path stays in the server log)."""
+    mount, missing permission (to read, when ``reading``, else to write), or something
+    else (the path stays in the server log)."""
+    refused = StoreNotReadable if reading else StoreNotWritable
     kinds: dict[int, type[StorageError]] = {
         errno.ENOSPC: StorageFull,
         errno.EDQUOT: StorageFull,
         errno.EFBIG: StorageFull,
         errno.EROFS: StoreReadOnly,
-        errno.EACCES: StoreNotWritable,
-        errno.EPERM: StoreNotWritable,
+        errno.EACCES: refused,
+        errno.EPERM: refused,
     }
     kind = kinds.get(exc.errno or 0, StorageError)
     reason = exc.strerror or type(exc).__name__
-    return kind(f"the model store's filesystem refused the operation: {reason}")
+    what = "a read" if reading else "the operation"
+    return kind(f"the model store's filesystem refused {what}: {reason}")
 
 
 class CorruptRegistry(ModelswapError):
@@ -162,6 +171,13 @@ class Unauthorized(ModelswapError, PermissionError):
     """The admin token is missing or wrong."""
 
     code = "unauthorized"
+
+
+class AdminDisabled(ModelswapError):
+    """The admin API is off in this process: no token is configured and the store, being
+    read-only, could not take a generated one. No token a client sends can change that."""
+
+    code = "admin_disabled"
 
 
 class PayloadTooLarge(InvalidInput):

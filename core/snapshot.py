@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import sklearn
 
+from modelswap.core.errors import PredictionFailed
 from modelswap.core.inputs import to_model
 from modelswap.core.loader import LoadedModel
 from modelswap.core.signature import Signature
@@ -64,6 +65,10 @@ def _served(method: Callable[..., Any], *, assume_finite: bool) -> Callable[[np.
     ``numpy.memmap``), and every slice of a memmap and every array made from one goes
     through numpy's Python-level ``__getitem__`` and ``__array_finalize__`` (1.4 us a slice
     against 0.1): the answer is the same memory viewed as a plain ndarray.
+
+    An answer that is not made of numbers, booleans, strings and nulls is refused here
+    (PredictionFailed, see ``encodable``), so every protocol and the shadow runner refuse
+    it alike and count it as the model's failure.
     """
 
     def call(X: np.ndarray) -> Any:
@@ -72,9 +77,42 @@ def _served(method: Callable[..., Any], *, assume_finite: bool) -> Callable[[np.
                 answer = method(X)
         else:
             answer = method(X)
-        return answer.view(np.ndarray) if isinstance(answer, np.memmap) else answer
+        return encodable(answer.view(np.ndarray) if isinstance(answer, np.memmap) else answer)
 
     return call
+
+
+# dtype kinds whose values every protocol encodes: booleans, integers, floats, text
+PLAIN_KINDS = frozenset("biufU")
+SCALARS = (str, bool, int, float, type(None), np.bool_, np.integer, np.floating)
+MUST_BE = "but a prediction is made of numbers, booleans, strings and nulls"
+
+
+def encodable(answer: Any) -> Any:
+    """``answer`` as it is when each of its values is a number, a boolean, a string or a
+    null, which native JSON, the v2 tensors (JSON and binary) and MLflow's JSON all
+    encode; else PredictionFailed naming the offending type. Anything else would reach a
+    client as ``"<object object at 0x...>"`` (v2 BYTES takes any value's ``str``) in one
+    protocol and an internal error in another. A numeric answer costs one dtype check."""
+    array = answer if isinstance(answer, np.ndarray) else _as_array(answer)
+    if array is not None:
+        if array.dtype.kind in PLAIN_KINDS:
+            return answer
+        if array.dtype.kind != "O":
+            raise PredictionFailed(f"it answered {array.dtype} values, {MUST_BE}")
+        odd = next((t for t in set(map(type, array.flat)) if not issubclass(t, SCALARS)), None)
+        if odd is None:
+            return answer
+        raise PredictionFailed(f"it answered {odd.__name__} values, {MUST_BE}")
+    raise PredictionFailed(f"it answered a {type(answer).__name__}, {MUST_BE}")
+
+
+def _as_array(answer: Any) -> np.ndarray | None:
+    """A list's (or Series') values as an array of objects; None when it has none."""
+    try:
+        return np.asarray(answer, dtype=object)
+    except (ValueError, TypeError):
+        return None
 
 
 def _on_frame(method: Callable[..., Any], signature: Signature) -> Callable[[np.ndarray], Any]:

@@ -1,7 +1,9 @@
-"""The admin token: from the settings, a mounted secret file, or generated into the store."""
+"""The admin token: from the settings, a mounted secret file, or generated into the store;
+with none of them on a read-only store, the admin API is off (``admin_off``)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
@@ -31,8 +33,29 @@ def configured_token(settings: Settings) -> str | None:
     return None
 
 
+# what creating the token file fails with on a store this process may only read
+READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+ADMIN_OFF = (
+    "the admin API is off: no admin token is configured and the store is read-only, so none could be generated; "
+    "set MODELSWAP_ADMIN_TOKEN or MODELSWAP_ADMIN_TOKEN_FILE and restart the server"
+)
+
+
+def admin_off(settings: Settings, token: str | None) -> str | None:
+    """Why the admin API is off in a serving process whose token is ``token``, or None.
+
+    It is off when no token is configured and ``serve`` could not generate
+    ``<root>/.admin-token`` because the store is read-only (or not writable by this
+    process). A process with no token on a writable store is merely unconfigured (401)."""
+    root = settings.root
+    if token is not None or (root / ADMIN_TOKEN_FILE).exists() or not root.is_dir():
+        return None
+    return None if os.access(root, os.W_OK) else ADMIN_OFF
+
+
 def ensure_token_file(root: Path) -> Path:
-    """Generate ``<root>/.admin-token`` (mode 0600) unless it exists; return its path."""
+    """Generate ``<root>/.admin-token`` (mode 0600) unless it exists; return its path.
+    OSError when the store cannot take it (``READ_ONLY`` errnos on a read-only store)."""
     path = root / ADMIN_TOKEN_FILE
     root.mkdir(parents=True, exist_ok=True)
     try:

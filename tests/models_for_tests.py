@@ -190,3 +190,12 @@ class SleepsOnNegative:
         if (X[:, 0] < 0).any():
             time.sleep(0.2)
         return np.zeros(len(X), dtype=np.int64)
+
+
+class AnswersObjects:
+    """Predicts a plain ``object()`` per row: an answer no protocol can encode."""
+
+    n_features_in_ = 4
+
+    def predict(self, X: Any) -> Any:
+        return np.array([object() for _ in range(len(np.asarray(X)))], dtype=object)

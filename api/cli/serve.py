@@ -83,12 +83,25 @@ Try it (in another terminal):
 
 
 def ensure_token(settings: Settings) -> Path | None:
-    """With no token configured, generate ``<root>/.admin-token`` and point workers at it."""
+    """With no token configured, generate ``<root>/.admin-token`` and point workers at it.
+    On a read-only store there is none to generate: the server then serves predictions
+    and reads with the admin API off (core.tokens.admin_off), and says so in one line."""
     if settings.admin_token or settings.admin_token_file:
         return settings.admin_token_file
-    from modelswap.core.tokens import ensure_token_file
+    from modelswap.core.tokens import READ_ONLY, ensure_token_file
 
-    path = ensure_token_file(settings.root).resolve()
+    try:
+        path = ensure_token_file(settings.root).resolve()
+    except OSError as exc:
+        if exc.errno not in READ_ONLY:
+            raise
+        logger.warning(
+            "admin API off: no MODELSWAP_ADMIN_TOKEN or MODELSWAP_ADMIN_TOKEN_FILE is set and the store is read-only "
+            "(cannot create %s: %s); serving predictions and reads, admin routes answer 503 admin_disabled",
+            exc.filename,
+            exc.strerror,
+        )
+        return None
     os.environ["MODELSWAP_ADMIN_TOKEN_FILE"] = str(path)
     print(f"admin token: {path} (mode 0600)", flush=True)
     return path

@@ -35,7 +35,7 @@ from modelswap.core.serving import Serving
 from modelswap.core.settings import Settings
 from modelswap.core.shadowing import ShadowRunner
 from modelswap.core.store import Store
-from modelswap.core.tokens import configured_token
+from modelswap.core.tokens import admin_off, configured_token
 
 logger = logging.getLogger(__name__)
 
@@ -161,9 +161,10 @@ def create_app(
     def delivery_views(model: str) -> tuple[dict[str, Any], dict[str, Any]]:
         return shadow_view(store, model, stale=settings.monitor_retention), rollout_view(store, model)
 
+    token = configured_token(settings)
     state = AppState(
         settings=settings,
-        token=configured_token(settings),
+        token=token,
         ops=ops,
         runtime=runtime,
         monitor=watcher,
@@ -183,6 +184,7 @@ def create_app(
             threads=settings.model_threads,
             observe=lambda requests, rows: metrics.batch_requests.observe(requests),
         ),
+        admin_off=admin_off(settings, token),
     )
 
     @asynccontextmanager

@@ -21,6 +21,7 @@ STATUS: tuple[tuple[type[e.ModelswapError], int], ...] = (
     (e.UnsupportedFormat, 415),
     (e.InvalidInput, 400),
     (e.Unauthorized, 401),
+    (e.AdminDisabled, 503),
     (e.NotFound, 404),
     (e.Conflict, 409),
     (e.ValidationFailed, 422),
@@ -28,6 +29,7 @@ STATUS: tuple[tuple[type[e.ModelswapError], int], ...] = (
     (e.StorageFull, 507),
     (e.StoreReadOnly, 503),
     (e.StoreNotWritable, 503),
+    (e.StoreNotReadable, 503),
     (e.CorruptRegistry, 500),
     (e.StoreBusy, 503),
     (e.NotReady, 503),
@@ -79,10 +81,22 @@ def allowed_methods(request: Request) -> str:
 
 
 async def os_error(request: Request, exc: Exception) -> Response:
-    """A filesystem failure outside the operations layer (a read view): same mapping."""
+    """A filesystem failure outside the operations layer (a read view, mostly): same
+    mapping, except that a refused read is ``store_not_readable``, not ``store_not_writable``."""
     assert isinstance(exc, OSError)
     logger.error("%s %s: %s", request.method, request.url.path, exc)
-    return await modelswap_error(request, e.storage_error(exc))
+    return await modelswap_error(request, e.storage_error(exc, reading=only_reads(request)))
+
+
+def only_reads(request: Request) -> bool:
+    """Whether the request only reads the store: a GET or HEAD, or a prediction in any
+    protocol (``.../predict``, ``.../infer``, ``/invocations``). The verbs that write go
+    through the operations layer, which maps their failures itself; the few writes that
+    do not (monitor config, feedback) are a PUT or POST on other paths."""
+    if request.method in ("GET", "HEAD"):
+        return True
+    path: str = request.scope["path"]
+    return path == "/invocations" or path.endswith(("/predict", "/infer"))
 
 
 async def client_disconnected(request: Request, exc: Exception) -> Response:

@@ -28,7 +28,9 @@ STATUS_TEXT = {
     "process, which timed out, exceeded its memory or crashed), holds types the server does not trust "
     "(untrusted_types: MODELSWAP_TRUSTED_TYPES), or a stored file is damaged",
     500: "Internal error: the model raised while predicting, versions.json is damaged, or an unexpected failure",
-    503: "Not ready (no version of the model loaded yet) or the store's writer lock is busy",
+    503: "Not ready (no version of the model loaded yet), the store's writer lock is busy, the store is read-only "
+    "or refuses this server's reads or writes (store_read_only, store_not_readable, store_not_writable), or the "
+    "admin API is off: no token is configured and the store is read-only (admin_disabled)",
     507: "Not enough memory left under this process's limit to load the version",
 }
 READ_401 = "Only when MODELSWAP_PROTECT_READS=1: missing or wrong admin token"
@@ -150,10 +152,11 @@ def operation(
 ) -> dict[str, Any]:
     """One operation. ``errors`` are the error statuses it answers, in its protocol's
     shape (``notes`` overrides their descriptions). ``auth`` is "admin" (bearer required)
-    or "read" (bearer only when MODELSWAP_PROTECT_READS=1); either adds its 401."""
+    or "read" (bearer only when MODELSWAP_PROTECT_READS=1); either adds its 401, and its 503
+    (the store refuses the read or write, or the admin API is off: admin_disabled)."""
     notes = {**({401: READ_401} if auth == "read" else {}), **(notes or {})}
     all_responses = {str(status): response for status, response in responses.items()}
-    for status in sorted(set(errors) | ({401} if auth else set())):
+    for status in sorted(set(errors) | ({401, 503} if auth else set())):
         all_responses[str(status)] = error(protocol, status, notes.get(status))
     op: dict[str, Any] = {"operationId": op_id, "tags": [tag], "summary": summary}
     if description:

@@ -101,6 +101,12 @@ async def run_snapshot(
     return result.tolist() if isinstance(result, np.ndarray) else list(result)
 
 
+def failure(exc: Exception) -> str:
+    """What a client is told of a model's failure: the exception's type (its message may
+    hold anything), or, for an answer the server refused (core.snapshot.encodable), why."""
+    return exc.message if isinstance(exc, PredictionFailed) else type(exc).__name__
+
+
 async def predict_array(
     state: AppState, slot: ModelSlot, snap: Snapshot, X: np.ndarray, method: str, start: float, rid: str = ""
 ) -> Any:
@@ -130,7 +136,7 @@ async def predict_array(
             type(exc).__name__,
             exc,
         )
-        raise PredictionFailed(f"{snap.model} {snap.version} failed to predict: {type(exc).__name__}") from exc
+        raise PredictionFailed(f"{snap.model} {snap.version} failed to predict: {failure(exc)}") from exc
     elapsed = time.perf_counter() - start
     state.metrics.prediction(snap.model, snap.version, snap.variant, "success", elapsed)
     slot.record(snap, ok=True)

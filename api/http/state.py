@@ -29,6 +29,7 @@ class AppState:
     collector: Collector | None
     batching: BatchPool
     shadows: ShadowRunner
+    admin_off: str | None = None  # why the admin API is off (core.tokens.admin_off), else None
 
     @property
     def store(self) -> Store:

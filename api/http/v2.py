@@ -18,7 +18,7 @@ from starlette.responses import Response
 from modelswap.api.http.errors import status_for
 from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import METHODS, header_value, read_body
-from modelswap.api.http.predict import pinned_version, predict_array, prepare_for
+from modelswap.api.http.predict import failure, pinned_version, predict_array, prepare_for
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import AppState, app_state
 from modelswap.api.http.tensors import HEADER_LENGTH, decode_input, encode_outputs, split_body
@@ -211,7 +211,7 @@ async def infer(request: Request) -> Response:
         except PredictTimeout:
             raise
         except Exception as exc:  # the model's own code failed on valid input
-            raise PredictionFailed(f"{snap.model} {snap.version} failed in {name}: {type(exc).__name__}") from exc
+            raise PredictionFailed(f"{snap.model} {snap.version} failed in {name}: {failure(exc)}") from exc
     tensors, raw = encode_outputs(
         [(name, arr, as_binary) for (name, as_binary), arr in zip(wanted, arrays, strict=True)]
     )

@@ -11,6 +11,8 @@ import pytest
 
 from modelswap.core.store import Store
 from tests.api.cli.test_commands import run
+from tests.confine import FILE_PERMISSIONS_APPLY, READ_ONLY_STORE
+from tests.conftest import IRIS_ROW
 from tests.server import serve
 
 
@@ -139,3 +141,60 @@ def test_a_writer_with_other_soft_lock_settings_gets_one_line_not_a_traceback(
         holder.communicate()
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "MODELSWAP_LOCK_STALE_SECONDS" in result.stderr
+
+
+def test_an_unreadable_index_or_journal_answers_reads_503_store_not_readable(
+    iris_pair: tuple[Store, str, str],
+) -> None:
+    store, a, b = iris_pair
+    paths = store.paths("iris")
+    reads = ["/v1/models", "/v1/models/iris", "/v1/models/iris/versions", f"/v1/models/iris/versions/{b}",
+             "/v1/models/iris/history", f"/v1/models/iris/versions/{b}/lineage"]  # fmt: skip
+    # The server is held to the permission bits (tests run as root, which is not): a file
+    # chmod 000 answers its reads with EACCES, a directory 0555 its writes.
+    with serve(store.root, prelude=FILE_PERMISSIONS_APPLY) as server, server.admin() as admin:
+        for unreadable in (paths.registry, paths.history):
+            unreadable.chmod(0)
+            try:
+                for path in reads:
+                    r = admin.get(path)
+                    assert r.status_code == 503, (unreadable.name, path, r.text)
+                    assert r.json()["error"]["code"] == "store_not_readable", (unreadable.name, path, r.text)
+                    assert str(store.root) not in r.text
+                predicted = admin.post("/v1/models/iris/predict", json={"instances": [IRIS_ROW]})
+                assert predicted.status_code == 200 and predicted.headers["x-model-version"] == a
+            finally:
+                unreadable.chmod(0o644)
+        paths.dir.chmod(0o555)
+        try:
+            refused = admin.post("/v1/models/iris/deploy", json={"version": b})
+        finally:
+            paths.dir.chmod(0o755)
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "store_not_writable", refused.text
+        assert admin.get("/v1/models/iris/versions").status_code == 200
+    assert store.current("iris") == a
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_read_only_store_without_a_token_serves_with_the_admin_api_off(
+    iris_pair: tuple[Store, str, str], workers: int
+) -> None:
+    store, a, b = iris_pair
+    no_token = {"MODELSWAP_ADMIN_TOKEN": "", "MODELSWAP_ADMIN_TOKEN_FILE": ""}
+    with (
+        serve(store.root, workers=workers, prelude=READ_ONLY_STORE, env=no_token) as server,
+        server.client() as anon,
+        server.admin() as admin,
+    ):
+        for _ in range(4):  # on every worker
+            predicted = anon.post("/v1/models/iris/predict", json={"instances": [IRIS_ROW]})
+            assert predicted.status_code == 200 and predicted.headers["x-model-version"] == a
+            assert anon.get("/v1/models/iris/versions").status_code == 200
+            for client in (anon, admin):  # no token can help
+                r = client.post("/v1/models/iris/deploy", json={"version": b})
+                assert r.status_code == 503 and r.json()["error"]["code"] == "admin_disabled", r.text
+                assert "read-only" in r.json()["error"]["message"] and "www-authenticate" not in r.headers
+        said = [line for line in server.output().splitlines() if "admin API off" in line]
+    assert len(said) == 1 and "read-only" in said[0] and "Read-only file system" in said[0], said
+    assert not (store.root / ".admin-token").exists()
+    assert store.current("iris") == a

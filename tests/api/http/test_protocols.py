@@ -188,3 +188,49 @@ def test_malformed_mlflow_payloads_get_clear_400s(
     with server.client() as client:
         r = client.post("/invocations", content=body, headers={"Content-Type": content_type})
     assert r.status_code == 400 and r.json()["error_code"] == "BAD_REQUEST" and message in r.json()["message"]
+
+
+def test_an_answer_no_protocol_can_encode_is_refused_alike_by_every_protocol(tmp_path: Any) -> None:
+    from tests.models_for_tests import AnswersObjects
+
+    store = Store(tmp_path / "models", clock=StepClock())
+    odd = publish(store, AnswersObjects(), model="odd")
+    store.deploy("odd", odd)
+    tensor = {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": IRIS_ROW}
+    calls: list[tuple[str, dict[str, Any], str]] = [
+        ("/v1/models/odd/predict", {"instances": [IRIS_ROW]}, "native"),
+        (f"/v1/models/odd/versions/{odd}/predict", {"instances": [IRIS_ROW]}, "native"),
+        ("/predict", {"instances": [IRIS_ROW]}, "native"),
+        ("/v2/models/odd/infer", {"inputs": [tensor]}, "v2"),
+        ("/v2/models/odd/infer", {"inputs": [tensor], "parameters": {"binary_data_output": True}}, "v2"),
+        (f"/v2/models/odd/versions/{odd}/infer", {"inputs": [tensor]}, "v2"),
+        ("/invocations", {"instances": [IRIS_ROW]}, "mlflow"),
+    ]
+    with serve(store.root) as server, server.client() as client:
+        messages = set()
+        for path, body, protocol in calls:
+            r = client.post(path, json=body)
+            assert r.status_code == 500, (path, r.status_code, r.content[:300])
+            assert "object at 0x" not in r.text and "Traceback" not in r.text
+            error = r.json()
+            if protocol == "native":
+                assert error["error"]["code"] == "prediction_failed", error
+                messages.add(error["error"]["message"])
+            elif protocol == "v2":
+                assert set(error) == {"error"}
+                messages.add(error["error"])
+            else:
+                assert error["error_code"] == "INTERNAL_ERROR"
+                messages.add(error["message"])
+        metrics = client.get("/metrics").text
+    assert messages == {
+        f"odd {odd} failed to predict: it answered object values, "
+        "but a prediction is made of numbers, booleans, strings and nulls"
+    }
+    errors = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("modelswap_predictions_total{") and 'model="odd"' in line and 'outcome="error"' in line
+    ]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in errors) == len(calls)
+    assert "unhandled error" not in server.output()
