@@ -6,6 +6,8 @@ delete, a version to gc...). It returns the ``act`` that a forked worker runs an
 the campaign kills with SIGKILL. The worker reports what it does on a pipe:
 
     B <ns>            the op begins (CLOCK_MONOTONIC, comparable across processes)
+    L <ns>            it starts taking the model's lock (core.locking.hold)
+    H <ns>            it holds the lock
     J <ns> <action>   a journal append starts (history.jsonl, before its fsync)
     C <ns>            the entry is appended and fsynced: the commit point has passed
     E <ns>            the change the entry records is made (symlink, renames, files)
@@ -16,20 +18,25 @@ the campaign kills with SIGKILL. The worker reports what it does on a pipe:
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
+import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from modelswap.core import history
+from modelswap.core import history, locking
 from modelswap.core import registry as reg
+from modelswap.core import store as store_module
 from modelswap.core.aliases import delete_alias, read_aliases, set_alias
 from modelswap.core.canary import promote_canary, start_canary, stop_canary
 from modelswap.core.fsio import atomic_write_json
+from modelswap.core.locking import LockPolicy
 from modelswap.core.retention import protected
 from modelswap.core.store import Store
 from modelswap.core.verify import verify_store
@@ -216,10 +223,26 @@ WHOLE_OP_ONLY = frozenset({"repair", "migrate"})  # their work comes before any 
 
 
 # -- the worker (a forked child) -------------------------------------------------------
-def run_worker(root: Path, act: Act, fd: int) -> None:
-    """Run ``act`` on a fresh Store, reporting on ``fd``, then wait to be killed. Never returns."""
+CLONE_NEWUTS = 0x04000000  # linux/sched.h
+
+
+def become_host(name: str) -> None:
+    """Give this process a UTS namespace of its own, named ``name``: to the soft lock its
+    markers then come from another host, as a pod's do to another pod (needs CAP_SYS_ADMIN)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWUTS) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"unshare(CLONE_NEWUTS): {os.strerror(error)}")
+    socket.sethostname(name)
+
+
+def run_worker(make_store: Callable[[], Store], act: Act, fd: int, host: str | None = None) -> None:
+    """Run ``act`` on a fresh Store from ``make_store`` (as host ``host`` when given, see
+    become_host), reporting on ``fd``, then wait to be killed. Never returns."""
     code = 0
     try:
+        if host is not None:
+            become_host(host)
 
         def emit(line: str) -> None:
             os.write(fd, line.encode() + b"\n")
@@ -234,8 +257,18 @@ def run_worker(root: Path, act: Act, fd: int) -> None:
                 yield
             emit(f"E {time.monotonic_ns()}")
 
-        history.journal = journal  # type: ignore[assignment]
-        store = Store(root, lock_timeout=30)
+        history.journal = journal
+        real_hold = locking.hold
+
+        @contextmanager
+        def hold(lock_file: Path, policy: LockPolicy, **options: Any) -> Iterator[None]:
+            emit(f"L {time.monotonic_ns()}")
+            with real_hold(lock_file, policy, **options):
+                emit(f"H {time.monotonic_ns()}")
+                yield
+
+        store_module.hold = hold  # type: ignore[attr-defined]  # the name Store.locked calls
+        store = make_store()
         emit(f"B {time.monotonic_ns()}")
         try:
             act(store, emit)
