@@ -283,8 +283,9 @@ def flock_holders(path: Path) -> list[int]:
                 os.minor(st.st_dev),
                 st.st_ino,
             )
-            if same:
-                pids.append(int(fields[4]))
+            pid = int(fields[4])
         except ValueError:
             continue
+        if same and pid > 0 and pid not in pids:  # 0: a holder in a pid namespace this one cannot see
+            pids.append(pid)
     return pids
