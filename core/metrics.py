@@ -17,7 +17,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.registry import Collector
 
-from modelswap.core.processes import alive
+from modelswap.core.store.processes import alive
 
 logger = logging.getLogger(__name__)
 

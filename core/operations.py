@@ -13,26 +13,26 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from modelswap.core import registry as reg
-from modelswap.core import rollout as ro
-from modelswap.core.aliases import aliases_of, delete_alias, read_aliases, resolve, set_alias
-from modelswap.core.canary import CanaryConfig, Guard, promote_canary, read_canary, start_canary, stop_canary
-from modelswap.core.catalog import compare, find_model_id, lineage, matches, parse_where
+from modelswap.core.delivery import rollout as ro
+from modelswap.core.delivery.canary import CanaryConfig, Guard, promote_canary, read_canary, start_canary, stop_canary
+from modelswap.core.delivery.rollout import Rollout
+from modelswap.core.delivery.shadow import ShadowConfig, start_shadow, stop_shadow
+from modelswap.core.delivery.watched_deploy import RESET, Watch, WatchPlan, check_not_tripped, end_watch
 from modelswap.core.errors import Conflict, InvalidInput, ModelswapError, UnsupportedFormat, storage_error
-from modelswap.core.fleet import process_id, read_fleet
-from modelswap.core.formats import JOBLIB, detect_format
-from modelswap.core.ids import validate_model_name
-from modelswap.core.jobs import Job, Jobs, RetrainRequest
 from modelswap.core.metrics import Metrics
-from modelswap.core.outcomes import GcPlan, Transition
-from modelswap.core.rollout import Rollout
-from modelswap.core.sandbox import UploadPolicy
-from modelswap.core.serving import Serving
-from modelswap.core.shadow import ShadowConfig, start_shadow, stop_shadow
-from modelswap.core.signature import manifest_signature
-from modelswap.core.store import Store
-from modelswap.core.training import RetrainOutcome, retrain
-from modelswap.core.watch import RESET, Watch, WatchPlan, check_not_tripped, end_watch
+from modelswap.core.schema.signature import manifest_signature
+from modelswap.core.serving.fleet import process_id, read_fleet
+from modelswap.core.serving.slots import Serving
+from modelswap.core.store import registry as reg
+from modelswap.core.store.aliases import aliases_of, delete_alias, read_aliases, resolve, set_alias
+from modelswap.core.store.catalog import compare, find_model_id, lineage, matches, parse_where
+from modelswap.core.store.formats import JOBLIB, detect_format
+from modelswap.core.store.ids import validate_model_name
+from modelswap.core.store.outcomes import GcPlan, Transition
+from modelswap.core.store.sandbox import UploadPolicy
+from modelswap.core.store.store import Store
+from modelswap.core.training.fit import RetrainOutcome, retrain
+from modelswap.core.training.jobs import Job, Jobs, RetrainRequest
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,7 +84,7 @@ class Operations:
     ) -> Transition:
         """Make ``version`` (an id or an alias) live; ``force`` allows a breaking schema change.
         With ``watch``, the serving processes watch it and roll back by themselves on a
-        breach (core.watch); ``watch.json`` is written with the move as one change."""
+        breach (core.delivery.watched_deploy); ``watch.json`` is written with the move as one change."""
 
         def deploy() -> Transition:
             target = resolve(self.store, model, version)
@@ -160,7 +160,7 @@ class Operations:
         self._count(model, "canary_abort", "success")
         return True
 
-    # -- progressive delivery (driven by the serving processes: core.delivery) --------------
+    # -- progressive delivery (driven by the serving processes: core.delivery.driver) --------------
     def shadow_start(
         self, model: str, version: str, fraction: float = 1.0, *, actor: str, reason: str = "", force: bool = False
     ) -> ShadowConfig:

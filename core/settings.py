@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelswap.core.errors import InvalidInput
-from modelswap.core.ids import validate_model_name
+from modelswap.core.store.ids import validate_model_name
 
 WATCH_MODES = ("auto", "poll", "off")
 LOG_FORMATS = ("text", "json")

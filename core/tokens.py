@@ -10,8 +10,8 @@ import secrets
 from pathlib import Path
 
 from modelswap.core.errors import InvalidInput
-from modelswap.core.layout import ADMIN_TOKEN_FILE
 from modelswap.core.settings import Settings
+from modelswap.core.store.layout import ADMIN_TOKEN_FILE
 
 logger = logging.getLogger(__name__)
 

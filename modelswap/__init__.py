@@ -22,9 +22,9 @@ from modelswap.core.errors import (
     StoreBusy,
     ValidationFailed,
 )
-from modelswap.core.outcomes import GcPlan, Transition
-from modelswap.core.registry import HistoryEntry, Version
-from modelswap.core.store import Store
+from modelswap.core.store.outcomes import GcPlan, Transition
+from modelswap.core.store.registry import HistoryEntry, Version
+from modelswap.core.store.store import Store
 
 __all__ = [
     "Client",

@@ -65,7 +65,7 @@ def make_store(tmp: Path) -> tuple[Path, Path, str, str]:
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    from modelswap.core.store import Store
+    from modelswap.core.store.store import Store
 
     data = load_iris()
     model_file = tmp / "iris.joblib"
@@ -231,7 +231,7 @@ def mlserver_server(binary: str, model_file: Path, port: int, tmp: Path) -> Iter
 def pipeline(args: argparse.Namespace, tmp: Path) -> None:
     import joblib
 
-    from modelswap.core.store import Store
+    from modelswap.core.store.store import Store
 
     model, frame = churn_pipeline()
     model_file = tmp / "churn.joblib"
@@ -281,7 +281,7 @@ def pipeline(args: argparse.Namespace, tmp: Path) -> None:
 
 
 def swap(args: argparse.Namespace, tmp: Path, root: Path, a: str, b: str) -> None:
-    from modelswap.core.store import Store
+    from modelswap.core.store.store import Store
 
     store = Store(root)
     port = free_port()
@@ -315,7 +315,7 @@ def swap(args: argparse.Namespace, tmp: Path, root: Path, a: str, b: str) -> Non
 
 
 def rollback(args: argparse.Namespace, tmp: Path, root: Path, a: str, b: str) -> None:
-    from modelswap.core.store import Store
+    from modelswap.core.store.store import Store
 
     store = Store(root)
     port = free_port()

@@ -39,7 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=5000)
     args = parser.parse_args()
-    from modelswap.core.store import Store
+    from modelswap.core.store.store import Store
     from tests.models_for_tests import RaisesAfterWarmup
 
     with tempfile.TemporaryDirectory(prefix="modelswap-canary-") as tmp_name:

@@ -36,8 +36,8 @@ def make_store(root: Path, *, shadow: bool) -> None:
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    from modelswap.core.shadow import start_shadow
-    from modelswap.core.store import Store
+    from modelswap.core.delivery.shadow import start_shadow
+    from modelswap.core.store.store import Store
 
     store = Store(root)
     iris = load_iris()
@@ -88,7 +88,7 @@ def shadow_overhead(args: argparse.Namespace, tmp: Path) -> None:
 
 
 def breach_to_rollback(args: argparse.Namespace, tmp: Path) -> None:
-    from modelswap.core.store import Store
+    from modelswap.core.store.store import Store
     from tests.models_for_tests import RaisesAfterWarmup
 
     root = tmp / "watch"

@@ -42,7 +42,7 @@ def make_store(tmp: Path) -> Path:
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
 
-    from modelswap.core.store import Store
+    from modelswap.core.store.store import Store
 
     store = Store(tmp / "models")
     iris = load_iris()

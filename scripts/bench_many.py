@@ -36,7 +36,7 @@ def make_store(root: Path, models: int) -> dict[str, list[str]]:
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    from modelswap.core.store import Store
+    from modelswap.core.store.store import Store
 
     store = Store(root)
     iris = load_iris()
@@ -63,7 +63,7 @@ def measure(root: Path, models: list[str], versions: dict[str, list[str]], args:
         lags: list[float] = []
         rng = random.Random(1)
         url = f"http://127.0.0.1:{port}"
-        from modelswap.core.store import Store
+        from modelswap.core.store.store import Store
 
         store = Store(root)
         for _ in range(args.deploys if len(models) > 1 else 0):

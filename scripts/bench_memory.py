@@ -68,7 +68,7 @@ def measure(root: Path, workers: int, share: bool, row: list[float]) -> tuple[fl
 
 
 def run(name: str, estimator: Any, example: np.ndarray, workers: int) -> None:
-    from modelswap.core.store import Store
+    from modelswap.core.store.store import Store
 
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         store = Store(Path(tmp))

@@ -30,7 +30,7 @@ def make_store(tmp: Path) -> Path:
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    from modelswap.core.store import Store
+    from modelswap.core.store.store import Store
 
     store = Store(tmp / "models")
     iris = load_iris()

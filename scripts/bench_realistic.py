@@ -102,7 +102,7 @@ def bodies(name: str, frame: Any, rows: int) -> dict[str, Any]:
 def measure(name: str, rows: int, args: argparse.Namespace, tmp: Path) -> None:
     import joblib
 
-    from modelswap.core.store import Store
+    from modelswap.core.store.store import Store
 
     model, frame = build(name)
     model_file = tmp / f"{name}.joblib"

@@ -27,10 +27,10 @@ import joblib  # noqa: E402
 from sklearn.datasets import load_iris  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
-from modelswap.core import history  # noqa: E402
-from modelswap.core import registry as reg  # noqa: E402
-from modelswap.core.clock import iso  # noqa: E402
-from modelswap.core.store import Store  # noqa: E402
+from modelswap.core.store import history  # noqa: E402
+from modelswap.core.store import registry as reg  # noqa: E402
+from modelswap.core.store.clock import iso  # noqa: E402
+from modelswap.core.store.store import Store  # noqa: E402
 
 
 def seed_registry(store: Store, model_file: Path, n: int) -> list[str]:

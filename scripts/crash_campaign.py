@@ -73,7 +73,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from crash_ops import Act
 
-    from modelswap.core.store import Store
+    from modelswap.core.store.store import Store
 
 PHASES = {
     "": "starting",
@@ -92,7 +92,7 @@ SOFT_STALE_SECONDS = 2.0
 
 
 class LockBreaks(logging.Handler):
-    """Counts the warnings core.locking logs when it breaks a stale soft-lock marker."""
+    """Counts the warnings core.store.locking logs when it breaks a stale soft-lock marker."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -136,7 +136,7 @@ class Campaign:
     workers: int = 0
 
     def store(self) -> Store:
-        from modelswap.core.store import Store
+        from modelswap.core.store.store import Store
 
         return Store(self.root, lock_kind=self.lock, lock_stale_after=self.stale, lock_timeout=30)
 
@@ -244,7 +244,7 @@ class Campaign:
         from crash_invariants import journal_bytes
         from crash_ops import MODEL
 
-        from modelswap.core.verify import verify_store
+        from modelswap.core.store.verify import verify_store
 
         self.check(label, repaired=False)
         left, breaks = self.lock_marker_left(), self.breaks.count
@@ -264,7 +264,7 @@ class Campaign:
         what it holds."""
         from crash_ops import MODEL
 
-        from modelswap.core.locking import read_marker, soft_marker
+        from modelswap.core.store.locking import read_marker, soft_marker
 
         if self.lock != "soft":
             return False
@@ -278,7 +278,7 @@ class Campaign:
         warning; no marker and no debris of a break remain."""
         from crash_ops import MODEL
 
-        from modelswap.core.locking import SOFT_LOCK_FILE
+        from modelswap.core.store.locking import SOFT_LOCK_FILE
 
         if self.lock != "soft":
             return
@@ -293,7 +293,7 @@ class Campaign:
         """Soft lock: break the marker a kill left (after the stale time), the damage kept."""
         from crash_ops import MODEL
 
-        from modelswap.core.locking import hold
+        from modelswap.core.store.locking import hold
 
         left, breaks = self.lock_marker_left(), self.breaks.count
         if not left:
@@ -463,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.root or Path(tempfile.mkdtemp(prefix="crash-campaign-"))
     work.mkdir(parents=True, exist_ok=True)
     breaks = LockBreaks()
-    logging.getLogger("modelswap.core.locking").addHandler(breaks)  # counted here, not printed
+    logging.getLogger("modelswap.core.store.locking").addHandler(breaks)  # counted here, not printed
     results: dict[str, dict[str, Any]] = {}
     try:
         model_file = _model_file(work)
@@ -483,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
             campaign.campaign(args.kills)
             results[kind] = summary(campaign, time.monotonic() - started, seed)
     finally:
-        logging.getLogger("modelswap.core.locking").removeHandler(breaks)
+        logging.getLogger("modelswap.core.store.locking").removeHandler(breaks)
         if args.root is None:
             shutil.rmtree(work, ignore_errors=True)
     failures = sum(data["invariant_failures"] for data in results.values())

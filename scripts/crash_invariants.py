@@ -1,6 +1,6 @@
 """What must hold after any SIGKILL, before and after ``verify --repair`` (scripts/crash_campaign.py).
 
-The store's invariants are one list, ``core.verify_steps.INVARIANTS`` (docs/store.md); each
+The store's invariants are one list, ``core.store.verify_checks.INVARIANTS`` (docs/store.md); each
 failure here starts with the kind of the invariant it breaks. These checks are written
 apart from ``verify``'s (an oracle: a bug in verify must not hide itself), and after a
 repair ``verify`` itself must also find nothing. Two checks only a campaign can make are
@@ -15,16 +15,16 @@ from pathlib import Path
 
 import orjson
 
-from modelswap.core import history
-from modelswap.core import registry as reg
-from modelswap.core.canary import read_canary
+from modelswap.core.delivery.canary import read_canary
 from modelswap.core.errors import ModelswapError
-from modelswap.core.fsio import read_link
-from modelswap.core.ids import is_version_id
-from modelswap.core.layout import ModelPaths, version_from_link_target
-from modelswap.core.manifest import load_manifest, verify_files
-from modelswap.core.store import Store
-from modelswap.core.verify import verify_store
+from modelswap.core.store import history
+from modelswap.core.store import registry as reg
+from modelswap.core.store.fsio import read_link
+from modelswap.core.store.ids import is_version_id
+from modelswap.core.store.layout import ModelPaths, version_from_link_target
+from modelswap.core.store.manifest import load_manifest, verify_files
+from modelswap.core.store.store import Store
+from modelswap.core.store.verify import verify_store
 
 
 def journal_bytes(paths: ModelPaths) -> bytes:

@@ -6,7 +6,7 @@ delete, a version to gc...). It returns the ``act`` that a forked worker runs an
 the campaign kills with SIGKILL. The worker reports what it does on a pipe:
 
     B <ns>            the op begins (CLOCK_MONOTONIC, comparable across processes)
-    L <ns>            it starts taking the model's lock (core.locking.hold)
+    L <ns>            it starts taking the model's lock (core.store.locking.hold)
     H <ns>            it holds the lock
     J <ns> <action>   a journal append starts (history.jsonl, before its fsync)
     C <ns>            the entry is appended and fsynced: the commit point has passed
@@ -30,16 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelswap.core import history, locking
-from modelswap.core import registry as reg
-from modelswap.core import store as store_module
-from modelswap.core.aliases import delete_alias, read_aliases, set_alias
-from modelswap.core.canary import promote_canary, start_canary, stop_canary
-from modelswap.core.fsio import atomic_write_json
-from modelswap.core.locking import LockPolicy
-from modelswap.core.retention import protected
-from modelswap.core.store import Store
-from modelswap.core.verify import verify_store
+from modelswap.core.delivery.canary import promote_canary, start_canary, stop_canary
+from modelswap.core.store import history, locking
+from modelswap.core.store import registry as reg
+from modelswap.core.store import store as store_module
+from modelswap.core.store.aliases import delete_alias, read_aliases, set_alias
+from modelswap.core.store.fsio import atomic_write_json
+from modelswap.core.store.locking import LockPolicy
+from modelswap.core.store.retention import protected
+from modelswap.core.store.store import Store
+from modelswap.core.store.verify import verify_store
 
 MODEL = "iris"
 ROW = [[6.0, 2.9, 4.5, 1.5]]

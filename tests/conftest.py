@@ -13,7 +13,7 @@ from typing import Any
 import joblib
 import pytest
 
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 IRIS_ROW = [6.0, 2.9, 4.5, 1.5]

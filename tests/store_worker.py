@@ -13,7 +13,7 @@ from pathlib import Path
 import joblib
 
 from modelswap.core.errors import Conflict, NothingToRollBack
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 
 ROW = [[6.0, 2.9, 4.5, 1.5]]
 

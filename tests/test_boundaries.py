@@ -68,3 +68,30 @@ def test_the_tree_is_lint_clean_and_formatted() -> None:
     for args in (["check", "."], ["format", "--check", "."]):
         result = subprocess.run([*ruff, *args], cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def core_modules() -> dict[str, Path]:
+    """Every module of ``core``, by dotted name (``modelswap.core.store.history``)."""
+    found = {}
+    for path in sorted((ROOT / "core").rglob("*.py")):
+        if path.name != "__init__.py":
+            found[".".join(["modelswap", *path.relative_to(ROOT).with_suffix("").parts])] = path
+    return found
+
+
+def test_every_core_module_has_its_test_file_or_the_readme_names_the_one_that_covers_it() -> None:
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Development") :]
+    missing = []
+    for path in core_modules().values():
+        relative = path.relative_to(ROOT / "core")
+        if (ROOT / "tests" / "core" / relative.parent / f"test_{path.name}").exists():
+            continue
+        line = next((line for line in layout.splitlines() if line.strip().startswith(path.name)), "")
+        covering = line.split("(tested in ", 1)[1].split(")", 1)[0] if "(tested in " in line else None
+        if covering is None or not (ROOT / covering).is_file():
+            missing.append(
+                f"{relative}: no tests/core/{relative.parent}/test_{path.name}, and the README's layout line "
+                "does not say '(tested in tests/...py)' naming a test file that exercises it"
+            )
+    assert not missing, "\n".join(missing)

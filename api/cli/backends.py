@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from modelswap.api.client import Client
-from modelswap.core.canary import Guard
-from modelswap.core.clock import default_actor
+from modelswap.core.delivery.canary import Guard
+from modelswap.core.delivery.watched_deploy import WatchPlan
 from modelswap.core.errors import InvalidInput, ModelswapError
 from modelswap.core.operations import Operations
 from modelswap.core.settings import Settings
-from modelswap.core.store import Store
+from modelswap.core.store.clock import default_actor
+from modelswap.core.store.store import Store
 from modelswap.core.tokens import configured_token
-from modelswap.core.watch import WatchPlan
 
 
 class Backend(Protocol):

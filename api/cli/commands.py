@@ -12,14 +12,14 @@ from typing import Any
 
 from modelswap.api.cli import render
 from modelswap.api.cli.backends import backend_for
-from modelswap.core.canary import Guard
+from modelswap.core.delivery.canary import Guard
 from modelswap.core.errors import InvalidInput, ModelswapError, NotFound
-from modelswap.core.registry import Version, best_version, lower_is_better
+from modelswap.core.schema.signature import Signature
 from modelswap.core.settings import Settings
-from modelswap.core.signature import Signature
-from modelswap.core.store import Store
-from modelswap.core.training import add_training_arguments, training_options
-from modelswap.core.verify import verify_store
+from modelswap.core.store.registry import Version, best_version, lower_is_better
+from modelswap.core.store.store import Store
+from modelswap.core.store.verify import verify_store
+from modelswap.core.training.fit import add_training_arguments, training_options
 
 Result = tuple[Any, str]
 Command = Callable[..., argparse.ArgumentParser]

@@ -11,10 +11,10 @@ from typing import Any
 from modelswap.api.cli.backends import Local
 from modelswap.api.cli.commands import Command, Result, needs_action, schema_flag
 from modelswap.api.client import Client
-from modelswap.core import history
-from modelswap.core.delivery import rollout_view, shadow_view, watch_view
+from modelswap.core.delivery.driver import rollout_view, shadow_view, watch_view
 from modelswap.core.errors import InvalidInput
 from modelswap.core.settings import Settings
+from modelswap.core.store import history
 from modelswap.core.tokens import configured_token
 
 ROLLOUT_ACTIONS = {"pause": history.ROLLOUT_PAUSE, "resume": history.ROLLOUT_RESUME, "abort": history.ROLLOUT_ABORT}

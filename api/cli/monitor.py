@@ -10,12 +10,12 @@ from typing import Any
 
 from modelswap.api.cli.commands import Command, Result
 from modelswap.api.client import Client
-from modelswap.core.aliases import resolve
 from modelswap.core.errors import InvalidInput
-from modelswap.core.ids import is_version_id
-from modelswap.core.monitoring import Monitor
+from modelswap.core.monitoring.monitor import Monitor
 from modelswap.core.settings import Settings
-from modelswap.core.store import Store
+from modelswap.core.store.aliases import resolve
+from modelswap.core.store.ids import is_version_id
+from modelswap.core.store.store import Store
 from modelswap.core.tokens import configured_token
 
 

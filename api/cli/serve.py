@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from modelswap.api.http.workers import listening_socket, run_workers
-from modelswap.core.clock import default_actor
 from modelswap.core.errors import InvalidInput, ModelswapError
-from modelswap.core.ids import validate_model_name
 from modelswap.core.settings import Settings
+from modelswap.core.store.clock import default_actor
+from modelswap.core.store.ids import validate_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> Result:
-    from modelswap.core.store import Store
-    from modelswap.core.training import retrain
+    from modelswap.core.store.store import Store
+    from modelswap.core.training.fit import retrain
 
     store = Store.from_settings(settings)
     if not store.models():

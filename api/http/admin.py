@@ -10,11 +10,11 @@ from modelswap.api.http.auth import admin
 from modelswap.api.http.payload import flag_field, json_object, read_json, text_field, version_ref
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import actor_of, model_of
-from modelswap.core.aliases import validate_alias
+from modelswap.core.delivery.watched_deploy import FIELDS as WATCH_FIELDS
+from modelswap.core.delivery.watched_deploy import WatchPlan
 from modelswap.core.errors import InvalidInput
-from modelswap.core.ids import validate_version_id
-from modelswap.core.watch import FIELDS as WATCH_FIELDS
-from modelswap.core.watch import WatchPlan
+from modelswap.core.store.aliases import validate_alias
+from modelswap.core.store.ids import validate_version_id
 
 DEPLOY_FIELDS = {"version", "reason", "force", *WATCH_FIELDS}
 

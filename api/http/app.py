@@ -22,20 +22,20 @@ from modelswap.api.http.lean import LeanInference
 from modelswap.api.http.logs import configure_logging
 from modelswap.api.http.observe import HttpMetrics
 from modelswap.api.http.state import AppState
-from modelswap.core.batching import BatchPool
-from modelswap.core.delivery import Delivery, rollout_view, shadow_view
-from modelswap.core.jobs import Jobs
+from modelswap.core.delivery.driver import Delivery, rollout_view, shadow_view
+from modelswap.core.delivery.shadow_runner import ShadowRunner
 from modelswap.core.metrics import Metrics, forget_dead_processes
-from modelswap.core.monitor_metrics import MonitorCollector
-from modelswap.core.monitoring import Monitor
+from modelswap.core.monitoring.gauges import MonitorCollector
+from modelswap.core.monitoring.monitor import Monitor
 from modelswap.core.operations import Operations
-from modelswap.core.runtime import Runtime
-from modelswap.core.sandbox import UploadPolicy
-from modelswap.core.serving import Serving
+from modelswap.core.serving.batching import BatchPool
+from modelswap.core.serving.runtime import Runtime
+from modelswap.core.serving.slots import Serving
 from modelswap.core.settings import Settings
-from modelswap.core.shadowing import ShadowRunner
-from modelswap.core.store import Store
+from modelswap.core.store.sandbox import UploadPolicy
+from modelswap.core.store.store import Store
 from modelswap.core.tokens import admin_off, configured_token
+from modelswap.core.training.jobs import Jobs
 
 logger = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from modelswap.api.http.auth import admin, reader
 from modelswap.api.http.payload import flag_field, json_object, read_json, text_field, version_ref
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import actor_of, app_state, model_of
-from modelswap.core import history
-from modelswap.core.delivery import rollout_view, shadow_view, watch_view
+from modelswap.core.delivery.driver import rollout_view, shadow_view, watch_view
+from modelswap.core.delivery.rollout import PLAN_FIELDS
 from modelswap.core.errors import InvalidInput
-from modelswap.core.rollout import PLAN_FIELDS
+from modelswap.core.store import history
 
 SHADOW_FIELDS = {"version", "fraction", "reason", "force"}
 ROLLOUT_FIELDS = PLAN_FIELDS | {"reason", "force"}

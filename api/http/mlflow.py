@@ -20,7 +20,7 @@ from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import app_state
 from modelswap.api.http.v2 import server_version
 from modelswap.core.errors import InvalidInput, ModelswapError
-from modelswap.core.inputs import Table, columns_table, records_table, rows_table
+from modelswap.core.schema.inputs import Table, columns_table, records_table, rows_table
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 MLFLOW_CODES = {400: "BAD_REQUEST", 404: "RESOURCE_DOES_NOT_EXIST", 413: "BAD_REQUEST", 503: "SERVICE_UNAVAILABLE"}

@@ -24,8 +24,8 @@ from modelswap.api.http.openapi_schemas import (
     ref,
     text,
 )
-from modelswap.core.jobs import ACTIVE, FAILED, SUCCEEDED
-from modelswap.core.training import DATASETS, ESTIMATORS
+from modelswap.core.training.fit import DATASETS, ESTIMATORS
+from modelswap.core.training.jobs import ACTIVE, FAILED, SUCCEEDED
 
 LIVE_MARKS: dict[str, Schema] = {"current": MAYBE_VERSION, "canary": MAYBE_VERSION, "previous": MAYBE_VERSION}
 MODEL_SUMMARY: dict[str, Schema] = {

@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 from starlette.requests import ClientDisconnect, Request
 
-from modelswap.core.aliases import validate_ref
 from modelswap.core.errors import InvalidInput, PayloadTooLarge
-from modelswap.core.inputs import Table, columns_table, rows_table
+from modelswap.core.schema.inputs import Table, columns_table, rows_table
+from modelswap.core.store.aliases import validate_ref
 
 METHODS = ("predict", "predict_proba", "decision_function", "predict_log_proba")
 

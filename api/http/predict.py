@@ -15,13 +15,13 @@ from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import header_value, parse_predict, read_json, version_ref
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import AppState, app_state
-from modelswap.core.aliases import resolve
 from modelswap.core.errors import InvalidInput, ModelNotFound, PredictionFailed, PredictTimeout
-from modelswap.core.ids import is_version_id, validate_model_name
-from modelswap.core.inputs import Table, prepare
-from modelswap.core.monitor_counts import Observation
-from modelswap.core.serving import ModelSlot
-from modelswap.core.snapshot import STABLE, Snapshot
+from modelswap.core.monitoring.counts import Observation
+from modelswap.core.schema.inputs import Table, prepare
+from modelswap.core.serving.slots import ModelSlot
+from modelswap.core.serving.snapshot import STABLE, Snapshot
+from modelswap.core.store.aliases import resolve
+from modelswap.core.store.ids import is_version_id, validate_model_name
 
 logger = logging.getLogger("modelswap.predict")
 
@@ -103,7 +103,7 @@ async def run_snapshot(
 
 def failure(exc: Exception) -> str:
     """What a client is told of a model's failure: the exception's type (its message may
-    hold anything), or, for an answer the server refused (core.snapshot.encodable), why."""
+    hold anything), or, for an answer the server refused (core.serving.snapshot.encodable), why."""
     return exc.message if isinstance(exc, PredictionFailed) else type(exc).__name__
 
 

@@ -7,16 +7,16 @@ from dataclasses import dataclass
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 
-from modelswap.core.batching import BatchPool
-from modelswap.core.ids import validate_model_name
+from modelswap.core.delivery.shadow_runner import ShadowRunner
 from modelswap.core.metrics import Metrics
-from modelswap.core.monitoring import Monitor
+from modelswap.core.monitoring.monitor import Monitor
 from modelswap.core.operations import Operations
-from modelswap.core.runtime import Runtime
-from modelswap.core.serving import Serving
+from modelswap.core.serving.batching import BatchPool
+from modelswap.core.serving.runtime import Runtime
+from modelswap.core.serving.slots import Serving
 from modelswap.core.settings import Settings
-from modelswap.core.shadowing import ShadowRunner
-from modelswap.core.store import Store
+from modelswap.core.store.ids import validate_model_name
+from modelswap.core.store.store import Store
 
 
 @dataclass

@@ -23,11 +23,11 @@ from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import AppState, app_state
 from modelswap.api.http.tensors import HEADER_LENGTH, decode_input, encode_outputs, split_body
 from modelswap.core.errors import InvalidInput, ModelswapError, PredictionFailed, PredictTimeout, VersionNotFound
-from modelswap.core.ids import validate_model_name
-from modelswap.core.inputs import Table
-from modelswap.core.serving import ModelSlot
-from modelswap.core.signature import BOOLEAN, DATETIME, DOUBLE, LONG, STRING, Signature
-from modelswap.core.snapshot import Snapshot
+from modelswap.core.schema.inputs import Table
+from modelswap.core.schema.signature import BOOLEAN, DATETIME, DOUBLE, LONG, STRING, Signature
+from modelswap.core.serving.slots import ModelSlot
+from modelswap.core.serving.snapshot import Snapshot
+from modelswap.core.store.ids import validate_model_name
 
 Handler = Callable[[Request], Awaitable[Response]]
 INPUT_NAME = "input-0"

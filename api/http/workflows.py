@@ -16,8 +16,8 @@ from modelswap.api.http.payload import flag_field, json_object, read_json
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import actor_of, model_of
 from modelswap.core.errors import InvalidInput, PayloadTooLarge
-from modelswap.core.jobs import RetrainRequest, validate_job_id
-from modelswap.core.signature import Signature
+from modelswap.core.schema.signature import Signature
+from modelswap.core.training.jobs import RetrainRequest, validate_job_id
 
 FORM_FIELDS = {"model", "metrics", "tags", "description", "example", "metadata", "signature", "force", "reference"}
 

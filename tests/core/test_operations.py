@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from modelswap.core.canary import Guard
+from modelswap.core.delivery.canary import Guard
+from modelswap.core.delivery.watched_deploy import WatchPlan
 from modelswap.core.errors import Conflict, InvalidName, ModelNotFound, NothingToRollBack, ValidationFailed
 from modelswap.core.metrics import Metrics
 from modelswap.core.operations import Operations
-from modelswap.core.serving import Serving
-from modelswap.core.store import Store
-from modelswap.core.verify import verify_store
-from modelswap.core.watch import WatchPlan
+from modelswap.core.serving.slots import Serving
+from modelswap.core.store.store import Store
+from modelswap.core.store.verify import verify_store
 from tests.conftest import IRIS_ROW, publish
 
 

@@ -105,7 +105,7 @@ def test_alerts_and_dashboard_use_real_metrics_and_point_at_the_runbook() -> Non
     from prometheus_client import CollectorRegistry
 
     from modelswap.core.metrics import Metrics
-    from modelswap.core.monitor_metrics import MonitorCollector
+    from modelswap.core.monitoring.gauges import MonitorCollector
 
     registry = CollectorRegistry()
     Metrics(registry)

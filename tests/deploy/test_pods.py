@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, ROOT, StepClock, publish
 from tests.server import TOKEN, serve, wait_for
 

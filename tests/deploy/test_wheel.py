@@ -71,7 +71,7 @@ def test_the_wheel_holds_one_top_level_package_and_its_type_marker(wheel: Path) 
 
 
 def test_the_installed_package_is_imported_from_the_venv_not_the_repo(venv: Path, tmp_path: Path) -> None:
-    probe = "import modelswap, modelswap.core.store, modelswap.api.http.app; print(modelswap.__file__)"
+    probe = "import modelswap, modelswap.core.store.store, modelswap.api.http.app; print(modelswap.__file__)"
     where = run(venv / "bin" / "python", "-c", probe, cwd=tmp_path).strip()
     assert where.startswith(str(venv)), where
     assert "Store" in modelswap_all(venv, tmp_path) and "Client" in modelswap_all(venv, tmp_path)

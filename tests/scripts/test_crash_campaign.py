@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from modelswap.core.canary import start_canary
-from modelswap.core.layout import MODEL_FILE
-from modelswap.core.locking import SOFT_LOCK_FILE
-from modelswap.core.store import Store
+from modelswap.core.delivery.canary import start_canary
+from modelswap.core.store.layout import MODEL_FILE
+from modelswap.core.store.locking import SOFT_LOCK_FILE
+from modelswap.core.store.store import Store
 from tests.conftest import ROOT
 
 # a slice per lock kind, each well within a minute on two cores

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from modelswap.core.canary import start_canary, stop_canary
-from modelswap.core.store import Store
-from modelswap.core.verify_steps import INVARIANTS
+from modelswap.core.delivery.canary import start_canary, stop_canary
+from modelswap.core.store.store import Store
+from modelswap.core.store.verify_checks import INVARIANTS
 from tests.conftest import ROOT
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.conftest import ROOT
 
 
@@ -135,7 +135,7 @@ def test_retrain_script_deploys_only_when_the_metric_beats_live(tmp_path: Path) 
 def test_publish_keeps_the_profile_of_a_reference_file(tmp_path: Path, iris_file: Path) -> None:
     from sklearn.datasets import load_iris
 
-    from modelswap.core.profiles import load_reference
+    from modelswap.core.monitoring.profiles import load_reference
 
     root = tmp_path / "models"
     training = tmp_path / "train.csv"

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from modelswap.api.cli.main import build_parser
-from modelswap.core import history
-from modelswap.core import registry as reg
-from modelswap.core.store import Store
+from modelswap.core.store import history
+from modelswap.core.store import registry as reg
+from modelswap.core.store.store import Store
 from tests.api.cli.test_commands import ok_json, run
 from tests.conftest import ROOT, StepClock, publish
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.datasets import load_iris
 
-from modelswap.core.fsio import atomic_write_json
-from modelswap.core.monitor_counts import Observation, Recorder
-from modelswap.core.monitor_files import counts_path
-from modelswap.core.profiles import load_reference
-from modelswap.core.store import Store
+from modelswap.core.monitoring.counts import Observation, Recorder
+from modelswap.core.monitoring.fleet_counts import counts_path
+from modelswap.core.monitoring.profiles import load_reference
+from modelswap.core.store.fsio import atomic_write_json
+from modelswap.core.store.store import Store
 from tests.api.cli.test_commands import ok_json, run
 
 

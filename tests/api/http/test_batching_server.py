@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from modelswap.core.canary import start_canary
-from modelswap.core.store import Store
+from modelswap.core.delivery.canary import start_canary
+from modelswap.core.store.store import Store
 from tests.conftest import StepClock
 from tests.models_for_tests import Constant, RowSum
 from tests.server import serve, wait_for

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from modelswap.core.layout import MODEL_FILE
-from modelswap.core.store import Store
+from modelswap.core.store.layout import MODEL_FILE
+from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, publish
 from tests.models_for_tests import RaisesAfterWarmup
 from tests.server import serve, wait_for

@@ -9,7 +9,7 @@ import pytest
 from sklearn.datasets import load_wine
 from sklearn.linear_model import LogisticRegression
 
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.api.cli.test_commands import ok_json, run
 from tests.api.http.test_workflows import cli
 from tests.conftest import IRIS_ROW

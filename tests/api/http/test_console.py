@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.conftest import ROOT
 from tests.server import TOKEN, Server, serve
 
@@ -138,8 +138,8 @@ def test_protected_reads_make_the_page_ask_for_the_token(tmp_path: Path, page: P
 def test_a_rollout_and_a_shadow_show_with_their_figures_and_one_click_aborts(
     running: tuple[Server, Store, list[str]], page: Page
 ) -> None:
-    from modelswap.core import rollout as ro
-    from modelswap.core.shadow import start_shadow, stop_shadow
+    from modelswap.core.delivery import rollout as ro
+    from modelswap.core.delivery.shadow import start_shadow, stop_shadow
 
     server, store, (first, second, _) = running
     live = store.current("iris")

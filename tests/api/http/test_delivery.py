@@ -18,7 +18,7 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.dummy import DummyClassifier
 
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.conftest import fit_iris
 from tests.models_for_tests import RaisesAfterWarmup, SleepsOnNegative
 from tests.server import Server, serve, wait_for
@@ -30,7 +30,7 @@ FAST = {
     "MODELSWAP_LEASE_SECONDS": "2",
 }
 X_IRIS = load_iris().data
-# The latency gate is judged in tests/core/test_delivery.py: on a shared 2-core test machine a
+# The latency gate is judged in tests/core/delivery/test_driver.py: on a shared 2-core test machine a
 # p99 over a few hundred requests is noise, and a healthy candidate must not fail on it here.
 CALM = {"max_latency_ratio": None}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, publish
 from tests.server import serve, wait_for
 

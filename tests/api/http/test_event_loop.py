@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, publish
 from tests.models_for_tests import BusyOnNegative
 from tests.server import serve

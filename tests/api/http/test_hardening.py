@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.api.cli.test_commands import run
 from tests.confine import FILE_PERMISSIONS_APPLY, READ_ONLY_STORE
 from tests.conftest import IRIS_ROW
@@ -126,7 +126,7 @@ def test_a_writer_with_other_soft_lock_settings_gets_one_line_not_a_traceback(
     store, a, b = iris_pair
     holder = subprocess.Popen(
         [sys.executable, "-c", (
-            "import sys, time\nfrom pathlib import Path\nfrom modelswap.core.locking import LockPolicy, hold\n"
+            "import sys, time\nfrom pathlib import Path\nfrom modelswap.core.store.locking import LockPolicy, hold\n"
             f"with hold(Path({str(store.paths('iris').lock)!r}), LockPolicy('soft', 5, 5)):\n"
             "    print('held', flush=True)\n    time.sleep(30)\n"
         )],

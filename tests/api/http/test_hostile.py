@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, StepClock, publish
-from tests.core.test_store import tree
+from tests.core.store.test_store import tree
 from tests.server import Server, serve
 
 P = "/v1/models/iris/predict"

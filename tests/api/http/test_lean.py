@@ -14,7 +14,7 @@ import pytest
 from modelswap.api.http import mlflow, predict, v2
 from modelswap.api.http.lean import match, takes
 from modelswap.api.http.wire import respond
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, publish
 from tests.server import serve
 

@@ -16,7 +16,7 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.server import Server, serve, wait_for
 
 FAST = {

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, ROOT
 from tests.server import serve, wait_for
 

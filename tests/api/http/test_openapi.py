@@ -23,7 +23,7 @@ from referencing.jsonschema import DRAFT202012
 
 from modelswap.api.http.app import ROUTES
 from modelswap.api.http.openapi import OPENAPI
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, StepClock, fit_iris, publish
 from tests.server import TOKEN, serve
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.conftest import StepClock
 from tests.models_for_tests import churn_pipeline, imputing_pipeline
 from tests.server import Server, serve

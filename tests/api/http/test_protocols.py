@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, StepClock, publish
 from tests.server import Server, serve
 

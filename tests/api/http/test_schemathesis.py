@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from modelswap.api.http.openapi import OPENAPI
-from modelswap.core.processes import alive
-from modelswap.core.store import Store
+from modelswap.core.store.processes import alive
+from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW
 from tests.server import TOKEN, serve
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from modelswap.api.client import Client, RemoteError
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.conftest import StepClock, publish
 from tests.server import TOKEN, Server, serve, wait_until_up
 

@@ -15,9 +15,9 @@ import pytest
 import skops.io
 
 from modelswap.api.client import Client, RemoteError
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, StepClock, publish
-from tests.core.test_store import tree
+from tests.core.store.test_store import tree
 from tests.models_for_tests import (
     CrashesWhenUnpickled,
     HogsMemoryOnPredict,

@@ -14,9 +14,9 @@ import joblib
 import pytest
 
 from modelswap.api.client import Client, RemoteError
-from modelswap.core.store import Store
+from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, ROOT, StepClock, publish
-from tests.core.test_store import tree
+from tests.core.store.test_store import tree
 from tests.server import TOKEN, serve, wait_for
 
 

@@ -1,0 +1,231 @@
+"""The prediction log: one JSON line per answered request, written off the request path.
+
+Each serving process appends to its own ``predictions-<host>-<pid>.jsonl`` in the log
+directory (local disk by default, never the model volume unless you point it there):
+time, request id, model, version, variant, method, latency, and the inputs (unless
+switched off for privacy) and outputs. The request path never touches the file: the
+monitoring tick hands over what it drained and a writer thread serialises and appends
+it; when the writer falls behind, whole hand-overs are dropped and counted. A file
+over ``max_bytes`` is rotated (``.1`` … ``.N-1``; the oldest goes), so the log is bounded
+by ``files × max_bytes`` per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from modelswap.core.monitoring.counts import SLICE, Observation, pause
+from modelswap.core.store.clock import iso
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "predictions-"
+MAX_QUEUED = 200_000  # observations waiting for the writer; past it hand-overs are dropped
+
+
+def _plain(value: Any) -> Any:
+    """What orjson cannot write on its own (datetimes in object arrays, numpy scalars)."""
+    if isinstance(value, np.ndarray):  # an object array (strings, None): orjson writes numeric ones itself
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
+def _when(t: float) -> str:
+    """ISO 8601 with milliseconds, formatting the date part once per second."""
+    whole = int(t)
+    if _second[0] != whole:
+        _second[1] = iso(datetime.fromtimestamp(whole, timezone.utc))[:19]
+        _second[0] = whole
+    return f"{_second[1]}.{int((t - whole) * 1000):03d}Z"
+
+
+def record(obs: Observation, *, inputs: bool) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "time": _when(obs.time),
+        "request_id": obs.request_id,
+        "model": obs.model,
+        "version": obs.version,
+        "variant": obs.variant,
+        "method": obs.method,
+        "latency_ms": round(1000 * obs.latency, 3),
+    }
+    if inputs:
+        line["inputs"] = obs.rows
+    line["outputs"] = obs.answer
+    return line
+
+
+class PredictionLog:
+    """One process's log writer (a daemon thread; ``close`` flushes and joins it)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        sample: float = 1.0,
+        inputs: bool = True,
+        max_bytes: int = 64 * 1024 * 1024,
+        files: int = 10,
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.sample = sample
+        self.inputs = inputs
+        self.max_bytes = max_bytes
+        self.files = files
+        self.on_drop = on_drop
+        self.path = self.directory / f"{PREFIX}{socket.gethostname()}-{os.getpid()}.jsonl"
+        self._queue: deque[list[Observation]] = deque()
+        self._queued = 0
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._failed = False
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def submit(self, observations: Sequence[Observation]) -> None:
+        done = [o for o in observations if o.rows is not None]
+        if self.sample < 1.0:
+            done = [o for o in done if random.random() < self.sample]
+        if not done:
+            return
+        if self._queued + len(done) > MAX_QUEUED:
+            if self.on_drop is not None:
+                self.on_drop(len(done))
+            return
+        self._queued += len(done)
+        self._queue.append(done)
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def flush(self, *, sliced: bool = False) -> None:
+        """Write everything queued now, in the caller's thread, in one append; ``sliced``
+        (the background thread): a pause after rendering every SLICE lines (see
+        monitor_counts.SLICE)."""
+        with self._lock:
+            lines: list[bytes] = []
+            while self._queue:
+                batch = self._queue.popleft()
+                self._queued -= len(batch)
+                for start in range(0, len(batch), SLICE):
+                    if sliced and lines:
+                        pause()
+                    lines += [self._render(o) for o in batch[start : start + SLICE]]
+            if lines:
+                self._write(lines)
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(1.0)
+            self._wake.clear()
+            self.flush(sliced=True)
+        self.flush()
+
+    def _render(self, obs: Observation) -> bytes:
+        return orjson.dumps(record(obs, inputs=self.inputs), default=_plain, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+
+    def _write(self, lines: list[bytes]) -> None:
+        """Append the lines, rotating whenever the next line would take the file past
+        ``max_bytes`` (a line longer than that gets a file of its own)."""
+        try:
+            size = self.path.stat().st_size if self.path.exists() else 0
+            chunk: list[bytes] = []
+            for line in lines:
+                if size + len(line) > self.max_bytes and (size > 0):
+                    self._append(b"".join(chunk))
+                    chunk, size = [], 0
+                    self._rotate()
+                chunk.append(line)
+                size += len(line)
+            self._append(b"".join(chunk))
+            self._failed = False
+        except OSError as exc:
+            if self.on_drop is not None:
+                self.on_drop(len(lines))
+            if not self._failed:  # one line per failure spell, not one per batch
+                logger.warning("prediction log %s: %s; predictions are dropped until it works", self.path, exc)
+            self._failed = True
+
+    def _append(self, data: bytes) -> None:
+        if not data:
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    def _rotate(self) -> None:
+        for n in range(self.files - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            if n == self.files - 1:
+                older.unlink(missing_ok=True)
+            newer = self.path if n == 1 else self.path.with_name(f"{self.path.name}.{n - 1}")
+            if newer.exists():
+                os.replace(newer, older)
+        if self.files == 1:
+            self.path.unlink(missing_ok=True)
+
+
+def find(directory: Path, model: str, request_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The logged lines of ``request_ids`` (any process's log in ``directory``), newest
+    files first. A line is parsed only when its bytes hold one of the ids."""
+    wanted = {rid for rid in request_ids}
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        files = sorted(
+            (p for p in directory.iterdir() if p.name.startswith(PREFIX) and p.is_file() and not p.is_symlink()),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+    except FileNotFoundError:
+        return found
+    needles = {rid: orjson.dumps(rid) for rid in wanted}
+    for path in files:
+        if not wanted:
+            break
+        try:
+            content = path.read_bytes()
+        except OSError:
+            continue
+        for rid in list(wanted):
+            at = content.rfind(b'"request_id":' + needles[rid])
+            if at < 0:
+                continue
+            start = content.rfind(b"\n", 0, at) + 1
+            end = content.find(b"\n", at)
+            try:
+                line = orjson.loads(content[start : end if end >= 0 else len(content)])
+            except orjson.JSONDecodeError:
+                continue
+            if line.get("model") == model:
+                found[rid] = line
+                wanted.discard(rid)
+    return found

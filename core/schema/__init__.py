@@ -1,0 +1,1 @@
+"""What a version takes and answers: its signature, and request rows checked against it."""

@@ -1,0 +1,303 @@
+"""Opportunistic micro-batching, with the model's code on worker threads, off the event loop.
+
+Requests for the same snapshot and method that are ready together share one call. There
+is no timer by default: the first request schedules a drain task and goes on; every
+request the event loop already has in hand is parsed and queued before that task runs,
+and while a batch computes on its model's worker thread the next one fills, so under
+load batches form by themselves and a lone request waits one loop iteration and one
+thread hop. A batch holds one snapshot: a swap mid-queue never mixes versions. If a
+batched call raises, or answers with another number of rows than it was given, its
+requests are retried one by one, so one bad request fails alone and no request ever
+gets another's rows. Each model has its own worker threads, so a saturated or hung
+model leaves health checks, metrics and other models answering; a request that waits
+past the timeout gets PredictTimeout (its computation is not interrupted). All of this
+unless ``inline_s`` says otherwise (below).
+
+The hand-off: after giving a batch to its worker thread, the event loop's thread waits
+for the answer, blocked, for up to ``hand_off_s`` (2 ms by default) before it goes back
+to other work. Both threads need the GIL; while the loop's thread waits it holds nothing,
+so a fast model's batch computes without the two threads taking the GIL from each other
+at every system call and comes back with no trip through the event loop. That halves
+what the thread hop costs a 1-row request. A batcher whose last call took longer than
+the hand-off is awaited at once: a slow model never blocks the loop, not even for the
+hand-off.
+
+On the loop, by choice (``inline_s``, off by default): a call that the last call's cost
+per row says will take at most ``inline_s`` is made on the event loop's own thread, with
+no thread switch at all, as a bare Starlette app makes it. That is the fastest way to
+serve a small model and it gives up what the worker threads guarantee: while such a call
+runs, nothing else in the process does, and a call that never returns stalls the worker
+(its health checks included) instead of timing out. A call slower than its estimate
+sends the next ones back to the worker threads until a call there is cheap again; a big
+request is estimated by its rows, so it goes to a worker; the first call of every batcher
+(a newly loaded version) runs on a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from modelswap.core.errors import PredictTimeout
+from modelswap.core.serving import native_threads
+
+logger = logging.getLogger(__name__)
+
+Predict = Callable[[np.ndarray], Any]
+THREADS_PER_MODEL = 2  # the stable and the canary variant can compute at once
+HAND_OFF_S = 0.002
+
+
+async def compute(executor: ThreadPoolExecutor, fn: Predict, X: np.ndarray, hand_off_s: float) -> Any:
+    """``fn(X)`` on one of ``executor``'s threads; the calling (event loop) thread waits
+    for it, blocked, up to ``hand_off_s``, then awaits it."""
+    work: Future[Any] = executor.submit(fn, X)
+    if hand_off_s > 0:
+        try:
+            return work.result(timeout=hand_off_s)
+        except TimeoutError:
+            pass  # not answered yet (or the model raised TimeoutError, which awaiting re-raises)
+    return await asyncio.wrap_future(work)
+
+
+class WrongAnswerCount(RuntimeError):
+    """The model answered a different number of rows than it was asked."""
+
+
+class Batcher:
+    """Batches for one (snapshot, method), computed on ``executor``."""
+
+    def __init__(
+        self,
+        fn: Predict,
+        executor: ThreadPoolExecutor,
+        *,
+        max_rows: int = 256,
+        wait_s: float = 0.0,
+        timeout_s: float = 30.0,
+        hand_off_s: float = HAND_OFF_S,
+        inline_s: float = 0.0,
+        threads: int | None = None,
+        observe: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self._fn = fn
+        self.threads = threads
+        self._executor = executor
+        self.max_rows = max_rows
+        self.wait_s = wait_s
+        self.timeout_s = timeout_s
+        self.hand_off_s = hand_off_s
+        self.inline_s = inline_s
+        self._fast = True  # the last call computed within the hand-off
+        self._row_cost: float | None = None  # seconds per row of the last call (None: none yet)
+        self._observe = observe
+        self._pending: deque[tuple[np.ndarray, asyncio.Future[Any]]] = deque()
+        self._draining = False
+        # Deadlines, in submission order (every request gets the same timeout), and the
+        # one timer armed for the oldest: a timer per request (asyncio.wait_for) costs a
+        # future, a heap push, a cancel and an extra trip through the loop per request.
+        self._deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self._alarm: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def idle(self) -> bool:
+        return not self._draining and not self._pending
+
+    async def submit(self, X: np.ndarray) -> Any:
+        """This request's rows of the prediction (raises what the model raised on them,
+        PredictTimeout after ``timeout_s``)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((X, future))
+        self._watch(loop, future)
+        if not self._draining:
+            self._draining = True
+            loop.create_task(self._drain())
+        return await future
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
+        """Give ``future`` its deadline; answered ones are dropped from the front as they go."""
+        if loop is not self._loop:  # a new event loop (tests): the old one's timer is gone
+            self._loop, self._alarm = loop, None
+            self._deadlines.clear()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1].done():
+            deadlines.popleft()
+        deadlines.append((loop.time() + self.timeout_s, future))
+        if self._alarm is None:
+            self._alarm = loop.call_at(deadlines[0][0], self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The oldest deadline is due: every request past its own gets PredictTimeout."""
+        self._alarm = None
+        now = loop.time()
+        deadlines = self._deadlines
+        while deadlines and (deadlines[0][1].done() or deadlines[0][0] <= now):
+            future = deadlines.popleft()[1]
+            if not future.done():
+                future.set_exception(timed_out(self.timeout_s))
+        if deadlines:
+            self._alarm = loop.call_at(deadlines[0][0], self._expire, loop)
+
+    async def _drain(self) -> None:
+        try:
+            if self.wait_s > 0:
+                await asyncio.sleep(self.wait_s)
+            while self._pending:
+                await self._run(self._take())
+        finally:
+            self._draining = False
+
+    def _take(self) -> list[tuple[np.ndarray, asyncio.Future[Any]]]:
+        batch = [self._pending.popleft()]
+        rows = len(batch[0][0])
+        while self._pending and rows + len(self._pending[0][0]) <= self.max_rows:
+            item = self._pending.popleft()
+            batch.append(item)
+            rows += len(item[0])
+        return batch
+
+    def _timed(self, X: np.ndarray) -> Any:
+        """The model's call, timed where it runs (not counting the loop's delays), with
+        its native code held to ``threads`` (native_threads)."""
+        if self.threads is not None:
+            native_threads.apply(self.threads)
+        start = time.perf_counter()
+        try:
+            return self._fn(X)
+        finally:
+            took = time.perf_counter() - start
+            self._fast = took <= self.hand_off_s
+            self._row_cost = took / max(1, len(X))
+
+    async def _call(self, X: np.ndarray) -> Any:
+        """The model on its worker thread (or on the loop: ``inline_s``); an answer with
+        the wrong row count raises."""
+        cost = self._row_cost
+        if self.inline_s > 0 and cost is not None and cost * len(X) <= self.inline_s:
+            result = self._timed(X)
+        else:
+            result = await compute(self._executor, self._timed, X, self.hand_off_s if self._fast else 0.0)
+        if len(result) != len(X):
+            raise WrongAnswerCount(f"the model answered {len(result)} rows for {len(X)}")
+        return result
+
+    async def _run(self, batch: list[tuple[np.ndarray, asyncio.Future[Any]]]) -> None:
+        live = [(x, f) for x, f in batch if not f.done()]  # a cancelled or timed-out request needs no answer
+        if not live:
+            return
+        X = live[0][0] if len(live) == 1 else np.concatenate([x for x, _ in live])
+        if self._observe is not None:
+            self._observe(len(live), len(X))
+        try:
+            result = await self._call(X)
+        except Exception as exc:  # the model raised or miscounted: find whose rows did it
+            if len(live) == 1:
+                _settle(live[0][1], error=exc)
+                return
+            for x, future in live:
+                try:
+                    _settle(future, result=await self._call(x))
+                except Exception as own:  # this request's own rows make the model fail
+                    _settle(future, error=own)
+            return
+        offset = 0
+        for x, future in live:
+            _settle(future, result=result if len(live) == 1 else result[offset : offset + len(x)])
+            offset += len(x)
+
+
+def timed_out(timeout_s: float) -> PredictTimeout:
+    return PredictTimeout(f"the model did not answer within {timeout_s:g}s")
+
+
+def _settle(future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
+    if future.done():
+        return  # its request timed out or was cancelled meanwhile
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class BatchPool:
+    """One Batcher per (snapshot, method); idle batchers of retired snapshots are dropped.
+    Each model gets its own worker threads (created on first use); ``close`` joins them."""
+
+    def __init__(
+        self,
+        *,
+        max_rows: int,
+        wait_s: float,
+        timeout_s: float = 30.0,
+        hand_off_s: float = HAND_OFF_S,
+        inline_s: float = 0.0,
+        threads: int | None = None,
+        observe: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.threads = threads
+        self.max_rows = max_rows
+        self.wait_s = wait_s
+        self.timeout_s = timeout_s
+        self.hand_off_s = hand_off_s
+        self.inline_s = inline_s
+        self._observe = observe
+        self._batchers: dict[tuple[int, str], tuple[object, Batcher]] = {}
+        self._executors: dict[str, ThreadPoolExecutor] = {}
+
+    def executor(self, model: str) -> ThreadPoolExecutor:
+        executor = self._executors.get(model)
+        if executor is None:
+            executor = ThreadPoolExecutor(THREADS_PER_MODEL, thread_name_prefix=f"predict-{model}")
+            self._executors[model] = executor
+        return executor
+
+    def batcher(self, snapshot: Any, method: str, fn: Predict) -> Batcher:
+        key = (id(snapshot), method)
+        entry = self._batchers.get(key)
+        if entry is not None and entry[0] is snapshot:
+            return entry[1]
+        if len(self._batchers) > 32:
+            self._batchers = {k: v for k, v in self._batchers.items() if not v[1].idle}
+        batcher = Batcher(
+            fn,
+            self.executor(snapshot.model),
+            max_rows=self.max_rows,
+            wait_s=self.wait_s,
+            timeout_s=self.timeout_s,
+            hand_off_s=self.hand_off_s,
+            inline_s=self.inline_s,
+            threads=self.threads,
+            observe=self._observe,
+        )
+        self._batchers[key] = (snapshot, batcher)  # holding the snapshot keeps its id unique
+        return batcher
+
+    async def call(self, model: str, fn: Predict, X: np.ndarray) -> Any:
+        """One unbatched call on the model's worker threads (a v2 request's extra outputs)."""
+        threads = self.threads
+
+        def limited(X: np.ndarray) -> Any:
+            if threads is not None:
+                native_threads.apply(threads)
+            return fn(X)
+
+        try:
+            return await asyncio.wait_for(compute(self.executor(model), limited, X, self.hand_off_s), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise timed_out(self.timeout_s) from None
+
+    def close(self) -> None:
+        """Stop taking work and join every worker thread (a call still computing is
+        waited for: a thread cannot be interrupted)."""
+        for executor in self._executors.values():
+            executor.shutdown(wait=True, cancel_futures=True)
+        self._executors.clear()

@@ -1,0 +1,1 @@
+"""Training: the built-in datasets and estimators, and retraining jobs."""

@@ -1,0 +1,245 @@
+"""Online counts, merging, alerts and their first-seen times, thresholds, and the
+prediction log, in process on real files."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from modelswap.core.errors import InvalidInput
+from modelswap.core.monitoring.counts import Cell, Observation, Recorder
+from modelswap.core.monitoring.fleet_counts import MonitorConfig, counts_path, read_config, read_counts, write_config
+from modelswap.core.monitoring.prediction_log import PredictionLog, find
+from modelswap.core.monitoring.profiles import ReferenceProfile, build_profile
+from modelswap.core.monitoring.view import Evaluator
+from modelswap.core.schema.signature import DOUBLE, Column, Signature
+from modelswap.core.store.fsio import atomic_write_json
+from modelswap.core.store.store import Store
+
+NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def iris() -> tuple[np.ndarray, np.ndarray, ReferenceProfile]:
+    data = load_iris()
+    model = LogisticRegression(max_iter=1000).fit(data.data, data.target)
+    signature = Signature(tuple(Column(name, DOUBLE) for name in NAMES))
+    return data.data, model.predict(data.data), build_profile(signature, data.data, model.predict(data.data))
+
+
+def observation(X: np.ndarray, answer: np.ndarray, *, version: str = "v1", latency: float = 0.002) -> Observation:
+    return Observation("iris", version, "stable", X, answer, latency, "predict", (0, 1, 2), "rid", time.time())
+
+
+def test_a_tick_counts_every_row_into_the_reference_bins(iris: tuple[np.ndarray, np.ndarray, ReferenceProfile]) -> None:
+    X, y, profile = iris
+    clock = Clock()
+    recorder = Recorder(lambda model, version: profile, bucket_seconds=60, clock=clock)
+    recorder.observe(observation(X[:100], y[:100]))
+    recorder.observe(observation(X[100:], y[100:], latency=0.2))
+    recorder.failure("iris", "v1", "stable", "client")
+    assert recorder.state("iris")["cells"] == []  # nothing is counted on the request path
+    drained = recorder.tick()
+    assert len(drained) == 3
+    [cell] = recorder.state("iris")["cells"]
+    assert cell["requests"] == 2 and cell["rows"] == 150 and cell["errors"]["client"] == 1
+    assert all(sum(f["counts"]) == 150 and f["nulls"] == 0 for f in cell["features"].values())
+    assert sum(cell["prediction"]["counts"]) == 150 and sum(cell["latency"]) == 2
+    assert all(len(f["sample"]) == 100 for f in cell["features"].values())  # the reservoir is bounded
+    [cumulative] = recorder.state("iris")["cumulative"]
+    assert cumulative["rows"] == 150 and cumulative["since"] == clock.now
+
+
+def test_a_tick_in_slices_counts_what_one_pass_counts(iris: tuple[np.ndarray, np.ndarray, ReferenceProfile]) -> None:
+    X, y, profile = iris
+    clock = Clock()
+    sliced, whole = (Recorder(lambda model, version: profile, bucket_seconds=60, clock=clock) for _ in range(2))
+    for i in range(150):  # 1-row requests, as a server sees them
+        sliced.observe(observation(X[i : i + 1], y[i : i + 1]))
+        whole.observe(observation(X[i : i + 1], y[i : i + 1]))
+    assert [len(sliced.count(64)) for _ in range(4)] == [64, 64, 22, 0]  # the oldest first, at most 64
+    whole.tick()
+    [a], [b] = sliced.state("iris")["cells"], whole.state("iris")["cells"]
+    assert a["requests"] == b["requests"] == 150 and a["rows"] == 150
+    assert {k: f["counts"] for k, f in a["features"].items()} == {k: f["counts"] for k, f in b["features"].items()}
+    assert a["prediction"]["counts"] == b["prediction"]["counts"] and a["latency"] == b["latency"]
+
+
+def test_counts_of_several_processes_sum_exactly(
+    tmp_path: Path, iris: tuple[np.ndarray, np.ndarray, ReferenceProfile]
+) -> None:
+    X, y, profile = iris
+    store = Store(tmp_path / "models")
+    paths = store.paths("iris")
+    paths.monitor_dir.mkdir(parents=True)
+    clock = Clock()
+    totals = []
+    for ident, rows in (("host-a-1", slice(0, 40)), ("host-b-2", slice(40, 150))):
+        recorder = Recorder(lambda model, version: profile, bucket_seconds=60, clock=clock)
+        recorder.observe(observation(X[rows], y[rows]))
+        recorder.tick()
+        atomic_write_json(counts_path(paths, ident), {"time": clock.now, **recorder.state("iris")})
+        totals.append(recorder.state("iris")["cells"][0]["features"]["petal_length"]["counts"])
+    atomic_write_json(counts_path(paths, "old-3"), {"time": clock.now - 7200, "bucket_seconds": 60, "cells": []})
+    merged = read_counts(paths, retention=3600, bucket_seconds=60, now=clock.now)
+    assert merged.processes == 2 and not counts_path(paths, "old-3").exists()  # expired files go
+    [cell] = merged.cells.values()
+    assert cell.rows == 150 and cell.features["petal_length"].counts.tolist() == np.add(*totals).tolist()
+
+
+def _fleet(profile: ReferenceProfile, clock: Clock, buckets: list[np.ndarray]) -> Evaluator:
+    """An evaluator over one bucket per array of rows, the last one ending now."""
+    from modelswap.core.monitoring.counts import count
+    from modelswap.core.monitoring.fleet_counts import FleetCounts
+
+    step = 60.0
+    latest = clock.now // step * step
+    cells = {}
+    for i, rows in enumerate(buckets):
+        start = latest - step * (len(buckets) - 1 - i)
+        obs = observation(rows, np.zeros(len(rows), dtype=int))
+        cells[("v1", "stable", start)] = count([obs], profile, np.random.default_rng(0))
+    counts = FleetCounts(step, cells, {}, 1)
+    config = MonitorConfig.from_dict({"min_samples": 100})
+    return Evaluator("iris", counts, config, lambda m, v: profile, lambda v: {}, window=step)
+
+
+def test_an_alert_is_first_seen_where_its_condition_started_to_hold(
+    iris: tuple[np.ndarray, np.ndarray, ReferenceProfile],
+) -> None:
+    X, _, profile = iris
+    clock = Clock()
+    shifted = X.copy()
+    shifted[:, 1] += 3
+    evaluator = _fleet(profile, clock, [X, X, shifted, shifted, shifted])
+    alerts = [a for a in evaluator.alerts([("v1", "stable")], clock.now) if a["feature"] == "sepal_width"]
+    assert [a["severity"] for a in alerts] == ["WARNING"]
+    first = alerts[0]["first_seen"]
+    expected = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(clock.now // 60 * 60 - 120 + 60))
+    assert first.startswith(expected), (first, expected)  # three buckets back: where the shift began
+
+
+def test_thresholds_are_checked_and_kept(tmp_path: Path) -> None:
+    store = Store(tmp_path / "models")
+    paths = store.paths("iris")
+    paths.dir.mkdir(parents=True)
+    assert read_config(paths) == MonitorConfig()
+    config = MonitorConfig().updated({"psi_warning": 0.3, "min_requests": 10})
+    write_config(paths, config)
+    again = read_config(paths).updated({"min_samples": 500})
+    assert again.drift.psi_warning == 0.3 and again.alerts.min_requests == 10 and again.drift.min_samples == 500
+    for bad in ({"psi_warnin": 1}, {"min_requests": "many"}, {"error_rate_warning": -1}, {"min_requests": 1.5}):
+        with pytest.raises(InvalidInput):
+            MonitorConfig().updated(bad)
+
+
+def test_the_error_rate_baseline_is_the_predecessors_for_a_new_version(
+    iris: tuple[np.ndarray, np.ndarray, ReferenceProfile],
+) -> None:
+    from modelswap.core.monitoring.fleet_counts import FleetCounts
+
+    X, y, profile = iris
+    clock = Clock()
+    step = 60.0
+    latest = clock.now // step * step
+    old, new = Cell(requests=100, rows=100), Cell(requests=20)
+    new.errors["client"] = 80
+    counts = FleetCounts(step, {("v1", "stable", latest - step): old, ("v2", "stable", latest): new}, {}, 1)
+    evaluator = Evaluator("iris", counts, MonitorConfig(), lambda m, v: None, lambda v: {}, window=step)
+    [alert] = [a for a in evaluator.alerts([("v2", "stable")], clock.now) if a["kind"] == "error_rate"]
+    assert alert["severity"] == "CRITICAL" and alert["value"] == 0.8 and "baseline 0.0%" in alert["message"]
+    few = FleetCounts(step, {("v2", "stable", latest): Cell(requests=5, errors={"server": 5})}, {}, 1)
+    quiet = Evaluator("iris", few, MonitorConfig(), lambda m, v: None, lambda v: {}, window=step)
+    assert quiet.alerts([("v2", "stable")], clock.now) == []  # under min_requests: no verdict
+
+
+def test_the_prediction_log_rotates_and_finds_requests(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "log", max_bytes=2048, files=3)
+    log.start()
+    try:
+        for i in range(60):
+            log.submit([Observation("iris", "v1", "stable", np.array([[1.0, 2.0]]), np.array([i % 3]), 0.001,
+                                    request_id=f"r{i}", time=time.time())])  # fmt: skip
+        log.flush()
+    finally:
+        log.close()
+    files = sorted((tmp_path / "log").iterdir())
+    assert len(files) == 3 and all(p.stat().st_size <= 2048 for p in files)
+    lines = [json.loads(line) for p in files for line in p.read_text().splitlines()]
+    ids = [line["request_id"] for line in lines]
+    assert "r59" in ids and "r0" not in ids  # the oldest went with the oldest file
+    found = find(tmp_path / "log", "iris", {"r59", "r0", "r58"})
+    assert set(found) == {"r59", "r58"} and found["r59"]["outputs"] == [59 % 3]
+    assert find(tmp_path / "log", "other", {"r59"}) == {}
+    quiet = PredictionLog(tmp_path / "quiet", inputs=False)
+    quiet.start()
+    quiet.submit([Observation("iris", "v1", "stable", np.array([[1.0]]), np.array([1]), 0.001, request_id="x")])
+    quiet.close()
+    [line] = [json.loads(p.read_text()) for p in (tmp_path / "quiet").iterdir()]
+    assert "inputs" not in line and line["outputs"] == [1]
+
+
+def test_the_prediction_log_writes_a_big_batch_in_slices_in_order(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "log")
+    log.directory.mkdir()
+    log.submit([Observation("iris", "v1", "stable", np.array([[float(i)]]), np.array([i % 3]), 0.001,
+                            request_id=f"r{i}", time=time.time()) for i in range(150)])  # fmt: skip
+    log.flush(sliced=True)  # what the log's thread does: 64 lines, a pause, 64, a pause, 22
+    [path] = (tmp_path / "log").iterdir()
+    assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == [f"r{i}" for i in range(150)]
+
+
+def test_a_tick_counts_what_was_queued_when_it_began_even_while_requests_keep_coming(
+    tmp_path: Path, iris: tuple[np.ndarray, np.ndarray, ReferenceProfile]
+) -> None:
+    from modelswap.core.monitoring.monitor import Monitor
+    from modelswap.core.settings import Settings
+
+    X, y, _ = iris
+    monitor = Monitor(Store(tmp_path / "models"), Settings(root=tmp_path / "models", prediction_log=None))
+    count = monitor.recorder.count
+
+    def busy(limit: int | None = None) -> list[Observation]:
+        for i in range(2 * (limit or 1)):  # twice as many arrive as each slice counts
+            monitor.observe(observation(X[i % 150 : i % 150 + 1], y[i % 150 : i % 150 + 1]))
+        return count(limit)
+
+    for i in range(200):
+        monitor.observe(observation(X[i % 150 : i % 150 + 1], y[i % 150 : i % 150 + 1]))
+    monitor.recorder.count = busy  # type: ignore[method-assign]
+    monitor.tick()  # returns: the heartbeat thread has heartbeats to write next
+    assert monitor.recorder.pending == 400  # the 200 queued before were counted; the newcomers wait
+
+
+def test_feedback_finds_the_newest_answers_once_the_oldest_are_forgotten(
+    tmp_path: Path, iris: tuple[np.ndarray, np.ndarray, ReferenceProfile], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelswap.core.monitoring import monitor as monitoring
+    from modelswap.core.settings import Settings
+
+    monkeypatch.setattr(monitoring, "INDEX_SIZE", 8)
+    X, y, _ = iris
+    monitor = monitoring.Monitor(Store(tmp_path / "models"), Settings(root=tmp_path / "models", prediction_log=None))
+    for i in range(40):
+        monitor.observe(observation(X[i : i + 1], y[i : i + 1])._replace(request_id=f"r{i}"))
+        if i % 7 == 6:
+            monitor.tick()
+    monitor.tick()
+    answer = monitor.feedback("iris", [(f"r{i}", int(y[i])) for i in range(40)])
+    matched = [f"r{i}" for i in range(40) if f"r{i}" not in answer["unmatched"]]
+    assert 8 <= len(matched) <= 10 and matched == [f"r{i}" for i in range(40 - len(matched), 40)]
+    assert answer["matched"] == len(matched)

@@ -1,0 +1,122 @@
+"""Signatures: inferred from examples and estimators, compared for schema-safe deploys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_wine
+from sklearn.linear_model import LogisticRegression
+
+from modelswap.core.errors import IncompatibleSchema, InvalidInput
+from modelswap.core.schema.signature import (
+    BOOLEAN,
+    DATETIME,
+    DOUBLE,
+    LONG,
+    STRING,
+    Column,
+    Signature,
+    diff,
+    infer_columns,
+    schema_change,
+)
+from modelswap.core.store.manifest import load_manifest
+from modelswap.core.store.store import Store
+from tests.conftest import IRIS_ROW, publish
+
+PLAN_TENURE = Signature((Column("plan", STRING), Column("tenure", LONG)), frame=True)
+
+
+def test_types_are_inferred_from_example_values_and_nulls_make_a_column_nullable() -> None:
+    columns = infer_columns(
+        ["a", "b", "c", "d", "e"],
+        [[1, 2], [1, 2.5], [True, False], ["x", None], ["2026-01-01", "2026-01-02"]],
+    )
+    assert [(c.type, c.nullable) for c in columns] == [
+        (LONG, False),
+        (DOUBLE, False),
+        (BOOLEAN, False),
+        (STRING, True),
+        (STRING, False),  # text stays text unless a signature says datetime
+    ]
+    assert DATETIME  # a type a declared signature may use
+
+
+def test_an_all_null_or_mixed_column_cannot_be_inferred() -> None:
+    with pytest.raises(InvalidInput, match="every example value is null"):
+        infer_columns(["a"], [[None, None]])
+    with pytest.raises(InvalidInput, match="mixes long, string"):
+        infer_columns(["a"], [[1, "x"]])
+
+
+@pytest.mark.parametrize(
+    ("new", "breaking", "compatible"),
+    [
+        (Signature((Column("plan", STRING), Column("tenure", DOUBLE)), frame=True), [], ["~ tenure: long -> double"]),
+        (Signature((Column("plan", STRING), Column("tenure", STRING)), frame=True), ["~ tenure: long -> string"], []),
+        (Signature((Column("plan", STRING),), frame=True), ["- tenure: long"], []),
+        (
+            Signature((*PLAN_TENURE.columns, Column("zip", STRING, nullable=True)), frame=True),
+            [],
+            ["+ zip: string (nullable)"],
+        ),
+        (Signature((*PLAN_TENURE.columns, Column("zip", STRING)), frame=True), ["+ zip: string"], []),
+        (
+            Signature((Column("plan", STRING, nullable=True), Column("tenure", LONG)), frame=True),
+            [],
+            ["~ plan: now accepts nulls"],
+        ),
+    ],
+)  # fmt: skip
+def test_diff_sorts_changes_into_breaking_and_compatible(
+    new: Signature, breaking: list[str], compatible: list[str]
+) -> None:
+    assert diff(PLAN_TENURE, new) == (breaking, compatible)
+
+
+def test_a_positional_model_that_changes_width_breaks() -> None:
+    four = Signature(tuple(Column(None, DOUBLE) for _ in range(4)))
+    thirteen = Signature(tuple(Column(None, DOUBLE) for _ in range(13)))
+    assert diff(four, thirteen)[0] == ["- 4 columns", "+ 13 columns"]
+    with pytest.raises(IncompatibleSchema, match="- 4 columns"):
+        schema_change(four, thirteen, force=False, what="deploy")
+    assert schema_change(four, thirteen, force=True, what="deploy") == {
+        "schema_change": ["- 4 columns", "+ 13 columns"],
+        "forced": True,
+    }
+
+
+def test_a_deploy_that_changes_the_input_width_is_refused_with_its_diff_unless_forced(
+    store: Store, iris_a: Any
+) -> None:
+    iris = publish(store, iris_a)
+    store.deploy("iris", iris)
+    wine = load_wine()
+    other = store.publish("iris", LogisticRegression(max_iter=5000).fit(wine.data, wine.target), example=wine.data[:2])
+    with pytest.raises(IncompatibleSchema, match=r"- 4 columns; \+ 13 columns"):
+        store.deploy("iris", other.id)
+    assert store.current("iris") == iris
+    store.deploy("iris", other.id, force=True, reason="new dataset")
+    entry = store.history("iris", limit=1)[0]
+    assert entry.details == {"schema_change": ["- 4 columns", "+ 13 columns"], "forced": True}
+    with pytest.raises(IncompatibleSchema):
+        store.rollback("iris")
+    assert store.rollback("iris", force=True).current == iris
+
+
+def test_a_manifest_without_a_signature_still_loads_and_gets_one_from_the_estimator(store: Store, iris_a: Any) -> None:
+    version = publish(store, iris_a)
+    path: Path = store.paths("iris").version_dir(version) / "manifest.json"
+    data = json.loads(path.read_text())
+    data.pop("signature")
+    data.pop("metadata")
+    data["format"] = 1
+    path.write_text(json.dumps(data))
+    old = load_manifest(path.parent)
+    assert old.signature is None and old.input_example == (IRIS_ROW,)
+    estimator = store.load("iris", version)
+    assert estimator.predict(np.array([IRIS_ROW])).tolist() == iris_a.predict(np.array([IRIS_ROW])).tolist()

@@ -1,0 +1,284 @@
+"""Micro-batching on a real event loop with real worker threads: rows go back to their own
+request, in order; the model never runs on the loop; a miscounting model fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modelswap.core.errors import PredictTimeout
+from modelswap.core.serving.batching import Batcher, BatchPool, WrongAnswerCount, compute
+from tests.models_for_tests import RowSum
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.model = RowSum()
+        self.batches: list[int] = []
+        self.threads: set[str] = set()
+
+    def __call__(self, X: np.ndarray) -> Any:
+        self.batches.append(len(X))
+        self.threads.add(threading.current_thread().name)
+        return self.model.predict(X)
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    pool = ThreadPoolExecutor(2, thread_name_prefix="predict-test")
+    yield pool
+    pool.shutdown(wait=True)
+
+
+def rows(seed: int, n: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 10, size=(n, 4))
+
+
+async def submit_all(batcher: Batcher, inputs: list[np.ndarray]) -> list[Any]:
+    return await asyncio.gather(*(batcher.submit(x) for x in inputs), return_exceptions=True)
+
+
+def test_concurrent_requests_share_calls_and_get_their_own_rows_in_order(executor: ThreadPoolExecutor) -> None:
+    fn = Recording()
+    batcher = Batcher(fn, executor, max_rows=1000)
+    inputs = [rows(i, 1 + i % 5) for i in range(40)]  # mixed batch sizes
+    results = asyncio.run(submit_all(batcher, inputs))
+    for x, got in zip(inputs, results, strict=True):
+        np.testing.assert_array_equal(got, x.sum(axis=1))
+    assert len(fn.batches) < len(inputs) and sum(fn.batches) == sum(len(x) for x in inputs)
+
+
+def test_the_model_never_runs_on_the_event_loop_thread(executor: ThreadPoolExecutor) -> None:
+    fn = Recording()
+    asyncio.run(submit_all(Batcher(fn, executor), [rows(i, 1) for i in range(5)]))
+    assert fn.threads and all(name.startswith("predict-test") for name in fn.threads)
+
+
+def test_max_rows_caps_a_batch(executor: ThreadPoolExecutor) -> None:
+    fn = Recording()
+    asyncio.run(submit_all(Batcher(fn, executor, max_rows=10), [rows(i, 4) for i in range(10)]))
+    assert max(fn.batches) <= 10 and sum(fn.batches) == 40
+
+
+def test_one_request_that_makes_the_model_raise_fails_alone(executor: ThreadPoolExecutor) -> None:
+    fn = Recording()
+    inputs = [rows(i, 2) for i in range(8)]
+    inputs[3][0, 0] = -1.0
+    results = asyncio.run(submit_all(Batcher(fn, executor), inputs))
+    assert isinstance(results[3], RuntimeError)
+    for i, (x, got) in enumerate(zip(inputs, results, strict=True)):
+        if i != 3:
+            np.testing.assert_array_equal(got, x.sum(axis=1))
+
+
+class OneTooMany:
+    """Answers one row more than asked when any row's first value is negative."""
+
+    def __call__(self, X: np.ndarray) -> Any:
+        time.sleep(0.005)  # let the queue fill, so calls batch
+        extra = 1 if (X[:, 0] < 0).any() else 0
+        return np.concatenate([X.sum(axis=1), np.zeros(extra)])
+
+
+def test_a_model_that_answers_more_rows_than_it_was_given_never_hands_out_another_requests_answer(
+    executor: ThreadPoolExecutor,
+) -> None:
+    inputs = [rows(i, 1) for i in range(40)]
+    inputs[7][0, 0] = -5.0
+    results = asyncio.run(submit_all(Batcher(OneTooMany(), executor), inputs))
+    assert isinstance(results[7], WrongAnswerCount)
+    for i, (x, got) in enumerate(zip(inputs, results, strict=True)):
+        if i != 7:
+            np.testing.assert_array_equal(got, x.sum(axis=1))
+
+
+def test_a_request_that_waits_past_the_timeout_gets_predict_timeout(executor: ThreadPoolExecutor) -> None:
+    def slow(X: np.ndarray) -> Any:
+        time.sleep(0.5)
+        return X.sum(axis=1)
+
+    with pytest.raises(PredictTimeout, match="0.05s"):
+        asyncio.run(Batcher(slow, executor, timeout_s=0.05).submit(rows(1, 1)))
+
+
+def test_each_waiting_request_times_out_at_its_own_deadline(executor: ThreadPoolExecutor) -> None:
+    release = threading.Event()
+
+    def stuck(X: np.ndarray) -> Any:
+        release.wait(5)
+        return X.sum(axis=1)
+
+    async def main() -> list[float]:
+        batcher = Batcher(stuck, executor, timeout_s=0.2)
+        loop = asyncio.get_running_loop()
+
+        async def waited(delay: float) -> float:
+            await asyncio.sleep(delay)
+            start = loop.time()
+            with pytest.raises(PredictTimeout):
+                await batcher.submit(rows(1, 1))
+            return loop.time() - start
+
+        try:  # the first is computing, the others wait behind it; each has its own clock
+            return list(await asyncio.gather(waited(0), waited(0.1), waited(0.25)))
+        finally:
+            release.set()
+
+    assert all(0.19 <= waited < 0.4 for waited in asyncio.run(main()))
+
+
+def test_answered_requests_leave_no_deadlines_behind(executor: ThreadPoolExecutor) -> None:
+    async def main(batcher: Batcher) -> None:
+        for i in range(300):
+            np.testing.assert_array_equal(await batcher.submit(rows(i, 1)), rows(i, 1).sum(axis=1))
+
+    batcher = Batcher(Recording(), executor, timeout_s=60)
+    asyncio.run(main(batcher))
+    assert len(batcher._deadlines) <= 1  # answers are not held until their deadline
+
+
+def test_the_pool_keeps_snapshots_and_methods_apart_and_joins_its_threads() -> None:
+    class Snap:
+        model = "m"
+
+    pool = BatchPool(max_rows=100, wait_s=0)
+    stable, canary = Snap(), Snap()
+    a = pool.batcher(stable, "predict", Recording())
+    assert pool.batcher(stable, "predict", Recording()) is a
+    assert pool.batcher(canary, "predict", Recording()) is not a
+    assert pool.batcher(stable, "predict_proba", Recording()) is not a
+    assert asyncio.run(pool.call("m", lambda X: X.sum(axis=1), rows(2, 3))).shape == (3,)
+    pool.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("predict-m")]
+
+
+@pytest.mark.parametrize("wait_ms", [0.0, 2.0])
+def test_a_wait_window_still_answers_every_request(wait_ms: float, executor: ThreadPoolExecutor) -> None:
+    fn = Recording()
+    inputs = [rows(i, 1) for i in range(5)]
+    results = asyncio.run(submit_all(Batcher(fn, executor, wait_s=wait_ms / 1000), inputs))
+    assert [float(r[0]) for r in results] == [float(x.sum()) for x in inputs]
+
+
+@pytest.mark.parametrize("hand_off_s", [0.0, 1.0])
+def test_the_loop_waits_blocked_for_a_fast_answer_only_during_the_hand_off(
+    hand_off_s: float, executor: ThreadPoolExecutor
+) -> None:
+    fn = Recording()
+
+    async def main() -> list[str]:
+        ran: list[str] = []
+        asyncio.get_running_loop().call_soon(ran.append, "other work")
+        result = await compute(executor, fn, rows(1, 3), hand_off_s)
+        assert result.shape == (3,)
+        return list(ran)  # what had run by the time the answer was back
+
+    # Waiting: the answer is back before the loop runs anything else. Not waiting: the
+    # loop serves other work while the model computes.
+    assert asyncio.run(main()) == ([] if hand_off_s else ["other work"])
+    assert fn.threads and all(name.startswith("predict-test") for name in fn.threads)
+
+
+def test_a_model_slower_than_the_hand_off_is_not_waited_for_again(executor: ThreadPoolExecutor) -> None:
+    def slow(X: np.ndarray) -> Any:
+        time.sleep(0.6)
+        return X.sum(axis=1)
+
+    async def longest_stall(batcher: Batcher) -> float:
+        """The longest the loop went without running a 5 ms ticker while one request computed."""
+        gaps: list[float] = []
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            last = time.perf_counter()
+            while not done.is_set():
+                await asyncio.sleep(0.005)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0.02)
+        await batcher.submit(rows(1, 1))
+        done.set()
+        await ticking
+        return max(gaps)
+
+    async def main() -> tuple[float, float]:
+        batcher = Batcher(slow, executor, hand_off_s=0.3)
+        return await longest_stall(batcher), await longest_stall(batcher)
+
+    first, second = asyncio.run(main())
+    assert 0.25 < first < 0.55  # the hand-off, then the loop went on while the model computed
+    assert second < 0.25  # its last call was slow: not waited for at all
+
+
+def test_inline_runs_a_fast_model_on_the_loop_after_its_first_call_and_a_slow_one_on_workers(
+    executor: ThreadPoolExecutor,
+) -> None:
+    delays = [0.0, 0.0, 0.0, 0.05, 0.05, 0.0, 0.0]  # fast, then two calls over the budget, then fast
+    where: list[str] = []
+
+    def model(X: np.ndarray) -> Any:
+        where.append(threading.current_thread().name)
+        time.sleep(delays[len(where) - 1])
+        return X.sum(axis=1)
+
+    async def main() -> list[Any]:
+        batcher = Batcher(model, executor, inline_s=0.01)
+        return [await batcher.submit(rows(i, 2)) for i in range(len(delays))]
+
+    results = asyncio.run(main())
+    for i, got in enumerate(results):
+        np.testing.assert_array_equal(got, rows(i, 2).sum(axis=1))
+    on_loop = [name == "MainThread" for name in where]
+    # the first call on a worker (a new version is measured first); fast: the loop; the
+    # slow call there sends the next to a worker, which keeps it until a call is fast again
+    assert on_loop == [False, True, True, True, False, False, True]
+
+
+def test_a_model_that_raises_on_the_loop_still_fails_alone(executor: ThreadPoolExecutor) -> None:
+    where: list[str] = []
+
+    def model(X: np.ndarray) -> Any:
+        where.append(threading.current_thread().name)
+        if (X < 0).any():
+            raise ValueError("negative")
+        return X.sum(axis=1)
+
+    async def main() -> list[Any]:
+        batcher = Batcher(model, executor, inline_s=1.0)
+        await batcher.submit(rows(0, 1))  # measured on a worker: the next calls run on the loop
+        return await submit_all(batcher, [rows(1, 1), -rows(2, 1), rows(3, 1)])
+
+    good, bad, also_good = asyncio.run(main())
+    assert isinstance(bad, ValueError)
+    np.testing.assert_array_equal(good, rows(1, 1).sum(axis=1))
+    np.testing.assert_array_equal(also_good, rows(3, 1).sum(axis=1))
+    assert where[0] != "MainThread" and where[1:] == ["MainThread"] * 4  # the batch, then each request alone
+
+
+def test_a_big_request_after_small_fast_ones_goes_to_a_worker(executor: ThreadPoolExecutor) -> None:
+    where: list[tuple[int, str]] = []
+
+    def model(X: np.ndarray) -> Any:  # a cost per row: 0.1 ms
+        where.append((len(X), threading.current_thread().name))
+        time.sleep(0.0001 * len(X))
+        return X.sum(axis=1)
+
+    async def main() -> None:
+        batcher = Batcher(model, executor, inline_s=0.01, max_rows=10_000)
+        for n in (1, 1, 2, 1000, 2):
+            await batcher.submit(rows(n, n))
+
+    asyncio.run(main())
+    assert [(n, name == "MainThread") for n, name in where] == [
+        (1, False), (1, True), (2, True), (1000, False), (2, True)  # 1000 rows: ~100 ms estimated
+    ]  # fmt: skip

@@ -1,0 +1,64 @@
+"""A model's native code gets MODELSWAP_MODEL_THREADS threads in the thread that predicts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+import sklearn.ensemble  # noqa: F401  (loads scikit-learn's OpenMP runtime, as an HGB model does)
+from threadpoolctl import threadpool_info
+
+from modelswap.core.serving import native_threads
+from modelswap.core.serving.batching import Batcher
+
+
+def openmp_threads() -> int:
+    """What OpenMP would give a parallel region started by the calling thread now."""
+    [openmp] = [lib for lib in threadpool_info() if lib["user_api"] == "openmp"][:1]
+    return int(openmp["num_threads"])
+
+
+def in_thread(fn: Any) -> Any:
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result()
+
+
+def test_apply_limits_openmp_in_the_calling_thread_once_per_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    def limited(threads: int) -> tuple[int, int]:
+        native_threads.apply(threads)
+        return openmp_threads(), threading.get_ident()
+
+    assert in_thread(lambda: limited(3))[0] == 3
+    assert in_thread(lambda: limited(1))[0] == 1
+    calls: list[int] = []
+    real = native_threads.threadpool_limits
+    monkeypatch.setattr(native_threads, "threadpool_limits", lambda limits: calls.append(limits) or real(limits))
+
+    def twice_then_after_a_load() -> None:
+        native_threads.apply(2)
+        native_threads.apply(2)  # done already: not again
+        native_threads.loaded()  # a model load may have brought a new library
+        native_threads.apply(2)
+
+    in_thread(twice_then_after_a_load)
+    assert calls == [2, 2]
+
+
+def test_a_batchers_worker_thread_predicts_with_the_configured_threads() -> None:
+    seen: list[int] = []
+
+    def model(X: np.ndarray) -> Any:
+        seen.append(openmp_threads())
+        return X.sum(axis=1)
+
+    async def main() -> None:
+        with ThreadPoolExecutor(1) as pool:
+            for threads in (1, 3):
+                await Batcher(model, pool, threads=threads).submit(np.ones((1, 4)))
+
+    asyncio.run(main())
+    assert seen == [1, 3]
