@@ -66,7 +66,7 @@ def test_the_wheel_holds_one_top_level_package_and_its_type_marker(wheel: Path) 
     tops = {name.split("/", 1)[0] for name in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"modelswap"}
     assert "modelswap/py.typed" in names
-    assert "modelswap/core/store.py" in names and "modelswap/api/http/app.py" in names
+    assert "modelswap/core/store/store.py" in names and "modelswap/api/http/app.py" in names
     assert not any(n.startswith(("modelswap/tests", "modelswap/scripts")) for n in names)
 
 
