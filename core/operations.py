@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from modelswap.core.delivery import rollout as ro
-from modelswap.core.delivery.canary import CanaryConfig, Guard, promote_canary, read_canary, start_canary, stop_canary
+from modelswap.core.delivery.abtest import CanaryConfig, Guard, read_canary
+from modelswap.core.delivery.canary import promote_canary, start_canary, stop_canary
 from modelswap.core.delivery.rollout import Rollout
 from modelswap.core.delivery.shadow import ShadowConfig, start_shadow, stop_shadow
-from modelswap.core.delivery.watched_deploy import RESET, Watch, WatchPlan, check_not_tripped, end_watch
+from modelswap.core.delivery.watched_deploy import RESET, Watch, WatchPlan, check_not_tripped, end_watch, watch_file
 from modelswap.core.errors import Conflict, InvalidInput, ModelswapError, UnsupportedFormat, storage_error
 from modelswap.core.metrics import Metrics
 from modelswap.core.schema.signature import manifest_signature
@@ -91,18 +92,9 @@ class Operations:
             check_not_tripped(self.store, model, target)
             if watch is None:
                 return self.store.deploy(model, target, actor=actor, reason=reason, force=force)
-            paths = self.store.existing(model)
-
-            def watch_file(current: str | None, chosen: str) -> tuple[Path, Any]:
-                if current == chosen:
-                    raise Conflict(f"{model} {chosen} is already live: a watch needs a version to compare with")
-                return paths.watch, Watch(watch, chosen, current, self.store.clock().timestamp()).to_dict()
-
-            details = {"watch": watch.to_dict()}
-            return self.store.move_current(
-                model, lambda registry, current: target, reg.DEPLOY, actor, reason,
-                force=force, details=details, also=watch_file,
-            )  # fmt: skip
+            also = watch_file(self.store, model, watch)
+            return self.store.deploy(model, target, actor=actor, reason=reason, force=force,
+                                     details={"watch": watch.to_dict()}, also=also)  # fmt: skip
 
         return self._act(model, "deploy", deploy)
 

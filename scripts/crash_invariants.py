@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from modelswap.core.delivery.canary import read_canary
+from modelswap.core.delivery.abtest import read_canary
 from modelswap.core.errors import ModelswapError
 from modelswap.core.store import history
 from modelswap.core.store import registry as reg

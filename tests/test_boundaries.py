@@ -95,3 +95,38 @@ def test_every_core_module_has_its_test_file_or_the_readme_names_the_one_that_co
                 "does not say '(tested in tests/...py)' naming a test file that exercises it"
             )
     assert not missing, "\n".join(missing)
+
+
+def test_core_has_no_import_cycle_not_even_for_type_checking() -> None:
+    """Imports between core's modules, those under ``if TYPE_CHECKING`` and inside functions
+    included, form no cycle: each module can be read knowing only the ones below it."""
+    modules = core_modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name.rsplit(".", 1)[0]
+        graph[name] = {
+            target
+            for imported in imported_modules(path.read_text(), package)
+            for target in (imported, imported.rsplit(".", 1)[0])
+            if target in modules and target != name
+        }
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path_: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path_.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(path_[path_.index(nxt) :] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        path_.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    short = [" -> ".join(n.removeprefix("modelswap.core.") for n in c) for c in cycles]
+    assert not cycles, "import cycles in core:\n" + "\n".join(short)

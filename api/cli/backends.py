@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from modelswap.api.client import Client
-from modelswap.core.delivery.canary import Guard
+from modelswap.core.delivery.abtest import Guard
 from modelswap.core.delivery.watched_deploy import WatchPlan
 from modelswap.core.errors import InvalidInput, ModelswapError
 from modelswap.core.operations import Operations

@@ -12,7 +12,7 @@ from typing import Any
 
 from modelswap.api.cli import render
 from modelswap.api.cli.backends import backend_for
-from modelswap.core.delivery.canary import Guard
+from modelswap.core.delivery.abtest import Guard
 from modelswap.core.errors import InvalidInput, ModelswapError, NotFound
 from modelswap.core.schema.signature import Signature
 from modelswap.core.settings import Settings

@@ -10,7 +10,7 @@ from modelswap.api.http.auth import admin, reader
 from modelswap.api.http.payload import flag_field, json_object, read_json, text_field, version_ref
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import actor_of, model_of
-from modelswap.core.delivery.canary import Guard
+from modelswap.core.delivery.abtest import Guard
 from modelswap.core.errors import InvalidInput
 
 START_FIELDS = {"version", "fraction", "guard", "reason", "force"}

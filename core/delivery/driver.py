@@ -32,7 +32,7 @@ from modelswap.core.errors import Conflict, InvalidInput, ModelswapError, Unsafe
 from modelswap.core.monitoring.counts import Cell
 from modelswap.core.monitoring.fleet_counts import FleetCounts, read_counts
 from modelswap.core.serving.fleet import process_id
-from modelswap.core.store import history
+from modelswap.core.store import history, transitions
 from modelswap.core.store.fsio import atomic_write_json, read_regular
 from modelswap.core.store.layout import ModelPaths
 
@@ -209,9 +209,9 @@ class Delivery:
             return version
 
         # force: the schema was checked (or a change accepted) when the rollout started
-        self.store.move_current(model, choose, history.PROMOTE, ro.ACTOR,
-                                f"rollout: every step passed ({', '.join(f'{s:g}%' for s in state.plan.steps)})",
-                                force=True, details={"judgement": judgement})  # fmt: skip
+        transitions.move_current(self.store, model, choose, history.PROMOTE, ro.ACTOR,
+                                 f"rollout: every step passed ({', '.join(f'{s:g}%' for s in state.plan.steps)})",
+                                 force=True, details={"judgement": judgement})  # fmt: skip
         ro.finish_promoted(self.store, model)
         self.ops.count(model, "rollout_promote")
         self.ops.sync(model)
@@ -279,9 +279,9 @@ class Delivery:
                 raise Conflict(f"{model}: no earlier version to roll back to")
             return target
 
-        self.store.move_current(model, choose, history.ROLLBACK, wt.ACTOR, reason, force=True,
-                                details={"watch": dict(tripped.figures or {})},
-                                also=lambda current, target: (paths.watch, tripped.to_dict()))  # fmt: skip
+        transitions.move_current(self.store, model, choose, history.ROLLBACK, wt.ACTOR, reason, force=True,
+                                 details={"watch": dict(tripped.figures or {})},
+                                 also=lambda current, target: (paths.watch, tripped.to_dict()))  # fmt: skip
         logger.warning("model %s: %s; rolled back to %s", model, reason, watch.previous)
         self.ops.count(model, "watch_rollback")
         self.ops.sync(model)

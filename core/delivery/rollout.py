@@ -20,21 +20,18 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import orjson
-
-from modelswap.core.delivery.canary import CanaryConfig, read_canary
-from modelswap.core.errors import Conflict, InvalidInput, UnsafePath
+from modelswap.core.delivery.abtest import CanaryConfig, read_canary
+from modelswap.core.delivery.control import Control, Start, start_controlled
+from modelswap.core.errors import Conflict, InvalidInput
 from modelswap.core.store import history
 from modelswap.core.store.clock import default_actor, iso
-from modelswap.core.store.fsio import atomic_write_json, read_regular, write_then
+from modelswap.core.store.fsio import atomic_write_json, read_control, write_then
 from modelswap.core.store.ids import validate_version_id
-from modelswap.core.store.transitions import schema_change, take_canary_file
-
-if TYPE_CHECKING:
-    from modelswap.core.store.layout import ModelPaths
-    from modelswap.core.store.store import Store
+from modelswap.core.store.kernel import Kernel
+from modelswap.core.store.layout import ModelPaths
+from modelswap.core.store.transitions import take_canary_file
 
 logger = logging.getLogger(__name__)
 
@@ -184,53 +181,36 @@ class Rollout:
 
 def read_rollout(path: Path) -> Rollout | None:
     """``rollout.json``, or None when absent; a damaged file raises InvalidInput naming it."""
-    try:
-        raw = read_regular(path)
-    except FileNotFoundError:
-        return None
-    except UnsafePath as exc:
-        raise InvalidInput(f"{exc.message}; abort the rollout to remove it") from exc
-    try:
-        return Rollout.from_dict(orjson.loads(raw))
-    except (orjson.JSONDecodeError, InvalidInput, KeyError, TypeError, ValueError) as exc:
-        raise InvalidInput(f"{path} is damaged ({exc}); abort the rollout to remove it") from exc
+    return read_control(path, Rollout.from_dict, "abort the rollout to remove it")
 
 
 # -- verbs -----------------------------------------------------------------------------
 def start_rollout(
-    store: Store, model: str, plan: Plan, *, actor: str | None = None, reason: str = "", force: bool = False
+    kernel: Kernel, model: str, plan: Plan, *, actor: str | None = None, reason: str = "", force: bool = False
 ) -> Rollout:
     """Validate the version like a deploy, then write ``rollout.json`` and the first step's
-    ``abtest.json`` with one ``rollout_start`` entry. Conflict while another rollout is
-    active or a canary of another version runs."""
-    paths = store.existing(model)
+    ``abtest.json`` with one ``rollout_start`` entry (see
+    :func:`modelswap.core.delivery.control.start_controlled`). Conflict while another
+    rollout is active or a canary of another version runs."""
     version = plan.version
-    store.require_published(store.load_registry(paths), paths, version)
-    live = store.current(model)
-    if live is None:
-        raise Conflict(f"{model} has no live version: deploy one first (a rollout moves traffic from it)")
-    change = schema_change(store, model, live, version, force=force, what=f"a rollout of {version}")
-    store.validator(paths, version)
-    who = actor or default_actor()
-    with store.locked(model):
-        registry = store.load_registry(paths)
-        store.require_published(registry, paths, version)
-        if store.current(model) == version:
-            raise Conflict(f"{model} {version} is already live")
-        running = _read_quiet(paths)
+
+    def build(start: Start) -> Control[Rollout]:
+        running = _read_quiet(start.paths)
         if running is not None and running.active:
             raise Conflict(f"a rollout of {running.plan.version} is {running.state}; abort it first")
-        canary = read_canary(paths.abtest)
+        canary = read_canary(start.paths.abtest)
         if canary is not None and canary.version != version:
             raise Conflict(f"a canary of {canary.version} runs; stop it first")
-        now = store.clock()
-        state = Rollout(plan, RUNNING, 0, now.timestamp(), now.timestamp(), who, store.current(model))
-        entry = history.HistoryEntry(
-            iso(now), history.ROLLOUT_START, who, state.live, version, reason,
-            {**plan.to_dict(), "fraction": state.percent / 100, **change},
-        )  # fmt: skip
-        store.commit(paths, registry, entry, lambda: _write_both(paths, state, iso(now)))
-    logger.info("rollout %s: %s starts at %g%% (actor %s)", model, version, state.percent, who)
+        at = start.now.timestamp()
+        state = Rollout(plan, RUNNING, 0, at, at, start.actor, start.live)
+        details = {**plan.to_dict(), "fraction": state.percent / 100}
+        return Control(state, details, lambda: _write_both(start.paths, state, iso(start.now)))
+
+    state = start_controlled(
+        kernel, model, version, kind="rollout", action=history.ROLLOUT_START, build=build,
+        actor=actor, reason=reason, force=force, needs_live=True,
+    )  # fmt: skip
+    logger.info("rollout %s: %s starts at %g%% (actor %s)", model, version, state.percent, state.started_by)
     return state
 
 
@@ -250,7 +230,7 @@ def _read_quiet(paths: ModelPaths) -> Rollout | None:
 
 
 def change_rollout(
-    store: Store,
+    kernel: Kernel,
     model: str,
     action: str,
     *,
@@ -267,8 +247,8 @@ def change_rollout(
     removed). ``expect``: the state the driver judged; if the file changed since (a person
     paused or aborted), Conflict.
     """
-    paths = store.existing(model)
-    with store.locked(model):
+    paths = kernel.existing(model)
+    with kernel.locked(model):
         state = read_rollout(paths.rollout)
         if state is None or not state.active:
             raise Conflict(f"no rollout of {model} is running")
@@ -276,9 +256,9 @@ def change_rollout(
             expect.step, expect.state, expect.step_started_at
         ):  # fmt: skip
             raise Conflict(f"the rollout of {model} changed while it was judged")
-        now = store.clock()
+        now = kernel.clock()
         at = now.timestamp()
-        live = store.current(model)
+        live = kernel.current(model)
         extra: dict[str, Any] = dict(details or {})
         if action == history.ROLLOUT_PAUSE:
             if state.state == PAUSED:
@@ -315,34 +295,34 @@ def change_rollout(
                 atomic_write_json(paths.rollout, new.to_dict())
 
         if journal:
-            store.commit(paths, store.load_registry(paths), entry, effect)
+            kernel.commit(paths, kernel.load_registry(paths), entry, effect)
         else:
             effect()
     logger.info("%s %s: %s at %g%% %s", action, model, state.plan.version, new.percent, reason)
     return new
 
 
-def finish_promoted(store: Store, model: str) -> Rollout | None:
+def finish_promoted(kernel: Kernel, model: str) -> Rollout | None:
     """Mark the rollout promoted once ``current`` is its version (after the promote's own
     journaled move, or when a person deployed it meanwhile)."""
-    paths = store.existing(model)
-    with store.locked(model):
+    paths = kernel.existing(model)
+    with kernel.locked(model):
         state = read_rollout(paths.rollout)
-        if state is None or not state.active or store.current(model) != state.plan.version:
+        if state is None or not state.active or kernel.current(model) != state.plan.version:
             return None
         new = replace(state, state=PROMOTED, ended=f"{state.plan.version} is live")
         atomic_write_json(paths.rollout, new.to_dict())
     return new
 
 
-def ensure_canary(store: Store, model: str, state: Rollout) -> bool:
+def ensure_canary(kernel: Kernel, model: str, state: Rollout) -> bool:
     """Make ``abtest.json`` say what the rollout's step says (after a crash between the two
     writes). False when the canary was stopped or replaced by someone else."""
-    paths = store.existing(model)
+    paths = kernel.existing(model)
     canary = read_canary(paths.abtest)
     if canary is not None and canary.version == state.plan.version:
         if abs(canary.fraction - state.percent / 100) > 1e-9:
-            with store.locked(model):
-                atomic_write_json(paths.abtest, state.canary(at=iso(store.clock())).to_dict())
+            with kernel.locked(model):
+                atomic_write_json(paths.abtest, state.canary(at=iso(kernel.clock())).to_dict())
         return True
     return False

@@ -17,19 +17,17 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import orjson
-
+from modelswap.core.delivery.control import read_clearing
 from modelswap.core.delivery.gates import error_rate
-from modelswap.core.errors import Conflict, InvalidInput, UnsafePath
+from modelswap.core.errors import Conflict, InvalidInput
 from modelswap.core.monitoring.counts import Cell
 from modelswap.core.store import history
 from modelswap.core.store.clock import default_actor, iso
-from modelswap.core.store.fsio import atomic_write_json, read_regular
-
-if TYPE_CHECKING:
-    from modelswap.core.store.store import Store
+from modelswap.core.store.fsio import atomic_write_json, read_control
+from modelswap.core.store.kernel import Kernel
+from modelswap.core.store.transitions import Also
 
 logger = logging.getLogger(__name__)
 
@@ -117,22 +115,28 @@ class Watch:
 
 
 def read_watch(path: Path) -> Watch | None:
-    try:
-        raw = read_regular(path)
-    except FileNotFoundError:
-        return None
-    except UnsafePath as exc:
-        raise InvalidInput(f"{exc.message}; reset the watch to remove it") from exc
-    try:
-        return Watch.from_dict(orjson.loads(raw))
-    except (orjson.JSONDecodeError, InvalidInput, KeyError, TypeError, ValueError) as exc:
-        raise InvalidInput(f"{path} is damaged ({exc}); reset the watch to remove it") from exc
+    """``watch.json``, or None when absent; a damaged file raises InvalidInput naming it."""
+    return read_control(path, Watch.from_dict, "reset the watch to remove it")
 
 
-def check_not_tripped(store: Store, model: str, version: str) -> None:
+def watch_file(kernel: Kernel, model: str, plan: WatchPlan) -> Also:
+    """The ``also`` of a watched deploy (see :meth:`modelswap.core.store.store.Store.deploy`):
+    ``watch.json`` for the move from ``current`` to ``chosen``, written with it as one change.
+    Conflict when the version is live already: a watch needs a predecessor to compare with."""
+    paths = kernel.existing(model)
+
+    def also(current: str | None, chosen: str) -> tuple[Path, Any]:
+        if current == chosen:
+            raise Conflict(f"{model} {chosen} is already live: a watch needs a version to compare with")
+        return paths.watch, Watch(plan, chosen, current, kernel.clock().timestamp()).to_dict()
+
+    return also
+
+
+def check_not_tripped(kernel: Kernel, model: str, version: str) -> None:
     """Conflict when the last watch of ``model`` tripped on ``version`` and was not reset."""
     try:
-        watch = read_watch(store.existing(model).watch)
+        watch = read_watch(kernel.existing(model).watch)
     except InvalidInput:
         return
     if watch is not None and watch.state == TRIPPED and watch.version == version:
@@ -159,19 +163,19 @@ def breach(watch: Watch, new: Cell, baseline: Cell) -> dict[str, Any] | None:
 
 
 def end_watch(
-    store: Store, model: str, state: str, *, reason: str, expect: Watch | None = None,
+    kernel: Kernel, model: str, state: str, *, reason: str, expect: Watch | None = None,
     figures: Mapping[str, Any] | None = None, actor: str | None = None,
 ) -> Watch:  # fmt: skip
     """Set the watch's final state (passed, ended, reset) with its history entry."""
-    paths = store.existing(model)
-    with store.locked(model):
-        try:
-            watch = read_watch(paths.watch)
-        except InvalidInput:
-            watch = None
-            if state == RESET:
-                paths.watch.unlink(missing_ok=True)
-                raise Conflict(f"the watch file of {model} was damaged; removed it") from None
+    paths = kernel.existing(model)
+    with kernel.locked(model):
+        if state == RESET:  # a damaged file: the reset removes it
+            watch = read_clearing(paths.watch, read_watch, kind="watch", model=model)
+        else:
+            try:
+                watch = read_watch(paths.watch)
+            except InvalidInput:
+                watch = None
         if watch is None or (expect is not None and (watch.version, watch.state) != (expect.version, expect.state)):
             raise Conflict(f"no such watch of {model} (it changed meanwhile)")
         if state != RESET and watch.state != WATCHING:
@@ -181,10 +185,10 @@ def end_watch(
         if action is None:
             atomic_write_json(paths.watch, new.to_dict())
         else:
-            entry = history.HistoryEntry(iso(store.clock()), action, actor or default_actor(), watch.version,
-                                         store.current(model), reason, dict(figures or {}))  # fmt: skip
-            store.commit(
-                paths, store.load_registry(paths), entry, lambda: atomic_write_json(paths.watch, new.to_dict())
+            entry = history.HistoryEntry(iso(kernel.clock()), action, actor or default_actor(), watch.version,
+                                         kernel.current(model), reason, dict(figures or {}))  # fmt: skip
+            kernel.commit(
+                paths, kernel.load_registry(paths), entry, lambda: atomic_write_json(paths.watch, new.to_dict())
             )
     logger.info("watch %s: %s %s (%s)", model, watch.version, state, reason)
     return new

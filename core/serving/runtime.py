@@ -8,7 +8,7 @@ import os
 import threading
 from typing import Any
 
-from modelswap.core.delivery.canary import CanaryConfig
+from modelswap.core.delivery.abtest import CanaryConfig
 from modelswap.core.delivery.driver import Delivery
 from modelswap.core.errors import ModelswapError
 from modelswap.core.monitoring.monitor import Monitor

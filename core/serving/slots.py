@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from modelswap.core.delivery.canary import CanaryConfig, is_canary, read_canary
+from modelswap.core.delivery.abtest import CanaryConfig, is_canary, read_canary
 from modelswap.core.delivery.shadow import ShadowConfig, read_shadow
 from modelswap.core.errors import InvalidInput, ModelNotFound, ModelswapError, NotReady
 from modelswap.core.metrics import Metrics

@@ -9,7 +9,6 @@ names of live roles (``current``, ``canary``, ``previous``) are reserved too.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 import orjson
 
@@ -18,10 +17,8 @@ from modelswap.core.store import registry as reg
 from modelswap.core.store.clock import default_actor, iso
 from modelswap.core.store.fsio import atomic_write_json, read_regular
 from modelswap.core.store.ids import is_version_id
+from modelswap.core.store.kernel import Kernel
 from modelswap.core.store.layout import ModelPaths
-
-if TYPE_CHECKING:
-    from modelswap.core.store.store import Store
 
 ALIAS_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 RESERVED = frozenset({"latest", "current", "canary", "previous", "live"})
@@ -66,49 +63,49 @@ def validate_ref(value: object) -> str:
         ) from None
 
 
-def resolve(store: Store, model: str, ref: str) -> str:
+def resolve(kernel: Kernel, model: str, ref: str) -> str:
     """The version id ``ref`` names: a version id as it is, or an alias's version."""
     if is_version_id(validate_ref(ref)):
         return ref
-    version = read_aliases(store.existing(model)).get(ref)
+    version = read_aliases(kernel.existing(model)).get(ref)
     if version is None:
         raise VersionNotFound(f"model {model} has no version or alias {ref!r}")
     return version
 
 
-def set_alias(store: Store, model: str, alias: str, version: str, *, actor: str | None = None) -> dict[str, str]:
+def set_alias(kernel: Kernel, model: str, alias: str, version: str, *, actor: str | None = None) -> dict[str, str]:
     """Point ``alias`` at ``version`` (a published one), recording the move in history."""
     validate_alias(alias)
-    paths = store.existing(model)
-    target = resolve(store, model, version)
-    with store.locked(model):
-        registry = store.load_registry(paths)
-        store.require_published(registry, paths, target)
+    paths = kernel.existing(model)
+    target = resolve(kernel, model, version)
+    with kernel.locked(model):
+        registry = kernel.load_registry(paths)
+        kernel.require_published(registry, paths, target)
         aliases = read_aliases(paths)
         before = aliases.get(alias)
         if before == target:
             return aliases  # already there: nothing to change or record
         aliases[alias] = target
         entry = reg.HistoryEntry(
-            iso(store.clock()), ALIAS_SET, actor or default_actor(), before, target, "", {"alias": alias}
+            iso(kernel.clock()), ALIAS_SET, actor or default_actor(), before, target, "", {"alias": alias}
         )
-        store.commit(paths, registry, entry, lambda: atomic_write_json(paths.aliases, dict(sorted(aliases.items()))))
+        kernel.commit(paths, registry, entry, lambda: atomic_write_json(paths.aliases, dict(sorted(aliases.items()))))
     return aliases
 
 
-def delete_alias(store: Store, model: str, alias: str, *, actor: str | None = None) -> dict[str, str]:
+def delete_alias(kernel: Kernel, model: str, alias: str, *, actor: str | None = None) -> dict[str, str]:
     validate_alias(alias)
-    paths = store.existing(model)
-    with store.locked(model):
+    paths = kernel.existing(model)
+    with kernel.locked(model):
         aliases = read_aliases(paths)
         if alias not in aliases:
             raise NotFound(f"model {model} has no alias {alias!r}")
         before = aliases.pop(alias)
         entry = reg.HistoryEntry(
-            iso(store.clock()), ALIAS_DELETE, actor or default_actor(), before, None, "", {"alias": alias}
+            iso(kernel.clock()), ALIAS_DELETE, actor or default_actor(), before, None, "", {"alias": alias}
         )
         remaining = dict(sorted(aliases.items()))
-        store.commit(paths, store.load_registry(paths), entry, lambda: atomic_write_json(paths.aliases, remaining))
+        kernel.commit(paths, kernel.load_registry(paths), entry, lambda: atomic_write_json(paths.aliases, remaining))
     return aliases
 
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modelswap.core.errors import InvalidInput, NotFound
 from modelswap.core.schema.signature import diff, manifest_signature
 from modelswap.core.store import registry as reg
-
-if TYPE_CHECKING:
-    from modelswap.core.store.store import Store
+from modelswap.core.store.kernel import Kernel
 
 MODEL_ID_RE = re.compile(r"m-[0-9a-f]{32}")
 WHERE_RE = re.compile(r"\s*([A-Za-z0-9_.-]{1,64})\s*(>=|<=|==|!=|>|<|=)\s*(-?[0-9][0-9.eE+-]*)\s*")
@@ -27,21 +25,21 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
-def find_model_id(store: Store, model_id: str) -> tuple[str, reg.Version]:
+def find_model_id(kernel: Kernel, model_id: str) -> tuple[str, reg.Version]:
     """The (model, version) whose content id is ``model_id``; NotFound otherwise."""
     if not isinstance(model_id, str) or not MODEL_ID_RE.fullmatch(model_id):
         raise InvalidInput(f"invalid model id {model_id!r}: expected m- and 32 hex digits")
-    for model in store.models():
-        for record in store.registry(model).versions():
+    for model in kernel.models():
+        for record in kernel.registry(model).versions():
             if record.model_id == model_id:
                 return model, record
-    raise NotFound(f"no version in {store.root} has model id {model_id}")
+    raise NotFound(f"no version in {kernel.root} has model id {model_id}")
 
 
-def lineage(store: Store, model: str, version: str) -> dict[str, Any]:
+def lineage(kernel: Kernel, model: str, version: str) -> dict[str, Any]:
     """``version``'s ancestors (parent first, following ``parent`` links) and descendants
     (versions whose parent chain reaches it), as version ids."""
-    registry = store.registry(model)
+    registry = kernel.registry(model)
     if version not in registry:
         raise NotFound(f"model {model} has no version {version}")
     parents = {v.id: v.parent for v in registry.versions()}
@@ -64,10 +62,10 @@ def lineage(store: Store, model: str, version: str) -> dict[str, Any]:
     return {"model": model, "version": version, "ancestors": ancestors, "descendants": descendants}
 
 
-def compare(store: Store, model: str, a: str, b: str) -> dict[str, Any]:
+def compare(kernel: Kernel, model: str, a: str, b: str) -> dict[str, Any]:
     """Two versions side by side: metric deltas (b - a), the input-schema diff from a to
     b, size, estimator, library versions."""
-    registry = store.registry(model)
+    registry = kernel.registry(model)
     records = {}
     for version in (a, b):
         record = registry.get(version)
@@ -75,7 +73,7 @@ def compare(store: Store, model: str, a: str, b: str) -> dict[str, Any]:
             raise NotFound(f"model {model} has no version {version}")
         records[version] = record
     left, right = records[a], records[b]
-    manifests = {v: store.manifest(model, v) for v in (a, b)}
+    manifests = {v: kernel.manifest(model, v) for v in (a, b)}
     metrics = {}
     for name in sorted(set(left.metrics) | set(right.metrics)):
         va, vb = left.metrics.get(name), right.metrics.get(name)

@@ -13,12 +13,14 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from modelswap.core.errors import UnsafePath
+from modelswap.core.errors import InvalidInput, UnsafePath
 from modelswap.core.store.layout import TMP_MARK
+
+T = TypeVar("T")
 
 
 def fsync_dir(path: Path) -> None:
@@ -112,6 +114,12 @@ def atomic_symlink(link: Path, target: str, *, durable: bool = True) -> None:
         fsync_dir(link.parent)  # 3
 
 
+def unlink_durable(path: Path) -> None:
+    """Remove ``path`` (a file, or a link itself) and fsync its directory."""
+    os.unlink(path)
+    fsync_dir(path.parent)
+
+
 def temp_symlink(link: Path, target: str) -> Path:
     """A uniquely named symlink to the relative ``target`` beside ``link``: the first half
     of a swap, made before anything is committed (it is the step that needs free space;
@@ -160,3 +168,19 @@ def refuse_link(path: Path) -> Path:
 
 def read_json_file(path: Path) -> Any:
     return orjson.loads(read_regular(path))
+
+
+def read_control(path: Path, parse: Callable[[Any], T], remedy: str) -> T | None:
+    """A control file (``abtest.json``, ``shadow.json``, ``rollout.json``, ``watch.json``)
+    as ``parse`` reads its JSON, or None when absent. A symlink or a damaged file raises
+    InvalidInput naming it and saying ``remedy`` (how to get rid of it)."""
+    try:
+        raw = read_regular(path)
+    except FileNotFoundError:
+        return None
+    except UnsafePath as exc:
+        raise InvalidInput(f"{exc.message}; {remedy}") from exc
+    try:
+        return parse(orjson.loads(raw))
+    except (orjson.JSONDecodeError, InvalidInput, KeyError, TypeError, ValueError) as exc:
+        raise InvalidInput(f"{path} is damaged ({exc}); {remedy}") from exc

@@ -10,7 +10,7 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -22,6 +22,7 @@ from modelswap.core.store.formats import JOBLIB, check_format, detect_format, du
 from modelswap.core.store.fsio import dumps_json, fsync_dir, write_bytes_durable
 from modelswap.core.store.ids import new_version_id
 from modelswap.core.store.inspection import Inspector, InspectRequest, inspect_model
+from modelswap.core.store.kernel import Kernel
 from modelswap.core.store.layout import (
     MANIFEST_FILE,
     METRICS_FILE,
@@ -33,9 +34,6 @@ from modelswap.core.store.layout import (
 from modelswap.core.store.manifest import Manifest, digest_files, library_versions, sha256_file
 from modelswap.core.store.retention import discard_unregistered
 from modelswap.core.store.sandbox import Sandbox, SandboxLimits
-
-if TYPE_CHECKING:
-    from modelswap.core.store.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +223,7 @@ class PublishOptions:
 
 
 def publish_version(
-    store: Store,
+    kernel: Kernel,
     model: str,
     source: Path | Any,
     details: Details,
@@ -233,21 +231,21 @@ def publish_version(
     sandbox: SandboxLimits | None = None,
 ) -> reg.Version:
     """Store.publish's two steps (see its docstring): stage, then journal the record."""
-    paths = store.paths(model)
-    parent = details.parent if details.parent is not None else store.current(model)
+    paths = kernel.paths(model)
+    parent = details.parent if details.parent is not None else kernel.current(model)
     details = replace(details, parent=parent)
-    now = store.clock()
+    now = kernel.clock()
     staged = stage_version(
         paths,
         source,
         details,
-        version=new_version_id(now, store.rand),
+        version=new_version_id(now, kernel.rand),
         created_at=iso(now),
-        fallback_example=lambda: _parent_example(store, paths, parent),
-        rand=store.rand,
-        vet=_live_schema_check(store, model, options.force) if options.against_live else None,
+        fallback_example=lambda: _parent_example(kernel, paths, parent),
+        rand=kernel.rand,
+        vet=_live_schema_check(kernel, model, options.force) if options.against_live else None,
         model_format=options.model_format,
-        trusted_types=store.trusted_types,
+        trusted_types=kernel.trusted_types,
         inspect=Sandbox(sandbox) if sandbox is not None else inspect_model,
     )  # 1
     record = reg.Version(
@@ -264,33 +262,33 @@ def publish_version(
     entry = reg.HistoryEntry(
         staged.manifest.created_at, reg.PUBLISH, actor, None, record.id, "", {"record": record.index_record()}
     )
-    with store.locked(model):  # 2
+    with kernel.locked(model):  # 2
         try:
-            store.commit(paths, store.load_registry(paths), entry)
+            kernel.commit(paths, kernel.load_registry(paths), entry)
         except OSError:
             # The version is complete but no one can see it; a publish that reports
             # failure must change nothing, so it goes again.
-            discard_unregistered(store, paths, staged.version)
+            discard_unregistered(kernel, paths, staged.version)
             raise
     logger.info("published %s %s (actor %s)", model, staged.version, actor)
     return record
 
 
-def _live_schema_check(store: Store, model: str, force: bool) -> Callable[[Manifest], None]:
+def _live_schema_check(kernel: Kernel, model: str, force: bool) -> Callable[[Manifest], None]:
     def vet(manifest: Manifest) -> None:
-        current = store.current(model)
+        current = kernel.current(model)
         if current is not None:
-            live = manifest_signature(store.manifest(model, current))
+            live = manifest_signature(kernel.manifest(model, current))
             schema_change(live, manifest.signature, force=force, what="this version")
 
     return vet
 
 
-def _parent_example(store: Store, paths: ModelPaths, parent: str | None) -> Sequence[Any] | None:
+def _parent_example(kernel: Kernel, paths: ModelPaths, parent: str | None) -> Sequence[Any] | None:
     """The parent's stored input example, for a version published without one."""
     if parent is None or not paths.version_dir(parent).is_dir():
         return None
     try:
-        return store.manifest(paths.name, parent).input_example or None
+        return kernel.manifest(paths.name, parent).input_example or None
     except ValidationFailed:
         return None

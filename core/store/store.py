@@ -6,70 +6,33 @@ a version directory appears whole (by rename) or not at all.
 
 from __future__ import annotations
 
-import logging
-import secrets
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from datetime import datetime
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from modelswap.core.delivery.canary import read_canary
-from modelswap.core.errors import (
-    InvalidInput,
-    ModelNotFound,
-    NotFound,
-    NothingToRollBack,
-    ValidationFailed,
-    VersionNotFound,
-)
+from modelswap.core.errors import NotFound, NothingToRollBack, ValidationFailed, VersionNotFound
 from modelswap.core.schema.signature import Signature
 from modelswap.core.serving.loader import load_version, sklearn_mismatch
 from modelswap.core.settings import Settings
 from modelswap.core.store import registry as reg
 from modelswap.core.store import retention, transitions
-from modelswap.core.store.clock import utcnow
-from modelswap.core.store.fsio import read_json_file, read_link, refuse_link
-from modelswap.core.store.ids import is_version_id, validate_model_name, validate_version_id
-from modelswap.core.store.layout import METRICS_FILE, ModelPaths, model_paths, version_from_link_target
-from modelswap.core.store.ledger import Ledger
-from modelswap.core.store.locking import BrokenLock, LockPolicy, hold
-from modelswap.core.store.manifest import Manifest
+from modelswap.core.store.fsio import read_json_file, refuse_link
+from modelswap.core.store.ids import validate_version_id
+from modelswap.core.store.kernel import Kernel
+from modelswap.core.store.layout import METRICS_FILE
 from modelswap.core.store.outcomes import GcPlan, ModelStatus, Transition
 from modelswap.core.store.publish import Details, PublishOptions, publish_version
 from modelswap.core.store.sandbox import SandboxLimits
 
-logger = logging.getLogger(__name__)
 
-Validator = Callable[[ModelPaths, str], object]
+class Store(Kernel):
+    """A model store rooted at ``root``. Thread- and process-safe for writers via ``.lock``.
 
-
-class Store:
-    """A model store rooted at ``root``. Thread- and process-safe for writers via ``.lock``."""
-
-    def __init__(
-        self,
-        root: Path,
-        *,
-        lock_timeout: float = 30.0,
-        lock_kind: str = "flock",
-        lock_stale_after: float = 60.0,
-        strict_versions: bool = False,
-        trusted_types: Sequence[str] = (),
-        clock: Callable[[], datetime] = utcnow,
-        rand: Callable[[int], str] = secrets.token_hex,
-        validator: Validator | None = None,
-    ) -> None:
-        self.root = Path(root)
-        self.lock_policy = LockPolicy(lock_kind, lock_timeout, lock_stale_after)
-        self.strict_versions = strict_versions
-        self.trusted_types = tuple(trusted_types)  # beyond skops' own: MODELSWAP_TRUSTED_TYPES only
-        self.clock = clock
-        self.rand = rand
-        self.validator: Validator = validator or self._load_and_check
-        self.ledger = Ledger()
+    The kernel (:class:`modelswap.core.store.kernel.Kernel`) holds the paths, the reads, the
+    lock and the commit; the store adds the verbs and the Python API's reads.
+    """
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Store:
@@ -83,86 +46,6 @@ class Store:
         return cls(settings.root, **{**options, **overrides})
 
     # -- reads (no lock) ------------------------------------------------------
-    def paths(self, model: str) -> ModelPaths:
-        return model_paths(self.root, model)
-
-    def existing(self, model: str) -> ModelPaths:
-        """The paths of a model that exists (ModelNotFound otherwise); a model directory
-        or versions/ that is a symlink is refused (UnsafePath), never followed."""
-        paths = self.paths(model)
-        refuse_link(paths.dir)
-        refuse_link(paths.versions_dir)
-        if not paths.versions_dir.is_dir() and not paths.registry.exists():
-            raise ModelNotFound(f"no model named {model!r} in the store")
-        return paths
-
-    def models(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        names = []
-        for entry in sorted(self.root.iterdir()):
-            try:
-                validate_model_name(entry.name)
-            except InvalidInput:
-                continue
-            if entry.is_symlink() or (entry / "versions").is_symlink():
-                logger.warning("%s is a symlink: not a model (links inside the store are never followed)", entry)
-                continue
-            if (entry / "versions").is_dir():
-                names.append(entry.name)
-        return names
-
-    def registry(self, model: str) -> reg.Registry:
-        paths = self.existing(model)
-        return self.load_registry(paths)
-
-    def load_registry(self, paths: ModelPaths) -> reg.Registry:
-        """The index with the journal's tail applied (see core.store.ledger), cached per file version."""
-        return self.ledger.registry(paths)
-
-    def save_registry(self, paths: ModelPaths, registry: reg.Registry) -> None:
-        """Replace ``versions.json`` (caller holds the lock)."""
-        self.ledger.save(paths, registry)
-
-    def commit(
-        self,
-        paths: ModelPaths,
-        registry: reg.Registry,
-        entry: reg.HistoryEntry,
-        effect: Callable[[], Any] | None = None,
-    ) -> reg.Registry:
-        """Journal ``entry`` and run ``effect`` as one change (see Ledger.commit); caller holds the lock."""
-        return self.ledger.commit(paths, registry, entry, effect)
-
-    def live_sequence(self, model: str) -> Iterator[str]:
-        return self.ledger.live_sequence(self.paths(model))
-
-    def rollback_target(self, model: str, registry: reg.Registry, current: str | None) -> str | None:
-        return reg.rollback_target(registry, current, self.live_sequence(model), self.exists_fn(model))
-
-    def current(self, model: str) -> str | None:
-        target = read_link(self.paths(model).current)
-        return version_from_link_target(target) if target is not None else None
-
-    def canary(self, model: str) -> str | None:
-        """The canary version named by ``abtest.json``, if a canary runs (a damaged file: none)."""
-        try:
-            config = read_canary(self.paths(model).abtest)
-        except InvalidInput as exc:
-            logger.warning("%s; treating the canary as stopped", exc.message)
-            return None
-        return config.version if config is not None else None
-
-    def on_disk(self, model: str) -> list[str]:
-        directory = self.paths(model).versions_dir
-        if not directory.is_dir():
-            return []
-        return sorted(p.name for p in directory.iterdir() if is_version_id(p.name) and p.is_dir())
-
-    def exists_fn(self, model: str) -> Callable[[str], bool]:
-        paths = self.paths(model)
-        return lambda version: paths.version_dir(version).is_dir()
-
     def status(self, model: str) -> ModelStatus:
         registry = self.registry(model)
         current = self.current(model)
@@ -181,14 +64,6 @@ class Store:
         mismatch = sklearn_mismatch(self.manifest(model, current))
         return [f"current {current}: {mismatch}"] if mismatch else []
 
-    def manifest(self, model: str, version: str) -> Manifest:
-        from modelswap.core.store.manifest import load_manifest
-
-        directory = refuse_link(self.existing(model).version_dir(version))
-        if not directory.is_dir():
-            raise VersionNotFound(f"model {model} has no version {version}")
-        return load_manifest(directory)
-
     def metrics(self, model: str, version: str) -> dict[str, Any]:
         path = refuse_link(self.existing(model).version_dir(version)) / METRICS_FILE
         try:
@@ -198,18 +73,6 @@ class Store:
         except orjson.JSONDecodeError as exc:
             raise ValidationFailed(f"{path} is not valid JSON ({exc}); `modelswap verify` reports the damage") from exc
         return data if isinstance(data, dict) else {}
-
-    # -- locking ----------------------------------------------------------------
-    @contextmanager
-    def locked(self, model: str, *, on_break: Callable[[BrokenLock], None] | None = None) -> Iterator[ModelPaths]:
-        """Hold the model's writer lock (see core.store.locking) for the block; a store whose
-        history still lives inside versions.json migrates first. ``on_break``: called with
-        each stale soft-lock marker broken to take the lock."""
-        paths = self.paths(model)
-        paths.dir.mkdir(parents=True, exist_ok=True)
-        with hold(paths.lock, self.lock_policy, on_break=on_break):
-            self.ledger.migrate(paths)
-            yield paths
 
     # -- publish ----------------------------------------------------------------
     def publish(
@@ -322,12 +185,27 @@ class Store:
 
     # -- moving `current` ----------------------------------------------------------
     def deploy(
-        self, model: str, version: str, *, actor: str | None = None, reason: str = "", force: bool = False
+        self,
+        model: str,
+        version: str,
+        *,
+        actor: str | None = None,
+        reason: str = "",
+        force: bool = False,
+        details: Mapping[str, Any] | None = None,
+        also: transitions.Also | None = None,
     ) -> Transition:
         """Validate ``version`` and make it live; clears a rolled_back mark. A version whose
-        inputs would break clients of the live one is refused unless ``force``."""
+        inputs would break clients of the live one is refused unless ``force``.
+
+        ``details`` go into the history entry, and ``also`` names one more file written with
+        the move as one change (a watched deploy's ``watch.json``: see
+        :func:`modelswap.core.delivery.watched_deploy.watch_file`)."""
         validate_version_id(version)
-        return self.move_current(model, lambda registry, current: version, reg.DEPLOY, actor, reason, force=force)
+        return transitions.move_current(
+            self, model, lambda registry, current: version, reg.DEPLOY, actor, reason,
+            force=force, details=details, also=also,
+        )  # fmt: skip
 
     def rollback(
         self,
@@ -353,36 +231,7 @@ class Store:
                 )
             return target
 
-        return self.move_current(model, choose, reg.ROLLBACK, actor, reason, force=force)
-
-    def move_current(
-        self,
-        model: str,
-        choose: Callable[[reg.Registry, str | None], str],
-        action: str,
-        actor: str | None,
-        reason: str,
-        *,
-        force: bool = False,
-        **options: Any,
-    ) -> Transition:
-        """Move ``current`` to the version ``choose`` picks (see core.store.transitions)."""
-        return transitions.move_current(self, model, choose, action, actor, reason, force=force, **options)
-
-    def require_published(self, registry: reg.Registry, paths: ModelPaths, version: str) -> None:
-        """VersionNotFound unless ``version`` is registered; ValidationFailed if marked corrupt."""
-        if version not in registry:
-            hint = (
-                " (it is on disk but not registered: run `modelswap verify --repair`)"
-                if paths.version_dir(version).is_dir()
-                else ""
-            )
-            raise VersionNotFound(f"model {paths.name} has no version {version}{hint}")
-        if registry.status_of(version) == reg.CORRUPT:
-            raise ValidationFailed(f"{paths.name} {version} is marked corrupt by `verify`; it cannot go live")
-
-    def _load_and_check(self, paths: ModelPaths, version: str) -> object:
-        return load_version(paths, version, strict_versions=self.strict_versions, trusted_types=self.trusted_types)
+        return transitions.move_current(self, model, choose, reg.ROLLBACK, actor, reason, force=force)
 
     # -- deleting ---------------------------------------------------------------------
     def delete_version(self, model: str, version: str, *, actor: str | None = None) -> None:

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modelswap.core.errors import Conflict, ValidationFailed, VersionNotFound
 from modelswap.core.schema.signature import manifest_signature
@@ -20,19 +20,20 @@ from modelswap.core.schema.signature import schema_change as signature_change
 from modelswap.core.store import registry as reg
 from modelswap.core.store.clock import default_actor, iso
 from modelswap.core.store.fsio import atomic_write_bytes, fsync_dir, read_regular, temp_symlink, write_then
+from modelswap.core.store.kernel import Kernel
 from modelswap.core.store.layout import ModelPaths
 from modelswap.core.store.outcomes import Transition
-
-if TYPE_CHECKING:
-    from modelswap.core.store.store import Store
 
 logger = logging.getLogger(__name__)
 
 RETRIES = 3
 
+# ``also(current, target)``: one more file (path, JSON value) written with a move as one change
+Also = Callable[[str | None, str], tuple[Path, Any]]
+
 
 def move_current(
-    store: Store,
+    kernel: Kernel,
     model: str,
     choose: Callable[[reg.Registry, str | None], str],
     action: str,
@@ -41,7 +42,7 @@ def move_current(
     *,
     force: bool = False,
     details: Mapping[str, Any] | None = None,
-    also: Callable[[str | None, str], tuple[Path, Any]] | None = None,
+    also: Also | None = None,
 ) -> Transition:
     """Move ``current`` to the version ``choose`` picks; a failure changes nothing.
 
@@ -66,32 +67,32 @@ def move_current(
     of the symlink; the symlink wins and ``verify --repair`` records that (and the stop
     of a canary whose file is gone).
     """
-    paths = store.existing(model)
+    paths = kernel.existing(model)
     for _ in range(RETRIES):
-        registry = store.load_registry(paths)  # 1
-        current = store.current(model)
+        registry = kernel.load_registry(paths)  # 1
+        current = kernel.current(model)
         target = choose(registry, current)
-        store.require_published(registry, paths, target)
+        kernel.require_published(registry, paths, target)
         if action == reg.ROLLBACK and target == current:
             raise Conflict(f"{model}: {target} is already live")
-        change = schema_change(store, model, current, target, force=force, what=f"{action} to {target}")
-        store.validator(paths, target)  # 2
-        with store.locked(model):
-            registry = store.load_registry(paths)  # 3
-            if store.current(model) != current or choose(registry, current) != target:
+        change = schema_change(kernel, model, current, target, force=force, what=f"{action} to {target}")
+        kernel.validator(paths, target)  # 2
+        with kernel.locked(model):
+            registry = kernel.load_registry(paths)  # 3
+            if kernel.current(model) != current or choose(registry, current) != target:
                 continue
-            store.require_published(registry, paths, target)
-            canary = store.canary(model)
+            kernel.require_published(registry, paths, target)
+            canary = kernel.canary(model)
             extra = {**change, **(details or {}), **({"canary_ended": canary} if canary == target else {})}
             who = actor or default_actor()
-            entry = reg.HistoryEntry(iso(store.clock()), action, who, current, target, reason, extra)
+            entry = reg.HistoryEntry(iso(kernel.clock()), action, who, current, target, reason, extra)
             tmp = temp_symlink(paths.current, paths.version_link_target(target))  # 4
             try:  # every path that does not swap removes the temp link (a refused `also` too)
                 swap: Callable[[], None] = functools.partial(swap_in, tmp, paths, ends_canary=canary == target)
                 if also is not None:
                     path, value = also(current, target)
                     swap = functools.partial(write_then, path, value, swap)
-                store.commit(paths, registry, entry, swap)  # 5, 6
+                kernel.commit(paths, registry, entry, swap)  # 5, 6
             finally:
                 tmp.unlink(missing_ok=True)  # gone after a successful rename; debris otherwise
         logger.info("%s %s: %s -> %s", action, model, current, target)
@@ -129,15 +130,15 @@ def take_canary_file(paths: ModelPaths) -> bytes | None:
 
 
 def schema_change(
-    store: Store, model: str, live: str | None, candidate: str, *, force: bool, what: str
+    kernel: Kernel, model: str, live: str | None, candidate: str, *, force: bool, what: str
 ) -> dict[str, Any]:
     """History details of ``candidate`` replacing ``live`` for clients (see
     core.schema.signature.schema_change): IncompatibleSchema unless compatible or ``force``."""
     if live is None or live == candidate:
         return {}
     try:
-        before = manifest_signature(store.manifest(model, live))
+        before = manifest_signature(kernel.manifest(model, live))
     except (ValidationFailed, VersionNotFound):
         return {}  # a damaged or vanished live version has no clients to protect
-    after = manifest_signature(store.manifest(model, candidate))
+    after = manifest_signature(kernel.manifest(model, candidate))
     return signature_change(before, after, force=force, what=what)

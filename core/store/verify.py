@@ -15,9 +15,9 @@ from typing import Any
 
 from modelswap.core.errors import ModelswapError
 from modelswap.core.store.clock import default_actor
+from modelswap.core.store.kernel import Kernel
 from modelswap.core.store.layout import ModelPaths
 from modelswap.core.store.locking import BrokenLock, read_marker, soft_marker
-from modelswap.core.store.store import Store
 from modelswap.core.store.verify_checks import Check
 
 logger = logging.getLogger(__name__)
@@ -48,26 +48,26 @@ class Report:
 
 
 def verify_store(
-    store: Store, models: list[str] | None = None, *, repair: bool = False, actor: str | None = None
+    kernel: Kernel, models: list[str] | None = None, *, repair: bool = False, actor: str | None = None
 ) -> Report:
     """Check every model (or ``models``); with ``repair``, mend under each model's lock."""
     problems: list[Problem] = []
-    for model in models if models is not None else store.models():
+    for model in models if models is not None else kernel.models():
         try:
-            store.existing(model)
+            kernel.existing(model)
             if repair:
                 broken: list[BrokenLock] = []
-                with store.locked(model, on_break=broken.append) as paths:
-                    found = Check(store, paths, repair=True, actor=actor or default_actor()).run()
+                with kernel.locked(model, on_break=broken.append) as paths:
+                    found = Check(kernel, paths, repair=True, actor=actor or default_actor()).run()
                 found = [
                     *(("leftover", f"broke the stale soft-lock marker {b.describe()}", True) for b in broken),
                     *found,
                 ]
-                if store.lock_policy.kind != "soft":  # this repair did not take the soft lock
-                    found = [*_stale_marker(store, paths), *found]
+                if kernel.lock_policy.kind != "soft":  # this repair did not take the soft lock
+                    found = [*_stale_marker(kernel, paths), *found]
             else:
-                paths = store.paths(model)
-                found = [*_stale_marker(store, paths), *Check(store, paths, repair=False, actor="").run()]
+                paths = kernel.paths(model)
+                found = [*_stale_marker(kernel, paths), *Check(kernel, paths, repair=False, actor="").run()]
         except ModelswapError as exc:  # a model verify cannot even look into (a symlink, say)
             problems.append(Problem(model, "unreadable", exc.message))
             continue
@@ -77,17 +77,17 @@ def verify_store(
     return Report(tuple(problems))
 
 
-def _stale_marker(store: Store, paths: ModelPaths) -> list[tuple[str, str, bool]]:
+def _stale_marker(kernel: Kernel, paths: ModelPaths) -> list[tuple[str, str, bool]]:
     """A soft-lock marker unchanged for longer than the stale time by its mtime: no live
     holder leaves its marker unrefreshed that long (a third of it at most), so its writer
     died. Only repair under the soft lock breaks it (by its own rule, see core.store.locking)."""
     marker = read_marker(soft_marker(paths.lock))
-    stale = store.lock_policy.stale_after
+    stale = kernel.lock_policy.stale_after
     if marker is None or marker.age < stale:
         return []
     how = (
         "`verify --repair` breaks it"
-        if store.lock_policy.kind == "soft"
+        if kernel.lock_policy.kind == "soft"
         else "this process uses MODELSWAP_LOCK=flock, which never reads it: remove it if no writer of the store "
         "uses the soft lock, or run `verify --repair` with MODELSWAP_LOCK=soft"
     )

@@ -9,9 +9,8 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from modelswap.core.delivery.canary import read_canary
+from modelswap.core.delivery.abtest import read_canary
 from modelswap.core.errors import CorruptRegistry, InvalidInput, ModelswapError
 from modelswap.core.store import history
 from modelswap.core.store import registry as reg
@@ -20,6 +19,7 @@ from modelswap.core.store.clock import iso
 from modelswap.core.store.fsio import atomic_symlink, atomic_write_json, fsync_dir, read_json_file, read_link
 from modelswap.core.store.history import HistoryEntry
 from modelswap.core.store.ids import is_version_id
+from modelswap.core.store.kernel import Kernel
 from modelswap.core.store.layout import (
     CURRENT_LINK,
     METRICS_FILE,
@@ -32,9 +32,6 @@ from modelswap.core.store.layout import (
 )
 from modelswap.core.store.manifest import Manifest, load_manifest, manifest_digest, verify_files
 from modelswap.core.store.processes import alive
-
-if TYPE_CHECKING:
-    from modelswap.core.store.store import Store
 
 STAGING_STALE_SECONDS = 3600.0  # another host's staging directory older than this is a crash's
 
@@ -63,8 +60,8 @@ class Check:
     """One model's verification. ``run`` returns (kind, message, repaired) per problem.
     With ``repair`` the caller holds the model's lock."""
 
-    def __init__(self, store: Store, paths: ModelPaths, *, repair: bool, actor: str) -> None:
-        self.store, self.paths, self.repair, self.actor = store, paths, repair, actor
+    def __init__(self, kernel: Kernel, paths: ModelPaths, *, repair: bool, actor: str) -> None:
+        self.kernel, self.paths, self.repair, self.actor = kernel, paths, repair, actor
         self.found: list[tuple[str, str, bool]] = []
         self.entries: list[HistoryEntry] = []  # what repair did, journaled at the end
         self.corrupt: list[str] = []
@@ -72,7 +69,7 @@ class Check:
         self.registered: list[reg.Version] = []
         self.deleted: list[str] = []  # deletions history recorded and repair finished
         self.rebuilt = False
-        self.journal = _journal(store, paths)  # newest first
+        self.journal = _journal(kernel, paths)  # newest first
 
     def note(self, kind: str, message: str, *, fixable: bool = True) -> None:
         self.found.append((kind, message, fixable and self.repair))
@@ -148,7 +145,7 @@ class Check:
     # -- 2. the index parses (else it is rebuilt from the directories and the journal) -
     def index(self) -> reg.Registry:
         try:
-            return self.store.load_registry(self.paths)
+            return self.kernel.load_registry(self.paths)
         except CorruptRegistry as exc:
             self.rebuilt = True
             self.note("registry", f"{exc.message} (rebuilt from the version directories and history.jsonl)")
@@ -232,7 +229,7 @@ class Check:
         return fallback if self.repair else current
 
     def _live(self, before: str | None, after: str, reason: str) -> None:
-        self.entries.append(HistoryEntry(iso(self.store.clock()), reg.REPAIR_LIVE, self.actor, before, after, reason))
+        self.entries.append(HistoryEntry(iso(self.kernel.clock()), reg.REPAIR_LIVE, self.actor, before, after, reason))
 
     # -- 5. abtest.json agrees with the journal and names an intact, non-live version --
     def canary(self, intact: set[str], current: str | None) -> None:
@@ -267,7 +264,7 @@ class Check:
             if record:
                 self.entries.append(
                     HistoryEntry(
-                        iso(self.store.clock()), reg.CANARY_STOP, self.actor, version, None, f"repair: {message}"
+                        iso(self.kernel.clock()), reg.CANARY_STOP, self.actor, version, None, f"repair: {message}"
                     )
                 )
         self.note("canary", message)
@@ -293,7 +290,7 @@ class Check:
 
     # -- the journal entries of what repair did, and the index -------------------------
     def commit(self, registry: reg.Registry) -> None:
-        store, paths = self.store, self.paths
+        kernel, paths = self.kernel, self.paths
         for entry in self.entries:
             history.append(paths.history, entry)
         if self.rebuilt:  # statuses come back from the journal, oldest first
@@ -304,7 +301,7 @@ class Check:
             self.registered = []
         if self.corrupt or self.missing or self.registered or self.rebuilt or self.deleted:
             summary = HistoryEntry(
-                iso(store.clock()), reg.REPAIR, self.actor, None, store.current(paths.name), "verify --repair",
+                iso(kernel.clock()), reg.REPAIR, self.actor, None, kernel.current(paths.name), "verify --repair",
                 {"problems": len(self.found), "corrupt": self.corrupt, "missing": self.missing,
                  "registered": [r.id for r in self.registered], "deleted": self.deleted},
             )  # fmt: skip
@@ -313,7 +310,7 @@ class Check:
                 registry = registry.with_version(record)
             registry = registry.applied(summary)
         if self.entries or self.corrupt or self.missing or self.registered or self.rebuilt:
-            store.save_registry(paths, registry.at(history.size(paths.history)))
+            kernel.save_registry(paths, registry.at(history.size(paths.history)))
 
 
 def _record_from_disk(paths: ModelPaths, version: str, manifest: Manifest) -> reg.Version:
@@ -334,10 +331,10 @@ def _record_from_disk(paths: ModelPaths, version: str, manifest: Manifest) -> re
     )
 
 
-def _journal(store: Store, paths: ModelPaths) -> list[HistoryEntry]:
+def _journal(kernel: Kernel, paths: ModelPaths) -> list[HistoryEntry]:
     """Every history entry, newest first (from history.jsonl even when the index is
     damaged and cannot say whether it still holds the history itself)."""
     try:
-        return [e for _, e in store.ledger.newest_first(paths)]
+        return [e for _, e in kernel.ledger.newest_first(paths)]
     except CorruptRegistry:
         return [e for _, e in history.newest_first(paths.history)]

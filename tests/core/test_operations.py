@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from modelswap.core.delivery.canary import Guard
+from modelswap.core.delivery.abtest import Guard
 from modelswap.core.delivery.watched_deploy import WatchPlan
 from modelswap.core.errors import Conflict, InvalidName, ModelNotFound, NothingToRollBack, ValidationFailed
 from modelswap.core.metrics import Metrics
