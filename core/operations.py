@@ -21,6 +21,7 @@ from modelswap.core.delivery.shadow import ShadowConfig, start_shadow, stop_shad
 from modelswap.core.delivery.watched_deploy import RESET, Watch, WatchPlan, check_not_tripped, end_watch, watch_file
 from modelswap.core.errors import Conflict, InvalidInput, ModelswapError, UnsupportedFormat, storage_error
 from modelswap.core.metrics import Metrics
+from modelswap.core.monitoring.fleet_counts import read_config, write_config
 from modelswap.core.schema.signature import manifest_signature
 from modelswap.core.serving.fleet import process_id, read_fleet
 from modelswap.core.serving.slots import Serving
@@ -222,6 +223,20 @@ class Operations:
         """Train, evaluate, publish (and deploy as asked) in this process."""
         return self._act(model, "train", lambda: retrain(self.store, model, actor=actor, **options))
 
+    def set_monitor_config(self, model: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Change some of the model's monitoring thresholds (monitor.json); the others are kept."""
+
+        def update() -> dict[str, Any]:
+            if not isinstance(changes, Mapping):
+                raise InvalidInput('monitoring settings are an object like {"psi_warning": 0.3}')
+            self.store.existing(model)  # never a directory for a model that is not there
+            with self.store.locked(model) as paths:
+                config = read_config(paths).updated(changes)
+                write_config(paths, config)
+            return {"model": model, **config.to_dict()}
+
+        return self._act(model, "set_monitor_config", update)
+
     def reload(self, model: str) -> dict[str, Any]:
         """Re-read ``current`` and ``abtest.json`` now, retrying a version that failed to load."""
         serving = self._serving()
@@ -365,6 +380,10 @@ class Operations:
                 else None
             ),
         }
+
+    def monitor_config(self, model: str) -> dict[str, Any]:
+        """The model's monitoring thresholds: monitor.json, or the defaults."""
+        return {"model": model, **read_config(self.store.existing(model)).to_dict()}
 
     def job(self, job: str) -> dict[str, Any]:
         return self.jobs.get(job)

@@ -26,15 +26,13 @@ async def view(request: Request) -> Response:
 
 async def get_config(request: Request) -> Response:
     state, model = reader(request), model_of(request)
-    config = await run_in_threadpool(state.monitor.config, model)
-    return json_response({"model": model, **config.to_dict()})
+    return json_response(await run_in_threadpool(state.ops.monitor_config, model))
 
 
 async def set_config(request: Request) -> Response:
     state, model = admin(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes))
-    config = await run_in_threadpool(state.monitor.set_config, model, body)
-    return json_response({"model": model, **config.to_dict()})
+    return json_response(await run_in_threadpool(state.ops.set_monitor_config, model, body))
 
 
 async def feedback(request: Request) -> Response:

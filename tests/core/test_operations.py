@@ -10,7 +10,14 @@ from prometheus_client import CollectorRegistry
 
 from modelswap.core.delivery.abtest import Guard
 from modelswap.core.delivery.watched_deploy import WatchPlan
-from modelswap.core.errors import Conflict, InvalidName, ModelNotFound, NothingToRollBack, ValidationFailed
+from modelswap.core.errors import (
+    Conflict,
+    InvalidInput,
+    InvalidName,
+    ModelNotFound,
+    NothingToRollBack,
+    ValidationFailed,
+)
 from modelswap.core.metrics import Metrics
 from modelswap.core.operations import Operations
 from modelswap.core.serving.slots import Serving
@@ -59,6 +66,24 @@ def test_every_verb_counts_success_and_failure_in_one_place(
         ]
     ] == [1, 1, 1, 1, 1, 1, 1]
     assert store.history("iris")[0].action == "canary_abort" and store.history("iris")[0].actor == "guard"
+
+
+def test_monitor_thresholds_are_a_counted_verb_that_never_creates_a_model(
+    ops: tuple[Operations, CollectorRegistry], store: Store, iris_a: Any
+) -> None:
+    op, registry = ops
+    store.deploy("iris", publish(store, iris_a))
+    changed = op.set_monitor_config("iris", {"psi_warning": 0.4})
+    assert changed["model"] == "iris" and changed["psi_warning"] == 0.4
+    assert op.monitor_config("iris") == changed
+    with pytest.raises(InvalidInput, match="psi_warnin"):
+        op.set_monitor_config("iris", {"psi_warnin": 1})
+    with pytest.raises(ModelNotFound):
+        op.set_monitor_config("ghost", {"psi_warning": 1})
+    assert not (store.root / "ghost").exists()
+    assert op.monitor_config("iris")["psi_warning"] == 0.4
+    counted = [admin_count(registry, "iris", "set_monitor_config", o) for o in ("success", "failure")]
+    assert counted == [1, 1]
 
 
 def test_a_bad_model_name_is_refused_before_it_becomes_a_metric_label(
