@@ -137,8 +137,22 @@ class Metrics:
         )
 
     def prediction(self, model: str, version: str, variant: str, outcome: str, seconds: float | None) -> None:
-        """Count one prediction (and its latency). Label children are looked up once and
-        kept: ``labels()`` costs more than the increment itself on the hot path."""
+        """Count one prediction (and its latency)."""
+        counter, latency = self._prediction_children(model, version, variant, outcome)
+        counter.inc()
+        if seconds is not None:
+            latency.observe(seconds)
+
+    def answered(self, model: str, version: str, variant: str, latencies: list[float]) -> None:
+        """Count one batch's answered requests (outcome ``success``) and each one's latency."""
+        counter, latency = self._prediction_children(model, version, variant, "success")
+        counter.inc(len(latencies))
+        for seconds in latencies:
+            latency.observe(seconds)
+
+    def _prediction_children(self, model: str, version: str, variant: str, outcome: str) -> tuple[Any, Any]:
+        """The label children of one outcome. Looked up once and kept: ``labels()`` costs
+        more than the increment itself on the hot path."""
         key = (model, version, variant, outcome)
         children = self._children.get(key)
         if children is None:
@@ -147,9 +161,7 @@ class Metrics:
                 self.prediction_latency.labels(model, variant),
             )
             self._children[key] = children
-        children[0].inc()
-        if seconds is not None:
-            children[1].observe(seconds)
+        return children
 
     def http(self, route: str, method: str, status: int) -> None:
         key = (route, method, status)

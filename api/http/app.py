@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from modelswap.api.http import admin, canary, console, delivery, mlflow, monitor, ops, predict, reads, v2, workflows
+from modelswap.api.http import admin, canary, console, delivery, health, mlflow, monitor, predict, reads, v2, workflows
 from modelswap.api.http.errors import HANDLERS
 from modelswap.api.http.lean import LeanInference
 from modelswap.api.http.logs import configure_logging
@@ -29,6 +29,7 @@ from modelswap.core.monitoring.gauges import MonitorCollector
 from modelswap.core.monitoring.monitor import Monitor
 from modelswap.core.operations import Operations
 from modelswap.core.serving.batching import BatchPool
+from modelswap.core.serving.inference import Inference
 from modelswap.core.serving.runtime import Runtime
 from modelswap.core.serving.slots import Serving
 from modelswap.core.settings import Settings
@@ -39,14 +40,18 @@ from modelswap.core.training.jobs import Jobs
 
 logger = logging.getLogger(__name__)
 
-ROUTES = [
-    # Inference first: Starlette matches routes in order, and these carry the traffic.
+# The inference routes: first in ROUTES (Starlette matches routes in order, and these
+# carry the traffic), and the table of the lean layer in front of the app (lean.py).
+INFERENCE_ROUTES = [
     Route("/v1/models/{model}/predict", predict.predict, methods=["POST"]),
     Route("/v1/models/{model}/versions/{version}/predict", predict.predict_pinned, methods=["POST"]),
     Route("/predict", predict.predict_default, methods=["POST"]),
     Route("/v2/models/{model}/infer", v2.infer, methods=["POST"]),
     Route("/v2/models/{model}/versions/{version}/infer", v2.infer, methods=["POST"]),
     Route("/invocations", mlflow.invocations, methods=["POST"]),
+]
+ROUTES = [
+    *INFERENCE_ROUTES,
     Route("/v1/models", reads.list_models, methods=["GET"]),
     Route("/v1/models/{model}", reads.get_model, methods=["GET"]),
     Route("/v1/models/{model}/versions", reads.list_versions, methods=["GET"]),
@@ -96,10 +101,10 @@ ROUTES = [
     # MLflow scoring protocol (default model)
     Route("/ping", mlflow.ping, methods=["GET"]),
     Route("/version", mlflow.version_text, methods=["GET"]),
-    Route("/healthz", ops.healthz, methods=["GET"]),
-    Route("/readyz", ops.readyz, methods=["GET"]),
-    Route("/metrics", ops.metrics, methods=["GET"]),
-    Route("/openapi.json", ops.openapi, methods=["GET"]),
+    Route("/healthz", health.healthz, methods=["GET"]),
+    Route("/readyz", health.readyz, methods=["GET"]),
+    Route("/metrics", health.metrics, methods=["GET"]),
+    Route("/openapi.json", health.openapi, methods=["GET"]),
     # the on-call console (reads and acts through the routes above)
     Route("/", console.page, methods=["GET"]),
     Route("/ui", console.page, methods=["GET"]),
@@ -141,49 +146,54 @@ def create_app(
         poll_interval=settings.poll_interval,
         uploads=UploadPolicy.from_settings(settings),
     )
-    watcher = Monitor(store, settings, on_drop=lambda stage, n: metrics.monitor_dropped.labels(stage).inc(n))
+    monitoring = Monitor(store, settings, on_drop=lambda stage, n: metrics.monitor_dropped.labels(stage).inc(n))
     shadows = ShadowRunner(
         max_queue=settings.shadow_queue,
         timeout=settings.predict_timeout,
         on_drop=lambda model, n: metrics.shadow_dropped.labels(model).inc(n),
     )
-    delivery = Delivery(ops, watcher, shadows, lease_seconds=settings.lease_seconds)
+    driver = Delivery(ops, monitoring, shadows, lease_seconds=settings.lease_seconds)
     runtime = Runtime(
         serving,
         ops,
         watch=settings.watch,
         poll_interval=settings.poll_interval,
         only=settings.models,
-        monitor=watcher,
-        delivery=delivery,
+        monitor=monitoring,
+        delivery=driver,
     )
 
     def delivery_views(model: str) -> tuple[dict[str, Any], dict[str, Any]]:
         return shadow_view(store, model, stale=settings.monitor_retention), rollout_view(store, model)
 
+    batching = BatchPool(
+        max_rows=settings.batch_max_rows,
+        wait_s=settings.batch_wait_ms / 1000,
+        timeout_s=settings.predict_timeout,
+        hand_off_s=settings.batch_hand_off_ms / 1000,
+        inline_s=settings.batch_inline_ms / 1000,
+        threads=settings.model_threads,
+        observe=lambda requests, rows: metrics.batch_requests.observe(requests),
+    )
+    inference = Inference(
+        store, serving, batching, settings=settings, metrics=metrics, monitor=monitoring, shadows=shadows
+    )
     token = configured_token(settings)
     state = AppState(
         settings=settings,
         token=token,
         ops=ops,
         runtime=runtime,
-        monitor=watcher,
+        monitor=monitoring,
         collector=MonitorCollector(
             lambda: sorted(serving.slots),
-            watcher.view if settings.monitor else None,
+            monitoring.view if settings.monitor else None,
             ttl=settings.monitor_flush,
             delivery=delivery_views,
         ),
         shadows=shadows,
-        batching=BatchPool(
-            max_rows=settings.batch_max_rows,
-            wait_s=settings.batch_wait_ms / 1000,
-            timeout_s=settings.predict_timeout,
-            hand_off_s=settings.batch_hand_off_ms / 1000,
-            inline_s=settings.batch_inline_ms / 1000,
-            threads=settings.model_threads,
-            observe=lambda requests, rows: metrics.batch_requests.observe(requests),
-        ),
+        batching=batching,
+        inference=inference,
         admin_off=admin_off(settings, token),
     )
 
@@ -223,4 +233,4 @@ def app_from_env() -> LeanInference:
     the inference routes on their thin layer in front of the app (lean.py)."""
     settings = Settings.from_env()
     configure_logging(settings)
-    return LeanInference(create_app(settings))
+    return LeanInference(create_app(settings), INFERENCE_ROUTES)

@@ -1,7 +1,8 @@
 """The inference routes' own thin ASGI layer in front of Starlette.
 
-The five inference routes (native, pinned, ``/predict``, v2 infer, ``/invocations``) carry
-the traffic; everything else is rare. For them, Starlette's router (a regex per route),
+The inference routes (native, pinned, ``/predict``, v2 infer, ``/invocations``: the app's
+``INFERENCE_ROUTES``, the same Route objects its router holds) carry the traffic;
+everything else is rare. For them, Starlette's router (a regex per route),
 its two exception middlewares, the route wrappers, the HTTP metrics middleware, uvicorn's
 proxy-headers middleware and the early-answer drain (draining.py) cost more than the
 request's own work on a small model. ``LeanInference`` matches those paths with a split,
@@ -20,14 +21,15 @@ and drains as before.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import cast
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelswap.api.http import mlflow, predict, v2
 from modelswap.api.http.draining import framing
 from modelswap.api.http.errors import HANDLERS
 from modelswap.api.http.state import AppState
@@ -36,32 +38,38 @@ from modelswap.api.http.wire import respond
 Handler = Callable[[Request], Awaitable[Response]]
 Match = tuple[Handler, dict[str, str], str]
 
-DEFAULT: Match = (predict.predict_default, {}, "/predict")
-INVOCATIONS: Match = (mlflow.invocations, {}, "/invocations")
 
+class RouteTable:
+    """POST routes matched by splitting the path: each template's segments are literals or
+    ``{name}`` parameters, and a parameter is one non-empty segment, as Starlette's is."""
 
-def match(path: str) -> Match | None:
-    """The inference route ``path`` names, its path parameters and its template, or None.
-    A parameter is one non-empty segment, as Starlette's ``{name}`` is."""
-    if path == "/predict":
-        return DEFAULT
-    if path == "/invocations":
-        return INVOCATIONS
-    parts = path.split("/")
-    if len(parts) == 5 and parts[0] == "" and parts[2] == "models" and parts[3]:
-        if parts[1] == "v1" and parts[4] == "predict":
-            return predict.predict, {"model": parts[3]}, "/v1/models/{model}/predict"
-        if parts[1] == "v2" and parts[4] == "infer":
-            return v2.infer, {"model": parts[3]}, "/v2/models/{model}/infer"
-    elif len(parts) == 7 and parts[0] == "" and parts[2] == "models" and parts[3] and parts[4] == "versions":
-        params = {"model": parts[3], "version": parts[5]}
-        if not parts[5]:
-            return None
-        if parts[1] == "v1" and parts[6] == "predict":
-            return predict.predict_pinned, params, "/v1/models/{model}/versions/{version}/predict"
-        if parts[1] == "v2" and parts[6] == "infer":
-            return v2.infer, params, "/v2/models/{model}/versions/{version}/infer"
-    return None
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self._exact: dict[str, Match] = {}
+        self._by_length: dict[int, list[tuple[list[str], list[tuple[int, str]], Handler, str]]] = {}
+        for route in routes:
+            if route.methods is None or "POST" not in route.methods:
+                raise ValueError(f"{route.path}: the lean layer serves POST routes only")
+            handler = cast(Handler, route.endpoint)
+            parts = route.path.split("/")
+            params = [(i, part[1:-1]) for i, part in enumerate(parts) if part.startswith("{") and part.endswith("}")]
+            if not params:
+                self._exact[route.path] = (handler, {}, route.path)
+            else:
+                self._by_length.setdefault(len(parts), []).append((parts, params, handler, route.path))
+
+    def match(self, path: str) -> Match | None:
+        """The route ``path`` names, its path parameters and its template, or None."""
+        found = self._exact.get(path)
+        if found is not None:
+            return found
+        parts = path.split("/")
+        for template, params, handler, name in self._by_length.get(len(parts), ()):
+            for i, part in enumerate(template):
+                if parts[i] != part and not (part[:1] == "{" and parts[i]):
+                    break
+            else:
+                return handler, {param: parts[i] for i, param in params}, name
+        return None
 
 
 def takes(scope: Scope, limit: int) -> bool:
@@ -85,8 +93,9 @@ class LeanInference:
     """ASGI app: the inference routes here, everything else through ``fallback``
     (the Starlette app unless the server wraps it: ``ServerConfig.load``)."""
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: Starlette, routes: Sequence[Route]) -> None:
         self.app = app
+        self.routes = RouteTable(routes)
         self.fallback: ASGIApp = app
         state: AppState = app.state.modelswap
         self.limit = state.settings.max_body_bytes
@@ -94,7 +103,7 @@ class LeanInference:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            found = match(scope["path"])
+            found = self.routes.match(scope["path"])
             if found is not None and takes(scope, self.limit):
                 await self.serve(found, scope, receive, send)
                 return

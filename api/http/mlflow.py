@@ -13,12 +13,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from modelswap.api.http.errors import status_for
+from modelswap.api.http.health import server_version
 from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import header_value, read_body
-from modelswap.api.http.predict import default_model, prepare_for, run_snapshot
-from modelswap.api.http.responses import json_response
+from modelswap.api.http.responses import json_ready, json_response
 from modelswap.api.http.state import app_state
-from modelswap.api.http.v2 import server_version
 from modelswap.core.errors import InvalidInput, ModelswapError
 from modelswap.core.schema.inputs import Table, columns_table, records_table, rows_table
 
@@ -72,9 +71,8 @@ async def invocations(request: Request) -> Response:
     start = time.perf_counter()
     state = app_state(request)
     try:
-        slot = state.serving.slot(default_model(state))
+        target = await state.inference.target(state.inference.default_model())
         body = await read_body(request, state.settings.max_body_bytes)
-        snap = slot.route(header_value(request, b"x-routing-key"))
         kind = (header_value(request, b"content-type") or "application/json").split(";")[0].strip().lower()
         if kind == "text/csv":
             table = parse_csv(body)
@@ -86,11 +84,13 @@ async def invocations(request: Request) -> Response:
             table = parse_json(payload)
         else:
             raise InvalidInput(f"unsupported content type {kind!r}: use application/json or text/csv")
-        X = prepare_for(state, snap, table)
         rid = request_id(request)
-        predictions = await run_snapshot(state, slot, snap, X, "predict", start, rid)
+        answer = await state.inference.predict(
+            target, table, routing_key=header_value(request, b"x-routing-key"), request_id=rid, start=start
+        )
     except ModelswapError as exc:
         status = status_for(exc)
         return json_response({"error_code": MLFLOW_CODES.get(status, "INTERNAL_ERROR"), "message": exc.message}, status)
+    snap = answer.snapshot
     headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant, "X-Request-Id": rid}
-    return json_response({"predictions": predictions}, headers=headers)
+    return json_response({"predictions": json_ready(answer.result)}, headers=headers)

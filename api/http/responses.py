@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import orjson
 from starlette.responses import Response
 
@@ -35,3 +36,8 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     if status < 200 or status in (204, 304) or (headers and any(k.lower() in _OWN for k in headers)):
         return Response(body, status_code=status, media_type="application/json", headers=headers)
     return Rendered(body, status, headers)
+
+
+def json_ready(result: Any) -> list[Any]:
+    """An estimator's answer as a JSON-ready list."""
+    return result.tolist() if isinstance(result, np.ndarray) else list(result)

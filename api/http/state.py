@@ -12,6 +12,7 @@ from modelswap.core.metrics import Metrics
 from modelswap.core.monitoring.monitor import Monitor
 from modelswap.core.operations import Operations
 from modelswap.core.serving.batching import BatchPool
+from modelswap.core.serving.inference import Inference
 from modelswap.core.serving.runtime import Runtime
 from modelswap.core.serving.slots import Serving
 from modelswap.core.settings import Settings
@@ -29,6 +30,7 @@ class AppState:
     collector: Collector | None
     batching: BatchPool
     shadows: ShadowRunner
+    inference: Inference
     admin_off: str | None = None  # why the admin API is off (core.tokens.admin_off), else None
 
     @property

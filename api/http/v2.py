@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from functools import wraps
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
@@ -16,28 +15,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelswap.api.http.errors import status_for
+from modelswap.api.http.health import server_version
 from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import METHODS, header_value, read_body
-from modelswap.api.http.predict import failure, pinned_version, predict_array, prepare_for
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import AppState, app_state
 from modelswap.api.http.tensors import HEADER_LENGTH, decode_input, encode_outputs, split_body
-from modelswap.core.errors import InvalidInput, ModelswapError, PredictionFailed, PredictTimeout, VersionNotFound
+from modelswap.core.errors import InvalidInput, ModelswapError, VersionNotFound
 from modelswap.core.schema.inputs import Table
 from modelswap.core.schema.signature import BOOLEAN, DATETIME, DOUBLE, LONG, STRING, Signature
-from modelswap.core.serving.slots import ModelSlot
-from modelswap.core.serving.snapshot import Snapshot
+from modelswap.core.serving.inference import Target
 from modelswap.core.store.ids import validate_model_name
 
 Handler = Callable[[Request], Awaitable[Response]]
 INPUT_NAME = "input-0"
-
-
-def server_version() -> str:
-    try:
-        return version("modelswap")
-    except PackageNotFoundError:
-        return "0"
 
 
 def v2_errors(handler: Handler) -> Handler:
@@ -53,17 +44,10 @@ def v2_errors(handler: Handler) -> Handler:
     return wrapper
 
 
-async def _target(request: Request) -> tuple[AppState, ModelSlot, str | None]:
+async def _target(request: Request) -> tuple[AppState, Target]:
     state = app_state(request)
-    slot = state.serving.slot(validate_model_name(request.path_params["model"]))
-    pinned = request.path_params.get("version")
-    return state, slot, await pinned_version(state, slot.name, pinned) if pinned is not None else None
-
-
-async def _snapshot(request: Request, slot: ModelSlot, pinned: str | None) -> Snapshot:
-    if pinned is None:
-        return slot.route(header_value(request, b"x-routing-key"))
-    return await run_in_threadpool(slot.pinned, pinned)
+    model = validate_model_name(request.path_params["model"])
+    return state, await state.inference.target(model, request.path_params.get("version"))
 
 
 @v2_errors
@@ -84,7 +68,8 @@ async def ready(request: Request) -> Response:
 
 @v2_errors
 async def model_ready(request: Request) -> Response:
-    state, slot, pinned = await _target(request)
+    state, target = await _target(request)
+    slot, pinned = target.slot, target.version
     name = slot.name
     if pinned is not None and pinned not in await run_in_threadpool(lambda: state.store.registry(name)):
         raise VersionNotFound(f"model {name} has no version {pinned}")
@@ -109,8 +94,9 @@ def input_metadata(signature: Signature) -> list[dict[str, Any]]:
 
 @v2_errors
 async def model_metadata(request: Request) -> Response:
-    state, slot, pinned = await _target(request)
-    snap = await _snapshot(request, slot, pinned) if pinned else slot.snapshot()
+    state, target = await _target(request)
+    slot, pinned = target.slot, target.version
+    snap = await run_in_threadpool(slot.pinned, pinned) if pinned else slot.snapshot()
     estimator = snap.loaded.estimator
     outputs = []
     classes = getattr(estimator, "classes_", None)
@@ -183,7 +169,7 @@ def input_table(signature: Signature, tensors: list[tuple[str, np.ndarray]]) -> 
 @v2_errors
 async def infer(request: Request) -> Response:
     start = time.perf_counter()
-    state, slot, pinned = await _target(request)
+    state, target = await _target(request)
     body = await read_body(request, state.settings.max_body_bytes)
     payload, binary = split_body(body, header_value(request, HEADER_LENGTH.encode()))
     if not isinstance(payload, dict):
@@ -197,21 +183,20 @@ async def infer(request: Request) -> Response:
         name, values, offset = decode_input(tensor, binary, offset, state.settings.max_rows)
         tensors_in.append((name, values))
     wanted = _requested(payload)
-    snap = await _snapshot(request, slot, pinned)
-    X = prepare_for(state, snap, input_table(snap.signature, tensors_in))
-    # the first output is the counted, batched prediction; further ones reuse the same rows
     rid = request_id(request)
-    arrays = [np.asarray(await predict_array(state, slot, snap, X, wanted[0][0], start, rid))]
+    # the first output is the counted, batched prediction; further ones reuse the same rows
+    answer = await state.inference.predict(
+        target,
+        lambda signature: input_table(signature, tensors_in),  # by name or by position, as the version takes it
+        wanted[0][0],
+        routing_key=header_value(request, b"x-routing-key"),
+        request_id=rid,
+        start=start,
+    )
+    snap = answer.snapshot
+    arrays = [np.asarray(answer.result)]
     for name, _ in wanted[1:]:
-        fn = snap.methods.get(name)
-        if fn is None:
-            raise InvalidInput(f"{snap.model} {snap.version} does not support {name!r}")
-        try:
-            arrays.append(np.asarray(await state.batching.call(snap.model, fn, X)))
-        except PredictTimeout:
-            raise
-        except Exception as exc:  # the model's own code failed on valid input
-            raise PredictionFailed(f"{snap.model} {snap.version} failed in {name}: {failure(exc)}") from exc
+        arrays.append(np.asarray(await state.inference.also(answer, name)))
     tensors, raw = encode_outputs(
         [(name, arr, as_binary) for (name, as_binary), arr in zip(wanted, arrays, strict=True)]
     )

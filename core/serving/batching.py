@@ -22,6 +22,13 @@ what the thread hop costs a 1-row request. A batcher whose last call took longer
 the hand-off is awaited at once: a slow model never blocks the loop, not even for the
 hand-off.
 
+Accounting once per batch: a batcher may be given an ``account`` callback (the inference
+plane's, core.serving.inference). The worker thread that computed a batch calls it once,
+with every request's ticket (its start time and request id), the rows and the answer,
+before the answers are handed back: metrics, per-variant counts, monitoring and the
+shadow's copy are counted per batch where the model ran, not per request on the event
+loop. A batch that fails is retried one request at a time, each accounted on its own.
+
 On the loop, by choice (``inline_s``, off by default): a call that the last call's cost
 per row says will take at most ``inline_s`` is made on the event loop's own thread, with
 no thread switch at all, as a bare Starlette app makes it. That is the fastest way to
@@ -40,31 +47,23 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from modelswap.core.errors import PredictTimeout
 from modelswap.core.serving import native_threads
+from modelswap.core.serving.threads import ModelThreads, compute
 
 logger = logging.getLogger(__name__)
 
 Predict = Callable[[np.ndarray], Any]
+Ticket = tuple[float, str]  # a request's start (time.perf_counter) and its request id
+# account(tickets, sizes, X, answer): one batch's requests, their row counts, rows and answer
+Account = Callable[[list[Ticket], list[int], np.ndarray, Any], None]
+NO_TICKET: Ticket = (0.0, "")
 THREADS_PER_MODEL = 2  # the stable and the canary variant can compute at once
 HAND_OFF_S = 0.002
-
-
-async def compute(executor: ThreadPoolExecutor, fn: Predict, X: np.ndarray, hand_off_s: float) -> Any:
-    """``fn(X)`` on one of ``executor``'s threads; the calling (event loop) thread waits
-    for it, blocked, up to ``hand_off_s``, then awaits it."""
-    work: Future[Any] = executor.submit(fn, X)
-    if hand_off_s > 0:
-        try:
-            return work.result(timeout=hand_off_s)
-        except TimeoutError:
-            pass  # not answered yet (or the model raised TimeoutError, which awaiting re-raises)
-    return await asyncio.wrap_future(work)
 
 
 class WrongAnswerCount(RuntimeError):
@@ -77,7 +76,7 @@ class Batcher:
     def __init__(
         self,
         fn: Predict,
-        executor: ThreadPoolExecutor,
+        executor: ModelThreads,
         *,
         max_rows: int = 256,
         wait_s: float = 0.0,
@@ -86,8 +85,10 @@ class Batcher:
         inline_s: float = 0.0,
         threads: int | None = None,
         observe: Callable[[int, int], None] | None = None,
+        account: Account | None = None,
     ) -> None:
         self._fn = fn
+        self._account = account
         self.threads = threads
         self._executor = executor
         self.max_rows = max_rows
@@ -98,7 +99,7 @@ class Batcher:
         self._fast = True  # the last call computed within the hand-off
         self._row_cost: float | None = None  # seconds per row of the last call (None: none yet)
         self._observe = observe
-        self._pending: deque[tuple[np.ndarray, asyncio.Future[Any]]] = deque()
+        self._pending: deque[tuple[np.ndarray, asyncio.Future[Any], Ticket]] = deque()
         self._draining = False
         # Deadlines, in submission order (every request gets the same timeout), and the
         # one timer armed for the oldest: a timer per request (asyncio.wait_for) costs a
@@ -111,12 +112,12 @@ class Batcher:
     def idle(self) -> bool:
         return not self._draining and not self._pending
 
-    async def submit(self, X: np.ndarray) -> Any:
+    async def submit(self, X: np.ndarray, ticket: Ticket = NO_TICKET) -> Any:
         """This request's rows of the prediction (raises what the model raised on them,
-        PredictTimeout after ``timeout_s``)."""
+        PredictTimeout after ``timeout_s``); ``ticket`` goes to the batch's accounting."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((X, future))
+        self._pending.append((X, future, ticket))
         self._watch(loop, future)
         if not self._draining:
             self._draining = True
@@ -156,7 +157,7 @@ class Batcher:
         finally:
             self._draining = False
 
-    def _take(self) -> list[tuple[np.ndarray, asyncio.Future[Any]]]:
+    def _take(self) -> list[tuple[np.ndarray, asyncio.Future[Any], Ticket]]:
         batch = [self._pending.popleft()]
         rows = len(batch[0][0])
         while self._pending and rows + len(self._pending[0][0]) <= self.max_rows:
@@ -178,39 +179,45 @@ class Batcher:
             self._fast = took <= self.hand_off_s
             self._row_cost = took / max(1, len(X))
 
-    async def _call(self, X: np.ndarray) -> Any:
-        """The model on its worker thread (or on the loop: ``inline_s``); an answer with
-        the wrong row count raises."""
-        cost = self._row_cost
-        if self.inline_s > 0 and cost is not None and cost * len(X) <= self.inline_s:
-            result = self._timed(X)
-        else:
-            result = await compute(self._executor, self._timed, X, self.hand_off_s if self._fast else 0.0)
+    def _work(self, X: np.ndarray, tickets: list[Ticket], sizes: list[int]) -> Any:
+        """One batch where the model runs: the call, its row count checked, then its
+        accounting (once for the batch). An answer with the wrong row count raises."""
+        result = self._timed(X)
         if len(result) != len(X):
             raise WrongAnswerCount(f"the model answered {len(result)} rows for {len(X)}")
+        if self._account is not None:
+            self._account(tickets, sizes, X, result)
         return result
 
-    async def _run(self, batch: list[tuple[np.ndarray, asyncio.Future[Any]]]) -> None:
-        live = [(x, f) for x, f in batch if not f.done()]  # a cancelled or timed-out request needs no answer
+    async def _call(self, X: np.ndarray, tickets: list[Ticket], sizes: list[int]) -> Any:
+        """The batch on the model's worker thread (or on the loop: ``inline_s``)."""
+        cost = self._row_cost
+        if self.inline_s > 0 and cost is not None and cost * len(X) <= self.inline_s:
+            return self._work(X, tickets, sizes)
+        hand_off = self.hand_off_s if self._fast else 0.0
+        return await compute(self._executor, self._work, X, tickets, sizes, hand_off_s=hand_off)
+
+    async def _run(self, batch: list[tuple[np.ndarray, asyncio.Future[Any], Ticket]]) -> None:
+        live = [item for item in batch if not item[1].done()]  # a cancelled or timed-out request needs no answer
         if not live:
             return
-        X = live[0][0] if len(live) == 1 else np.concatenate([x for x, _ in live])
+        X = live[0][0] if len(live) == 1 else np.concatenate([x for x, _, _ in live])
         if self._observe is not None:
             self._observe(len(live), len(X))
         try:
-            result = await self._call(X)
+            result = await self._call(X, [t for _, _, t in live], [len(x) for x, _, _ in live])
         except Exception as exc:  # the model raised or miscounted: find whose rows did it
             if len(live) == 1:
                 _settle(live[0][1], error=exc)
                 return
-            for x, future in live:
+            for x, future, ticket in live:
                 try:
-                    _settle(future, result=await self._call(x))
+                    _settle(future, result=await self._call(x, [ticket], [len(x)]))
                 except Exception as own:  # this request's own rows make the model fail
                     _settle(future, error=own)
             return
         offset = 0
-        for x, future in live:
+        for x, future, _ in live:
             _settle(future, result=result if len(live) == 1 else result[offset : offset + len(x)])
             offset += len(x)
 
@@ -251,16 +258,18 @@ class BatchPool:
         self.inline_s = inline_s
         self._observe = observe
         self._batchers: dict[tuple[int, str], tuple[object, Batcher]] = {}
-        self._executors: dict[str, ThreadPoolExecutor] = {}
+        self._executors: dict[str, ModelThreads] = {}
 
-    def executor(self, model: str) -> ThreadPoolExecutor:
+    def executor(self, model: str) -> ModelThreads:
         executor = self._executors.get(model)
         if executor is None:
-            executor = ThreadPoolExecutor(THREADS_PER_MODEL, thread_name_prefix=f"predict-{model}")
+            executor = ModelThreads(THREADS_PER_MODEL, f"predict-{model}")
             self._executors[model] = executor
         return executor
 
-    def batcher(self, snapshot: Any, method: str, fn: Predict) -> Batcher:
+    def batcher(self, snapshot: Any, method: str, fn: Predict, account: Account | None = None) -> Batcher:
+        """The batcher of (``snapshot``, ``method``), made on first use with ``account``
+        (later calls return it as it is)."""
         key = (id(snapshot), method)
         entry = self._batchers.get(key)
         if entry is not None and entry[0] is snapshot:
@@ -277,6 +286,7 @@ class BatchPool:
             inline_s=self.inline_s,
             threads=self.threads,
             observe=self._observe,
+            account=account,
         )
         self._batchers[key] = (snapshot, batcher)  # holding the snapshot keeps its id unique
         return batcher
@@ -291,7 +301,8 @@ class BatchPool:
             return fn(X)
 
         try:
-            return await asyncio.wait_for(compute(self.executor(model), limited, X, self.hand_off_s), self.timeout_s)
+            work = compute(self.executor(model), limited, X, hand_off_s=self.hand_off_s)
+            return await asyncio.wait_for(work, self.timeout_s)
         except asyncio.TimeoutError:
             raise timed_out(self.timeout_s) from None
 
@@ -299,5 +310,5 @@ class BatchPool:
         """Stop taking work and join every worker thread (a call still computing is
         waited for: a thread cannot be interrupted)."""
         for executor in self._executors.values():
-            executor.shutdown(wait=True, cancel_futures=True)
+            executor.close()
         self._executors.clear()

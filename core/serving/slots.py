@@ -68,6 +68,7 @@ class ModelSlot:
         self.shadow: tuple[Snapshot, ShadowConfig] | None = None  # read by the request path as one reference
         self._shadow_key: tuple[int, int, int] | None = None
         self.canary_stats = VariantStats()
+        self._stats_lock = threading.Lock()  # the batch's worker thread and the loop both count
         self.on_guard_trip: Callable[[ModelSlot, CanaryConfig], None] | None = None
         self._guard_tripped = False
         self._draw = random.random
@@ -97,11 +98,12 @@ class ModelSlot:
 
     def record(self, snap: Snapshot, ok: bool) -> None:
         """Count an outcome per variant; trip the canary guard when it says so.
-        Called on the event loop thread only."""
-        stats = self.canary_stats.of(snap.variant)
-        stats[0] += 1
-        if not ok:
-            stats[1] += 1
+        Called on the event loop thread (a failure trips the guard there)."""
+        with self._stats_lock:
+            stats = self.canary_stats.of(snap.variant)
+            stats[0] += 1
+            if not ok:
+                stats[1] += 1
         config = self._canary_config
         if (
             snap.variant == CANARY
@@ -114,6 +116,11 @@ class ModelSlot:
         ):
             self._guard_tripped = True
             self.on_guard_trip(self, config)
+
+    def record_answered(self, snap: Snapshot, requests: int) -> None:
+        """Count ``requests`` answered by ``snap`` (a batch; any thread: successes never trip the guard)."""
+        with self._stats_lock:
+            self.canary_stats.of(snap.variant)[0] += requests
 
     @property
     def canary_config(self) -> CanaryConfig | None:

@@ -12,11 +12,14 @@ from typing import Any
 import pytest
 
 from modelswap.api.http import mlflow, predict, v2
-from modelswap.api.http.lean import match, takes
+from modelswap.api.http.app import INFERENCE_ROUTES, ROUTES
+from modelswap.api.http.lean import RouteTable, takes
 from modelswap.api.http.wire import respond
 from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, publish
 from tests.server import serve
+
+match = RouteTable(INFERENCE_ROUTES).match
 
 
 @pytest.mark.parametrize(
@@ -53,6 +56,31 @@ def test_the_inference_paths_match_with_their_parameters_and_template(
 )  # fmt: skip
 def test_every_other_path_is_left_to_the_full_stack(path: str) -> None:
     assert match(path) is None
+
+
+def test_the_lean_table_is_the_app_s_own_inference_routes_and_matches_as_starlette_does() -> None:
+    from starlette.routing import Match
+
+    assert all(any(route is other for other in ROUTES) for route in INFERENCE_ROUTES)
+    paths = [
+        "/v1/models/iris/predict",
+        "/v1/models/iris/versions/champion/predict",
+        "/predict",
+        "/invocations",
+        "/v2/models/iris/infer",
+        "/v2/models/iris/versions/v/infer",
+        "/v1/models//predict",
+        "/v1/models/iris",
+    ]
+    for path in paths:
+        scope = {"type": "http", "path": path, "method": "POST", "root_path": ""}
+        full = next(((r, child) for r in ROUTES if (m := r.matches(scope))[0] == Match.FULL for child in [m[1]]), None)
+        lean = match(path)
+        if full is None or full[0] not in INFERENCE_ROUTES:
+            assert lean is None, path
+        else:
+            route, child = full
+            assert lean == (route.endpoint, child["path_params"], route.path), path
 
 
 def test_only_a_post_with_a_declared_length_within_the_limit_and_no_chunking_is_taken() -> None:

@@ -7,14 +7,14 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pytest
 
 from modelswap.core.errors import PredictTimeout
-from modelswap.core.serving.batching import Batcher, BatchPool, WrongAnswerCount, compute
+from modelswap.core.serving.batching import Batcher, BatchPool, WrongAnswerCount
+from modelswap.core.serving.threads import ModelThreads, compute
 from tests.models_for_tests import RowSum
 
 
@@ -31,10 +31,10 @@ class Recording:
 
 
 @pytest.fixture
-def executor() -> Iterator[ThreadPoolExecutor]:
-    pool = ThreadPoolExecutor(2, thread_name_prefix="predict-test")
+def executor() -> Iterator[ModelThreads]:
+    pool = ModelThreads(2, "predict-test")
     yield pool
-    pool.shutdown(wait=True)
+    pool.close()
 
 
 def rows(seed: int, n: int) -> np.ndarray:
@@ -45,7 +45,7 @@ async def submit_all(batcher: Batcher, inputs: list[np.ndarray]) -> list[Any]:
     return await asyncio.gather(*(batcher.submit(x) for x in inputs), return_exceptions=True)
 
 
-def test_concurrent_requests_share_calls_and_get_their_own_rows_in_order(executor: ThreadPoolExecutor) -> None:
+def test_concurrent_requests_share_calls_and_get_their_own_rows_in_order(executor: ModelThreads) -> None:
     fn = Recording()
     batcher = Batcher(fn, executor, max_rows=1000)
     inputs = [rows(i, 1 + i % 5) for i in range(40)]  # mixed batch sizes
@@ -55,19 +55,19 @@ def test_concurrent_requests_share_calls_and_get_their_own_rows_in_order(executo
     assert len(fn.batches) < len(inputs) and sum(fn.batches) == sum(len(x) for x in inputs)
 
 
-def test_the_model_never_runs_on_the_event_loop_thread(executor: ThreadPoolExecutor) -> None:
+def test_the_model_never_runs_on_the_event_loop_thread(executor: ModelThreads) -> None:
     fn = Recording()
     asyncio.run(submit_all(Batcher(fn, executor), [rows(i, 1) for i in range(5)]))
     assert fn.threads and all(name.startswith("predict-test") for name in fn.threads)
 
 
-def test_max_rows_caps_a_batch(executor: ThreadPoolExecutor) -> None:
+def test_max_rows_caps_a_batch(executor: ModelThreads) -> None:
     fn = Recording()
     asyncio.run(submit_all(Batcher(fn, executor, max_rows=10), [rows(i, 4) for i in range(10)]))
     assert max(fn.batches) <= 10 and sum(fn.batches) == 40
 
 
-def test_one_request_that_makes_the_model_raise_fails_alone(executor: ThreadPoolExecutor) -> None:
+def test_one_request_that_makes_the_model_raise_fails_alone(executor: ModelThreads) -> None:
     fn = Recording()
     inputs = [rows(i, 2) for i in range(8)]
     inputs[3][0, 0] = -1.0
@@ -88,7 +88,7 @@ class OneTooMany:
 
 
 def test_a_model_that_answers_more_rows_than_it_was_given_never_hands_out_another_requests_answer(
-    executor: ThreadPoolExecutor,
+    executor: ModelThreads,
 ) -> None:
     inputs = [rows(i, 1) for i in range(40)]
     inputs[7][0, 0] = -5.0
@@ -99,7 +99,7 @@ def test_a_model_that_answers_more_rows_than_it_was_given_never_hands_out_anothe
             np.testing.assert_array_equal(got, x.sum(axis=1))
 
 
-def test_a_request_that_waits_past_the_timeout_gets_predict_timeout(executor: ThreadPoolExecutor) -> None:
+def test_a_request_that_waits_past_the_timeout_gets_predict_timeout(executor: ModelThreads) -> None:
     def slow(X: np.ndarray) -> Any:
         time.sleep(0.5)
         return X.sum(axis=1)
@@ -108,7 +108,7 @@ def test_a_request_that_waits_past_the_timeout_gets_predict_timeout(executor: Th
         asyncio.run(Batcher(slow, executor, timeout_s=0.05).submit(rows(1, 1)))
 
 
-def test_each_waiting_request_times_out_at_its_own_deadline(executor: ThreadPoolExecutor) -> None:
+def test_each_waiting_request_times_out_at_its_own_deadline(executor: ModelThreads) -> None:
     release = threading.Event()
 
     def stuck(X: np.ndarray) -> Any:
@@ -134,7 +134,7 @@ def test_each_waiting_request_times_out_at_its_own_deadline(executor: ThreadPool
     assert all(0.19 <= waited < 0.4 for waited in asyncio.run(main()))
 
 
-def test_answered_requests_leave_no_deadlines_behind(executor: ThreadPoolExecutor) -> None:
+def test_answered_requests_leave_no_deadlines_behind(executor: ModelThreads) -> None:
     async def main(batcher: Batcher) -> None:
         for i in range(300):
             np.testing.assert_array_equal(await batcher.submit(rows(i, 1)), rows(i, 1).sum(axis=1))
@@ -160,7 +160,7 @@ def test_the_pool_keeps_snapshots_and_methods_apart_and_joins_its_threads() -> N
 
 
 @pytest.mark.parametrize("wait_ms", [0.0, 2.0])
-def test_a_wait_window_still_answers_every_request(wait_ms: float, executor: ThreadPoolExecutor) -> None:
+def test_a_wait_window_still_answers_every_request(wait_ms: float, executor: ModelThreads) -> None:
     fn = Recording()
     inputs = [rows(i, 1) for i in range(5)]
     results = asyncio.run(submit_all(Batcher(fn, executor, wait_s=wait_ms / 1000), inputs))
@@ -169,14 +169,14 @@ def test_a_wait_window_still_answers_every_request(wait_ms: float, executor: Thr
 
 @pytest.mark.parametrize("hand_off_s", [0.0, 1.0])
 def test_the_loop_waits_blocked_for_a_fast_answer_only_during_the_hand_off(
-    hand_off_s: float, executor: ThreadPoolExecutor
+    hand_off_s: float, executor: ModelThreads
 ) -> None:
     fn = Recording()
 
     async def main() -> list[str]:
         ran: list[str] = []
         asyncio.get_running_loop().call_soon(ran.append, "other work")
-        result = await compute(executor, fn, rows(1, 3), hand_off_s)
+        result = await compute(executor, fn, rows(1, 3), hand_off_s=hand_off_s)
         assert result.shape == (3,)
         return list(ran)  # what had run by the time the answer was back
 
@@ -186,7 +186,7 @@ def test_the_loop_waits_blocked_for_a_fast_answer_only_during_the_hand_off(
     assert fn.threads and all(name.startswith("predict-test") for name in fn.threads)
 
 
-def test_a_model_slower_than_the_hand_off_is_not_waited_for_again(executor: ThreadPoolExecutor) -> None:
+def test_a_model_slower_than_the_hand_off_is_not_waited_for_again(executor: ModelThreads) -> None:
     def slow(X: np.ndarray) -> Any:
         time.sleep(0.6)
         return X.sum(axis=1)
@@ -221,7 +221,7 @@ def test_a_model_slower_than_the_hand_off_is_not_waited_for_again(executor: Thre
 
 
 def test_inline_runs_a_fast_model_on_the_loop_after_its_first_call_and_a_slow_one_on_workers(
-    executor: ThreadPoolExecutor,
+    executor: ModelThreads,
 ) -> None:
     delays = [0.0, 0.0, 0.0, 0.05, 0.05, 0.0, 0.0]  # fast, then two calls over the budget, then fast
     where: list[str] = []
@@ -244,7 +244,7 @@ def test_inline_runs_a_fast_model_on_the_loop_after_its_first_call_and_a_slow_on
     assert on_loop == [False, True, True, True, False, False, True]
 
 
-def test_a_model_that_raises_on_the_loop_still_fails_alone(executor: ThreadPoolExecutor) -> None:
+def test_a_model_that_raises_on_the_loop_still_fails_alone(executor: ModelThreads) -> None:
     where: list[str] = []
 
     def model(X: np.ndarray) -> Any:
@@ -265,7 +265,7 @@ def test_a_model_that_raises_on_the_loop_still_fails_alone(executor: ThreadPoolE
     assert where[0] != "MainThread" and where[1:] == ["MainThread"] * 4  # the batch, then each request alone
 
 
-def test_a_big_request_after_small_fast_ones_goes_to_a_worker(executor: ThreadPoolExecutor) -> None:
+def test_a_big_request_after_small_fast_ones_goes_to_a_worker(executor: ModelThreads) -> None:
     where: list[tuple[int, str]] = []
 
     def model(X: np.ndarray) -> Any:  # a cost per row: 0.1 ms

@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_info
 
 from modelswap.core.serving import native_threads
 from modelswap.core.serving.batching import Batcher
+from modelswap.core.serving.threads import ModelThreads
 
 
 def openmp_threads() -> int:
@@ -55,10 +56,13 @@ def test_a_batchers_worker_thread_predicts_with_the_configured_threads() -> None
         seen.append(openmp_threads())
         return X.sum(axis=1)
 
-    async def main() -> None:
-        with ThreadPoolExecutor(1) as pool:
-            for threads in (1, 3):
-                await Batcher(model, pool, threads=threads).submit(np.ones((1, 4)))
+    async def main(pool: ModelThreads) -> None:
+        for threads in (1, 3):
+            await Batcher(model, pool, threads=threads).submit(np.ones((1, 4)))
 
-    asyncio.run(main())
+    pool = ModelThreads(1, "predict-test")
+    try:
+        asyncio.run(main(pool))
+    finally:
+        pool.close()
     assert seen == [1, 3]

@@ -156,12 +156,12 @@ def test_a_memory_mapped_answer_reaches_each_request_as_plain_rows_of_the_same_m
     the requests, alone or batched, get plain ndarray rows (no numpy memmap machinery per
     slice), the right ones."""
     import asyncio
-    from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
     from sklearn.datasets import load_iris
 
     from modelswap.core.serving.batching import Batcher
+    from modelswap.core.serving.threads import ModelThreads
 
     store.deploy("iris", publish(store, iris_a))
     shared = make_serving(store, share_memory=True).slot("iris")
@@ -176,8 +176,11 @@ def test_a_memory_mapped_answer_reaches_each_request_as_plain_rows_of_the_same_m
         lone = await batcher.submit(rows[:1])
         return [lone, *await asyncio.gather(*(batcher.submit(rows[i : i + 1]) for i in range(1, len(rows))))]
 
-    with ThreadPoolExecutor(2) as executor:
+    executor = ModelThreads(2, "predict-test")
+    try:
         results = asyncio.run(requests(Batcher(snapshot.methods["predict"], executor)))
+    finally:
+        executor.close()
     expected = iris_a.predict(rows).tolist()
     assert [type(r) for r in results] == [np.ndarray] * len(rows)
     assert [r.tolist() for r in results] == [[e] for e in expected]

@@ -1,6 +1,9 @@
-"""Operations endpoints: liveness, readiness, Prometheus metrics, the OpenAPI document."""
+"""The server's own endpoints: liveness, readiness, Prometheus metrics, the OpenAPI document,
+and the version it reports."""
 
 from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -36,3 +39,10 @@ async def metrics(request: Request) -> Response:
 
 async def openapi(request: Request) -> Response:
     return json_response(OPENAPI)
+
+
+def server_version() -> str:
+    try:
+        return version("modelswap")
+    except PackageNotFoundError:
+        return "0"

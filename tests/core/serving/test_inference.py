@@ -1,0 +1,162 @@
+"""The inference plane, without HTTP: routing, checking, batching, and accounting once per batch."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from modelswap.core.delivery.canary import start_canary
+from modelswap.core.delivery.shadow_runner import ShadowRunner
+from modelswap.core.errors import InvalidInput, ModelNotFound, PredictionFailed
+from modelswap.core.metrics import Metrics
+from modelswap.core.monitoring.monitor import Monitor
+from modelswap.core.schema.inputs import Table
+from modelswap.core.serving.batching import BatchPool
+from modelswap.core.serving.inference import Inference
+from modelswap.core.serving.slots import Serving
+from modelswap.core.settings import Settings
+from modelswap.core.store.aliases import set_alias
+from modelswap.core.store.store import Store
+from tests.conftest import IRIS_ROW, publish
+from tests.models_for_tests import AnswersObjects
+
+
+class Plane:
+    """A real plane on ``store``: real slots, batcher, metrics, monitoring and shadow runner."""
+
+    def __init__(self, store: Store, models: tuple[str, ...] = ("iris",), **settings: Any) -> None:
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.serving = Serving({m: store.paths(m) for m in models}, metrics=self.metrics)
+        for model in models:
+            self.serving.slot(model).sync()
+        self.settings = Settings(root=store.root, prediction_log=None, **settings)
+        self.monitor = Monitor(store, self.settings)
+        self.batches: list[int] = []  # requests per batch
+        self.batching = BatchPool(max_rows=256, wait_s=0.0, observe=lambda requests, _: self.batches.append(requests))
+        self.inference = Inference(
+            store, self.serving, self.batching, settings=self.settings, metrics=self.metrics,
+            monitor=self.monitor, shadows=ShadowRunner(),
+        )  # fmt: skip
+
+    def count(self, version: str, variant: str = "stable", outcome: str = "success") -> float:
+        labels = {"model": "iris", "version": version, "variant": variant, "outcome": outcome}
+        return self.registry.get_sample_value("modelswap_predictions_total", labels) or 0.0
+
+    def close(self) -> None:
+        self.batching.close()
+
+
+@pytest.fixture
+def plane(iris_pair: tuple[Store, str, str]) -> Any:
+    store, _, _ = iris_pair
+    made = Plane(store)
+    yield made
+    made.close()
+
+
+def rows(*values: list[float]) -> Table:
+    return Table(rows=[list(v) for v in values])
+
+
+def test_concurrent_requests_share_batches_and_are_each_counted_once(
+    plane: Plane, iris_pair: tuple[Store, str, str]
+) -> None:
+    _, a, _ = iris_pair
+
+    async def go() -> list[Any]:
+        target = await plane.inference.target("iris")
+        return await asyncio.gather(
+            *(plane.inference.predict(target, rows(IRIS_ROW), request_id=f"r{i}") for i in range(40))
+        )
+
+    answers = asyncio.run(go())
+    assert [a_.snapshot.version for a_ in answers] == [a] * 40
+    assert all(len(answer.result) == 1 for answer in answers)
+    assert sum(plane.batches) == 40 and len(plane.batches) < 40  # they shared batches
+    assert plane.count(a) == 40  # counted once each, in one accounting per batch
+    slot = plane.serving.slot("iris")
+    assert slot.canary_stats.of("stable") == [40, 0]
+    assert plane.monitor.recorder.pending == 40  # one observation per request, with its id
+    observed = [plane.monitor.recorder._pending[i].request_id for i in range(40)]
+    assert sorted(observed) == sorted(f"r{i}" for i in range(40))
+
+
+def test_rows_the_signature_refuses_are_a_client_error_counted_against_the_version(
+    plane: Plane, iris_pair: tuple[Store, str, str]
+) -> None:
+    _, a, _ = iris_pair
+
+    async def go() -> None:
+        target = await plane.inference.target("iris")
+        await plane.inference.predict(target, rows([1.0, 2.0]))
+
+    with pytest.raises(InvalidInput, match=a):
+        asyncio.run(go())
+    assert plane.count(a) == 0
+    pending = plane.monitor.recorder._pending
+    assert len(pending) == 1 and pending[0].rows is None and pending[0].answer == "client"
+
+
+def test_a_pinned_request_names_a_version_or_an_alias_and_is_counted_as_pinned(
+    plane: Plane, iris_pair: tuple[Store, str, str]
+) -> None:
+    store, a, b = iris_pair
+    set_alias(store, "iris", "champion", b)
+
+    async def go() -> tuple[Any, Any]:
+        by_alias = await plane.inference.predict(await plane.inference.target("iris", "champion"), rows(IRIS_ROW))
+        by_id = await plane.inference.predict(await plane.inference.target("iris", a), rows(IRIS_ROW))
+        return by_alias, by_id
+
+    by_alias, by_id = asyncio.run(go())
+    assert (by_alias.snapshot.version, by_alias.snapshot.variant) == (b, "pinned")
+    assert (by_id.snapshot.version, by_id.snapshot.variant) == (a, "stable")  # the live one, as it is served
+    assert plane.count(b, "pinned") == 1 and plane.count(a) == 1
+
+
+def test_a_canary_s_share_goes_to_it_sticky_by_routing_key(plane: Plane, iris_pair: tuple[Store, str, str]) -> None:
+    store, a, b = iris_pair
+    start_canary(store, "iris", b, 0.5)
+    plane.serving.slot("iris").sync()
+
+    async def go() -> list[str]:
+        target = await plane.inference.target("iris")
+        answers = [await plane.inference.predict(target, rows(IRIS_ROW), routing_key=f"k{i}") for i in range(40)]
+        again = [await plane.inference.predict(target, rows(IRIS_ROW), routing_key=f"k{i}") for i in range(40)]
+        assert [x.snapshot.version for x in answers] == [x.snapshot.version for x in again]
+        return [x.snapshot.variant for x in answers]
+
+    variants = asyncio.run(go())
+    assert 0 < variants.count("canary") < 40
+    assert plane.count(b, "canary") == 2 * variants.count("canary")
+    assert plane.count(a) == 2 * variants.count("stable")
+
+
+def test_a_model_that_fails_is_a_prediction_failure_counted_as_an_error(tmp_path: Path) -> None:
+    store = Store(tmp_path / "models")
+    store.deploy("iris", publish(store, AnswersObjects()))
+    made = Plane(store)
+    try:
+
+        async def go() -> None:
+            await made.inference.predict(await made.inference.target("iris"), rows(IRIS_ROW))
+
+        with pytest.raises(PredictionFailed, match="failed to predict"):
+            asyncio.run(go())
+        version = store.current("iris")
+        assert version is not None
+        assert made.count(version, outcome="error") == 1 and made.count(version) == 0
+        assert made.serving.slot("iris").canary_stats.of("stable") == [1, 1]
+    finally:
+        made.close()
+
+
+def test_an_unknown_model_and_the_default_model(plane: Plane) -> None:
+    with pytest.raises(ModelNotFound):
+        asyncio.run(plane.inference.target("nope"))
+    assert plane.inference.default_model() == "iris"
