@@ -267,9 +267,9 @@ class BatchPool:
             self._executors[model] = executor
         return executor
 
-    def batcher(self, snapshot: Any, method: str, fn: Predict, account: Account | None = None) -> Batcher:
-        """The batcher of (``snapshot``, ``method``), made on first use with ``account``
-        (later calls return it as it is)."""
+    def batcher(self, snapshot: Any, method: str, fn: Predict, account: Callable[[], Account] | None = None) -> Batcher:
+        """The batcher of (``snapshot``, ``method``), made on first use with the accounting
+        ``account()`` makes (called then only; later calls return the batcher as it is)."""
         key = (id(snapshot), method)
         entry = self._batchers.get(key)
         if entry is not None and entry[0] is snapshot:
@@ -286,7 +286,7 @@ class BatchPool:
             inline_s=self.inline_s,
             threads=self.threads,
             observe=self._observe,
-            account=account,
+            account=account() if account is not None else None,
         )
         self._batchers[key] = (snapshot, batcher)  # holding the snapshot keeps its id unique
         return batcher

@@ -25,8 +25,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -48,16 +47,15 @@ from modelswap.core.store.kernel import Kernel
 logger = logging.getLogger("modelswap.predict")
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where a request goes: a served model's slot, and a pinned version id (or None: routed)."""
+class Target(NamedTuple):
+    """Where a request goes: a served model's slot, and a pinned version id (or None: routed).
+    (Named tuples: built per request, they cost a fraction of a frozen dataclass.)"""
 
     slot: ModelSlot
     version: str | None = None
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """What the model answered one request: the snapshot that answered, the answer for the
     request's rows as the estimator returned it (usually an ndarray), and those rows."""
 
@@ -142,7 +140,7 @@ class Inference:
         fn = snap.methods.get(method)
         if fn is None:
             raise InvalidInput(f"{snap.model} {snap.version} does not support {method!r}")
-        batcher = self.batching.batcher(snap, method, fn, self._accountant(slot, snap, method))
+        batcher = self.batching.batcher(snap, method, fn, lambda: self._accountant(slot, snap, method))
         try:
             result = await batcher.submit(X, (start, request_id))  # 4, 5
         except PredictTimeout:

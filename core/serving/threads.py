@@ -19,21 +19,18 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-_UNSET = object()
-
 
 class Job:
     """One call handed to a model's threads; settled once, by the thread that ran it."""
 
-    __slots__ = ("fn", "args", "result", "error", "_done", "_guard", "_waiter")
+    __slots__ = ("fn", "args", "result", "error", "_done", "_waiter")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.fn, self.args = fn, args
-        self.result: Any = _UNSET
+        self.result: Any = None
         self.error: BaseException | None = None
         self._done = threading.Lock()
         self._done.acquire()  # released when settled
-        self._guard = threading.Lock()  # orders a late waiter against the settling thread
         self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]] | None = None
 
     def run(self) -> None:
@@ -49,9 +46,11 @@ class Job:
         self._settle()
 
     def _settle(self) -> None:
-        with self._guard:
-            waiter, self._waiter = self._waiter, None
-            self._done.release()
+        """1. the answer is set (run); 2. the done lock is released; 3. a waiter registered
+        by then is told through its loop. Against :meth:`wait`'s late path (a. register,
+        b. try the lock): whatever the interleaving, the waiter gets the answer once."""
+        self._done.release()  # 2
+        waiter = self._waiter  # 3
         if waiter is not None:
             loop, future = waiter
             try:
@@ -68,12 +67,11 @@ class Job:
         """The job's answer: waited for blocked up to ``hand_off_s``, then awaited."""
         if hand_off_s > 0 and self._done.acquire(timeout=hand_off_s):
             return self.answer()
-        loop = asyncio.get_running_loop()
-        with self._guard:
-            if not self._done.locked():  # settled meanwhile
-                return self.answer()
-            future: asyncio.Future[Any] = loop.create_future()
-            self._waiter = (loop, future)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiter = (asyncio.get_running_loop(), future)  # a
+        if self._done.acquire(blocking=False):  # b: settled already (told or not: a told loop finds it done)
+            future.cancel()
+            return self.answer()
         return await future
 
 
