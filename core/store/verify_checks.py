@@ -40,7 +40,7 @@ STAGING_STALE_SECONDS = 3600.0  # another host's staging directory older than th
 # (a test holds the two together) and scripts/crash_invariants.py checks them by kind.
 INVARIANTS: dict[str, str] = {
     "leftover": "no debris of an interrupted write: no staging or trash directory of a dead writer, "
-    "no temporary entry, no torn last line in history.jsonl",
+    "no temporary entry, no torn last line in history.jsonl, no soft-lock marker unchanged past the stale time",
     "symlink": "the only symlink in a model's directory is `current`; none in versions/",
     "registry": "versions.json parses",
     "deleted": "a version history says was deleted has no directory",
