@@ -158,7 +158,7 @@ def encode_outputs(outputs: list[tuple[str, np.ndarray, bool]]) -> tuple[list[di
             chunks.append(raw)
         else:
             tensor["data"] = (
-                [v if isinstance(v, str) else str(v) for v in array.reshape(-1).tolist()]
+                [v if v is None or isinstance(v, str) else str(v) for v in array.reshape(-1).tolist()]
                 if datatype == "BYTES"
                 else array.reshape(-1).tolist()
             )

@@ -234,3 +234,14 @@ def test_an_answer_no_protocol_can_encode_is_refused_alike_by_every_protocol(tmp
     ]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in errors) == len(calls)
     assert "unhandled error" not in server.output()
+
+
+def test_a_null_in_a_text_output_stays_null_in_v2_json() -> None:
+    import numpy as np
+
+    from modelswap.api.http.tensors import encode_outputs
+
+    tensors, raw = encode_outputs([("predict", np.array(["stay", None, 3], dtype=object), False)])
+    assert raw == b"" and tensors == [
+        {"name": "predict", "datatype": "BYTES", "shape": [3], "data": ["stay", None, "3"]}
+    ]
