@@ -12,13 +12,17 @@ from typing import Any, Protocol
 
 from modelswap.api.client import Client
 from modelswap.core.delivery.abtest import Guard
+from modelswap.core.delivery.driver import rollout_view, shadow_view, watch_view
 from modelswap.core.delivery.watched_deploy import WatchPlan
 from modelswap.core.errors import InvalidInput, ModelswapError
 from modelswap.core.operations import Operations
 from modelswap.core.settings import Settings
+from modelswap.core.store import history as hist
 from modelswap.core.store.clock import default_actor
 from modelswap.core.store.store import Store
 from modelswap.core.tokens import configured_token
+
+ROLLOUT_ACTIONS = {"pause": hist.ROLLOUT_PAUSE, "resume": hist.ROLLOUT_RESUME, "abort": hist.ROLLOUT_ABORT}
 
 
 class Backend(Protocol):
@@ -54,6 +58,18 @@ class Backend(Protocol):
     def aliases(self, model: str) -> dict[str, Any]: ...
     def alias_set(self, model: str, alias: str, version: str) -> dict[str, Any]: ...
     def alias_delete(self, model: str, alias: str) -> dict[str, Any]: ...
+    def delete(self, model: str, version: str) -> dict[str, Any]: ...
+    def shadow_start(
+        self, model: str, version: str, fraction: float = 1.0, reason: str = "", force: bool = False
+    ) -> dict[str, Any]: ...
+    def shadow_stop(self, model: str, reason: str = "") -> dict[str, Any]: ...
+    def rollout_start(
+        self, model: str, plan: dict[str, Any], reason: str = "", force: bool = False
+    ) -> dict[str, Any]: ...
+    def rollout_change(self, model: str, action: str, reason: str = "") -> dict[str, Any]: ...
+    def watch_reset(self, model: str, reason: str = "") -> dict[str, Any]: ...
+    def monitor_config(self, model: str) -> dict[str, Any]: ...
+    def set_monitor_config(self, model: str, changes: dict[str, Any]) -> dict[str, Any]: ...
 
 
 def backend_for(settings: Settings) -> Backend:
@@ -68,6 +84,7 @@ class Local:
     def __init__(self, settings: Settings) -> None:
         self.ops = Operations(Store.from_settings(settings), poll_interval=settings.poll_interval)
         self.actor = default_actor()
+        self.stale = settings.monitor_retention  # shadow counts older than this are a gone process's
 
     def models(self) -> list[dict[str, Any]]:
         return self.ops.models()
@@ -147,6 +164,41 @@ class Local:
 
     def alias_delete(self, model: str, alias: str) -> dict[str, Any]:
         return self.ops.alias_delete(model, alias, actor=self.actor)
+
+    def delete(self, model: str, version: str) -> dict[str, Any]:
+        return self.ops.delete(model, version, actor=self.actor)
+
+    # -- progressive delivery: each verb answers with its view, as the server does ---------
+    def shadow_start(
+        self, model: str, version: str, fraction: float = 1.0, reason: str = "", force: bool = False
+    ) -> dict[str, Any]:
+        self.ops.shadow_start(model, version, fraction, actor=self.actor, reason=reason, force=force)
+        return shadow_view(self.ops.store, model, stale=self.stale)
+
+    def shadow_stop(self, model: str, reason: str = "") -> dict[str, Any]:
+        view = shadow_view(self.ops.store, model, stale=self.stale)  # the comparison as it stood
+        config = self.ops.shadow_stop(model, actor=self.actor, reason=reason)
+        return {**view, "running": False, "stopped": config.version}
+
+    def rollout_start(self, model: str, plan: dict[str, Any], reason: str = "", force: bool = False) -> dict[str, Any]:
+        self.ops.rollout_start(model, plan, actor=self.actor, reason=reason, force=force)
+        return rollout_view(self.ops.store, model)
+
+    def rollout_change(self, model: str, action: str, reason: str = "") -> dict[str, Any]:
+        if action not in ROLLOUT_ACTIONS:
+            raise InvalidInput(f"a rollout takes pause, resume or abort, not {action!r}")
+        self.ops.rollout_change(model, ROLLOUT_ACTIONS[action], actor=self.actor, reason=reason)
+        return rollout_view(self.ops.store, model)
+
+    def watch_reset(self, model: str, reason: str = "") -> dict[str, Any]:
+        self.ops.watch_reset(model, actor=self.actor, reason=reason)
+        return watch_view(self.ops.store, model)
+
+    def monitor_config(self, model: str) -> dict[str, Any]:
+        return self.ops.monitor_config(model)
+
+    def set_monitor_config(self, model: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self.ops.set_monitor_config(model, changes)
 
 
 class Remote:
@@ -235,3 +287,29 @@ class Remote:
 
     def alias_delete(self, model: str, alias: str) -> dict[str, Any]:
         return self.client.alias_delete(model, alias)
+
+    def delete(self, model: str, version: str) -> dict[str, Any]:
+        return self.client.delete(model, version)
+
+    def shadow_start(
+        self, model: str, version: str, fraction: float = 1.0, reason: str = "", force: bool = False
+    ) -> dict[str, Any]:
+        return self.client.shadow_start(model, version, fraction, reason, force=force)
+
+    def shadow_stop(self, model: str, reason: str = "") -> dict[str, Any]:
+        return self.client.shadow_stop(model, reason)
+
+    def rollout_start(self, model: str, plan: dict[str, Any], reason: str = "", force: bool = False) -> dict[str, Any]:
+        return self.client.rollout_start(model, plan, reason, force=force)
+
+    def rollout_change(self, model: str, action: str, reason: str = "") -> dict[str, Any]:
+        return self.client.rollout_change(model, action, reason)
+
+    def watch_reset(self, model: str, reason: str = "") -> dict[str, Any]:
+        return self.client.watch_reset(model, reason)
+
+    def monitor_config(self, model: str) -> dict[str, Any]:
+        return self.client.monitor_config(model)
+
+    def set_monitor_config(self, model: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self.client.set_monitor_config(model, changes)

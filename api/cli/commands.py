@@ -112,6 +112,10 @@ def add_commands(
     p.add_argument("--keep", type=int, required=True, help="how many of the newest versions to keep")
     p.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
 
+    p = command("delete", cmd_delete, "delete one version (never the live, canary or rollback target, nor an alias's)")
+    p.add_argument("model", help="model name")
+    p.add_argument("version", help="version id")
+
     canary = command("canary", needs_action, "A/B canary: start, status, stop, promote", parents=[])
     actions = canary.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -302,6 +306,11 @@ def cmd_rollback(args: argparse.Namespace, settings: Settings) -> Result:
 def cmd_gc(args: argparse.Namespace, settings: Settings) -> Result:
     plan = backend_for(settings).gc(args.model, args.keep, args.dry_run)
     return plan, render.gc_text(plan)
+
+
+def cmd_delete(args: argparse.Namespace, settings: Settings) -> Result:
+    data = backend_for(settings).delete(args.model, args.version)
+    return data, f"deleted {args.model} {data['deleted']}"
 
 
 def cmd_canary_start(args: argparse.Namespace, settings: Settings) -> Result:

@@ -8,16 +8,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from modelswap.api.cli.backends import Local
+from modelswap.api.cli.backends import Local, backend_for
 from modelswap.api.cli.commands import Command, Result, needs_action, schema_flag
 from modelswap.api.client import Client
 from modelswap.core.delivery.driver import rollout_view, shadow_view, watch_view
 from modelswap.core.errors import InvalidInput
 from modelswap.core.settings import Settings
-from modelswap.core.store import history
 from modelswap.core.tokens import configured_token
-
-ROLLOUT_ACTIONS = {"pause": history.ROLLOUT_PAUSE, "resume": history.ROLLOUT_RESUME, "abort": history.ROLLOUT_ABORT}
 
 
 def add_commands(
@@ -73,14 +70,9 @@ def _client(settings: Settings) -> Client | None:
 
 
 def cmd_shadow_start(args: argparse.Namespace, settings: Settings) -> Result:
-    client = _client(settings)
-    if client is not None:
-        data = client.shadow_start(args.model, args.version, args.fraction, args.reason, force=args.allow_schema_change)
-    else:
-        local = Local(settings)
-        local.ops.shadow_start(args.model, args.version, args.fraction, actor=local.actor, reason=args.reason,
-                               force=args.allow_schema_change)  # fmt: skip
-        data = shadow_view(local.ops.store, args.model, stale=settings.monitor_retention)
+    data = backend_for(settings).shadow_start(
+        args.model, args.version, args.fraction, args.reason, args.allow_schema_change
+    )
     return data, shadow_text(data)
 
 
@@ -92,13 +84,7 @@ def cmd_shadow_status(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_shadow_stop(args: argparse.Namespace, settings: Settings) -> Result:
-    client = _client(settings)
-    if client is not None:
-        data = client.shadow_stop(args.model, args.reason)
-    else:
-        local = Local(settings)
-        data = shadow_view(local.ops.store, args.model, stale=settings.monitor_retention)
-        local.ops.shadow_stop(args.model, actor=local.actor, reason=args.reason)
+    data = backend_for(settings).shadow_stop(args.model, args.reason)
     return data, f"shadow of {args.model} stopped\n" + shadow_text(data)
 
 
@@ -110,13 +96,7 @@ def cmd_rollout_start(args: argparse.Namespace, settings: Settings) -> Result:
     plan: dict[str, Any] = {"version": args.version, "steps": steps, "step_seconds": args.step_seconds,
                             "min_requests": args.min_requests, "max_hold_seconds": args.max_hold_seconds,
                             "gates": dict(_gate(text) for text in args.gate)}  # fmt: skip
-    client = _client(settings)
-    if client is not None:
-        data = client.rollout_start(args.model, plan, args.reason, force=args.allow_schema_change)
-    else:
-        local = Local(settings)
-        local.ops.rollout_start(args.model, plan, actor=local.actor, reason=args.reason, force=args.allow_schema_change)
-        data = rollout_view(local.ops.store, args.model)
+    data = backend_for(settings).rollout_start(args.model, plan, args.reason, args.allow_schema_change)
     return data, rollout_text(data)
 
 
@@ -127,13 +107,7 @@ def cmd_rollout_status(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_rollout_change(args: argparse.Namespace, settings: Settings) -> Result:
-    client = _client(settings)
-    if client is not None:
-        data = client.rollout_change(args.model, args.action, args.reason)
-    else:
-        local = Local(settings)
-        local.ops.rollout_change(args.model, ROLLOUT_ACTIONS[args.action], actor=local.actor, reason=args.reason)
-        data = rollout_view(local.ops.store, args.model)
+    data = backend_for(settings).rollout_change(args.model, args.action, args.reason)
     return data, rollout_text(data)
 
 
@@ -144,13 +118,7 @@ def cmd_watch_status(args: argparse.Namespace, settings: Settings) -> Result:
 
 
 def cmd_watch_reset(args: argparse.Namespace, settings: Settings) -> Result:
-    client = _client(settings)
-    if client is not None:
-        data = client.watch_reset(args.model, args.reason)
-    else:
-        local = Local(settings)
-        local.ops.watch_reset(args.model, actor=local.actor, reason=args.reason)
-        data = watch_view(local.ops.store, args.model)
+    data = backend_for(settings).watch_reset(args.model, args.reason)
     return data, watch_text(data)
 
 

@@ -8,6 +8,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
+from modelswap.api.cli.backends import backend_for
 from modelswap.api.cli.commands import Command, Result
 from modelswap.api.client import Client
 from modelswap.core.errors import InvalidInput
@@ -39,22 +40,15 @@ def add_commands(command: Command) -> None:
 
 def cmd_monitor(args: argparse.Namespace, settings: Settings) -> Result:
     changes = dict(_assignment(text) for text in args.set)
+    if changes or args.config:
+        backend = backend_for(settings)
+        data = backend.set_monitor_config(args.model, changes) if changes else backend.monitor_config(args.model)
+        return data, config_text(data)
     if settings.url:
-        client = Client(settings.url, configured_token(settings))
-        if changes:
-            data = client.set_monitor_config(args.model, changes)
-            return data, config_text(data)
-        if args.config:
-            data = client.monitor_config(args.model)
-            return data, config_text(data)
-        data = client.monitor(args.model, version=args.version)
+        data = Client(settings.url, configured_token(settings)).monitor(args.model, version=args.version)
         return data, monitor_text(data)
     # On the store: the counts the serving processes wrote to the volume; log nothing.
     monitor = Monitor(Store.from_settings(settings), replace(settings, prediction_log=None))
-    if changes or args.config:
-        config = monitor.set_config(args.model, changes) if changes else monitor.config(args.model)
-        data = {"model": args.model, **config.to_dict()}
-        return data, config_text(data)
     version = args.version
     if version is not None and not is_version_id(version):
         version = resolve(monitor.store, args.model, version)

@@ -111,6 +111,18 @@ def test_gc_dry_run_deletes_nothing(tmp_path: Path, iris_file: Path) -> None:
     assert len(list((root / "iris" / "versions").iterdir())) == 2
 
 
+def test_delete_removes_one_version_never_a_protected_one(tmp_path: Path, iris_file: Path) -> None:
+    root = tmp_path / "models"
+    live = ok_json(root, "publish", "iris", str(iris_file), "--deploy")["version"]
+    spare = ok_json(root, "publish", "iris", str(iris_file))["version"]
+    refused = run(root, "delete", "iris", live)
+    assert refused.returncode == 1 and f"iris {live} is protected (live)" in refused.stderr
+    assert ok_json(root, "delete", "iris", spare) == {"model": "iris", "deleted": spare}
+    assert [v["id"] for v in ok_json(root, "versions", "iris")] == [live]
+    assert not (root / "iris" / "versions" / spare).exists()
+    assert ok_json(root, "history", "iris")[0]["action"] == "delete"
+
+
 def test_retrain_script_deploys_only_when_the_metric_beats_live(tmp_path: Path) -> None:
     root = tmp_path / "models"
 

@@ -19,7 +19,8 @@ def test_shadow_rollout_and_watch_from_the_command_line(tmp_path: Path) -> None:
     text = run(root, "shadow", "status", "iris")
     assert text.returncode == 0 and f"shadow {candidate} on 25% of live {live}" in text.stdout
     assert "compared 0 requests" in text.stdout
-    assert run(root, "shadow", "stop", "iris").returncode == 0
+    stopped = ok_json(root, "shadow", "stop", "iris")
+    assert (stopped["running"], stopped["stopped"], stopped["version"]) == (False, candidate, candidate)
     assert not (root / "iris" / "shadow.json").exists()
 
     bad = run(root, "rollout", "start", "iris", candidate, "--steps", "50,10")

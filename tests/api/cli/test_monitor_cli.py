@@ -50,3 +50,6 @@ def test_monitor_reads_the_fleets_counts_and_takes_thresholds(tmp_path: Path) ->
     bad = run(root, "monitor", "iris", "--set", "psi_warnin=1")
     assert bad.returncode == 1 and "psi_warnin" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert run(root, "monitor", "ghost").returncode == 1
+    assert run(root, "monitor", "ghost", "--set", "psi_info=1").returncode == 1
+    assert not (root / "ghost").exists()
+    assert ok_json(root, "monitor", "iris", "--config")["psi_info"] == 50

@@ -143,3 +143,40 @@ def test_the_cli_through_url_deploys_rolls_back_and_runs_a_canary(store: Store, 
         assert cli(store.root, server.url, "verify").returncode == 1
     gone = cli(store.root, "http://127.0.0.1:9", "status", "iris")
     assert gone.returncode == 1 and "cannot reach" in gone.stderr
+
+
+def test_the_cli_through_url_runs_delivery_thresholds_and_delete_as_on_the_store(store: Store, iris_b: Any) -> None:
+    a = store.current("iris")
+    b, spare = publish(store, iris_b), publish(store, iris_b)
+    with serve(store.root) as server:
+
+        def ok(*args: str) -> Any:
+            out = cli(store.root, server.url, *args, "--json")
+            assert out.returncode == 0, out.stderr
+            return json.loads(out.stdout)
+
+        started = ok("shadow", "start", "iris", b, "--fraction", "0.5")
+        assert (started["version"], started["fraction"], started["live"]) == (b, 0.5, a)
+        stopped = ok("shadow", "stop", "iris", "--reason", "seen enough")
+        assert (stopped["running"], stopped["stopped"]) == (False, b)
+        rollout = ok("rollout", "start", "iris", b, "--steps", "10,100")
+        assert (rollout["state"], rollout["step_percent"]) == ("running", 10)
+        assert ok("rollout", "pause", "iris")["state"] == "paused"
+        assert ok("rollout", "resume", "iris")["state"] == "running"
+        assert ok("rollout", "abort", "iris", "--reason", "not today")["state"] == "aborted"
+        assert ok("deploy", "iris", b, "--watch", "600")["watch"]["watch"] == 600
+        assert ok("watch", "reset", "iris")["state"] == "reset"
+        assert ok("monitor", "iris", "--set", "psi_warning=0.4")["psi_warning"] == 0.4
+        assert ok("monitor", "iris", "--config")["psi_warning"] == 0.4
+        refused = cli(store.root, server.url, "delete", "iris", b)
+        assert refused.returncode == 1 and "protected (live)" in refused.stderr
+        assert ok("delete", "iris", spare) == {"model": "iris", "deleted": spare}
+        actions = [(e["action"], e["actor"].split(":")[0]) for e in ok("history", "iris")]
+        with server.client() as client:
+            metrics = client.get("/metrics").text
+    assert [action for action, actor in actions if actor == "api"] == [
+        "delete", "watch_reset", "deploy", "rollout_abort", "rollout_resume", "rollout_pause", "rollout_start",
+        "shadow_stop", "shadow_start",
+    ]  # fmt: skip
+    assert spare not in store.registry("iris") and store.paths("iris").monitor_config.is_file()
+    assert 'modelswap_admin_actions_total{action="set_monitor_config",model="iris",outcome="success"} 1.0' in metrics
