@@ -27,10 +27,8 @@ from modelswap.core.delivery.shadow_runner import fleet_summary
 from modelswap.core.errors import InvalidInput, ModelswapError
 from modelswap.core.monitoring.counts import SLICE, Cell, Observation, Recorder, pause, predicted_labels
 from modelswap.core.monitoring.fleet_counts import (
-    MonitorConfig,
     read_config,
     read_counts,
-    write_config,
     write_counts,
 )
 from modelswap.core.monitoring.prediction_log import PredictionLog, find
@@ -248,17 +246,6 @@ class Monitor:
         )
 
     # -- the view ------------------------------------------------------------------
-    def config(self, model: str) -> MonitorConfig:
-        return read_config(self.store.existing(model))
-
-    def set_config(self, model: str, changes: Mapping[str, Any]) -> MonitorConfig:
-        if not isinstance(changes, Mapping):
-            raise InvalidInput('monitoring settings are an object like {"psi_warning": 0.3}')
-        with self.store.locked(model) as paths:
-            config = read_config(paths).updated(changes)
-            write_config(paths, config)
-        return config
-
     def view(self, model: str, *, version: str | None = None) -> dict[str, Any]:
         paths = self.store.existing(model)
         self.tick(force_flush=True)
