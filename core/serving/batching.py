@@ -23,11 +23,14 @@ the hand-off is awaited at once: a slow model never blocks the loop, not even fo
 hand-off.
 
 Accounting once per batch: a batcher may be given an ``account`` callback (the inference
-plane's, core.serving.inference). The worker thread that computed a batch calls it once,
-with every request's ticket (its start time and request id), the rows and the answer,
-before the answers are handed back: metrics, per-variant counts, monitoring and the
-shadow's copy are counted per batch where the model ran, not per request on the event
-loop. A batch that fails is retried one request at a time, each accounted on its own.
+plane's, core.serving.inference). When a batch's answer is back, it is called once, on
+the event loop's thread, with the tickets (start time and request id) of the requests
+that still wait for it (None for one that timed out or went away meanwhile: it was
+counted as what it got), the row counts, the rows and the answer, before the answers are
+handed out. On the loop's thread, so a request is counted exactly once whatever its
+deadline does, and what accounting raises is logged, never taken for the model's
+failure. A batch that fails is retried one waiting request at a time, each accounted on
+its own.
 
 On the loop, by choice (``inline_s``, off by default): a call that the last call's cost
 per row says will take at most ``inline_s`` is made on the event loop's own thread, with
@@ -59,8 +62,9 @@ logger = logging.getLogger(__name__)
 
 Predict = Callable[[np.ndarray], Any]
 Ticket = tuple[float, str]  # a request's start (time.perf_counter) and its request id
-# account(tickets, sizes, X, answer): one batch's requests, their row counts, rows and answer
-Account = Callable[[list[Ticket], list[int], np.ndarray, Any], None]
+# account(tickets, sizes, X, answer): one batch's requests (None: no longer waiting), their
+# row counts, the rows and the answer
+Account = Callable[[list[Ticket | None], list[int], np.ndarray, Any], None]
 NO_TICKET: Ticket = (0.0, "")
 THREADS_PER_MODEL = 2  # the stable and the canary variant can compute at once
 HAND_OFF_S = 0.002
@@ -179,23 +183,32 @@ class Batcher:
             self._fast = took <= self.hand_off_s
             self._row_cost = took / max(1, len(X))
 
-    def _work(self, X: np.ndarray, tickets: list[Ticket], sizes: list[int]) -> Any:
-        """One batch where the model runs: the call, its row count checked, then its
-        accounting (once for the batch). An answer with the wrong row count raises."""
+    def _work(self, X: np.ndarray) -> Any:
+        """One batch where the model runs: the call and its row count checked (an answer
+        with the wrong row count raises)."""
         result = self._timed(X)
         if len(result) != len(X):
             raise WrongAnswerCount(f"the model answered {len(result)} rows for {len(X)}")
-        if self._account is not None:
-            self._account(tickets, sizes, X, result)
         return result
 
-    async def _call(self, X: np.ndarray, tickets: list[Ticket], sizes: list[int]) -> Any:
+    async def _call(self, X: np.ndarray) -> Any:
         """The batch on the model's worker thread (or on the loop: ``inline_s``)."""
         cost = self._row_cost
         if self.inline_s > 0 and cost is not None and cost * len(X) <= self.inline_s:
-            return self._work(X, tickets, sizes)
+            return self._work(X)
         hand_off = self.hand_off_s if self._fast else 0.0
-        return await compute(self._executor, self._work, X, tickets, sizes, hand_off_s=hand_off)
+        return await compute(self._executor, self._work, X, hand_off_s=hand_off)
+
+    def _accounted(
+        self, items: list[tuple[np.ndarray, asyncio.Future[Any], Ticket]], X: np.ndarray, result: Any
+    ) -> None:
+        """The batch's accounting, for the requests still waiting (see the module's doc)."""
+        if self._account is None:
+            return
+        try:
+            self._account([None if f.done() else t for _, f, t in items], [len(x) for x, _, _ in items], X, result)
+        except Exception:  # counting must never fail a request the model answered
+            logger.exception("accounting a batch failed")
 
     async def _run(self, batch: list[tuple[np.ndarray, asyncio.Future[Any], Ticket]]) -> None:
         live = [item for item in batch if not item[1].done()]  # a cancelled or timed-out request needs no answer
@@ -205,17 +218,24 @@ class Batcher:
         if self._observe is not None:
             self._observe(len(live), len(X))
         try:
-            result = await self._call(X, [t for _, _, t in live], [len(x) for x, _, _ in live])
+            result = await self._call(X)
         except Exception as exc:  # the model raised or miscounted: find whose rows did it
             if len(live) == 1:
                 _settle(live[0][1], error=exc)
                 return
-            for x, future, ticket in live:
+            for item in live:
+                x, future, _ = item
+                if future.done():
+                    continue  # timed out or gone meanwhile: no call for nobody
                 try:
-                    _settle(future, result=await self._call(x, [ticket], [len(x)]))
-                except Exception as own:  # this request's own rows make the model fail
-                    _settle(future, error=own)
+                    own = await self._call(x)
+                except Exception as error:  # this request's own rows make the model fail
+                    _settle(future, error=error)
+                else:
+                    self._accounted([item], x, own)
+                    _settle(future, result=own)
             return
+        self._accounted(live, X, result)
         offset = 0
         for x, future, _ in live:
             _settle(future, result=result if len(live) == 1 else result[offset : offset + len(x)])

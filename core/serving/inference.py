@@ -12,7 +12,8 @@ its body into a :class:`~modelswap.core.schema.inputs.Table` and renders the
    version as a client error: a deploy that breaks clients shows);
 4. the batch: the request joins its snapshot and method's batcher (core.serving.batching)
    and the model runs on its worker thread;
-5. the accounting, once per batch on that worker thread, before the answers go back:
+5. the accounting, once per batch when its answer is back (on the event loop's thread,
+   for the requests still waiting: a request is counted once, as what it got):
    ``modelswap_predictions_total`` and the latency histogram, the slot's per-variant
    counts (the canary guard), the shadow's copy of stable's requests, and one monitoring
    observation per request (which the prediction log and feedback read). Failures
@@ -187,32 +188,40 @@ class Inference:
         self.monitor.failure(snap.model, snap.version, snap.variant, kind)
 
     def _accountant(self, slot: ModelSlot, snap: Snapshot, method: str) -> Account:
-        """The accounting of one batcher's batches (called on the worker thread that
-        computed each batch; made once per batcher)."""
+        """The accounting of one batcher's batches (called once per batch on the event
+        loop's thread; made once per batcher)."""
         metrics, monitor, shadows, clock = self.metrics, self.monitor, self.shadows, self.clock
         model, version, variant = snap.model, snap.version, snap.variant
         output = snap.signature.output
         classes = output.classes if output is not None else None
         debug = logger.isEnabledFor(logging.DEBUG)
 
-        def account(tickets: list[Ticket], sizes: list[int], X: np.ndarray, result: Any) -> None:
+        def account(tickets: list[Ticket | None], sizes: list[int], X: np.ndarray, result: Any) -> None:
             now = time.perf_counter()
-            latencies = [now - start for start, _ in tickets]
+            latencies = [now - ticket[0] for ticket in tickets if ticket is not None]
+            if not latencies:
+                return
             metrics.answered(model, version, variant, latencies)
-            slot.record_answered(snap, len(tickets))
+            slot.record_answered(snap, len(latencies))
             shadow = slot.shadow if variant == STABLE else None
             at = clock()
+            whole = len(tickets) == 1
             offset = 0
-            for (_, rid), size, latency in zip(tickets, sizes, latencies, strict=True):
-                rows = X if len(tickets) == 1 else X[offset : offset + size]
-                answer = result if len(tickets) == 1 else result[offset : offset + size]
-                offset += size
+            for ticket, size in zip(tickets, sizes, strict=True):
+                start, offset = offset, offset + size
+                if ticket is None:
+                    continue  # timed out or gone: counted as what it got
+                rows = X if whole else X[start:offset]
+                answer = result if whole else result[start:offset]
+                latency = now - ticket[0]
                 if shadow is not None:  # a copy for the shadow, off the response path
                     shadows.offer(snap, shadow[0], shadow[1].started_at, shadow[1].fraction, rows, answer, method,
                                   latency)  # fmt: skip
-                monitor.observe(Observation(model, version, variant, rows, answer, latency, method, classes, rid, at))
+                monitor.observe(
+                    Observation(model, version, variant, rows, answer, latency, method, classes, ticket[1], at)
+                )
             if debug:
                 logger.debug("predict model=%s version=%s variant=%s requests=%d rows=%d",
-                             model, version, variant, len(tickets), len(X))  # fmt: skip
+                             model, version, variant, len(latencies), len(X))  # fmt: skip
 
         return account

@@ -36,6 +36,8 @@ class Job:
     def run(self) -> None:
         try:
             self.result = self.fn(*self.args)
+        except StopIteration as exc:  # an asyncio future cannot take it (TypeError): the waiter would hang
+            self.error = RuntimeError(f"the call raised StopIteration: {exc}")
         except BaseException as exc:  # handed to whoever waits, as a Future would
             self.error = exc
         self._settle()
@@ -109,13 +111,9 @@ class ModelThreads:
             job.run()
 
     def close(self) -> None:
-        """Take no more jobs, cancel the ones waiting, and join the threads (a call still
-        computing is waited for: a thread cannot be interrupted)."""
+        """Take no more jobs, cancel the ones still queued, and join the threads (a call
+        still computing is waited for: a thread cannot be interrupted)."""
         self._closed = True
-        for _ in self._threads:
-            self._jobs.put(None)
-        for thread in self._threads:
-            thread.join()
         while True:
             try:
                 job = self._jobs.get_nowait()
@@ -123,6 +121,10 @@ class ModelThreads:
                 break
             if job is not None:
                 job.cancel()
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join()
 
 
 async def compute(threads: ModelThreads, fn: Callable[..., Any], *args: Any, hand_off_s: float) -> Any:

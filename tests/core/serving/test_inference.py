@@ -32,12 +32,17 @@ class Plane:
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.serving = Serving({m: store.paths(m) for m in models}, metrics=self.metrics)
+        self.settings = Settings(root=store.root, prediction_log=None, **settings)
         for model in models:
             self.serving.slot(model).sync()
-        self.settings = Settings(root=store.root, prediction_log=None, **settings)
         self.monitor = Monitor(store, self.settings)
         self.batches: list[int] = []  # requests per batch
-        self.batching = BatchPool(max_rows=256, wait_s=0.0, observe=lambda requests, _: self.batches.append(requests))
+        self.batching = BatchPool(
+            max_rows=256,
+            wait_s=0.0,
+            timeout_s=self.settings.predict_timeout,
+            observe=lambda requests, _: self.batches.append(requests),
+        )
         self.inference = Inference(
             store, self.serving, self.batching, settings=self.settings, metrics=self.metrics,
             monitor=self.monitor, shadows=ShadowRunner(),
@@ -160,3 +165,29 @@ def test_an_unknown_model_and_the_default_model(plane: Plane) -> None:
     with pytest.raises(ModelNotFound):
         asyncio.run(plane.inference.target("nope"))
     assert plane.inference.default_model() == "iris"
+
+
+def test_a_request_that_times_out_before_its_batch_answers_is_counted_once_as_a_timeout(tmp_path: Path) -> None:
+    from modelswap.core.errors import PredictTimeout
+    from tests.models_for_tests import SleepsOnNegative
+
+    store = Store(tmp_path / "models")
+    store.deploy("iris", publish(store, SleepsOnNegative()))
+    made = Plane(store, predict_timeout=0.05)
+    try:
+
+        async def go() -> None:
+            target = await made.inference.target("iris")
+            with pytest.raises(PredictTimeout):
+                await made.inference.predict(target, rows([-1.0, 0.0, 0.0, 0.0]), request_id="late")
+            await asyncio.sleep(0.4)  # the model answers meanwhile: nobody waits for it any more
+
+        asyncio.run(go())
+        version = store.current("iris")
+        assert version is not None
+        assert made.count(version, outcome="timeout") == 1 and made.count(version) == 0
+        assert made.serving.slot("iris").canary_stats.of("stable") == [1, 1]
+        pending = made.monitor.recorder._pending
+        assert [(o.rows is None, o.answer) for o in pending] == [(True, "timeout")]
+    finally:
+        made.close()

@@ -62,16 +62,33 @@ def test_what_the_call_raises_is_raised_to_the_caller(threads: ModelThreads, han
         asyncio.run(compute(threads, fails, hand_off_s=hand_off_s))
 
 
-def test_closing_runs_what_was_queued_joins_the_threads_and_refuses_more() -> None:
+def test_closing_cancels_what_is_queued_waits_for_what_runs_and_refuses_more() -> None:
     pool = ModelThreads(1, "predict-test")
     started = threading.Event()
-    jobs = [pool.submit(lambda: (started.set(), time.sleep(0.2))), pool.submit(lambda: "queued")]
+    running = pool.submit(lambda: (started.set(), time.sleep(0.2), "ran")[-1])
+    queued = pool.submit(lambda: "queued")
     started.wait(5)
     pool.close()
-    assert jobs[1].answer() == "queued"
+    assert running.answer() == "ran"
+    with pytest.raises(asyncio.CancelledError):
+        queued.answer()
     assert not any(t.name.startswith("predict-test") for t in threading.enumerate())
     with pytest.raises(RuntimeError, match="closed"):
         pool.submit(lambda: None)
+
+
+def test_a_call_that_raises_stop_iteration_after_the_hand_off_fails_instead_of_hanging(
+    threads: ModelThreads,
+) -> None:
+    def stops() -> None:
+        time.sleep(0.05)
+        next(iter([]))
+
+    async def main() -> None:
+        await asyncio.wait_for(compute(threads, stops, hand_off_s=0.001), 5)
+
+    with pytest.raises(RuntimeError, match="StopIteration"):
+        asyncio.run(main())
 
 
 def test_an_answer_for_a_loop_that_has_closed_is_dropped_quietly(threads: ModelThreads) -> None:
