@@ -26,15 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
-import orjson
 
-from modelswap.core.errors import UnsafePath
 from modelswap.core.metrics import LATENCY_BUCKETS
 from modelswap.core.monitoring import drift
 from modelswap.core.monitoring.counts import LATENCY_EDGES
 from modelswap.core.serving.fleet import process_id
 from modelswap.core.serving.snapshot import Snapshot
-from modelswap.core.store.fsio import atomic_write_json, read_regular
+from modelswap.core.store.fsio import atomic_write_json, fresh_process_files
 from modelswap.core.store.layout import ModelPaths
 
 logger = logging.getLogger(__name__)
@@ -338,21 +336,7 @@ def fleet_summary(
     are removed (their process is gone)."""
     total = Comparison()
     processes = dropped = 0
-    now = time.time()
-    try:
-        entries = [e for e in paths.shadow_dir.iterdir() if e.suffix == ".json" and ".tmp-" not in e.name]
-    except FileNotFoundError:
-        entries = []
-    for entry in entries:
-        try:
-            data = orjson.loads(read_regular(entry))
-        except (FileNotFoundError, orjson.JSONDecodeError, UnsafePath):
-            continue
-        if not isinstance(data, dict) or not isinstance(data.get("time"), (int, float)):
-            continue
-        if data["time"] < now - stale:
-            entry.unlink(missing_ok=True)
-            continue
+    for data in fresh_process_files(paths.shadow_dir, stale_before=time.time() - stale):
         processes += 1
         dropped += int(data.get("dropped") or 0)
         for pair in data.get("pairs") or []:

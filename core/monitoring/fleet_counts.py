@@ -18,11 +18,11 @@ from typing import Any
 
 import orjson
 
-from modelswap.core.errors import InvalidInput, UnsafePath
+from modelswap.core.errors import InvalidInput
 from modelswap.core.monitoring.counts import Cell, CellKey
 from modelswap.core.monitoring.drift import Thresholds
 from modelswap.core.serving.fleet import process_id
-from modelswap.core.store.fsio import atomic_write_json, read_regular
+from modelswap.core.store.fsio import atomic_write_json, fresh_process_files, read_regular
 from modelswap.core.store.layout import ModelPaths
 
 logger = logging.getLogger(__name__)
@@ -118,22 +118,9 @@ def read_counts(paths: ModelPaths, *, retention: float, bucket_seconds: float, n
     """Sum the counts files younger than ``retention``; remove older ones (their process
     stopped long ago)."""
     merged = FleetCounts(bucket_seconds, {}, {}, 0)
-    try:
-        entries = [e for e in paths.monitor_dir.iterdir() if e.suffix == ".json" and ".tmp-" not in e.name]
-    except FileNotFoundError:
-        return merged
-    for entry in entries:
-        try:
-            data = orjson.loads(read_regular(entry))
-        except (FileNotFoundError, orjson.JSONDecodeError, UnsafePath):
-            continue
-        if not isinstance(data, dict) or not isinstance(data.get("time"), (int, float)):
-            continue
-        if data["time"] < now - retention:
-            entry.unlink(missing_ok=True)
-            continue
+    for data in fresh_process_files(paths.monitor_dir, stale_before=now - retention):
         if data.get("bucket_seconds") != bucket_seconds:
-            logger.info("%s: %s counts in %ss buckets, not %ss; left out", paths.name, entry.name,
+            logger.info("%s: a process's counts in %ss buckets, not %ss; left out", paths.name,
                         data.get("bucket_seconds"), bucket_seconds)  # fmt: skip
             continue
         merged.processes += 1

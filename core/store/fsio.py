@@ -184,3 +184,27 @@ def read_control(path: Path, parse: Callable[[Any], T], remedy: str) -> T | None
         return parse(orjson.loads(raw))
     except (orjson.JSONDecodeError, InvalidInput, KeyError, TypeError, ValueError) as exc:
         raise InvalidInput(f"{path} is damaged ({exc}); {remedy}") from exc
+
+
+def fresh_process_files(directory: Path, *, stale_before: float) -> list[dict[str, Any]]:
+    """The JSON state files serving processes keep in ``directory`` (one each, a ``time``
+    field refreshed as they run), those written since ``stale_before``; older ones are
+    removed (their process is gone). Unreadable, half-written and malformed files are
+    passed over."""
+    try:
+        entries = [e for e in directory.iterdir() if e.suffix == ".json" and TMP_MARK not in e.name]
+    except FileNotFoundError:
+        return []
+    fresh = []
+    for entry in entries:
+        try:
+            data = orjson.loads(read_regular(entry))
+        except (FileNotFoundError, orjson.JSONDecodeError, UnsafePath):
+            continue
+        if not isinstance(data, dict) or not isinstance(data.get("time"), (int, float)):
+            continue
+        if data["time"] < stale_before:
+            entry.unlink(missing_ok=True)
+            continue
+        fresh.append(data)
+    return fresh
