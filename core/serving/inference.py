@@ -135,8 +135,9 @@ class Inference:
         slot = target.slot
         if target.version is None:
             snap = slot.route(routing_key)  # 2
-        else:
-            snap = await asyncio.to_thread(slot.pinned, target.version)
+        else:  # a thread only for a version that must be loaded
+            ready = slot.pinned_ready(target.version)
+            snap = ready if ready is not None else await asyncio.to_thread(slot.pinned, target.version)
         X = self.prepare(snap, table if isinstance(table, Table) else table(snap.signature))  # 3
         fn = snap.methods.get(method)
         if fn is None:

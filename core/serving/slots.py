@@ -136,16 +136,26 @@ class ModelSlot:
         snap = self._snapshot
         return snap.version if snap is not None else None
 
-    def pinned(self, version: str) -> Snapshot:
-        """A snapshot of ``version`` for a version-pinned request (loads it if needed,
-        in the caller's thread, without displacing the warm standby)."""
+    def pinned_ready(self, version: str) -> Snapshot | None:
+        """The snapshot of ``version`` for a version-pinned request if it needs no load
+        (the live version, or one pinned before); None otherwise. No I/O: the event loop
+        calls it, and hands only a load to a thread."""
         snap = self._snapshot
         if snap is not None and snap.version == version:
             return snap
         with self._lock:
-            if version in self._pinned:
+            found = self._pinned.get(version)
+            if found is not None:
                 self._pinned.move_to_end(version)
-                return self._pinned[version]
+            return found
+
+    def pinned(self, version: str) -> Snapshot:
+        """A snapshot of ``version`` for a version-pinned request (loads it if needed,
+        in the caller's thread, without displacing the warm standby)."""
+        ready = self.pinned_ready(version)
+        if ready is not None:
+            return ready
+        with self._lock:
             cached = self._cache.get(version)
         loaded = cached[0] if cached is not None else self._loader(self.paths, version)
         pinned = Snapshot.of(loaded, PINNED)

@@ -267,3 +267,16 @@ def test_fleet_counts_fresh_heartbeats_and_ignores_stale_ones(store: Store, iris
     assert later.processes == () and not later.converged
     assert touch_heartbeat(paths)  # an unchanged beat is only touched: fresh again
     assert len(read_fleet(paths, 1.0, a).processes) == 1
+
+
+def test_a_pinned_version_is_ready_without_a_load_only_when_live_or_pinned_before(
+    store: Store, iris_a: Any, iris_b: Any
+) -> None:
+    a, b = publish(store, iris_a), publish(store, iris_b)
+    store.deploy("iris", a)
+    slot = make_serving(store).slot("iris")
+    slot.sync()
+    assert slot.pinned_ready(a) is slot.snapshot()
+    assert slot.pinned_ready(b) is None  # it must be loaded first (on a thread)
+    loaded = slot.pinned(b)
+    assert loaded.variant == PINNED and slot.pinned_ready(b) is loaded
