@@ -168,9 +168,39 @@ class PredictionFailed(ModelswapError):
 
 
 class Unauthorized(ModelswapError, PermissionError):
-    """The admin token is missing or wrong."""
+    """The token is missing, unknown or expired."""
 
     code = "unauthorized"
+
+
+class TokenExpired(Unauthorized):
+    """A known token past its expiry."""
+
+
+class Forbidden(ModelswapError, PermissionError):
+    """A known token asked for something outside its role or its models."""
+
+    code = "forbidden"
+
+    def __init__(self, message: str, role: str) -> None:
+        super().__init__(message)
+        self.role = role
+
+
+class TooManyAttempts(ModelswapError):
+    """This client address failed to authenticate too often; it may retry after ``retry_after`` s."""
+
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TokensUnreadable(ModelswapError):
+    """The tokens file cannot be read or parsed: its tokens are refused until it is fixed."""
+
+    code = "tokens_unreadable"
 
 
 class AdminDisabled(ModelswapError):

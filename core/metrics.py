@@ -121,6 +121,14 @@ class Metrics:
         self.admin_actions = Counter(
             "admin_actions", "Admin requests", ["model", "action", "outcome"], namespace=ns, registry=registry
         )
+        self.auth_failures = Counter(
+            "auth_failures",
+            "Requests refused by authentication or authorization, by reason "
+            "(missing, unknown, expired, forbidden, blocked, unreadable)",
+            ["reason"],
+            namespace=ns,
+            registry=registry,
+        )
         self.canary_fraction = Gauge(
             "canary_fraction",
             "Configured canary traffic fraction",

@@ -13,13 +13,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+from modelswap.core.access.roles import ADMIN
 from modelswap.core.delivery import rollout as ro
 from modelswap.core.delivery.abtest import CanaryConfig, Guard, read_canary
 from modelswap.core.delivery.canary import promote_canary, start_canary, stop_canary
 from modelswap.core.delivery.rollout import Rollout
 from modelswap.core.delivery.shadow import ShadowConfig, start_shadow, stop_shadow
 from modelswap.core.delivery.watched_deploy import RESET, Watch, WatchPlan, check_not_tripped, end_watch, watch_file
-from modelswap.core.errors import Conflict, InvalidInput, ModelswapError, UnsupportedFormat, storage_error
+from modelswap.core.errors import Conflict, Forbidden, InvalidInput, ModelswapError, UnsupportedFormat, storage_error
 from modelswap.core.metrics import Metrics
 from modelswap.core.monitoring.fleet_counts import read_config, write_config
 from modelswap.core.schema.signature import manifest_signature
@@ -197,10 +198,20 @@ class Operations:
         """Publish a file, an open upload or an estimator; ``action`` names it in metrics."""
         return self._act(model, action, lambda: self.store.publish(model, source, actor=actor, **options))
 
-    def upload(self, model: str, file: BinaryIO, *, filename: str | None, actor: str, **options: Any) -> reg.Version:
+    def upload(
+        self,
+        model: str,
+        file: BinaryIO,
+        *,
+        filename: str | None,
+        actor: str,
+        pickle_allowed: bool = True,
+        **options: Any,
+    ) -> reg.Version:
         """Publish a model file sent over HTTP: a skops file, or a pickle (joblib) only when
-        the server allows them (UnsupportedFormat otherwise), validated in a limited child
-        process: this process loads it only once that child found it sound."""
+        the server allows them (UnsupportedFormat otherwise) and the caller may send one
+        (``pickle_allowed``: its token holds ``admin``; Forbidden otherwise), validated in a
+        limited child process: this process loads it only once that child found it sound."""
 
         def upload() -> reg.Version:
             fmt = detect_format(filename, file.read(8))
@@ -210,6 +221,12 @@ class Operations:
                     "this server takes model uploads in the skops format only (skops.io.dump(model, "
                     "'model.skops')): loading a pickle (joblib) file runs any code it names. Publish "
                     "joblib files with the local CLI, or set MODELSWAP_ALLOW_PICKLE_UPLOADS=1 on the server"
+                )
+            if fmt == JOBLIB and not pickle_allowed:
+                raise Forbidden(
+                    f"uploading a pickle (joblib) file needs the {ADMIN!r} role: loading it runs any code it "
+                    "names; send a skops file (skops.io.dump(model, 'model.skops')) with a 'deploy' token",
+                    ADMIN,
                 )
             return self.store.publish(model, file, actor=actor, format=fmt, sandbox=self.uploads.limits, **options)
 

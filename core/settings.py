@@ -11,6 +11,7 @@ from pathlib import Path
 
 from modelswap.core.errors import InvalidInput
 from modelswap.core.store.ids import validate_model_name
+from modelswap.core.store.layout import TOKENS_FILE
 
 WATCH_MODES = ("auto", "poll", "off")
 LOG_FORMATS = ("text", "json")
@@ -30,11 +31,15 @@ class Settings:
     keep_loaded: int = 2
     admin_token: str | None = None
     admin_token_file: Path | None = None
+    tokens_file: Path | None = None  # named tokens; None: <root>/.tokens.json (tokens_path)
+    client_token: str | None = None  # what the CLI's --url mode sends (MODELSWAP_TOKEN)
     max_body_bytes: int = 10 * 1024 * 1024
     max_upload_bytes: int = 1024 * 1024 * 1024
     max_rows: int = 10_000
     strict_versions: bool = False
     protect_reads: bool = False
+    protect_predict: bool = False
+    auth_failures_per_minute: int = 20  # failed authentications from one address before a minute's 429
     url: str | None = None
     log_format: str = "text"
     log_level: str = "INFO"
@@ -81,6 +86,7 @@ class Settings:
         models = get("MODELSWAP_MODELS")
         default_model = get("MODELSWAP_DEFAULT_MODEL")
         token_file = get("MODELSWAP_ADMIN_TOKEN_FILE")
+        tokens_file = get("MODELSWAP_TOKENS_FILE")
         multiproc = get("PROMETHEUS_MULTIPROC_DIR") or get("prometheus_multiproc_dir")
         settings = cls(
             root=Path(get("MODELSWAP_ROOT") or "models"),
@@ -91,11 +97,15 @@ class Settings:
             keep_loaded=int(_number(env, "MODELSWAP_KEEP_LOADED", 2, minimum=1)),
             admin_token=get("MODELSWAP_ADMIN_TOKEN"),
             admin_token_file=Path(token_file) if token_file else None,
+            tokens_file=Path(tokens_file) if tokens_file else None,
+            client_token=get("MODELSWAP_TOKEN"),
             max_body_bytes=int(_number(env, "MODELSWAP_MAX_BODY_BYTES", 10 * 1024 * 1024, minimum=1)),
             max_upload_bytes=int(_number(env, "MODELSWAP_MAX_UPLOAD_BYTES", 1024**3, minimum=1)),
             max_rows=int(_number(env, "MODELSWAP_MAX_ROWS", 10_000, minimum=1)),
             strict_versions=_flag(env, "MODELSWAP_STRICT_VERSIONS"),
             protect_reads=_flag(env, "MODELSWAP_PROTECT_READS"),
+            protect_predict=_flag(env, "MODELSWAP_PROTECT_PREDICT"),
+            auth_failures_per_minute=_whole(env, "MODELSWAP_AUTH_FAILURES_PER_MINUTE", 20, minimum=1),
             url=get("MODELSWAP_URL"),
             log_format=_choice(env, "MODELSWAP_LOG_FORMAT", "text", LOG_FORMATS),
             log_level=(get("MODELSWAP_LOG_LEVEL") or "INFO").upper(),
@@ -132,6 +142,11 @@ class Settings:
             lease_seconds=_number(env, "MODELSWAP_LEASE_SECONDS", 15.0, minimum=1.0),
         )
         return settings
+
+    @property
+    def tokens_path(self) -> Path:
+        """The tokens file: MODELSWAP_TOKENS_FILE, else ``<root>/.tokens.json``."""
+        return self.tokens_file if self.tokens_file is not None else self.root / TOKENS_FILE
 
     def with_root(self, root: Path) -> Settings:
         return replace(self, root=Path(root))

@@ -26,11 +26,12 @@ def offered(side: str) -> set[str]:
 
 SERVED = {f"{m} {r.path}" for r in ROUTES for m in (r.methods or ()) if m != "HEAD"}
 DOCUMENTED = {f"{m.upper()} {path}" for path, item in OPENAPI["paths"].items() for m in item}
+# the routes that act, or read what only an actor may: a role beyond read and predict
 ADMIN = {
     f"{m.upper()} {path}"
     for path, item in OPENAPI["paths"].items()
     for m, op in item.items()
-    if op.get("security") == [{"bearer": []}]
+    if op.get("x-modelswap-role") in ("rollback", "deploy", "admin")
 }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from modelswap.api.client import Client
+from modelswap.core.access.admin_token import client_token
 from modelswap.core.delivery.abtest import Guard
 from modelswap.core.delivery.driver import rollout_view, shadow_view, watch_view
 from modelswap.core.delivery.watched_deploy import WatchPlan
@@ -20,7 +21,6 @@ from modelswap.core.settings import Settings
 from modelswap.core.store import history as hist
 from modelswap.core.store.clock import default_actor
 from modelswap.core.store.store import Store
-from modelswap.core.tokens import configured_token
 
 ROLLOUT_ACTIONS = {"pause": hist.ROLLOUT_PAUSE, "resume": hist.ROLLOUT_RESUME, "abort": hist.ROLLOUT_ABORT}
 
@@ -74,7 +74,7 @@ class Backend(Protocol):
 
 def backend_for(settings: Settings) -> Backend:
     if settings.url:
-        return Remote(Client(settings.url, configured_token(settings)))
+        return Remote(Client(settings.url, client_token(settings)))
     return Local(settings)
 
 

@@ -11,10 +11,10 @@ from typing import Any
 from modelswap.api.cli.backends import Local, backend_for
 from modelswap.api.cli.commands import Command, Result, needs_action, schema_flag
 from modelswap.api.client import Client
+from modelswap.core.access.admin_token import client_token
 from modelswap.core.delivery.driver import rollout_view, shadow_view, watch_view
 from modelswap.core.errors import InvalidInput
 from modelswap.core.settings import Settings
-from modelswap.core.tokens import configured_token
 
 
 def add_commands(
@@ -66,7 +66,7 @@ def add_commands(
 
 
 def _client(settings: Settings) -> Client | None:
-    return Client(settings.url, configured_token(settings)) if settings.url else None
+    return Client(settings.url, client_token(settings)) if settings.url else None
 
 
 def cmd_shadow_start(args: argparse.Namespace, settings: Settings) -> Result:

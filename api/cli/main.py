@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     url.add_argument(
         "--url",
         default=argparse.SUPPRESS,
-        help="act through this server, sending MODELSWAP_ADMIN_TOKEN (default: MODELSWAP_URL)",
+        help="act through this server, sending MODELSWAP_TOKEN, else MODELSWAP_ADMIN_TOKEN (default: MODELSWAP_URL)",
     )
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print machine-readable JSON")
@@ -80,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--root", help="store root (default: MODELSWAP_ROOT, else ./models)")
-    parser.add_argument("--url", help="act through this server, sending MODELSWAP_ADMIN_TOKEN (default: MODELSWAP_URL)")
+    parser.add_argument(
+        "--url",
+        help="act through this server, sending MODELSWAP_TOKEN, else MODELSWAP_ADMIN_TOKEN (default: MODELSWAP_URL)",
+    )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     where = [root, url, output]
@@ -98,13 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    from modelswap.api.cli import catalog, commands, delivery, monitor, serve
+    from modelswap.api.cli import catalog, commands, delivery, monitor, serve, tokens
 
     commands.add_commands(command, sub, where, HelpFormatter)
     catalog.add_commands(command, where, HelpFormatter)
     monitor.add_commands(command)
     delivery.add_commands(command, where, HelpFormatter)
     serve.add_commands(command, root)
+    tokens.add_commands(command, root, HelpFormatter)
     return parser
 
 

@@ -11,13 +11,13 @@ from typing import Any
 from modelswap.api.cli.backends import backend_for
 from modelswap.api.cli.commands import Command, Result
 from modelswap.api.client import Client
+from modelswap.core.access.admin_token import client_token
 from modelswap.core.errors import InvalidInput
 from modelswap.core.monitoring.monitor import Monitor
 from modelswap.core.settings import Settings
 from modelswap.core.store.aliases import resolve
 from modelswap.core.store.ids import is_version_id
 from modelswap.core.store.store import Store
-from modelswap.core.tokens import configured_token
 
 
 def add_commands(command: Command) -> None:
@@ -45,7 +45,7 @@ def cmd_monitor(args: argparse.Namespace, settings: Settings) -> Result:
         data = backend.set_monitor_config(args.model, changes) if changes else backend.monitor_config(args.model)
         return data, config_text(data)
     if settings.url:
-        data = Client(settings.url, configured_token(settings)).monitor(args.model, version=args.version)
+        data = Client(settings.url, client_token(settings)).monitor(args.model, version=args.version)
         return data, monitor_text(data)
     # On the store: the counts the serving processes wrote to the volume; log nothing.
     monitor = Monitor(Store.from_settings(settings), replace(settings, prediction_log=None))

@@ -83,12 +83,16 @@ Try it (in another terminal):
 
 
 def ensure_token(settings: Settings) -> Path | None:
-    """With no token configured, generate ``<root>/.admin-token`` and point workers at it.
-    On a read-only store there is none to generate: the server then serves predictions
-    and reads with the admin API off (core.tokens.admin_off), and says so in one line."""
+    """With no token configured (neither an admin token nor a tokens file), generate
+    ``<root>/.admin-token`` and point workers at it. On a read-only store there is none to
+    generate: the server then serves predictions and reads with the admin API off
+    (core.access.admin_token.admin_off), and says so in one line."""
     if settings.admin_token or settings.admin_token_file:
         return settings.admin_token_file
-    from modelswap.core.tokens import READ_ONLY, ensure_token_file
+    if settings.tokens_file is not None or settings.tokens_path.exists():
+        print(f"named tokens: {settings.tokens_path}", flush=True)
+        return None
+    from modelswap.core.access.admin_token import READ_ONLY, ensure_token_file
 
     try:
         path = ensure_token_file(settings.root).resolve()

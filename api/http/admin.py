@@ -6,10 +6,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelswap.api.http.auth import admin
 from modelswap.api.http.payload import flag_field, json_object, read_json, text_field, version_ref
 from modelswap.api.http.responses import json_response
-from modelswap.api.http.state import actor_of, model_of
+from modelswap.api.http.state import actor_of, app_state, model_of
 from modelswap.core.delivery.watched_deploy import FIELDS as WATCH_FIELDS
 from modelswap.core.delivery.watched_deploy import WatchPlan
 from modelswap.core.errors import InvalidInput
@@ -20,7 +19,7 @@ DEPLOY_FIELDS = {"version", "reason", "force", *WATCH_FIELDS}
 
 
 async def deploy(request: Request) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes))
     if "version" not in body:
         raise InvalidInput('missing \'version\': POST {"version": "<id>", "reason": "..."}')
@@ -39,7 +38,7 @@ async def deploy(request: Request) -> Response:
 
 
 async def rollback(request: Request) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes, allow_empty=True))
     to = body.get("to")
     to = version_ref(to) if to is not None else None
@@ -51,18 +50,18 @@ async def rollback(request: Request) -> Response:
 
 
 async def reload(request: Request) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     return json_response(await run_in_threadpool(state.ops.reload, model))
 
 
 async def delete_version(request: Request) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     version = validate_version_id(request.path_params["version"])
     return json_response(await run_in_threadpool(state.ops.delete, model, version, actor=actor_of(request)))
 
 
 async def set_alias(request: Request) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     alias = validate_alias(request.path_params["alias"])
     body = json_object(await read_json(request, state.settings.max_body_bytes))
     if "version" not in body:
@@ -74,6 +73,6 @@ async def set_alias(request: Request) -> Response:
 
 
 async def delete_alias(request: Request) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     alias = validate_alias(request.path_params["alias"])
     return json_response(await run_in_threadpool(lambda: state.ops.alias_delete(model, alias, actor=actor_of(request))))

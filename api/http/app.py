@@ -17,11 +17,16 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from modelswap.api.http import admin, canary, console, delivery, health, mlflow, monitor, predict, reads, v2, workflows
+from modelswap.api.http.auth import needs
 from modelswap.api.http.errors import HANDLERS
 from modelswap.api.http.lean import LeanInference
 from modelswap.api.http.logs import configure_logging
 from modelswap.api.http.observe import HttpMetrics
 from modelswap.api.http.state import AppState
+from modelswap.core.access.admin_token import admin_off, configured_token
+from modelswap.core.access.keyring import Keyring
+from modelswap.core.access.limiter import FailureLimiter
+from modelswap.core.access.roles import ADMIN, DEPLOY, PREDICT, READ, ROLLBACK
 from modelswap.core.delivery.driver import Delivery, rollout_view, shadow_view
 from modelswap.core.delivery.shadow_runner import ShadowRunner
 from modelswap.core.metrics import Metrics, forget_dead_processes
@@ -33,9 +38,9 @@ from modelswap.core.serving.inference import Inference
 from modelswap.core.serving.runtime import Runtime
 from modelswap.core.serving.slots import Serving
 from modelswap.core.settings import Settings
+from modelswap.core.store.layout import TOKEN_USE_DIR
 from modelswap.core.store.sandbox import UploadPolicy
 from modelswap.core.store.store import Store
-from modelswap.core.tokens import admin_off, configured_token
 from modelswap.core.training.jobs import Jobs
 
 logger = logging.getLogger(__name__)
@@ -43,53 +48,56 @@ logger = logging.getLogger(__name__)
 # The inference routes: first in ROUTES (Starlette matches routes in order, and these
 # carry the traffic), and the table of the lean layer in front of the app (lean.py).
 INFERENCE_ROUTES = [
-    Route("/v1/models/{model}/predict", predict.predict, methods=["POST"]),
-    Route("/v1/models/{model}/versions/{version}/predict", predict.predict_pinned, methods=["POST"]),
-    Route("/predict", predict.predict_default, methods=["POST"]),
-    Route("/v2/models/{model}/infer", v2.infer, methods=["POST"]),
-    Route("/v2/models/{model}/versions/{version}/infer", v2.infer, methods=["POST"]),
-    Route("/invocations", mlflow.invocations, methods=["POST"]),
+    Route("/v1/models/{model}/predict", needs(PREDICT, predict.predict), methods=["POST"]),
+    Route("/v1/models/{model}/versions/{version}/predict", needs(PREDICT, predict.predict_pinned), methods=["POST"]),
+    Route("/predict", needs(PREDICT, predict.predict_default, model="default"), methods=["POST"]),
+    Route("/v2/models/{model}/infer", needs(PREDICT, v2.infer), methods=["POST"]),
+    Route("/v2/models/{model}/versions/{version}/infer", needs(PREDICT, v2.infer), methods=["POST"]),
+    Route("/invocations", needs(PREDICT, mlflow.invocations, model="default"), methods=["POST"]),
 ]
+# Every other route. The role each needs is declared here (auth.needs) and nowhere else;
+# a route without one is open to all (probes, metrics, the console's files, v2 metadata).
 ROUTES = [
     *INFERENCE_ROUTES,
-    Route("/v1/models", reads.list_models, methods=["GET"]),
-    Route("/v1/models/{model}", reads.get_model, methods=["GET"]),
-    Route("/v1/models/{model}/versions", reads.list_versions, methods=["GET"]),
-    Route("/v1/models/{model}/versions/{version}", reads.get_version, methods=["GET"]),
-    Route("/v1/models/{model}/versions/{version}", admin.delete_version, methods=["DELETE"]),
-    Route("/v1/models/{model}/versions/{version}/lineage", reads.lineage, methods=["GET"]),
-    Route("/v1/models/{model}/compare", reads.compare, methods=["GET"]),
-    Route("/v1/models/{model}/aliases", reads.aliases, methods=["GET"]),
-    Route("/v1/models/{model}/aliases/{alias}", admin.set_alias, methods=["PUT"]),
-    Route("/v1/models/{model}/aliases/{alias}", admin.delete_alias, methods=["DELETE"]),
-    Route("/v1/model-ids/{model_id}", reads.model_id, methods=["GET"]),
-    Route("/v1/models/{model}/history", reads.history, methods=["GET"]),
-    Route("/v1/models/{model}/fleet", reads.fleet, methods=["GET"]),
-    Route("/v1/models/{model}/monitor", monitor.view, methods=["GET"]),
-    Route("/v1/models/{model}/monitor/config", monitor.get_config, methods=["GET"]),
-    Route("/v1/models/{model}/monitor/config", monitor.set_config, methods=["PUT"]),
-    Route("/v1/models/{model}/feedback", monitor.feedback, methods=["POST"]),
-    Route("/v1/models/{model}/deploy", admin.deploy, methods=["POST"]),
-    Route("/v1/models/{model}/rollback", admin.rollback, methods=["POST"]),
-    Route("/v1/models/{model}/reload", admin.reload, methods=["POST"]),
-    Route("/v1/models/{model}/canary", canary.status, methods=["GET"]),
-    Route("/v1/models/{model}/canary", canary.start, methods=["POST"]),
-    Route("/v1/models/{model}/canary", canary.stop, methods=["DELETE"]),
-    Route("/v1/models/{model}/canary/promote", canary.promote, methods=["POST"]),
-    Route("/v1/models/{model}/shadow", delivery.shadow_status, methods=["GET"]),
-    Route("/v1/models/{model}/shadow", delivery.shadow_start, methods=["POST"]),
-    Route("/v1/models/{model}/shadow", delivery.shadow_stop, methods=["DELETE"]),
-    Route("/v1/models/{model}/rollout", delivery.rollout_status, methods=["GET"]),
-    Route("/v1/models/{model}/rollout", delivery.rollout_start, methods=["POST"]),
-    Route("/v1/models/{model}/rollout", delivery.rollout_abort, methods=["DELETE"]),
-    Route("/v1/models/{model}/rollout/pause", delivery.rollout_pause, methods=["POST"]),
-    Route("/v1/models/{model}/rollout/resume", delivery.rollout_resume, methods=["POST"]),
-    Route("/v1/models/{model}/watch", delivery.watch_status, methods=["GET"]),
-    Route("/v1/models/{model}/watch/reset", delivery.watch_reset, methods=["POST"]),
-    Route("/v1/models/{model}/versions", workflows.upload, methods=["POST"]),
-    Route("/v1/models/{model}/gc", workflows.gc, methods=["POST"]),
-    Route("/v1/models/{model}/retrain", workflows.retrain, methods=["POST"]),
-    Route("/v1/jobs/{job}", workflows.get_job, methods=["GET"]),
+    Route("/v1/whoami", needs(READ, reads.whoami, model=None, always=True), methods=["GET"]),
+    Route("/v1/models", needs(READ, reads.list_models, model=None), methods=["GET"]),
+    Route("/v1/models/{model}", needs(READ, reads.get_model), methods=["GET"]),
+    Route("/v1/models/{model}/versions", needs(READ, reads.list_versions), methods=["GET"]),
+    Route("/v1/models/{model}/versions/{version}", needs(READ, reads.get_version), methods=["GET"]),
+    Route("/v1/models/{model}/versions/{version}", needs(ADMIN, admin.delete_version), methods=["DELETE"]),
+    Route("/v1/models/{model}/versions/{version}/lineage", needs(READ, reads.lineage), methods=["GET"]),
+    Route("/v1/models/{model}/compare", needs(READ, reads.compare), methods=["GET"]),
+    Route("/v1/models/{model}/aliases", needs(READ, reads.aliases), methods=["GET"]),
+    Route("/v1/models/{model}/aliases/{alias}", needs(DEPLOY, admin.set_alias), methods=["PUT"]),
+    Route("/v1/models/{model}/aliases/{alias}", needs(DEPLOY, admin.delete_alias), methods=["DELETE"]),
+    Route("/v1/model-ids/{model_id}", needs(READ, reads.model_id, model=None), methods=["GET"]),
+    Route("/v1/models/{model}/history", needs(READ, reads.history), methods=["GET"]),
+    Route("/v1/models/{model}/fleet", needs(READ, reads.fleet), methods=["GET"]),
+    Route("/v1/models/{model}/monitor", needs(READ, monitor.view), methods=["GET"]),
+    Route("/v1/models/{model}/monitor/config", needs(READ, monitor.get_config), methods=["GET"]),
+    Route("/v1/models/{model}/monitor/config", needs(ADMIN, monitor.set_config), methods=["PUT"]),
+    Route("/v1/models/{model}/feedback", needs(PREDICT, monitor.feedback), methods=["POST"]),
+    Route("/v1/models/{model}/deploy", needs(DEPLOY, admin.deploy), methods=["POST"]),
+    Route("/v1/models/{model}/rollback", needs(ROLLBACK, admin.rollback), methods=["POST"]),
+    Route("/v1/models/{model}/reload", needs(ROLLBACK, admin.reload), methods=["POST"]),
+    Route("/v1/models/{model}/canary", needs(READ, canary.status), methods=["GET"]),
+    Route("/v1/models/{model}/canary", needs(DEPLOY, canary.start), methods=["POST"]),
+    Route("/v1/models/{model}/canary", needs(ROLLBACK, canary.stop), methods=["DELETE"]),
+    Route("/v1/models/{model}/canary/promote", needs(DEPLOY, canary.promote), methods=["POST"]),
+    Route("/v1/models/{model}/shadow", needs(READ, delivery.shadow_status), methods=["GET"]),
+    Route("/v1/models/{model}/shadow", needs(DEPLOY, delivery.shadow_start), methods=["POST"]),
+    Route("/v1/models/{model}/shadow", needs(ROLLBACK, delivery.shadow_stop), methods=["DELETE"]),
+    Route("/v1/models/{model}/rollout", needs(READ, delivery.rollout_status), methods=["GET"]),
+    Route("/v1/models/{model}/rollout", needs(DEPLOY, delivery.rollout_start), methods=["POST"]),
+    Route("/v1/models/{model}/rollout", needs(ROLLBACK, delivery.rollout_abort), methods=["DELETE"]),
+    Route("/v1/models/{model}/rollout/pause", needs(ROLLBACK, delivery.rollout_pause), methods=["POST"]),
+    Route("/v1/models/{model}/rollout/resume", needs(DEPLOY, delivery.rollout_resume), methods=["POST"]),
+    Route("/v1/models/{model}/watch", needs(READ, delivery.watch_status), methods=["GET"]),
+    Route("/v1/models/{model}/watch/reset", needs(ROLLBACK, delivery.watch_reset), methods=["POST"]),
+    Route("/v1/models/{model}/versions", needs(DEPLOY, workflows.upload), methods=["POST"]),
+    Route("/v1/models/{model}/gc", needs(ADMIN, workflows.gc), methods=["POST"]),
+    Route("/v1/models/{model}/retrain", needs(DEPLOY, workflows.retrain), methods=["POST"]),
+    Route("/v1/jobs/{job}", needs(DEPLOY, workflows.get_job, model=None, always=True), methods=["GET"]),
     # Open Inference Protocol v2
     Route("/v2", v2.server_metadata, methods=["GET"]),
     Route("/v2/health/live", v2.live, methods=["GET"]),
@@ -179,9 +187,16 @@ def create_app(
         store, serving, batching, settings=settings, metrics=metrics, monitor=monitoring, shadows=shadows
     )
     token = configured_token(settings)
+    keyring = Keyring(
+        admin_token=token,
+        tokens_file=settings.tokens_path,
+        use_dir=settings.root / TOKEN_USE_DIR,
+        recheck_s=settings.poll_interval,
+    )
     state = AppState(
         settings=settings,
-        token=token,
+        keyring=keyring,
+        limiter=FailureLimiter(limit=settings.auth_failures_per_minute),
         ops=ops,
         runtime=runtime,
         monitor=monitoring,

@@ -6,10 +6,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelswap.api.http.auth import admin, reader
 from modelswap.api.http.payload import flag_field, json_object, read_json, text_field, version_ref
 from modelswap.api.http.responses import json_response
-from modelswap.api.http.state import actor_of, model_of
+from modelswap.api.http.state import actor_of, app_state, model_of
 from modelswap.core.delivery.abtest import Guard
 from modelswap.core.errors import InvalidInput
 
@@ -17,7 +16,7 @@ START_FIELDS = {"version", "fraction", "guard", "reason", "force"}
 
 
 async def start(request: Request) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes))
     unknown = set(body) - START_FIELDS
     if unknown:
@@ -36,12 +35,12 @@ async def start(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
-    state, model = reader(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     return json_response(await run_in_threadpool(state.ops.canary, model))
 
 
 async def stop(request: Request) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes, allow_empty=True))
     reason = text_field(body, "reason")
     config = await run_in_threadpool(state.ops.canary_stop, model, actor=actor_of(request), reason=reason)
@@ -49,7 +48,7 @@ async def stop(request: Request) -> Response:
 
 
 async def promote(request: Request) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes, allow_empty=True))
     reason, force = text_field(body, "reason"), flag_field(body, "force")
     transition = await run_in_threadpool(

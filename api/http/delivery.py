@@ -6,7 +6,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelswap.api.http.auth import admin, reader
 from modelswap.api.http.payload import flag_field, json_object, read_json, text_field, version_ref
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import actor_of, app_state, model_of
@@ -27,7 +26,7 @@ def _unknown(body: dict[str, object], allowed: set[str]) -> None:
 
 # -- shadow ------------------------------------------------------------------------------
 async def shadow_start(request: Request) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes))
     _unknown(body, SHADOW_FIELDS)
     if "version" not in body:
@@ -41,7 +40,6 @@ async def shadow_start(request: Request) -> Response:
 
 
 async def shadow_status(request: Request) -> Response:
-    reader(request)
     return json_response(await _shadow(request, model_of(request)))
 
 
@@ -52,7 +50,7 @@ async def _shadow(request: Request, model: str) -> dict[str, object]:
 
 
 async def shadow_stop(request: Request) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes, allow_empty=True))
     reason = text_field(body, "reason")
     view = await _shadow(request, model)  # the comparison as it stood, returned with the stop
@@ -62,7 +60,7 @@ async def shadow_stop(request: Request) -> Response:
 
 # -- rollout -----------------------------------------------------------------------------
 async def rollout_start(request: Request) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     _needs_monitoring(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes))
     _unknown(body, ROLLOUT_FIELDS)
@@ -78,12 +76,12 @@ async def rollout_start(request: Request) -> Response:
 
 
 async def rollout_status(request: Request) -> Response:
-    state, model = reader(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     return json_response(await run_in_threadpool(rollout_view, state.store, model))
 
 
 async def _rollout_change(request: Request, action: str) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes, allow_empty=True))
     reason = text_field(body, "reason")
     await run_in_threadpool(lambda: state.ops.rollout_change(model, action, actor=actor_of(request), reason=reason))
@@ -104,12 +102,12 @@ async def rollout_abort(request: Request) -> Response:
 
 # -- watch ---------------------------------------------------------------------------------
 async def watch_status(request: Request) -> Response:
-    state, model = reader(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     return json_response(await run_in_threadpool(watch_view, state.store, model))
 
 
 async def watch_reset(request: Request) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes, allow_empty=True))
     reason = text_field(body, "reason")
     await run_in_threadpool(lambda: state.ops.watch_reset(model, actor=actor_of(request), reason=reason))

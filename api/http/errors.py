@@ -21,6 +21,9 @@ STATUS: tuple[tuple[type[e.ModelswapError], int], ...] = (
     (e.UnsupportedFormat, 415),
     (e.InvalidInput, 400),
     (e.Unauthorized, 401),
+    (e.Forbidden, 403),
+    (e.TooManyAttempts, 429),
+    (e.TokensUnreadable, 503),
     (e.AdminDisabled, 503),
     (e.NotFound, 404),
     (e.Conflict, 409),
@@ -47,8 +50,32 @@ def status_for(exc: e.ModelswapError) -> int:
     return 500
 
 
+# MLflow's error codes by status, for /invocations
+MLFLOW_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    413: "BAD_REQUEST",
+    429: "RESOURCE_EXHAUSTED",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     body = orjson.dumps({"error": {"code": code, "message": message}})
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def protocol_error(path: str, status: int, code: str, message: str, headers: dict[str, str] | None) -> Response:
+    """An error in the shape of the protocol ``path`` belongs to: v2's ``{"error": message}``,
+    MLflow's ``{"error_code", "message"}`` on /invocations, the native one elsewhere."""
+    if path.startswith("/v2/"):
+        body = orjson.dumps({"error": message})
+    elif path == "/invocations":
+        body = orjson.dumps({"error_code": MLFLOW_CODES.get(status, "INTERNAL_ERROR"), "message": message})
+    else:
+        return error_response(status, code, message, headers)
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
@@ -58,7 +85,9 @@ async def modelswap_error(request: Request, exc: Exception) -> Response:
     if status >= 500:
         logger.error("%s %s -> %d %s: %s", request.method, request.url.path, status, exc.code, exc.message)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return error_response(status, exc.code, exc.message, headers)
+    if isinstance(exc, e.TooManyAttempts):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return protocol_error(request.url.path, status, exc.code, exc.message, headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -9,7 +9,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelswap.api.http.openapi import OPENAPI
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import app_state
 from modelswap.core.metrics import CONTENT_TYPE, render
@@ -38,6 +37,8 @@ async def metrics(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
+    from modelswap.api.http.openapi import OPENAPI  # built from the route table, which names this route
+
     return json_response(OPENAPI)
 
 

@@ -119,9 +119,11 @@ class LeanInference:
 
     def __init__(self, app: Starlette, routes: Sequence[Route]) -> None:
         self.app = app
-        self.routes = RouteTable(routes)
-        self.fallback: ASGIApp = app
         state: AppState = app.state.modelswap
+        # Protected predictions need the client's address (failed tokens are counted by
+        # address), which uvicorn's proxy-headers layer sets: they take the full stack.
+        self.routes = RouteTable(routes if not state.settings.protect_predict else [])
+        self.fallback: ASGIApp = app
         self.limit = state.settings.max_body_bytes
         self.metrics = state.metrics
 

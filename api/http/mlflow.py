@@ -12,7 +12,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from modelswap.api.http.errors import status_for
+from modelswap.api.http.errors import MLFLOW_CODES, status_for
 from modelswap.api.http.health import server_version
 from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import header_value, read_body
@@ -22,7 +22,6 @@ from modelswap.core.errors import InvalidInput, ModelswapError
 from modelswap.core.schema.inputs import Table, columns_table, records_table, rows_table
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-MLFLOW_CODES = {400: "BAD_REQUEST", 404: "RESOURCE_DOES_NOT_EXIST", 413: "BAD_REQUEST", 503: "SERVICE_UNAVAILABLE"}
 
 
 async def ping(request: Request) -> Response:

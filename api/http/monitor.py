@@ -8,7 +8,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelswap.api.http.auth import admin, reader
 from modelswap.api.http.payload import json_object, read_json, version_ref
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import app_state, model_of
@@ -18,19 +17,19 @@ REQUEST_ID_MAX = 128
 
 
 async def view(request: Request) -> Response:
-    state, model = reader(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     ref = request.query_params.get("version")
     version = version_ref(ref) if ref is not None else None
     return json_response(await run_in_threadpool(lambda: state.monitor.view(model, version=version)))
 
 
 async def get_config(request: Request) -> Response:
-    state, model = reader(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     return json_response(await run_in_threadpool(state.ops.monitor_config, model))
 
 
 async def set_config(request: Request) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes))
     return json_response(await run_in_threadpool(state.ops.set_monitor_config, model, body))
 

@@ -16,12 +16,17 @@ from modelswap.api.http.openapi_delivery import DELIVERY_PATHS, DELIVERY_SCHEMAS
 from modelswap.api.http.openapi_monitoring import MONITOR_PARAMETERS, MONITOR_PATHS, MONITOR_SCHEMAS
 from modelswap.api.http.openapi_operations import (
     HEADERS,
+    MLFLOW,
+    NATIVE,
     NO_DEFAULT,
     PARAMETERS,
     PINNED_ERRORS,
+    PREDICT_401,
     PREDICT_ERRORS,
     PREDICTION_HEADERS,
+    V2,
     body,
+    error,
     ok,
     operation,
     plain_text,
@@ -29,6 +34,7 @@ from modelswap.api.http.openapi_operations import (
 from modelswap.api.http.openapi_protocols import PROTOCOL_PATHS, PROTOCOL_SCHEMAS
 from modelswap.api.http.openapi_schemas import SCHEMAS
 from modelswap.api.http.openapi_views import VIEW_SCHEMAS
+from modelswap.core.access.roles import PREDICT
 
 
 def html(description: str) -> dict[str, Any]:
@@ -254,6 +260,16 @@ NATIVE_PATHS: dict[str, dict[str, dict[str, Any]]] = {
             auth="admin",
         )
     },
+    "/v1/whoami": {
+        "get": operation(
+            "whoami",
+            "models",
+            "The token this request shows: name, role, models, expiry, and the roles it includes",
+            {200: ok("Whoami")},
+            errors=(500,),
+            auth="admin",  # always asks for a token: it is about the token
+        )
+    },
     "/v1/jobs/{job}": {
         "get": operation(
             "get_job",
@@ -319,6 +335,29 @@ TAGS = [
 ]
 
 
+def with_roles(paths: dict[str, Any]) -> dict[str, Any]:
+    """Each guarded operation gets the role its route declares (``x-modelswap-role``), its
+    403 and 429; a ``predict`` one its optional bearer (MODELSWAP_PROTECT_PREDICT=1)."""
+    from modelswap.api.http.app import ROUTES  # the one place each route's role is declared
+
+    for route in ROUTES:
+        role = getattr(route.endpoint, "role", None)
+        if role is None:
+            continue
+        protocol = V2 if route.path.startswith("/v2/") else MLFLOW if route.path == "/invocations" else NATIVE
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            op = paths[route.path][method.lower()]
+            op["x-modelswap-role"] = role
+            responses = op["responses"]
+            if role == PREDICT:
+                op["security"] = [{}, {"bearer": []}]
+                responses["401"] = error(protocol, 401, PREDICT_401)
+            responses["403"] = error(protocol, 403)
+            responses["429"] = error(protocol, 429)
+            op["responses"] = dict(sorted(responses.items()))
+    return paths
+
+
 def build() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -328,7 +367,7 @@ def build() -> dict[str, Any]:
             "description": "Filesystem-versioned scikit-learn model server with atomic hot-swap",
         },
         "tags": TAGS,
-        "paths": {**NATIVE_PATHS, **MONITOR_PATHS, **DELIVERY_PATHS, **PROTOCOL_PATHS},
+        "paths": with_roles({**NATIVE_PATHS, **MONITOR_PATHS, **DELIVERY_PATHS, **PROTOCOL_PATHS}),
         "components": {
             "schemas": {**SCHEMAS, **VIEW_SCHEMAS, **MONITOR_SCHEMAS, **DELIVERY_SCHEMAS, **PROTOCOL_SCHEMAS},
             "parameters": {
@@ -342,7 +381,13 @@ def build() -> dict[str, Any]:
                 },
             },
             "headers": HEADERS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "MODELSWAP_ADMIN_TOKEN"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A named token (modelswap token create) or MODELSWAP_ADMIN_TOKEN",
+                }
+            },
         },
     }
 

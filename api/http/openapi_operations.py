@@ -17,7 +17,8 @@ NATIVE, V2, MLFLOW = "native", "v2", "mlflow"
 ERROR_SCHEMAS: dict[str, Schema] = {NATIVE: ref("Error"), V2: ref("V2Error"), MLFLOW: ref("MlflowError")}
 STATUS_TEXT = {
     400: "Malformed request: bad JSON, a missing, unknown or ill-typed field, an invalid model name or version id",
-    401: "Missing or wrong admin token (or no token configured: admin is disabled)",
+    401: "Missing, wrong or expired token (or no token configured: admin is disabled)",
+    403: "The token does not hold the role this route needs (x-modelswap-role), or does not cover the model",
     404: "No such model, version or job, or the model is not served by this server",
     409: "The store's state forbids it: the version is live or protected, nothing to roll back, no canary, a job "
     "already runs, or (incompatible_schema) the version's inputs would break clients of the live one",
@@ -31,9 +32,11 @@ STATUS_TEXT = {
     503: "Not ready (no version of the model loaded yet), the store's writer lock is busy, the store is read-only "
     "or refuses this server's reads or writes (store_read_only, store_not_readable, store_not_writable), or the "
     "admin API is off: no token is configured and the store is read-only (admin_disabled)",
+    429: "Too many failed authentications from this address: retry after Retry-After seconds",
     507: "Not enough memory left under this process's limit to load the version",
 }
-READ_401 = "Only when MODELSWAP_PROTECT_READS=1: missing or wrong admin token"
+READ_401 = "Only when MODELSWAP_PROTECT_READS=1: missing, wrong or expired token"
+PREDICT_401 = "Only when MODELSWAP_PROTECT_PREDICT=1: missing, wrong or expired token"
 NO_DEFAULT = "No default model: the server has several and MODELSWAP_DEFAULT_MODEL is not set"
 PREDICT_ERRORS = (400, 404, 413, 500, 503)
 PINNED_ERRORS = (400, 404, 413, 422, 500, 507)  # a pinned version is loaded on demand
@@ -129,6 +132,8 @@ def error(protocol: str, status: int, description: str | None = None) -> dict[st
     response: dict[str, Any] = {"description": description or STATUS_TEXT[status], "content": json_content(schema)}
     if status == 401:
         response["headers"] = {"WWW-Authenticate": header("WWW-Authenticate")}
+    if status == 429:
+        response["headers"] = {"Retry-After": {"schema": INTEGER, "description": "Seconds until it may retry"}}
     return response
 
 

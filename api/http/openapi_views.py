@@ -24,6 +24,7 @@ from modelswap.api.http.openapi_schemas import (
     ref,
     text,
 )
+from modelswap.core.access.roles import ROLES
 from modelswap.core.training.fit import DATASETS, ESTIMATORS
 from modelswap.core.training.jobs import ACTIVE, FAILED, SUCCEEDED
 
@@ -289,6 +290,16 @@ WORKFLOWS: dict[str, Schema] = {
             "log_tail": array(STRING, description="The last lines of the job's log"),
         },
         ("id", "model", "state", "log_tail"),
+    ),
+    "Whoami": obj(
+        {
+            "name": STRING,
+            "role": {"enum": list(ROLES)},
+            "models": nullable(array(STRING, description="Names or globs it covers; null: every model")),
+            "expires": nullable(TIME),
+            "allowed": array({"enum": list(ROLES)}, description="The roles its role includes"),
+        },
+        ("name", "role", "models", "expires", "allowed"),
     ),
 }
 

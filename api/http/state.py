@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 
+from modelswap.core.access.keyring import Keyring
+from modelswap.core.access.limiter import FailureLimiter
 from modelswap.core.delivery.shadow_runner import ShadowRunner
 from modelswap.core.metrics import Metrics
 from modelswap.core.monitoring.monitor import Monitor
@@ -23,7 +25,8 @@ from modelswap.core.store.store import Store
 @dataclass
 class AppState:
     settings: Settings
-    token: str | None
+    keyring: Keyring
+    limiter: FailureLimiter
     ops: Operations
     runtime: Runtime
     monitor: Monitor
@@ -31,7 +34,7 @@ class AppState:
     batching: BatchPool
     shadows: ShadowRunner
     inference: Inference
-    admin_off: str | None = None  # why the admin API is off (core.tokens.admin_off), else None
+    admin_off: str | None = None  # why the admin API is off (core.access.admin_token.admin_off), else None
 
     @property
     def store(self) -> Store:
@@ -59,6 +62,10 @@ def model_of(request: Request) -> str:
 
 
 def actor_of(request: Request) -> str:
-    """Who acts, for history: ``api:<client address>``."""
+    """Who acts, for history: ``token:<name>`` of the token the route asked for
+    (auth.needs), else ``api:<client address>``."""
+    identity = request.scope.get("modelswap.identity")
+    if identity is not None:
+        return str(identity.actor)
     client = request.client.host if request.client else "unknown"
     return f"api:{client}"

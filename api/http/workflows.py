@@ -11,10 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message
 
-from modelswap.api.http.auth import admin
+from modelswap.api.http.auth import allows, check_model
 from modelswap.api.http.payload import flag_field, json_object, read_json
 from modelswap.api.http.responses import json_response
-from modelswap.api.http.state import actor_of, model_of
+from modelswap.api.http.state import actor_of, app_state, model_of
+from modelswap.core.access.roles import ADMIN, DEPLOY
 from modelswap.core.errors import InvalidInput, PayloadTooLarge
 from modelswap.core.schema.signature import Signature
 from modelswap.core.training.jobs import RetrainRequest, validate_job_id
@@ -54,7 +55,7 @@ async def upload(request: Request) -> Response:
     """Multipart: ``model`` (a skops file; joblib only if allowed) [+ ``metrics``, ``tags``,
     ``example`` JSON, ``reference`` JSON (best sent as a file part: a plain field is limited
     to 1 MiB), ``description``]; validated in a limited child process."""
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInput("upload as multipart/form-data with a 'model' file field (curl -F model=@model.skops)")
     form = await limited(request, state.settings.max_upload_bytes).form(max_files=4, max_fields=12)
@@ -93,6 +94,7 @@ async def upload(request: Request) -> Response:
                 signature=signature,
                 reference=reference,
                 actor=actor_of(request),
+                pickle_allowed=allows(request, ADMIN),
                 against_live=True,
                 force=force,
             )
@@ -103,7 +105,7 @@ async def upload(request: Request) -> Response:
 
 
 async def gc(request: Request) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes))
     keep = body.get("keep")
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
@@ -114,7 +116,7 @@ async def gc(request: Request) -> Response:
 
 
 async def retrain(request: Request) -> Response:
-    state, model = admin(request), model_of(request)
+    state, model = app_state(request), model_of(request)
     body = json_object(await read_json(request, state.settings.max_body_bytes, allow_empty=True))
     params = RetrainRequest.from_dict(model, body)
     job = await run_in_threadpool(state.ops.retrain, params, actor=actor_of(request))
@@ -122,6 +124,8 @@ async def retrain(request: Request) -> Response:
 
 
 async def get_job(request: Request) -> Response:
-    state = admin(request)  # a job's log is an admin's to read: it names server paths
+    state = app_state(request)  # a job's log names server paths: for who may start one
     job_id = validate_job_id(request.path_params["job"])
-    return json_response(await run_in_threadpool(state.ops.job, job_id))
+    job = await run_in_threadpool(state.ops.job, job_id)
+    check_model(request, job["model"], DEPLOY)
+    return json_response(job)

@@ -39,6 +39,8 @@ LEASE_FILE = ".lease"  # which serving process drives the model's rollout and wa
 
 # Files at the store root.
 ADMIN_TOKEN_FILE = ".admin-token"
+TOKENS_FILE = ".tokens.json"  # named tokens, when MODELSWAP_TOKENS_FILE does not name another file
+TOKEN_USE_DIR = ".token-use"  # one empty file per token name: its mtime is the token's last use
 JOBS_DIR = ".jobs"
 
 # Prefixes of transient entries; a crash may leave them behind for `verify --repair`.

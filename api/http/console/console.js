@@ -1,15 +1,43 @@
 // The modelswap console: one page over the JSON API, no build step, no framework.
-// The admin token lives in this tab's sessionStorage only; it is sent as a bearer header
-// (never a URL, cookie or log), with a custom header no cross-site form can send.
+// The token lives in this tab's sessionStorage only; it is sent as a bearer header
+// (never a URL, cookie or log), with a custom header no cross-site form can send. The
+// server says whose it is (GET /v1/whoami): each action is enabled only where that
+// token's role and models allow it, and the server checks again on every request.
 "use strict";
 
-const TOKEN_KEY = "modelswap-admin-token";
+const TOKEN_KEY = "modelswap-token";
+const ROLES = ["read", "predict", "rollback", "deploy", "admin"];
 const REFRESH_MS = 3000;
 const $ = (id) => document.getElementById(id);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const enc = encodeURIComponent;
 const token = () => sessionStorage.getItem(TOKEN_KEY);
-const state = { sort: { key: "created_at", desc: true }, selected: new Set(), compare: null, busy: false };
+const state = { sort: { key: "created_at", desc: true }, selected: new Set(), compare: null, busy: false, me: null };
+
+// fnmatch's globs (*, ?, [seq], [!seq]), as the server matches a token's models
+function globRegExp(glob) {
+  let out = "";
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === "*") out += ".*";
+    else if (c === "?") out += ".";
+    else if (c === "[" && glob.indexOf("]", i + 2) > i) {
+      const end = glob.indexOf("]", i + 2);
+      let body = glob.slice(i + 1, end).replace(/\\/g, "\\\\");
+      if (body[0] === "!") body = "^" + body.slice(1);
+      out += `[${body}]`;
+      i = end;
+    } else out += c.replace(/[.+^${}()|\\]/g, "\\$&");
+  }
+  return new RegExp(`^${out}$`);
+}
+
+// What the signed-in token may do: ``need`` a role, on ``model`` (the page's model)
+function may(need, model) {
+  const me = state.me;
+  if (!me || ROLES.indexOf(me.role) < ROLES.indexOf(need)) return false;
+  return !model || me.models === null || me.models.some((g) => globRegExp(g).test(model));
+}
 
 class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
@@ -76,9 +104,13 @@ function keyMetric(record) {
   return name ? `${esc(name)} ${esc(typeof value === "number" ? +value.toFixed(4) : value)}` : "—";
 }
 
-function actButton(id, label, attrs = "", cls = "") {
-  const off = token() ? "" : ' disabled title="Enter the admin token (top right) to act"';
-  return `<button type="button" id="${id}" class="${cls}" ${attrs}${off}>${esc(label)}</button>`;
+// A button for an action that needs the role ``need`` on the page's model
+function actButton(id, label, attrs = "", cls = "", need = "deploy") {
+  const model = state.model && state.model.name;
+  let off = "";
+  if (!state.me) off = ' disabled title="Enter a token (top right) to act"';
+  else if (!may(need, model)) off = ` disabled title="Needs the ${esc(need)} role on ${esc(model)}: signed in as ${esc(state.me.name)} (${esc(state.me.role)})"`;
+  return `<button type="button" id="${id}" class="${cls}" data-needs="${esc(need)}" ${attrs}${off}>${esc(label)}</button>`;
 }
 
 // -- pages -----------------------------------------------------------------------------
@@ -115,8 +147,8 @@ async function modelPage(model) {
   state.model = { name: model, info, versions };
   return `<h2>${esc(model)}: live <span class="mono" id="live-version">${esc(info.current || "nothing")}</span></h2>
   <div class="actions">
-    ${actButton("rollback", info.previous ? `Roll back to ${info.previous}` : "Roll back", info.previous ? "" : "disabled", "danger")}
-    ${token() ? "" : '<span class="hint" id="readonly-hint">Read-only: enter the admin token to roll back, deploy or change a canary.</span>'}
+    ${actButton("rollback", info.previous ? `Roll back to ${info.previous}` : "Roll back", info.previous ? "" : "disabled", "danger", "rollback")}
+    ${state.me ? "" : '<span class="hint" id="readonly-hint">Read-only: enter a token to roll back, deploy or change a canary.</span>'}
   </div>
   <p>Fleet: ${fleetCell(fleet)} · Alerts: ${alertsCell(monitor)}</p>
   ${deliverySection(model, info, versions, canary, rollout, shadow)}
@@ -136,7 +168,7 @@ function deliverySection(model, info, versions, canary, rollout, shadow) {
   if (running) {
     const c = canary.config;
     html += `<p>Canary <span class="mono">${esc(c.version)}</span> on ${(100 * c.fraction).toFixed(1)}% of traffic.</p>
-    <div class="actions">${actButton("canary-promote", "Promote canary")} ${actButton("canary-stop", "Stop canary", "", "danger")}</div>`;
+    <div class="actions">${actButton("canary-promote", "Promote canary")} ${actButton("canary-stop", "Stop canary", "", "danger", "rollback")}</div>`;
   } else {
     html += `<div class="actions"><label for="canary-version">Canary version</label>
     <select id="canary-version">${choices}</select><label for="canary-fraction">fraction</label>
@@ -149,7 +181,7 @@ function deliverySection(model, info, versions, canary, rollout, shadow) {
     html += `<p id="shadow">Shadow <span class="mono">${esc(shadow.version)}</span> on ${(100 * shadow.fraction).toFixed(0)}% of requests:
     agreement ${s.agreement == null ? "—" : (100 * s.agreement).toFixed(1) + "%"}, PSI ${s.psi == null ? "—" : s.psi.toFixed(3)},
     ${s.compared || 0} compared, ${s.errors || 0} shadow errors, ${s.dropped || 0} dropped.</p>
-    <div class="actions">${actButton("shadow-stop", "Stop shadow", "", "danger")}</div>`;
+    <div class="actions">${actButton("shadow-stop", "Stop shadow", "", "danger", "rollback")}</div>`;
   }
   return html;
 }
@@ -167,8 +199,8 @@ function rolloutBlock(r) {
       <td class="${g.passed === false ? "bad" : ""}">${g.passed === true ? "pass" : g.passed === false ? "FAIL" : "not judged"}</td><td>${esc(g.note)}</td></tr>`).join("")}</tbody></table>`;
   }
   if (r.running) {
-    const toggle = r.state === "paused" ? actButton("rollout-resume", "Resume rollout") : actButton("rollout-pause", "Pause rollout");
-    html += `<div class="actions">${toggle} ${actButton("rollout-abort", "Abort rollout", "", "danger")}</div>`;
+    const toggle = r.state === "paused" ? actButton("rollout-resume", "Resume rollout") : actButton("rollout-pause", "Pause rollout", "", "", "rollback");
+    html += `<div class="actions">${toggle} ${actButton("rollout-abort", "Abort rollout", "", "danger", "rollback")}</div>`;
   }
   return html + "</div>";
 }
@@ -311,10 +343,24 @@ document.addEventListener("change", (event) => {
 });
 
 // -- token, routing, refresh -----------------------------------------------------------
+// Ask the server whose the tab's token is; a refused one is forgotten, with the server's reason
+async function signIn() {
+  state.me = null;
+  if (token()) {
+    try {
+      state.me = await api("GET", "/v1/whoami");
+    } catch (e) {
+      if (e.status === 401 || e.status === 429) { sessionStorage.removeItem(TOKEN_KEY); fail(`Token refused: ${e.message}`); }
+      else fail(e.message);
+    }
+  }
+  showToken();
+}
+
 function showToken() {
-  const has = Boolean(token());
-  $("token-state").textContent = has ? "token set for this tab" : "read-only";
-  $("token-forget").hidden = !has;
+  const me = state.me;
+  $("token-state").textContent = me ? `signed in as ${me.name} (${me.role})` : "read-only";
+  $("token-forget").hidden = !token();
   $("token").value = "";
 }
 
@@ -322,10 +368,10 @@ $("token-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const value = $("token").value.trim();
   if (value) sessionStorage.setItem(TOKEN_KEY, value);
-  showToken();
+  await signIn();
   await render();
 });
-$("token-forget").addEventListener("click", async () => { sessionStorage.removeItem(TOKEN_KEY); showToken(); await render(); });
+$("token-forget").addEventListener("click", async () => { sessionStorage.removeItem(TOKEN_KEY); await signIn(); await render(); });
 
 async function render() {
   const route = location.hash.replace(/^#\/?/, "");
@@ -336,7 +382,7 @@ async function render() {
     $("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (e) {
     if (e.status === 401) {
-      $("main").innerHTML = '<p class="warn" id="needs-token">This server protects its reads (MODELSWAP_PROTECT_READS): enter the admin token above to see it.</p>';
+      $("main").innerHTML = '<p class="warn" id="needs-token">This server protects its reads (MODELSWAP_PROTECT_READS): enter a token above to see it.</p>';
     } else {
       fail(e.message);
     }
@@ -351,5 +397,4 @@ function quiet() {
 window.addEventListener("hashchange", () => { state.compare = null; state.selected.clear(); $("notice").textContent = ""; $("error").textContent = ""; render(); });
 document.addEventListener("visibilitychange", () => { if (!document.hidden) render(); });
 setInterval(() => { if (!document.hidden && !quiet()) render(); }, REFRESH_MS);
-showToken();
-render();
+signIn().then(render);

@@ -100,9 +100,9 @@ def test_with_the_token_one_click_rolls_back_with_a_reason(
 ) -> None:
     server, store, (first, second, broken) = running
     page.goto(server.url + "/#/models/iris")
-    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_label("Token").fill(TOKEN)
     page.get_by_role("button", name="Use token").click()
-    expect(page.locator("#token-state")).to_have_text("token set for this tab")
+    expect(page.locator("#token-state")).to_have_text("signed in as admin (admin)")
     page.get_by_role("button", name=f"Roll back to {first}").click()
     expect(page.locator("#confirm-text")).to_have_text(f"Roll back iris from {second} to {first}?")
     page.get_by_label("Reason (goes into history)").fill("p99 doubled after the retrain")
@@ -130,7 +130,7 @@ def test_protected_reads_make_the_page_ask_for_the_token(tmp_path: Path, page: P
     with serve(store.root, env={"MODELSWAP_PROTECT_READS": "1"}) as server:
         page.goto(server.url + "/")
         expect(page.locator("#needs-token")).to_be_visible()
-        page.get_by_label("Admin token").fill(TOKEN)
+        page.get_by_label("Token").fill(TOKEN)
         page.get_by_role("button", name="Use token").click()
         expect(page.locator('#models tr[data-model="iris"]')).to_be_visible()
 
@@ -154,7 +154,7 @@ def test_a_rollout_and_a_shadow_show_with_their_figures_and_one_click_aborts(
         page.goto(server.url + "/#/models/iris")
         expect(page.locator("#rollout")).to_contain_text(f"Rollout of {candidate}: running (10% → 50% → 100%)")
         expect(page.locator("#shadow")).to_contain_text("on 50% of requests")
-        page.get_by_label("Admin token").fill(TOKEN)
+        page.get_by_label("Token").fill(TOKEN)
         page.get_by_role("button", name="Use token").click()
         page.get_by_role("button", name="Abort rollout").click()
         expect(page.locator("#confirm-text")).to_have_text("Abort the rollout of iris? The canary stops.")
@@ -167,3 +167,38 @@ def test_a_rollout_and_a_shadow_show_with_their_figures_and_one_click_aborts(
         assert (abort.action, abort.reason) == ("rollout_abort", "pager says no")
     finally:
         stop_shadow(store, "iris", actor="test")
+
+
+def test_a_rollback_token_can_roll_back_but_not_deploy_and_history_names_it(tmp_path: Path, page: Page) -> None:
+    """The on-call engineer's token: rollback enabled, deploy and canary disabled, and a
+    model outside the token's models read-only; history says who rolled back."""
+    from modelswap.core.access import tokens
+
+    store = Store(tmp_path / "models")
+    ids: dict[str, list[str]] = {}
+    for model in ("churn", "fraud"):
+        ids[model] = [store.publish(model, iris_model(seed=s), metrics={"accuracy": 0.9}).id for s in (1, 2, 3)]
+        store.deploy(model, ids[model][0])
+        store.deploy(model, ids[model][1])
+    alice, _ = tokens.create(tmp_path / "tokens.json", "oncall-alice", "rollback", models=["churn*"])
+    env = {**FAST, "MODELSWAP_TOKENS_FILE": str(tmp_path / "tokens.json")}
+    with serve(store.root, env=env) as server:
+        page.goto(server.url + "/#/models/fraud")
+        page.get_by_label("Token").fill(alice)
+        page.get_by_role("button", name="Use token").click()
+        expect(page.locator("#token-state")).to_have_text("signed in as oncall-alice (rollback)")
+        expect(page.get_by_role("button", name=f"Roll back to {ids['fraud'][0]}")).to_be_disabled()  # not hers
+        page.goto(server.url + "/#/models/churn")
+        rollback = page.get_by_role("button", name=f"Roll back to {ids['churn'][0]}")
+        expect(rollback).to_be_enabled()
+        deploy = page.locator(f'tr[data-version="{ids["churn"][2]}"] button')
+        expect(deploy).to_be_disabled()
+        assert deploy.get_attribute("title") == "Needs the deploy role on churn: signed in as oncall-alice (rollback)"
+        expect(page.locator("#canary-start")).to_be_disabled()
+        rollback.click()
+        page.get_by_label("Reason (goes into history)").fill("3 a.m. page")
+        page.get_by_role("button", name="Confirm").click()
+        expect(page.locator("#history")).to_contain_text("token:oncall-alice", timeout=10_000)
+    last = store.history("churn", limit=1)[0]
+    assert (last.action, last.actor, last.reason) == ("rollback", "token:oncall-alice", "3 a.m. page")
+    assert store.current("churn") == ids["churn"][0]

@@ -133,7 +133,7 @@ def test_a_healthy_candidate_walks_every_step_and_is_promoted(store: Store) -> N
         status = server.get_json("/v1/models/iris")
         assert (status["current"], status["canary"]) == (b, None)
         entries = [(e["action"], e["actor"]) for e in reversed(actions(server))]
-        start = entries.index(("rollout_start", "api:127.0.0.1"))
+        start = entries.index(("rollout_start", "token:admin"))
         assert entries[start + 1 :][:3] == [("rollout_step", "rollout"), ("rollout_step", "rollout"),
                                              ("canary_promote", "rollout")]  # fmt: skip
         promote = actions(server)[0]

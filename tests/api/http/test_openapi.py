@@ -121,15 +121,36 @@ def test_admin_operations_require_the_bearer_token_and_reads_accept_it() -> None
         "pause_rollout",
         "resume_rollout",
         "reset_watch",
+        "whoami",
     }
-    assert "security" not in OPENAPI["paths"]["/v1/models/{model}/feedback"]["post"]  # open, like predict
+    # open unless MODELSWAP_PROTECT_PREDICT=1, like predict
+    assert OPENAPI["paths"]["/v1/models/{model}/feedback"]["post"]["security"] == [{}, {"bearer": []}]
     for _, _, op in operations():
         if "security" in op:
             assert "401" in op["responses"], op["operationId"]
     model = OPENAPI["paths"]["/v1/models/{model}"]["get"]
     assert model["security"] == [{}, {"bearer": []}]
     assert "MODELSWAP_PROTECT_READS=1" in model["responses"]["401"]["description"]
-    assert "security" not in OPENAPI["paths"]["/v1/models/{model}/predict"]["post"]
+    predict = OPENAPI["paths"]["/v1/models/{model}/predict"]["post"]
+    assert (
+        predict["security"] == [{}, {"bearer": []}] and "PROTECT_PREDICT" in predict["responses"]["401"]["description"]
+    )
+
+
+def test_each_guarded_operation_names_the_role_its_route_declares() -> None:
+    for route in ROUTES:
+        role = getattr(route.endpoint, "role", None)
+        for method in (route.methods or set()) - {"HEAD"}:
+            if route.path == "/openapi.json":
+                continue  # the document does not describe itself
+            op = OPENAPI["paths"][route.path][method.lower()]
+            assert op.get("x-modelswap-role") == role, (route.path, method)
+            if role is None:
+                continue
+            assert {"403", "429"} <= set(op["responses"]), (route.path, method)
+            # a bearer is required exactly where the role is asked for whatever the settings
+            required = op["security"] == [{"bearer": []}]
+            assert required == (role not in ("read", "predict") or route.endpoint.always), (route.path, method)
 
 
 def test_inference_operations_take_the_routing_key_and_name_the_version_in_headers() -> None:

@@ -129,7 +129,7 @@ def test_the_cli_through_url_deploys_rolls_back_and_runs_a_canary(store: Store, 
         assert back.returncode == 0 and f"{b} -> {a}" in back.stdout
         assert client.post("/v1/models/iris/predict", json={"instances": [IRIS_ROW]}).json()["version"] == a
         denied = cli(store.root, server.url, "rollback", "iris", token="wrong")
-        assert denied.returncode == 1 and "wrong admin token" in denied.stderr and "Traceback" not in denied.stderr
+        assert denied.returncode == 1 and "wrong token" in denied.stderr and "Traceback" not in denied.stderr
         assert cli(store.root, server.url, "canary", "start", "iris", b, "--fraction", "0.3").returncode == 0
         assert "on 30%" in cli(store.root, server.url, "canary", "status", "iris").stdout
         assert cli(store.root, server.url, "canary", "promote", "iris").returncode == 0
@@ -139,7 +139,7 @@ def test_the_cli_through_url_deploys_rolls_back_and_runs_a_canary(store: Store, 
         best = cli(store.root, server.url, "best", "iris", "--metric", "accuracy")
         assert best.stdout.startswith(b)
         history = json.loads(cli(store.root, server.url, "history", "iris", "--json").stdout)
-        assert history[0]["action"] == "canary_promote" and history[0]["actor"].startswith("api:")
+        assert history[0]["action"] == "canary_promote" and history[0]["actor"] == "token:admin"
         assert cli(store.root, server.url, "verify").returncode == 1
     gone = cli(store.root, "http://127.0.0.1:9", "status", "iris")
     assert gone.returncode == 1 and "cannot reach" in gone.stderr
@@ -174,7 +174,7 @@ def test_the_cli_through_url_runs_delivery_thresholds_and_delete_as_on_the_store
         actions = [(e["action"], e["actor"].split(":")[0]) for e in ok("history", "iris")]
         with server.client() as client:
             metrics = client.get("/metrics").text
-    assert [action for action, actor in actions if actor == "api"] == [
+    assert [action for action, actor in actions if actor == "token"] == [
         "delete", "watch_reset", "deploy", "rollout_abort", "rollout_resume", "rollout_pause", "rollout_start",
         "shadow_stop", "shadow_start",
     ]  # fmt: skip

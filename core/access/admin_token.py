@@ -1,5 +1,6 @@
-"""The admin token: from the settings, a mounted secret file, or generated into the store;
-with none of them on a read-only store, the admin API is off (``admin_off``)."""
+"""The one admin token kept from before named tokens: from the settings, a mounted secret
+file, or generated into the store; with none of them (and no tokens file) on a read-only
+store, the admin API is off (``admin_off``)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,11 @@ def configured_token(settings: Settings) -> str | None:
     return None
 
 
+def client_token(settings: Settings) -> str | None:
+    """The token a client (the CLI's --url mode) sends: MODELSWAP_TOKEN, else the admin token."""
+    return settings.client_token or configured_token(settings)
+
+
 # what creating the token file fails with on a store this process may only read
 READ_ONLY = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 ADMIN_OFF = (
@@ -50,6 +56,8 @@ def admin_off(settings: Settings, token: str | None) -> str | None:
     root = settings.root
     if token is not None or (root / ADMIN_TOKEN_FILE).exists() or not root.is_dir():
         return None
+    if settings.tokens_file is not None or settings.tokens_path.exists():
+        return None  # named tokens authenticate
     return None if os.access(root, os.W_OK) else ADMIN_OFF
 
 

@@ -1,0 +1,205 @@
+"""What one serving process knows of tokens: the tokens file, re-read when it changes (looked
+at once per poll interval, on the first authentication after it), and the one admin token
+kept from before named tokens (named ``admin``, role ``admin``, every model).
+
+A revoked token thus stops working in every process within the poll interval, without a
+restart: each process compares the file's identity (inode, size, mtime) with what it last
+read. A Kubernetes Secret mounted as a volume is replaced by a symlink swap, which changes
+the inode the path leads to. A file that cannot be read or parsed refuses every token it
+held (``TokensUnreadable``) until it is fixed; the admin token keeps working.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from modelswap.core.access.roles import ADMIN, includes
+from modelswap.core.access.tokens import TokenEntry, hash_token, parse
+from modelswap.core.errors import TokenExpired, TokensUnreadable, Unauthorized
+from modelswap.core.store.clock import iso, utcnow
+
+logger = logging.getLogger(__name__)
+
+USE_EVERY_S = 60.0  # a token's last use is written at most this often per process
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a request's token says it is."""
+
+    name: str
+    role: str
+    models: tuple[str, ...] | None = None
+    expires: datetime | None = None
+
+    @classmethod
+    def of(cls, entry: TokenEntry) -> Identity:
+        return cls(entry.name, entry.role, entry.models, entry.expires)
+
+    @property
+    def actor(self) -> str:
+        """The history's actor for what this token does."""
+        return f"token:{self.name}"
+
+    def allows(self, role: str) -> bool:
+        return includes(self.role, role)
+
+    def covers(self, model: str) -> bool:
+        return self.models is None or any(fnmatchcase(model, pattern) for pattern in self.models)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "models": list(self.models) if self.models is not None else None,
+            "expires": iso(self.expires) if self.expires is not None else None,
+        }
+
+
+ADMIN_IDENTITY = Identity("admin", ADMIN)
+
+
+class Keyring:
+    def __init__(
+        self,
+        *,
+        admin_token: str | None,
+        tokens_file: Path | None,
+        use_dir: Path | None = None,
+        recheck_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._admin = hash_token(admin_token) if admin_token else None
+        self.tokens_file = tokens_file
+        self._use_dir = use_dir
+        self._recheck_s = recheck_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, TokenEntry] = {}
+        self._error: TokensUnreadable | None = None
+        self._seen: tuple[int, ...] | None = None
+        self._checked = clock()
+        self._used: dict[str, float] = {}
+        self._reload()
+        if self._error is not None:
+            raise self._error  # at startup: the server does not start on a broken file
+
+    @property
+    def configured(self) -> bool:
+        """Whether any token could authenticate: the admin token, or a tokens file that exists."""
+        return self._admin is not None or self._seen is not None
+
+    def identify(self, token: str, now: datetime | None = None) -> Identity:
+        """The identity ``token`` names: Unauthorized when unknown or expired,
+        TokensUnreadable when it may be in a tokens file that cannot be read now."""
+        digest = hash_token(token)
+        if self._admin is not None and hmac.compare_digest(digest, self._admin):
+            return ADMIN_IDENTITY
+        self.refresh()
+        entry = self._entries.get(digest)
+        if entry is None:
+            if self._error is not None:
+                raise self._error
+            raise Unauthorized("wrong token: this server knows no such token")
+        now = now or utcnow()
+        if entry.expired(now):
+            assert entry.expires is not None
+            raise TokenExpired(f"token {entry.name!r} expired at {iso(entry.expires)}")
+        self._note_use(entry.name)
+        return Identity.of(entry)
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Re-read the tokens file if it changed; looks at it once per ``recheck_s``."""
+        if self.tokens_file is None:
+            return
+        now = self._clock()
+        if not force and now - self._checked < self._recheck_s:
+            return
+        with self._lock:
+            self._checked = now
+            self._reload()
+
+    def _reload(self) -> None:
+        path = self.tokens_file
+        if path is None:
+            return
+        try:
+            st = os.stat(path)
+            seen: tuple[int, ...] | None = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        except FileNotFoundError:
+            seen = None
+        except OSError as exc:
+            self._fail(TokensUnreadable(f"cannot read the tokens file {path}: {exc.strerror}"))
+            return
+        if seen == self._seen and self._error is None:
+            return
+        if seen is None:
+            if self._entries:
+                logger.warning("the tokens file %s is gone: its tokens are refused", path)
+            self._entries, self._error, self._seen = {}, None, None
+            return
+        try:
+            entries = parse(path.read_bytes(), path)
+        except FileNotFoundError:
+            self._entries, self._error, self._seen = {}, None, None
+            return
+        except OSError as exc:
+            self._fail(TokensUnreadable(f"cannot read the tokens file {path}: {exc.strerror}"))
+            return
+        except TokensUnreadable as exc:
+            self._fail(exc)
+            return
+        before = {e.name for e in self._entries.values()}
+        self._entries = {e.sha256: e for e in entries}
+        self._error, self._seen = None, seen
+        after = {e.name for e in entries}
+        logger.info(
+            "tokens file %s read: %d token(s)%s%s",
+            path,
+            len(entries),
+            f"; new: {', '.join(sorted(after - before))}" if after - before else "",
+            f"; removed: {', '.join(sorted(before - after))}" if before - after else "",
+        )
+
+    def _fail(self, error: TokensUnreadable) -> None:
+        if self._error is None or self._error.message != error.message:
+            logger.error("%s; its tokens are refused until it is fixed", error.message)
+        self._entries, self._error, self._seen = {}, error, (0,)
+
+    def _note_use(self, name: str) -> None:
+        """Touch ``<use_dir>/<name>`` at most once a minute: ``token list`` shows its mtime."""
+        if self._use_dir is None:
+            return
+        now = self._clock()
+        if now - self._used.get(name, -USE_EVERY_S) < USE_EVERY_S:
+            return
+        self._used[name] = now
+        try:
+            self._use_dir.mkdir(exist_ok=True)
+            path = self._use_dir / name
+            path.touch()
+            os.utime(path)
+        except OSError:
+            pass  # a store this process may only read: last use is not recorded
+
+
+def last_uses(use_dir: Path) -> dict[str, datetime]:
+    """Each token name's last use, as recorded by serving processes in ``use_dir``."""
+    uses: dict[str, datetime] = {}
+    try:
+        for entry in os.scandir(use_dir):
+            if entry.is_file(follow_symlinks=False):
+                uses[entry.name] = datetime.fromtimestamp(entry.stat().st_mtime, timezone.utc)
+    except OSError:
+        pass
+    return uses
