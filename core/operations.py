@@ -101,11 +101,22 @@ class Operations:
         return self._act(model, "deploy", deploy)
 
     def rollback(
-        self, model: str, to: str | None = None, *, actor: str, reason: str = "", force: bool = False
+        self,
+        model: str,
+        to: str | None = None,
+        *,
+        actor: str,
+        reason: str = "",
+        force: bool = False,
+        earlier_only: bool = False,
     ) -> Transition:
+        """``earlier_only``: ``to`` must have been live before (a caller who may not deploy)."""
+
         def rollback() -> Transition:
             target = resolve(self.store, model, to) if to is not None else None
-            return self.store.rollback(model, target, actor=actor, reason=reason, force=force)
+            return self.store.rollback(
+                model, target, actor=actor, reason=reason, force=force, earlier_only=earlier_only
+            )
 
         return self._act(model, "rollback", rollback)
 

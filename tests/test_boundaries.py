@@ -130,3 +130,17 @@ def test_core_has_no_import_cycle_not_even_for_type_checking() -> None:
             visit(node)
     short = [" -> ".join(n.removeprefix("modelswap.core.") for n in c) for c in cycles]
     assert not cycles, "import cycles in core:\n" + "\n".join(short)
+
+
+def test_every_package_of_core_and_api_is_listed_for_the_wheel() -> None:
+    """setuptools installs only the packages pyproject.toml lists: a new one left out
+    works from the checkout and is missing from the wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        "modelswap." + ".".join(init.parent.relative_to(ROOT).parts)
+        for top in ("core", "api")
+        for init in (ROOT / top).rglob("__init__.py")
+    }
+    assert found - listed == set()

@@ -53,7 +53,8 @@ def tokens_file(args: argparse.Namespace, settings: Settings) -> Path:
 
 def cmd_create(args: argparse.Namespace, settings: Settings) -> Result:
     path = tokens_file(args, settings)
-    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    # an empty --models (an unset variable in a script) is refused, never "every model"
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else None
     expires = tokens.parse_expiry(args.expires) if args.expires else None
     token, entry = tokens.create(path, args.name, args.role, models=models, expires=expires)
     data = {**entry.describe(), "token": token, "file": str(path)}

@@ -6,9 +6,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelswap.api.http.auth import allows
 from modelswap.api.http.payload import flag_field, json_object, read_json, text_field, version_ref
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import actor_of, app_state, model_of
+from modelswap.core.access.roles import DEPLOY
 from modelswap.core.delivery.watched_deploy import FIELDS as WATCH_FIELDS
 from modelswap.core.delivery.watched_deploy import WatchPlan
 from modelswap.core.errors import InvalidInput
@@ -44,7 +46,9 @@ async def rollback(request: Request) -> Response:
     to = version_ref(to) if to is not None else None
     reason, force = text_field(body, "reason"), flag_field(body, "force")
     transition = await run_in_threadpool(
-        lambda: state.ops.rollback(model, to, actor=actor_of(request), reason=reason, force=force)
+        lambda: state.ops.rollback(
+            model, to, actor=actor_of(request), reason=reason, force=force, earlier_only=not allows(request, DEPLOY)
+        )
     )
     return json_response(transition.to_dict())
 

@@ -56,7 +56,7 @@ INFERENCE_ROUTES = [
     Route("/invocations", needs(PREDICT, mlflow.invocations, model="default"), methods=["POST"]),
 ]
 # Every other route. The role each needs is declared here (auth.needs) and nowhere else;
-# a route without one is open to all (probes, metrics, the console's files, v2 metadata).
+# a route without one is open to all (probes, metrics, the console's files).
 ROUTES = [
     *INFERENCE_ROUTES,
     Route("/v1/whoami", needs(READ, reads.whoami, model=None, always=True), methods=["GET"]),
@@ -102,10 +102,10 @@ ROUTES = [
     Route("/v2", v2.server_metadata, methods=["GET"]),
     Route("/v2/health/live", v2.live, methods=["GET"]),
     Route("/v2/health/ready", v2.ready, methods=["GET"]),
-    Route("/v2/models/{model}", v2.model_metadata, methods=["GET"]),
-    Route("/v2/models/{model}/ready", v2.model_ready, methods=["GET"]),
-    Route("/v2/models/{model}/versions/{version}", v2.model_metadata, methods=["GET"]),
-    Route("/v2/models/{model}/versions/{version}/ready", v2.model_ready, methods=["GET"]),
+    Route("/v2/models/{model}", needs(READ, v2.model_metadata), methods=["GET"]),
+    Route("/v2/models/{model}/ready", needs(READ, v2.model_ready), methods=["GET"]),
+    Route("/v2/models/{model}/versions/{version}", needs(READ, v2.model_metadata), methods=["GET"]),
+    Route("/v2/models/{model}/versions/{version}/ready", needs(READ, v2.model_ready), methods=["GET"]),
     # MLflow scoring protocol (default model)
     Route("/ping", mlflow.ping, methods=["GET"]),
     Route("/version", mlflow.version_text, methods=["GET"]),

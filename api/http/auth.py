@@ -23,6 +23,7 @@ from modelswap.core.access.roles import PREDICT, RANK, READ, ROLLBACK
 from modelswap.core.errors import (
     AdminDisabled,
     Forbidden,
+    NotFound,
     TokenExpired,
     TokensUnreadable,
     TooManyAttempts,
@@ -76,14 +77,14 @@ def needs(role: str, endpoint: Endpoint, *, model: ModelFrom = "path", always: b
 
 
 def authenticate(request: Request, state: AppState) -> Identity:
-    """The request's identity from its bearer token, or the error to answer."""
+    """The request's identity from its bearer token, or the error to answer.
+
+    A right token always passes. A wrong or expired one from an address that failed too
+    often lately gets 429 instead of 401 (limiter.py): many clients behind one proxy
+    share an address, and one of them guessing must not lock the others out."""
     address = request.client.host if request.client else "unknown"
     failures = state.metrics.auth_failures
-    try:
-        state.limiter.check(address)
-    except TooManyAttempts:
-        failures.labels("blocked").inc()
-        raise
+    state.keyring.refresh()  # a tokens file that appeared or came back counts at once
     if state.admin_off is not None and not state.keyring.configured:
         raise AdminDisabled(state.admin_off)
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -97,6 +98,11 @@ def authenticate(request: Request, state: AppState) -> Identity:
     try:
         return state.keyring.identify(given)
     except Unauthorized as exc:
+        try:
+            state.limiter.check(address)
+        except TooManyAttempts:
+            failures.labels("blocked").inc()
+            raise
         failures.labels("expired" if isinstance(exc, TokenExpired) else "unknown").inc()
         if state.limiter.failed(address):
             logger.warning(
@@ -127,6 +133,14 @@ def check_model(request: Request, model: str, role: str) -> None:
         raise Forbidden(
             f"this needs the {role!r} role on model {model!r}: token {identity.name!r} covers {models} only", role
         )
+
+
+def hide_model(request: Request, model: str, missing: NotFound) -> None:
+    """``missing`` (the answer for an id that names nothing) unless the request's token
+    covers ``model``: a token learns nothing of the models it does not cover."""
+    if not covers(request, model):
+        app_state(request).metrics.auth_failures.labels("forbidden").inc()
+        raise missing
 
 
 def identity_of(request: Request) -> Identity | None:

@@ -82,7 +82,7 @@ def protocol_error(path: str, status: int, code: str, message: str, headers: dic
 async def modelswap_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, e.ModelswapError)
     status = status_for(exc)
-    if status >= 500:
+    if status >= 500 and not isinstance(exc, e.TokensUnreadable):  # the keyring logged it once
         logger.error("%s %s -> %d %s: %s", request.method, request.url.path, status, exc.code, exc.message)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if isinstance(exc, e.TooManyAttempts):

@@ -24,6 +24,7 @@ from modelswap.api.http.openapi_operations import (
     PREDICT_401,
     PREDICT_ERRORS,
     PREDICTION_HEADERS,
+    READ_401,
     V2,
     body,
     error,
@@ -34,7 +35,7 @@ from modelswap.api.http.openapi_operations import (
 from modelswap.api.http.openapi_protocols import PROTOCOL_PATHS, PROTOCOL_SCHEMAS
 from modelswap.api.http.openapi_schemas import SCHEMAS
 from modelswap.api.http.openapi_views import VIEW_SCHEMAS
-from modelswap.core.access.roles import PREDICT
+from modelswap.core.access.roles import PREDICT, READ
 
 
 def html(description: str) -> dict[str, Any]:
@@ -349,9 +350,9 @@ def with_roles(paths: dict[str, Any]) -> dict[str, Any]:
             op = paths[route.path][method.lower()]
             op["x-modelswap-role"] = role
             responses = op["responses"]
-            if role == PREDICT:
+            if role == PREDICT or (role == READ and "security" not in op):
                 op["security"] = [{}, {"bearer": []}]
-                responses["401"] = error(protocol, 401, PREDICT_401)
+                responses["401"] = error(protocol, 401, PREDICT_401 if role == PREDICT else READ_401)
             responses["403"] = error(protocol, 403)
             responses["429"] = error(protocol, 429)
             op["responses"] = dict(sorted(responses.items()))

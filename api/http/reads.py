@@ -6,12 +6,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelswap.api.http.auth import check_model, covers, identity_of
+from modelswap.api.http.auth import covers, hide_model, identity_of
 from modelswap.api.http.payload import int_query, parse_tag, version_ref
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import app_state, model_of
-from modelswap.core.access.roles import READ, ROLES
-from modelswap.core.errors import InvalidInput
+from modelswap.core.access.roles import ROLES
+from modelswap.core.errors import InvalidInput, NotFound
 
 
 async def list_models(request: Request) -> Response:
@@ -62,8 +62,9 @@ async def aliases(request: Request) -> Response:
 
 async def model_id(request: Request) -> Response:
     state = app_state(request)
-    found = await run_in_threadpool(state.ops.model_id, request.path_params["model_id"])
-    check_model(request, found["model"], READ)
+    model_id = request.path_params["model_id"]
+    found = await run_in_threadpool(state.ops.model_id, model_id)
+    hide_model(request, found["model"], NotFound(f"no version in this store has model id {model_id}"))
     return json_response(found)
 
 

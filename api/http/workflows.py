@@ -11,12 +11,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message
 
-from modelswap.api.http.auth import allows, check_model
+from modelswap.api.http.auth import allows, hide_model
 from modelswap.api.http.payload import flag_field, json_object, read_json
 from modelswap.api.http.responses import json_response
 from modelswap.api.http.state import actor_of, app_state, model_of
-from modelswap.core.access.roles import ADMIN, DEPLOY
-from modelswap.core.errors import InvalidInput, PayloadTooLarge
+from modelswap.core.access.roles import ADMIN
+from modelswap.core.errors import InvalidInput, JobNotFound, PayloadTooLarge
 from modelswap.core.schema.signature import Signature
 from modelswap.core.training.jobs import RetrainRequest, validate_job_id
 
@@ -127,5 +127,5 @@ async def get_job(request: Request) -> Response:
     state = app_state(request)  # a job's log names server paths: for who may start one
     job_id = validate_job_id(request.path_params["job"])
     job = await run_in_threadpool(state.ops.job, job_id)
-    check_model(request, job["model"], DEPLOY)
+    hide_model(request, job["model"], JobNotFound(f"no retrain job {job_id}"))
     return json_response(job)

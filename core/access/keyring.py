@@ -86,13 +86,14 @@ class Keyring:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[str, TokenEntry] = {}
-        self._error: TokensUnreadable | None = None
+        self._error: TokensUnreadable | None = None  # what a request is told
+        self._why: TokensUnreadable | None = None  # what the log and the startup say
         self._seen: tuple[int, ...] | None = None
         self._checked = clock()
         self._used: dict[str, float] = {}
         self._reload()
-        if self._error is not None:
-            raise self._error  # at startup: the server does not start on a broken file
+        if self._why is not None:
+            raise self._why  # at startup: the server does not start on a broken file
 
     @property
     def configured(self) -> bool:
@@ -146,12 +147,12 @@ class Keyring:
         if seen is None:
             if self._entries:
                 logger.warning("the tokens file %s is gone: its tokens are refused", path)
-            self._entries, self._error, self._seen = {}, None, None
+            self._entries, self._error, self._why, self._seen = {}, None, None, None
             return
         try:
             entries = parse(path.read_bytes(), path)
         except FileNotFoundError:
-            self._entries, self._error, self._seen = {}, None, None
+            self._entries, self._error, self._why, self._seen = {}, None, None, None
             return
         except OSError as exc:
             self._fail(TokensUnreadable(f"cannot read the tokens file {path}: {exc.strerror}"))
@@ -161,7 +162,7 @@ class Keyring:
             return
         before = {e.name for e in self._entries.values()}
         self._entries = {e.sha256: e for e in entries}
-        self._error, self._seen = None, seen
+        self._error, self._why, self._seen = None, None, seen
         after = {e.name for e in entries}
         logger.info(
             "tokens file %s read: %d token(s)%s%s",
@@ -172,9 +173,16 @@ class Keyring:
         )
 
     def _fail(self, error: TokensUnreadable) -> None:
-        if self._error is None or self._error.message != error.message:
+        """Refuse the file's tokens. The fault (its path, maybe token names) goes to the log,
+        once; a client is told only that the file is unreadable."""
+        if self._why is None or self._why.message != error.message:
             logger.error("%s; its tokens are refused until it is fixed", error.message)
-        self._entries, self._error, self._seen = {}, error, (0,)
+        self._why = error
+        self._error = TokensUnreadable(
+            "the tokens file cannot be read or is not valid: its tokens are refused until it is fixed "
+            "(the server log says why)"
+        )
+        self._entries, self._seen = {}, (0,)
 
     def _note_use(self, name: str) -> None:
         """Touch ``<use_dir>/<name>`` at most once a minute: ``token list`` shows its mtime."""

@@ -57,11 +57,16 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
+RESERVED_NAMES = frozenset({"admin"})  # the admin token's name in history and logs
+
+
 def token_name(value: object) -> str:
     if not isinstance(value, str) or not NAME.match(value):
         raise InvalidInput(
             f"bad token name {value!r}: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
+    if value in RESERVED_NAMES:
+        raise InvalidInput(f"the token name {value!r} is the admin token's (MODELSWAP_ADMIN_TOKEN): pick another")
     return value
 
 
@@ -71,7 +76,15 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
     match = DURATION.match(text.strip())
     if match:
         amount, unit = match.groups()
-        return now + timedelta(**{UNITS[unit]: int(amount)})
+        try:
+            return now + timedelta(**{UNITS[unit]: int(amount)})
+        except OverflowError:
+            raise InvalidInput(f"bad expiry {text!r}: too far ahead") from None
+    return parse_time(text)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO date or time, UTC unless it says."""
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -139,7 +152,7 @@ class TokenEntry:
             sha256=digest,
             role=highest(roles),
             models=models,
-            expires=parse_expiry(expires) if expires is not None else None,
+            expires=parse_time(expires) if expires is not None else None,  # a time, never "90d" from now
             created=created if isinstance(created, str) else None,
         )
 
@@ -232,8 +245,16 @@ def _write(path: Path, entries: list[TokenEntry]) -> None:
     data = (json.dumps({"tokens": [e.to_dict() for e in entries]}, indent=2) + "\n").encode()
     tmp = tmp_name_beside(path)
     try:
+        old = os.stat(path)
+    except FileNotFoundError:
+        old = None
+    try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
+            if old is not None:  # the serving processes' user must still read it
+                os.fchmod(handle.fileno(), old.st_mode & 0o777)
+                if (old.st_uid, old.st_gid) != (os.getuid(), os.getgid()):
+                    os.fchown(handle.fileno(), old.st_uid, old.st_gid)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

@@ -33,7 +33,7 @@ def find_model_id(kernel: Kernel, model_id: str) -> tuple[str, reg.Version]:
         for record in kernel.registry(model).versions():
             if record.model_id == model_id:
                 return model, record
-    raise NotFound(f"no version in {kernel.root} has model id {model_id}")
+    raise NotFound(f"no version in this store has model id {model_id}")
 
 
 def lineage(kernel: Kernel, model: str, version: str) -> dict[str, Any]:

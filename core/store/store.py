@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from modelswap.core.errors import NotFound, NothingToRollBack, ValidationFailed, VersionNotFound
+from modelswap.core.errors import Forbidden, NotFound, NothingToRollBack, ValidationFailed, VersionNotFound
 from modelswap.core.schema.signature import Signature
 from modelswap.core.serving.loader import load_version, sklearn_mismatch
 from modelswap.core.settings import Settings
@@ -215,14 +215,22 @@ class Store(Kernel):
         actor: str | None = None,
         reason: str = "",
         force: bool = False,
+        earlier_only: bool = False,
     ) -> Transition:
         """Go back to ``to`` or, with no target, to the previous live version: the most recent one live
-        before the current one and not marked rolled_back."""
+        before the current one and not marked rolled_back. ``earlier_only``: ``to`` must have
+        been live before (Forbidden otherwise: putting any other version live is a deploy)."""
         if to is not None:
             validate_version_id(to)
 
         def choose(registry: reg.Registry, current: str | None) -> str:
             if to is not None:
+                if earlier_only and to not in set(self.live_sequence(model)):
+                    raise Forbidden(
+                        f"{model}: {to} was never live, so going to it is a deploy: this needs the 'deploy' role "
+                        "(a rollback may go back to a version that was live before)",
+                        "deploy",
+                    )
                 return to
             target = self.rollback_target(model, registry, current)
             if target is None:

@@ -90,3 +90,25 @@ def test_concurrent_creates_in_separate_processes_lose_no_token(tmp_path: Path) 
         assert proc.exitcode == 0
     names = {e["name"] for e in json.loads(path.read_text())["tokens"]}
     assert names == {f"{p}-{i}" for p in "xyz" for i in range(15)}
+
+
+def test_names_expiries_and_models_that_would_mislead_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    with pytest.raises(InvalidInput, match="the admin token's"):
+        tokens.create(path, "admin", "rollback")  # history could not tell it from the admin token
+    with pytest.raises(InvalidInput, match="too far ahead"):
+        tokens.parse_expiry("999999w")
+    with pytest.raises(InvalidInput, match="non-empty list"):
+        tokens.create(path, "a", "read", models=[])
+    digest = "0" * 64
+    path.write_text(json.dumps({"tokens": [{"name": "a", "sha256": digest, "roles": ["read"], "expires": "90d"}]}))
+    with pytest.raises(TokensUnreadable, match="bad expiry '90d'"):
+        tokens.read_entries(path)  # in the file, a time: "90d" would never come
+
+
+def test_rewriting_the_file_keeps_its_mode(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    tokens.create(path, "a", "read")
+    path.chmod(0o640)  # readable by the serving processes' group
+    tokens.create(path, "b", "read")
+    assert path.stat().st_mode & 0o777 == 0o640
