@@ -19,12 +19,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
 
 from modelswap.core.access.roles import ADMIN, includes
-from modelswap.core.access.tokens import TokenEntry, hash_token, parse
+from modelswap.core.access.tokens import Grant, TokenEntry, hash_token, parse
 from modelswap.core.errors import TokenExpired, TokensUnreadable, Unauthorized
 from modelswap.core.store.clock import iso, utcnow
 
@@ -34,13 +32,8 @@ USE_EVERY_S = 60.0  # a token's last use is written at most this often per proce
 
 
 @dataclass(frozen=True)
-class Identity:
-    """Who a request's token says it is."""
-
-    name: str
-    role: str
-    models: tuple[str, ...] | None = None
-    expires: datetime | None = None
+class Identity(Grant):
+    """Who a request's token says it is, and what it may do."""
 
     @classmethod
     def of(cls, entry: TokenEntry) -> Identity:
@@ -53,17 +46,6 @@ class Identity:
 
     def allows(self, role: str) -> bool:
         return includes(self.role, role)
-
-    def covers(self, model: str) -> bool:
-        return self.models is None or any(fnmatchcase(model, pattern) for pattern in self.models)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "role": self.role,
-            "models": list(self.models) if self.models is not None else None,
-            "expires": iso(self.expires) if self.expires is not None else None,
-        }
 
 
 ADMIN_IDENTITY = Identity("admin", ADMIN)

@@ -93,13 +93,13 @@ def parse_time(text: str) -> datetime:
 
 
 @dataclass(frozen=True)
-class TokenEntry:
+class Grant:
+    """What a token may do: its role, on which models, until when."""
+
     name: str
-    sha256: str
     role: str
     models: tuple[str, ...] | None = None  # None: every model
     expires: datetime | None = None
-    created: str | None = None
 
     def covers(self, model: str) -> bool:
         return self.models is None or any(fnmatchcase(model, pattern) for pattern in self.models)
@@ -115,6 +115,14 @@ class TokenEntry:
             "models": list(self.models) if self.models is not None else None,
             "expires": iso(self.expires) if self.expires is not None else None,
         }
+
+
+@dataclass(frozen=True)
+class TokenEntry(Grant):
+    """One entry of the file: a grant, the token's sha256, when it was made."""
+
+    sha256: str = ""
+    created: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"name": self.name, "sha256": self.sha256, "roles": [self.role]}
