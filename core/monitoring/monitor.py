@@ -11,6 +11,7 @@ remembers the request ids it saw for feedback, hands the requests to the predict
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -25,7 +26,16 @@ import numpy as np
 from modelswap.core.delivery.shadow import read_shadow
 from modelswap.core.delivery.shadow_runner import fleet_summary
 from modelswap.core.errors import InvalidInput, ModelswapError
-from modelswap.core.monitoring.counts import SLICE, Cell, Observation, Recorder, pause, predicted_labels
+from modelswap.core.monitoring.counts import (
+    SLICE,
+    Batch,
+    Cell,
+    Observation,
+    Observed,
+    Recorder,
+    pause,
+    predicted_labels,
+)
 from modelswap.core.monitoring.fleet_counts import (
     read_config,
     read_counts,
@@ -82,7 +92,12 @@ class Monitor:
             else None
         )
         self._references: OrderedDict[tuple[str, str], ReferenceProfile | None] = OrderedDict()
-        self._index: dict[str, Answer] = {}  # request id -> what it answered, oldest first
+        # request id -> where its answer is kept (the key of its batch's answers in _answers,
+        # shifted, plus its place in the batch), oldest first: a dict of strings and ints,
+        # which the garbage collector does not track (an object per request would be)
+        self._index: dict[str, int] = {}
+        self._answers: dict[int, tuple[Answer, tuple[int, ...] | None]] = {}  # batch key -> answer, row offsets
+        self._batches = 0
         self._seen_feedback: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._tick_lock = threading.Lock()
@@ -106,7 +121,8 @@ class Monitor:
             self.log.close()
 
     # -- the request path ----------------------------------------------------------
-    def observe(self, obs: Observation) -> None:
+    def observe(self, obs: Observed) -> None:
+        """Hand over one request's observation, or one batch's (core.monitoring.counts.Batch)."""
         if self.enabled:
             self.recorder.observe(obs)
 
@@ -157,18 +173,47 @@ class Monitor:
         if self.on_drop is not None:
             self.on_drop(stage, n)
 
-    def _remember(self, drained: Sequence[Observation]) -> None:
+    def _remember(self, drained: Sequence[Observed]) -> None:
         """Keep what feedback needs of each answered request (its answer, not its rows);
-        the labels are worked out only when feedback names the request."""
+        the labels are worked out only when feedback names the request. One kept answer
+        per batch: a request's part of it is cut out when feedback asks."""
         with self._lock:
-            index = self._index
+            index, answers = self._index, self._answers
             for obs in drained:
-                if obs.rows is not None and obs.request_id:
-                    index[obs.request_id] = Answer(
-                        obs.model, obs.version, obs.variant, obs.answer, obs.method, obs.classes
-                    )
+                if obs.rows is None:
+                    continue
+                ids = obs.request_ids if type(obs) is Batch else (obs.request_id,)  # type: ignore[union-attr]
+                key = self._batches << 32
+                kept = False
+                for i, rid in enumerate(ids):
+                    if rid:
+                        index[rid] = key | i
+                        kept = True
+                if kept:
+                    offsets = None
+                    if type(obs) is Batch and len(obs.sizes) > 1:
+                        offsets = (0, *itertools.accumulate(obs.sizes))
+                    answer = Answer(obs.model, obs.version, obs.variant, obs.answer, obs.method, obs.classes)
+                    answers[self._batches] = (answer, offsets)
+                    self._batches += 1
             if len(index) > INDEX_SIZE + INDEX_SIZE // 4:  # the oldest go in one C-level pass, not one by one
                 self._index = dict(islice(index.items(), len(index) - INDEX_SIZE, None))
+                oldest = min(self._index.values()) >> 32  # a repeated id moved its value, not its place
+                self._answers = {k: v for k, v in answers.items() if k >= oldest}
+
+    def _answer(self, rid: str) -> Answer | None:
+        """What request ``rid`` answered, if it is still kept (call with the lock held)."""
+        where = self._index.get(rid)
+        if where is None:
+            return None
+        kept = self._answers.get(where >> 32)
+        if kept is None:
+            return None
+        answer, offsets = kept
+        if offsets is None:
+            return answer
+        i = where & 0xFFFFFFFF
+        return answer._replace(answer=answer.answer[offsets[i] : offsets[i + 1]])
 
     # -- references ----------------------------------------------------------------
     def reference(self, model: str, version: str) -> ReferenceProfile | None:
@@ -197,8 +242,8 @@ class Monitor:
             raise InvalidInput(f"{len(items)} labels exceed the limit of {MAX_FEEDBACK} per request")
         self.tick()
         with self._lock:
-            answers = {rid: self._index[rid] for rid, _ in items if rid in self._index}
-        known = {rid: _labels(answer) for rid, answer in answers.items()}
+            found = {rid: self._answer(rid) for rid, _ in items}
+        known = {rid: _labels(answer) for rid, answer in found.items() if answer is not None}
         missing = {rid for rid, _ in items if rid not in known}
         if missing and self.log_dir is not None:
             if self.log is not None:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modelswap.core.monitoring.counts import SLICE, Observation, pause
+from modelswap.core.monitoring.counts import SLICE, Batch, Observation, Observed, observations, pause, requests
 from modelswap.core.store.clock import iso
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class PredictionLog:
         self.files = files
         self.on_drop = on_drop
         self.path = self.directory / f"{PREFIX}{socket.gethostname()}-{os.getpid()}.jsonl"
-        self._queue: deque[list[Observation]] = deque()
+        self._queue: deque[list[Observed]] = deque()
         self._queued = 0
         self._wake = threading.Event()
         self._stop = False
@@ -105,17 +105,20 @@ class PredictionLog:
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def submit(self, observations: Sequence[Observation]) -> None:
-        done = [o for o in observations if o.rows is not None]
+    def submit(self, observed: Sequence[Observed]) -> None:
+        """Queue the answered requests of ``observed`` (observations or whole batches: a
+        batch is cut into its requests' lines by the writer)."""
+        done = [o for o in observed if o.rows is not None]
         if self.sample < 1.0:
-            done = [o for o in done if random.random() < self.sample]
+            done = [o for item in done for o in observations(item) if random.random() < self.sample]
         if not done:
             return
-        if self._queued + len(done) > MAX_QUEUED:
+        n = sum(requests(o) for o in done)
+        if self._queued + n > MAX_QUEUED:
             if self.on_drop is not None:
-                self.on_drop(len(done))
+                self.on_drop(n)
             return
-        self._queued += len(done)
+        self._queued += n
         self._queue.append(done)
         self._wake.set()
 
@@ -131,13 +134,20 @@ class PredictionLog:
         monitor_counts.SLICE)."""
         with self._lock:
             lines: list[bytes] = []
+            rendered = 0  # lines since the last pause
             while self._queue:
-                batch = self._queue.popleft()
-                self._queued -= len(batch)
-                for start in range(0, len(batch), SLICE):
-                    if sliced and lines:
+                handed = self._queue.popleft()
+                for item in handed:
+                    n = requests(item)
+                    self._queued -= n
+                    if sliced and rendered >= SLICE:
                         pause()
-                    lines += [self._render(o) for o in batch[start : start + SLICE]]
+                        rendered = 0
+                    if type(item) is Batch:
+                        lines += [self._render(o) for o in item.observations()]
+                    else:
+                        lines.append(self._render(item))  # type: ignore[arg-type]
+                    rendered += n
             if lines:
                 self._write(lines)
 

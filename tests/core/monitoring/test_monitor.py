@@ -13,7 +13,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from modelswap.core.errors import InvalidInput
-from modelswap.core.monitoring.counts import Cell, Observation, Recorder
+from modelswap.core.monitoring.counts import Batch, Cell, Observation, Recorder, requests
 from modelswap.core.monitoring.fleet_counts import MonitorConfig, counts_path, read_config, read_counts, write_config
 from modelswap.core.monitoring.prediction_log import PredictionLog, find
 from modelswap.core.monitoring.profiles import ReferenceProfile, build_profile
@@ -242,4 +242,109 @@ def test_feedback_finds_the_newest_answers_once_the_oldest_are_forgotten(
     answer = monitor.feedback("iris", [(f"r{i}", int(y[i])) for i in range(40)])
     matched = [f"r{i}" for i in range(40) if f"r{i}" not in answer["unmatched"]]
     assert 8 <= len(matched) <= 10 and matched == [f"r{i}" for i in range(40 - len(matched), 40)]
+    assert answer["matched"] == len(matched)
+
+
+def _batch(X: np.ndarray, answer: np.ndarray, sizes: list[int], *, method: str = "predict") -> Batch:
+    """One batch of len(sizes) requests over the rows of X, as the inference plane hands it over."""
+    latencies = [0.0004 * (i + 1) ** 2 for i in range(len(sizes))]  # spread over the histogram's buckets
+    ids = [f"b{i}" for i in range(len(sizes))]
+    return Batch("iris", "v1", "stable", X, answer, latencies, method, (0, 1, 2), ids, sizes, 1_800_000_000.5)
+
+
+SIZES = [1, 3, 1, 7, 2, 1, 30, 5, 100]  # 150 rows
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_a_batch_counts_exactly_as_its_requests_one_by_one(
+    iris: tuple[np.ndarray, np.ndarray, ReferenceProfile], method: str
+) -> None:
+    X, y, profile = iris
+    answer = y if method == "predict" else np.eye(3)[y] * 0.8 + 0.05
+    batch = _batch(X, answer, SIZES, method=method)
+    one_by_one = batch.observations()
+    assert [len(o.rows) for o in one_by_one] == SIZES and [o.request_id for o in one_by_one] == batch.request_ids
+    assert [o.latency for o in one_by_one] == batch.latencies
+    assert np.concatenate([o.answer for o in one_by_one]).tolist() == answer.tolist()
+    clock = Clock()
+    batched, single = (Recorder(lambda model, version: profile, bucket_seconds=60, clock=clock) for _ in range(2))
+    batched._rng, single._rng = np.random.default_rng(7), np.random.default_rng(7)  # the same reservoir draws
+    batched.observe(batch)
+    batched.failure("iris", "v1", "stable", "client")
+    for o in one_by_one:
+        single.observe(o)
+    single.failure("iris", "v1", "stable", "client")
+    assert requests(batch) == len(SIZES) and batched.pending == 2
+    batched.tick()
+    single.tick()
+    a, b = batched.state("iris"), single.state("iris")
+    assert a["cells"][0]["requests"] == len(SIZES) and a["cells"][0]["rows"] == 150
+    assert a["cells"][0]["prediction"] is not None and sum(a["cells"][0]["latency"]) == len(SIZES)
+    assert a == b
+
+
+def test_a_batch_is_logged_line_for_line_as_its_requests(tmp_path: Path) -> None:
+    X = np.arange(150 * 4, dtype=np.float64).reshape(150, 4) / 7
+    batch = _batch(X, np.arange(150) % 3, SIZES)
+    batched, single = PredictionLog(tmp_path / "batched"), PredictionLog(tmp_path / "single")
+    for log in (batched, single):
+        log.directory.mkdir()
+    batched.submit([batch])
+    single.submit(batch.observations())
+    batched.flush(sliced=True)
+    single.flush()
+    [a], [b] = (tmp_path / "batched").iterdir(), (tmp_path / "single").iterdir()
+    assert a.read_bytes() == b.read_bytes()
+    lines = [json.loads(line) for line in a.read_text().splitlines()]
+    assert [line["request_id"] for line in lines] == batch.request_ids
+    assert [len(line["inputs"]) for line in lines] == SIZES and lines[3]["outputs"] == (np.arange(5, 12) % 3).tolist()
+
+
+def test_feedback_finds_each_request_of_a_batch(
+    tmp_path: Path, iris: tuple[np.ndarray, np.ndarray, ReferenceProfile]
+) -> None:
+    from modelswap.core.monitoring.monitor import Monitor
+    from modelswap.core.settings import Settings
+
+    X, y, _ = iris
+    wrong = y.copy()
+    wrong[:4] = (wrong[:4] + 1) % 3  # the first two requests (1 and 3 rows) answered wrong
+    results = []
+    for handed in ([_batch(X, wrong, SIZES)], _batch(X, wrong, SIZES).observations()):
+        store = Store(tmp_path / f"models{len(results)}")
+        store.paths("iris").dir.mkdir(parents=True)  # a model the store has: its counts are kept
+        monitor = Monitor(store, Settings(root=store.root, prediction_log=None))
+        for item in handed:
+            monitor.observe(item)
+        monitor.tick()
+        labels = np.split(y, np.cumsum(SIZES)[:-1])
+        answer = monitor.feedback("iris", [(f"b{i}", labels[i].tolist()) for i in range(len(SIZES))] + [("b99", 1)])
+        [cell] = [c for c in monitor.recorder.state("iris")["cells"] if c["feedback"]["n"]]
+        results.append((answer, cell["feedback"]))
+    assert results[0] == results[1]
+    answer, feedback = results[0]
+    assert answer["matched"] == len(SIZES) and answer["unmatched"] == ["b99"]
+    assert feedback["n"] == 150 and feedback["correct"] == 146
+
+
+def test_feedback_forgets_the_oldest_batches_with_their_requests(
+    tmp_path: Path, iris: tuple[np.ndarray, np.ndarray, ReferenceProfile], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelswap.core.monitoring import monitor as monitoring
+    from modelswap.core.settings import Settings
+
+    monkeypatch.setattr(monitoring, "INDEX_SIZE", 8)
+    X, y, _ = iris
+    monitor = monitoring.Monitor(Store(tmp_path / "models"), Settings(root=tmp_path / "models", prediction_log=None))
+    for b in range(10):  # 3 requests of 2 rows each per batch
+        rows = slice(6 * b, 6 * b + 6)
+        batch = _batch(X[rows], y[rows], [2, 2, 2])._replace(request_ids=[f"r{b}-{i}" for i in range(3)])
+        monitor.observe(batch)
+        monitor.tick()
+    assert len(monitor._answers) <= 4  # the batches of the requests still indexed, no more
+    ids = [f"r{b}-{i}" for b in range(10) for i in range(3)]
+    labels = {f"r{b}-{i}": y[6 * b + 2 * i : 6 * b + 2 * i + 2].tolist() for b in range(10) for i in range(3)}
+    answer = monitor.feedback("iris", list(labels.items()))
+    matched = [rid for rid in ids if rid not in answer["unmatched"]]
+    assert 8 <= len(matched) <= 10 and matched == ids[len(ids) - len(matched) :]
     assert answer["matched"] == len(matched)
