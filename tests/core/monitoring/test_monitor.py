@@ -283,10 +283,21 @@ def test_a_batch_counts_exactly_as_its_requests_one_by_one(
     assert a == b
 
 
-def test_a_batch_is_logged_line_for_line_as_its_requests(tmp_path: Path) -> None:
-    X = np.arange(150 * 4, dtype=np.float64).reshape(150, 4) / 7
-    batch = _batch(X, np.arange(150) % 3, SIZES)
-    batched, single = PredictionLog(tmp_path / "batched"), PredictionLog(tmp_path / "single")
+@pytest.mark.parametrize(
+    ("dtype", "inputs", "sizes"),
+    [("float64", True, SIZES), ("float32", True, SIZES), ("object", True, SIZES), ("float64", False, SIZES),
+     ("float64", True, [150]), ("int64", True, [150])],
+)  # fmt: skip
+def test_a_batch_is_logged_line_for_line_as_its_requests(
+    tmp_path: Path, dtype: str, inputs: bool, sizes: list[int]
+) -> None:
+    X = (np.arange(150 * 4, dtype=np.float64).reshape(150, 4) / 7).astype(dtype)
+    if dtype == "object":
+        X[:, 1] = [f"plan-{i % 4}" for i in range(150)]
+        X[5, 2] = None
+    answer = np.arange(150) % 3 if dtype != "float32" else (np.arange(150) / 3).astype(np.float32)
+    batch = _batch(X, answer if dtype != "object" else answer.astype(str).astype(object), sizes)
+    batched, single = (PredictionLog(tmp_path / name, inputs=inputs) for name in ("batched", "single"))
     for log in (batched, single):
         log.directory.mkdir()
     batched.submit([batch])
@@ -297,7 +308,9 @@ def test_a_batch_is_logged_line_for_line_as_its_requests(tmp_path: Path) -> None
     assert a.read_bytes() == b.read_bytes()
     lines = [json.loads(line) for line in a.read_text().splitlines()]
     assert [line["request_id"] for line in lines] == batch.request_ids
-    assert [len(line["inputs"]) for line in lines] == SIZES and lines[3]["outputs"] == (np.arange(5, 12) % 3).tolist()
+    assert [len(line["outputs"]) for line in lines] == sizes and ("inputs" in lines[0]) == inputs
+    if sizes == SIZES and dtype in ("float64", "int64"):
+        assert lines[3]["outputs"] == (np.arange(5, 12) % 3).tolist()
 
 
 def test_feedback_finds_each_request_of_a_batch(
