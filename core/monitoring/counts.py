@@ -37,7 +37,7 @@ LATENCY_EDGES = np.asarray(LATENCY_BUCKETS)
 # interpreter's switch interval) at each of its system calls, which put 40 ms into the
 # p99 of the requests served meanwhile. They work in slices with a pause between, so
 # the loop's thread never waits behind more than one slice (~0.5 ms).
-SLICE = 64
+SLICE = 64  # requests (or lines) per slice; a batch counts as its requests
 PAUSE_S = 0.0002
 
 
@@ -374,14 +374,16 @@ class Recorder:
         self.expire(self.clock())
         return drained
 
-    def count(self, limit: int | None = None) -> list[Observed]:
+    def count(self, limit: int | None = None, *, most: int | None = None) -> list[Observed]:
         """Count the oldest ``limit`` queued observations or batches (all of them without a
-        limit) and return them."""
+        limit), or as many as hold ``most`` requests (at least one), and return them."""
         drained: list[Observed] = []
         groups: dict[tuple[str, str, str], list[Observed]] = {}
-        while self._pending and (limit is None or len(drained) < limit):
+        taken = 0
+        while self._pending and (limit is None or len(drained) < limit) and (most is None or taken < most):
             obs = self._pending.popleft()
             drained.append(obs)
+            taken += requests(obs)
             groups.setdefault((obs.model, obs.version, obs.variant), []).append(obs)
         now = self.clock()
         for (model, version, variant), observations in groups.items():

@@ -16,9 +16,8 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from itertools import islice
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -50,7 +49,7 @@ from modelswap.core.store.store import Store
 
 logger = logging.getLogger(__name__)
 
-INDEX_SIZE = 20_000  # recent request ids kept in memory for feedback (up to 1.25x: ~9 MB); older: the log
+INDEX_SIZE = 20_000  # recent request ids kept in memory for feedback (up to 1.25x); older: the log
 MAX_FEEDBACK = 10_000  # labels per feedback request
 BUCKETS_PER_WINDOW = 5
 
@@ -92,11 +91,13 @@ class Monitor:
             else None
         )
         self._references: OrderedDict[tuple[str, str], ReferenceProfile | None] = OrderedDict()
-        # request id -> where its answer is kept (the key of its batch's answers in _answers,
-        # shifted, plus its place in the batch), oldest first: a dict of strings and ints,
-        # which the garbage collector does not track (an object per request would be)
-        self._index: dict[str, int] = {}
-        self._answers: dict[int, tuple[Answer, tuple[int, ...] | None]] = {}  # batch key -> answer, row offsets
+        # What feedback needs of recent requests, in generations of INDEX_SIZE / 4 request
+        # ids, newest last; the oldest goes whole once there are five (so between INDEX_SIZE
+        # and 1.25x are kept, and forgetting never copies or scans what stays). In each: request
+        # id -> where its answer is (its batch's key, shifted, plus its place in the batch), a
+        # dict of strings and ints the garbage collector does not track; and batch key ->
+        # the batch's answer and row offsets.
+        self._kept: deque[Generation] = deque([({}, {})])
         self._batches = 0
         self._seen_feedback: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
@@ -140,7 +141,7 @@ class Monitor:
             # heartbeat thread here (its heartbeats and the delivery driver come next).
             left = self.recorder.pending
             while left > 0:
-                drained = self.recorder.count(min(SLICE, left))
+                drained = self.recorder.count(left, most=SLICE)
                 if not drained:
                     break
                 left -= len(drained)
@@ -178,35 +179,42 @@ class Monitor:
         the labels are worked out only when feedback names the request. One kept answer
         per batch: a request's part of it is cut out when feedback asks."""
         with self._lock:
-            index, answers = self._index, self._answers
+            index, answers = self._kept[-1]
             for obs in drained:
                 if obs.rows is None:
                     continue
                 ids = obs.request_ids if type(obs) is Batch else (obs.request_id,)  # type: ignore[union-attr]
                 key = self._batches << 32
-                kept = False
-                for i, rid in enumerate(ids):
-                    if rid:
-                        index[rid] = key | i
-                        kept = True
-                if kept:
-                    offsets = None
-                    if type(obs) is Batch and len(obs.sizes) > 1:
-                        offsets = (0, *itertools.accumulate(obs.sizes))
-                    answer = Answer(obs.model, obs.version, obs.variant, obs.answer, obs.method, obs.classes)
-                    answers[self._batches] = (answer, offsets)
-                    self._batches += 1
-            if len(index) > INDEX_SIZE + INDEX_SIZE // 4:  # the oldest go in one C-level pass, not one by one
-                self._index = dict(islice(index.items(), len(index) - INDEX_SIZE, None))
-                oldest = min(self._index.values()) >> 32  # a repeated id moved its value, not its place
-                self._answers = {k: v for k, v in answers.items() if k >= oldest}
+                where: Iterable[tuple[str, int]] = zip(ids, range(key, key + len(ids)), strict=True)
+                if "" in ids:  # a request without an id (an in-process call) is not kept
+                    where = [(rid, at) for rid, at in where if rid]
+                    if not where:
+                        continue
+                index.update(where)
+                offsets = None
+                if type(obs) is Batch and len(obs.sizes) > 1:
+                    offsets = (0, *itertools.accumulate(obs.sizes))
+                answers[self._batches] = (
+                    Answer(obs.model, obs.version, obs.variant, obs.answer, obs.method, obs.classes),
+                    offsets,
+                )
+                self._batches += 1
+                if len(index) >= max(1, INDEX_SIZE // 4):  # a new generation; the oldest of five goes
+                    index, answers = {}, {}
+                    self._kept.append((index, answers))
+                    if len(self._kept) > 5:
+                        self._kept.popleft()
 
     def _answer(self, rid: str) -> Answer | None:
         """What request ``rid`` answered, if it is still kept (call with the lock held)."""
-        where = self._index.get(rid)
-        if where is None:
+        kept: tuple[Answer, tuple[int, ...] | None] | None = None
+        for index, answers in reversed(self._kept):  # the newest answer of a repeated id
+            where = index.get(rid)
+            if where is not None:
+                kept = answers.get(where >> 32)
+                break
+        else:
             return None
-        kept = self._answers.get(where >> 32)
         if kept is None:
             return None
         answer, offsets = kept
@@ -356,6 +364,9 @@ class Answer(NamedTuple):
     answer: Any
     method: str
     classes: tuple[Any, ...] | None
+
+
+Generation = tuple[dict[str, int], dict[int, tuple[Answer, tuple[int, ...] | None]]]
 
 
 def _labels(a: Answer) -> tuple[str, str, str, list[Any], bool]:

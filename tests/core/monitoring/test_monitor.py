@@ -13,7 +13,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from modelswap.core.errors import InvalidInput
-from modelswap.core.monitoring.counts import Batch, Cell, Observation, Recorder, requests
+from modelswap.core.monitoring.counts import Batch, Cell, Observation, Observed, Recorder, requests
 from modelswap.core.monitoring.fleet_counts import MonitorConfig, counts_path, read_config, read_counts, write_config
 from modelswap.core.monitoring.prediction_log import PredictionLog, find
 from modelswap.core.monitoring.profiles import ReferenceProfile, build_profile
@@ -213,10 +213,10 @@ def test_a_tick_counts_what_was_queued_when_it_began_even_while_requests_keep_co
     monitor = Monitor(Store(tmp_path / "models"), Settings(root=tmp_path / "models", prediction_log=None))
     count = monitor.recorder.count
 
-    def busy(limit: int | None = None) -> list[Observation]:
-        for i in range(2 * (limit or 1)):  # twice as many arrive as each slice counts
+    def busy(limit: int | None = None, *, most: int | None = None) -> list[Observed]:
+        for i in range(2 * min(limit or 1, most or 1)):  # twice as many arrive as each slice counts
             monitor.observe(observation(X[i % 150 : i % 150 + 1], y[i % 150 : i % 150 + 1]))
-        return count(limit)
+        return count(limit, most=most)
 
     for i in range(200):
         monitor.observe(observation(X[i % 150 : i % 150 + 1], y[i % 150 : i % 150 + 1]))
@@ -354,10 +354,41 @@ def test_feedback_forgets_the_oldest_batches_with_their_requests(
         batch = _batch(X[rows], y[rows], [2, 2, 2])._replace(request_ids=[f"r{b}-{i}" for i in range(3)])
         monitor.observe(batch)
         monitor.tick()
-    assert len(monitor._answers) <= 4  # the batches of the requests still indexed, no more
+    # generations of 2 ids (INDEX_SIZE / 4), five at most: each batch of 3 fills one, and
+    # the oldest goes with its batches' answers
+    assert len(monitor._kept) == 5 and sum(len(answers) for _, answers in monitor._kept) == 4
     ids = [f"r{b}-{i}" for b in range(10) for i in range(3)]
     labels = {f"r{b}-{i}": y[6 * b + 2 * i : 6 * b + 2 * i + 2].tolist() for b in range(10) for i in range(3)}
     answer = monitor.feedback("iris", list(labels.items()))
     matched = [rid for rid in ids if rid not in answer["unmatched"]]
-    assert 8 <= len(matched) <= 10 and matched == ids[len(ids) - len(matched) :]
+    assert len(matched) == 12 and matched == ids[len(ids) - len(matched) :]  # the newest four batches
     assert answer["matched"] == len(matched)
+
+
+def test_a_tick_slices_batches_by_the_requests_they_hold(iris: tuple[np.ndarray, np.ndarray, ReferenceProfile]) -> None:
+    X, y, profile = iris
+    recorder = Recorder(lambda model, version: profile, bucket_seconds=60, clock=Clock())
+    for start in range(0, 150, 10):  # 15 batches of 10 requests
+        recorder.observe(_batch(X[start : start + 10], y[start : start + 10], [1] * 10))
+    assert [len(recorder.count(100, most=64)) for _ in range(4)] == [7, 7, 1, 0]  # 70, 70 and 10 requests
+    [cell] = recorder.state("iris")["cells"]
+    assert cell["requests"] == 150 and cell["rows"] == 150
+
+
+def test_a_repeated_request_id_is_judged_by_its_newest_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelswap.core.monitoring import monitor as monitoring
+    from modelswap.core.settings import Settings
+
+    monkeypatch.setattr(monitoring, "INDEX_SIZE", 8)
+    store = Store(tmp_path / "models")
+    store.paths("iris").dir.mkdir(parents=True)
+    monitor = monitoring.Monitor(store, Settings(root=store.root, prediction_log=None))
+    X = np.zeros((3, 4))
+    monitor.observe(_batch(X, np.array([0, 0, 0]), [1, 1, 1]))  # b0 b1 b2 answered 0
+    monitor.tick()
+    monitor.observe(_batch(X, np.array([2, 2, 2]), [1, 1, 1])._replace(request_ids=["x", "b1", "y"]))  # b1 again: 2
+    monitor.tick()
+    answer = monitor.feedback("iris", [("b1", 2), ("b0", 0)])
+    assert answer["matched"] == 2
+    cells = monitor.recorder._cumulative["iris"]
+    assert sum(cell.feedback["correct"] for _, cell in cells.values()) == 2  # b1 judged by its newest answer
