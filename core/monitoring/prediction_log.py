@@ -26,13 +26,17 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modelswap.core.monitoring.counts import SLICE, Batch, Observation, Observed, observations, pause, requests
+from modelswap.core.monitoring.counts import Batch, Observation, Observed, observations, pause, requests
 from modelswap.core.store.clock import iso
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "predictions-"
 MAX_QUEUED = 200_000  # observations waiting for the writer; past it hand-overs are dropped
+# Lines rendered between two pauses of the writer's thread (~40 us holding the GIL): it
+# renders a second's requests at once, and while it works, every thread that wants the GIL
+# waits for its slice (64 lines, ~170 us, had doubled the p99 of the requests served then).
+LINES = 16
 
 
 def _plain(value: Any) -> Any:
@@ -170,7 +174,7 @@ class PredictionLog:
 
     def flush(self, *, sliced: bool = False) -> None:
         """Write everything queued now, in the caller's thread, in one append; ``sliced``
-        (the background thread): a pause after rendering every SLICE lines (see
+        (the background thread): a pause after rendering every LINES lines (see
         monitor_counts.SLICE)."""
         with self._lock:
             lines: list[bytes] = []
@@ -180,7 +184,7 @@ class PredictionLog:
                 for item in handed:
                     n = requests(item)
                     self._queued -= n
-                    if sliced and rendered >= SLICE:
+                    if sliced and rendered >= LINES:
                         pause()
                         rendered = 0
                     if type(item) is Batch:

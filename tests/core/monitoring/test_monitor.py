@@ -198,7 +198,7 @@ def test_the_prediction_log_writes_a_big_batch_in_slices_in_order(tmp_path: Path
     log.directory.mkdir()
     log.submit([Observation("iris", "v1", "stable", np.array([[float(i)]]), np.array([i % 3]), 0.001,
                             request_id=f"r{i}", time=time.time()) for i in range(150)])  # fmt: skip
-    log.flush(sliced=True)  # what the log's thread does: 64 lines, a pause, 64, a pause, 22
+    log.flush(sliced=True)  # what the log's thread does: 16 lines, a pause, 16, a pause, ...
     [path] = (tmp_path / "log").iterdir()
     assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == [f"r{i}" for i in range(150)]
 
