@@ -16,7 +16,7 @@ from modelswap.api.http.errors import MLFLOW_CODES, status_for
 from modelswap.api.http.health import server_version
 from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import header_value, read_body
-from modelswap.api.http.responses import json_ready, json_response
+from modelswap.api.http.responses import answer_response, json_ready, json_response
 from modelswap.api.http.state import app_state
 from modelswap.core.errors import InvalidInput, ModelswapError
 from modelswap.core.schema.inputs import Table, columns_table, records_table, rows_table
@@ -91,5 +91,4 @@ async def invocations(request: Request) -> Response:
         status = status_for(exc)
         return json_response({"error_code": MLFLOW_CODES.get(status, "INTERNAL_ERROR"), "message": exc.message}, status)
     snap = answer.snapshot
-    headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant, "X-Request-Id": rid}
-    return json_response({"predictions": json_ready(answer.result)}, headers=headers)
+    return answer_response({"predictions": json_ready(answer.result)}, snap.version, snap.variant, rid)

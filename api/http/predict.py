@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import header_value, parse_predict, read_json
-from modelswap.api.http.responses import json_ready, json_response
+from modelswap.api.http.responses import answer_response, json_ready
 from modelswap.api.http.state import AppState, app_state
 from modelswap.core.serving.inference import Target
 from modelswap.core.store.ids import validate_model_name
@@ -42,10 +42,9 @@ async def _predict(request: Request, state: AppState, target: Target) -> Respons
         target, table, method, routing_key=header_value(request, b"x-routing-key"), request_id=rid, start=start
     )
     snap, result = answer.snapshot, answer.result
-    headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant, "X-Request-Id": rid}
     body: dict[str, Any] = {"model": snap.model, "version": snap.version, "variant": snap.variant}
     body["predictions"] = json_ready(result)
     classes = snap.signature.output.classes if snap.signature.output is not None else None
     if method != "predict" and classes is not None:
         body["classes"] = list(classes)
-    return json_response(body, headers=headers)
+    return answer_response(body, snap.version, snap.variant, rid)

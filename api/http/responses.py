@@ -38,6 +38,26 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return Rendered(body, status, headers)
 
 
+def answer_response(data: Any, version: str, variant: str, request_id: str) -> Response:
+    """An inference answer: 200 with ``data`` as JSON and the version, variant and request
+    id headers, as ``json_response(data, headers={"X-Model-Version": ..., "X-Model-Variant":
+    ..., "X-Request-Id": ...})`` makes it, without the dict of headers to lower-case and
+    encode per request."""
+    body = orjson.dumps(data, option=_OPTS)
+    answer = Rendered.__new__(Rendered)
+    answer.status_code = 200
+    answer.background = None
+    answer.body = body
+    answer.raw_headers = [
+        (b"x-model-version", version.encode("latin-1")),
+        (b"x-model-variant", variant.encode("latin-1")),
+        (b"x-request-id", request_id.encode("latin-1")),
+        (b"content-length", b"%d" % len(body)),
+        (b"content-type", b"application/json"),
+    ]
+    return answer
+
+
 def json_ready(result: Any) -> list[Any]:
     """An estimator's answer as a JSON-ready list."""
     return result.tolist() if isinstance(result, np.ndarray) else list(result)

@@ -18,7 +18,7 @@ from modelswap.api.http.errors import status_for
 from modelswap.api.http.health import server_version
 from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import METHODS, header_value, read_body
-from modelswap.api.http.responses import json_response
+from modelswap.api.http.responses import answer_response, json_response
 from modelswap.api.http.state import AppState, app_state
 from modelswap.api.http.tensors import HEADER_LENGTH, decode_input, encode_outputs, split_body
 from modelswap.core.errors import InvalidInput, ModelswapError, VersionNotFound
@@ -208,9 +208,9 @@ async def infer(request: Request) -> Response:
     }
     if "id" in payload:
         result["id"] = payload["id"]
-    headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant, "X-Request-Id": rid}
     if not raw:
-        return json_response(result, headers=headers)
+        return answer_response(result, snap.version, snap.variant, rid)
+    headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant, "X-Request-Id": rid}
     header = orjson.dumps(result)
     headers[HEADER_LENGTH] = str(len(header))
     return Response(header + raw, media_type="application/octet-stream", headers=headers)

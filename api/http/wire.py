@@ -28,6 +28,13 @@ except ImportError:  # pragma: no cover - depends on the installed uvicorn
     RequestResponseCycle = None  # type: ignore[assignment,misc]
 
 
+# Header lines already checked and rendered, by (name, value) as the application gives them:
+# the server's default headers (its date changes once a second), a version's headers, the
+# content type. Only headers send would write unchanged go in (not content-length).
+_LINES: dict[tuple[bytes, bytes], bytes] = {}
+MAX_LINES = 1024
+
+
 def respond(
     send: Callable[..., Any], status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes | memoryview
 ) -> bool:
@@ -44,17 +51,29 @@ def respond(
     content: list[bytes | memoryview] = [STATUS_LINE[status]]
     keep_alive = cycle.keep_alive
     length = None
-    for name, value in (*cycle.default_headers, *headers):
-        if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
-            cycle.response_started = True  # as send leaves it: the connection is closed, nothing is sent
-            raise RuntimeError("Invalid HTTP header name." if HEADER_RE.search(name) else "Invalid HTTP header value.")
-        name = name.lower()
-        if name == b"content-length":
-            if length is None:  # send goes by the first
-                length = value
-        elif name == b"transfer-encoding" or name == b"connection":
-            return False  # never ours on these routes: uvicorn's own path handles them
-        content += [name, b": ", value, b"\r\n"]
+    lines = _LINES
+    for pair in (*cycle.default_headers, *headers):
+        line = lines.get(pair)
+        if line is None:  # not seen yet: checked and rendered as send does it
+            name, value = pair
+            if HEADER_RE.search(name) or HEADER_VALUE_RE.search(value):
+                cycle.response_started = True  # as send leaves it: the connection is closed, nothing is sent
+                raise RuntimeError(
+                    "Invalid HTTP header name." if HEADER_RE.search(name) else "Invalid HTTP header value."
+                )
+            name = name.lower()
+            if name == b"content-length":
+                if length is None:  # send goes by the first
+                    length = value
+                content.append(b"content-length: " + value + b"\r\n")
+                continue
+            if name == b"transfer-encoding" or name == b"connection":
+                return False  # never ours on these routes: uvicorn's own path handles them
+            line = name + b": " + value + b"\r\n"
+            if len(lines) >= MAX_LINES:  # one request id each: the cache is for what repeats
+                lines.clear()
+            lines[pair] = line
+        content.append(line)
     if not keep_alive:
         content.append(b"connection: close\r\n")
     if length is None or length != b"%d" % len(body):

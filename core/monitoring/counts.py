@@ -1,7 +1,7 @@
 """Online profiles: what serving processes saw, per (version, variant), in time buckets.
 
 The request path only appends what it answered to a bounded queue (:meth:`Recorder.observe`:
-one ``deque.append``, no numpy). A background tick (the runtime's heartbeat thread) counts
+one ``deque.append`` per micro-batch, no numpy). A background tick (the runtime's heartbeat thread) counts
 what piled up in one vectorised pass per version into the bins of the version's
 reference profile, in buckets of ``bucket_seconds`` (a fifth of the monitoring window),
 and keeps a cumulative cell per (version, variant) since this process first served it.
@@ -17,7 +17,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -30,14 +30,14 @@ logger = logging.getLogger(__name__)
 
 ERROR_KINDS = ("client", "server", "timeout")
 SAMPLE_SIZE = 100  # reservoir values per numeric feature per cell and process (for KS)
-MAX_PENDING = 100_000  # requests waiting to be counted; past it they are dropped and counted
+MAX_PENDING = 100_000  # hand-overs (a request or a batch) waiting to be counted; past it dropped and counted
 LATENCY_EDGES = np.asarray(LATENCY_BUCKETS)
 # Counting and logging run on background threads, in pure Python, holding the GIL: a
 # second's requests at once kept the event loop's thread waiting in 5 ms turns (the
 # interpreter's switch interval) at each of its system calls, which put 40 ms into the
 # p99 of the requests served meanwhile. They work in slices with a pause between, so
 # the loop's thread never waits behind more than one slice (~0.5 ms).
-SLICE = 64
+SLICE = 64  # requests (or lines) per slice; a batch counts as its requests
 PAUSE_S = 0.0002
 
 
@@ -202,7 +202,55 @@ class Observation(NamedTuple):
     time: float = 0.0
 
 
-def predicted_labels(obs: Observation) -> np.ndarray | None:
+class Batch(NamedTuple):
+    """The answered requests of one micro-batch, handed over at once (one append per batch,
+    not one per request): the rows and the answer as the model was given and answered them,
+    each request's latency, id and row count in order, and the time of the batch. It counts
+    exactly as the per-request observations it stands for (:meth:`observations`), which are
+    made only where one request is needed on its own (the prediction log, a test)."""
+
+    model: str
+    version: str
+    variant: str
+    rows: np.ndarray
+    answer: Any
+    latencies: Sequence[float]
+    method: str
+    classes: tuple[Any, ...] | None
+    request_ids: Sequence[str]
+    sizes: Sequence[int]
+    time: float = 0.0
+
+    def observations(self) -> list[Observation]:
+        """One Observation per request: its rows and its part of the answer."""
+        model, version, variant, rows, answer, latencies, method, classes, ids, sizes, at = self
+        if len(sizes) == 1:
+            return [Observation(model, version, variant, rows, answer, latencies[0], method, classes, ids[0], at)]
+        out, offset = [], 0
+        for latency, rid, size in zip(latencies, ids, sizes, strict=True):
+            start, offset = offset, offset + size
+            out.append(Observation(model, version, variant, rows[start:offset], answer[start:offset], latency, method,
+                                   classes, rid, at))  # fmt: skip
+        return out
+
+
+Observed = Observation | Batch  # what the request path hands over: one request, or one batch's
+
+
+def observations(item: Observed) -> list[Observation]:
+    """The per-request observations of what was handed over."""
+    if type(item) is Batch:
+        return item.observations()
+    assert isinstance(item, Observation)
+    return [item]
+
+
+def requests(item: Observed) -> int:
+    """How many requests ``item`` stands for."""
+    return len(item.sizes) if type(item) is Batch else 1
+
+
+def predicted_labels(obs: Observation | Batch) -> np.ndarray | None:
     """The predictions to profile: predict's 1-D answer, or the most probable class."""
     answer = np.asarray(obs.answer)
     if obs.method == "predict":
@@ -213,17 +261,23 @@ def predicted_labels(obs: Observation) -> np.ndarray | None:
     return None
 
 
-def count(observations: list[Observation], reference: ReferenceProfile | None, rng: np.random.Generator) -> Cell:
-    """One cell from the observations of one (version, variant): one vectorised pass."""
+def count(observed: Sequence[Observed], reference: ReferenceProfile | None, rng: np.random.Generator) -> Cell:
+    """One cell from the observations (or batches) of one (version, variant): one vectorised pass."""
     cell = Cell()
-    done = [o for o in observations if o.rows is not None]
-    for o in observations:
+    done = [o for o in observed if o.rows is not None]
+    for o in observed:
         if o.rows is None:
             cell.errors[str(o.answer)] = cell.errors.get(str(o.answer), 0) + 1
-    cell.requests = len(done)
     if not done:
         return cell
-    latencies = np.fromiter((o.latency for o in done), dtype=np.float64, count=len(done))
+    seconds: list[float] = []
+    for o in done:
+        if type(o) is Batch:
+            seconds += o.latencies
+        else:
+            seconds.append(o.latency)  # type: ignore[union-attr]
+    cell.requests = len(seconds)
+    latencies = np.asarray(seconds, dtype=np.float64)
     cell.latency += np.bincount(np.searchsorted(LATENCY_EDGES, latencies), minlength=len(cell.latency))
     X = done[0].rows if len(done) == 1 else np.concatenate([o.rows for o in done])
     cell.rows = len(X)
@@ -240,7 +294,7 @@ def count(observations: list[Observation], reference: ReferenceProfile | None, r
     return cell
 
 
-def _predictions(done: list[Observation], rows: int) -> np.ndarray | None:
+def _predictions(done: list[Observed], rows: int) -> np.ndarray | None:
     """Every request's predictions in one array (predict's answers joined at once; the
     most probable class of a predict_proba answer), or None when they cannot be profiled."""
     if all(o.method == "predict" for o in done):
@@ -287,16 +341,17 @@ class Recorder:
         self.clock = clock
         self.max_pending = max_pending
         self.dropped = 0
-        self._pending: deque[Observation] = deque()
+        self._pending: deque[Observed] = deque()
         self._cells: dict[str, dict[CellKey, Cell]] = {}
         self._cumulative: dict[str, dict[tuple[str, str], tuple[float, Cell]]] = {}
         self._lock = threading.Lock()
         self._rng = np.random.default_rng()
 
     # -- the request path: O(1) ------------------------------------------------------
-    def observe(self, obs: Observation) -> None:
+    def observe(self, obs: Observed) -> None:
+        """Queue one request's observation, or one batch's (counted as its requests')."""
         if len(self._pending) >= self.max_pending:
-            self.dropped += 1
+            self.dropped += requests(obs)
             return
         self._pending.append(obs)
 
@@ -309,24 +364,26 @@ class Recorder:
 
     @property
     def pending(self) -> int:
-        """Requests queued, not counted yet."""
+        """Observations (a request's or a batch's) queued, not counted yet."""
         return len(self._pending)
 
-    def tick(self) -> list[Observation]:
+    def tick(self) -> list[Observed]:
         """Count everything queued since the last tick (returned, for the prediction log);
         forget buckets past retention."""
         drained = self.count()
         self.expire(self.clock())
         return drained
 
-    def count(self, limit: int | None = None) -> list[Observation]:
-        """Count the oldest ``limit`` queued requests (all of them without a limit) and
-        return them."""
-        drained: list[Observation] = []
-        groups: dict[tuple[str, str, str], list[Observation]] = {}
-        while self._pending and (limit is None or len(drained) < limit):
+    def count(self, limit: int | None = None, *, most: int | None = None) -> list[Observed]:
+        """Count the oldest ``limit`` queued observations or batches (all of them without a
+        limit), or as many as hold ``most`` requests (at least one), and return them."""
+        drained: list[Observed] = []
+        groups: dict[tuple[str, str, str], list[Observed]] = {}
+        taken = 0
+        while self._pending and (limit is None or len(drained) < limit) and (most is None or taken < most):
             obs = self._pending.popleft()
             drained.append(obs)
+            taken += requests(obs)
             groups.setdefault((obs.model, obs.version, obs.variant), []).append(obs)
         now = self.clock()
         for (model, version, variant), observations in groups.items():

@@ -11,13 +11,13 @@ remembers the request ids it saw for feedback, hands the requests to the predict
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from itertools import islice
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -25,7 +25,16 @@ import numpy as np
 from modelswap.core.delivery.shadow import read_shadow
 from modelswap.core.delivery.shadow_runner import fleet_summary
 from modelswap.core.errors import InvalidInput, ModelswapError
-from modelswap.core.monitoring.counts import SLICE, Cell, Observation, Recorder, pause, predicted_labels
+from modelswap.core.monitoring.counts import (
+    SLICE,
+    Batch,
+    Cell,
+    Observation,
+    Observed,
+    Recorder,
+    pause,
+    predicted_labels,
+)
 from modelswap.core.monitoring.fleet_counts import (
     read_config,
     read_counts,
@@ -40,7 +49,7 @@ from modelswap.core.store.store import Store
 
 logger = logging.getLogger(__name__)
 
-INDEX_SIZE = 20_000  # recent request ids kept in memory for feedback (up to 1.25x: ~9 MB); older: the log
+INDEX_SIZE = 20_000  # recent request ids kept in memory for feedback (up to 1.25x); older: the log
 MAX_FEEDBACK = 10_000  # labels per feedback request
 BUCKETS_PER_WINDOW = 5
 
@@ -82,7 +91,14 @@ class Monitor:
             else None
         )
         self._references: OrderedDict[tuple[str, str], ReferenceProfile | None] = OrderedDict()
-        self._index: dict[str, Answer] = {}  # request id -> what it answered, oldest first
+        # What feedback needs of recent requests, in generations of INDEX_SIZE / 4 request
+        # ids, newest last; the oldest goes whole once there are five (so between INDEX_SIZE
+        # and 1.25x are kept, and forgetting never copies or scans what stays). In each: request
+        # id -> where its answer is (its batch's key, shifted, plus its place in the batch), a
+        # dict of strings and ints the garbage collector does not track; and batch key ->
+        # the batch's answer and row offsets.
+        self._kept: deque[Generation] = deque([({}, {})])
+        self._batches = 0
         self._seen_feedback: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._tick_lock = threading.Lock()
@@ -106,7 +122,8 @@ class Monitor:
             self.log.close()
 
     # -- the request path ----------------------------------------------------------
-    def observe(self, obs: Observation) -> None:
+    def observe(self, obs: Observed) -> None:
+        """Hand over one request's observation, or one batch's (core.monitoring.counts.Batch)."""
         if self.enabled:
             self.recorder.observe(obs)
 
@@ -124,7 +141,7 @@ class Monitor:
             # heartbeat thread here (its heartbeats and the delivery driver come next).
             left = self.recorder.pending
             while left > 0:
-                drained = self.recorder.count(min(SLICE, left))
+                drained = self.recorder.count(left, most=SLICE)
                 if not drained:
                     break
                 left -= len(drained)
@@ -157,18 +174,54 @@ class Monitor:
         if self.on_drop is not None:
             self.on_drop(stage, n)
 
-    def _remember(self, drained: Sequence[Observation]) -> None:
+    def _remember(self, drained: Sequence[Observed]) -> None:
         """Keep what feedback needs of each answered request (its answer, not its rows);
-        the labels are worked out only when feedback names the request."""
+        the labels are worked out only when feedback names the request. One kept answer
+        per batch: a request's part of it is cut out when feedback asks."""
         with self._lock:
-            index = self._index
+            index, answers = self._kept[-1]
             for obs in drained:
-                if obs.rows is not None and obs.request_id:
-                    index[obs.request_id] = Answer(
-                        obs.model, obs.version, obs.variant, obs.answer, obs.method, obs.classes
-                    )
-            if len(index) > INDEX_SIZE + INDEX_SIZE // 4:  # the oldest go in one C-level pass, not one by one
-                self._index = dict(islice(index.items(), len(index) - INDEX_SIZE, None))
+                if obs.rows is None:
+                    continue
+                ids = obs.request_ids if type(obs) is Batch else (obs.request_id,)  # type: ignore[union-attr]
+                key = self._batches << 32
+                where: Iterable[tuple[str, int]] = zip(ids, range(key, key + len(ids)), strict=True)
+                if "" in ids:  # a request without an id (an in-process call) is not kept
+                    where = [(rid, at) for rid, at in where if rid]
+                    if not where:
+                        continue
+                index.update(where)
+                offsets = None
+                if type(obs) is Batch and len(obs.sizes) > 1:
+                    offsets = (0, *itertools.accumulate(obs.sizes))
+                answers[self._batches] = (
+                    Answer(obs.model, obs.version, obs.variant, obs.answer, obs.method, obs.classes),
+                    offsets,
+                )
+                self._batches += 1
+                if len(index) >= max(1, INDEX_SIZE // 4):  # a new generation; the oldest of five goes
+                    index, answers = {}, {}
+                    self._kept.append((index, answers))
+                    if len(self._kept) > 5:
+                        self._kept.popleft()
+
+    def _answer(self, rid: str) -> Answer | None:
+        """What request ``rid`` answered, if it is still kept (call with the lock held)."""
+        kept: tuple[Answer, tuple[int, ...] | None] | None = None
+        for index, answers in reversed(self._kept):  # the newest answer of a repeated id
+            where = index.get(rid)
+            if where is not None:
+                kept = answers.get(where >> 32)
+                break
+        else:
+            return None
+        if kept is None:
+            return None
+        answer, offsets = kept
+        if offsets is None:
+            return answer
+        i = where & 0xFFFFFFFF
+        return answer._replace(answer=answer.answer[offsets[i] : offsets[i + 1]])
 
     # -- references ----------------------------------------------------------------
     def reference(self, model: str, version: str) -> ReferenceProfile | None:
@@ -197,8 +250,8 @@ class Monitor:
             raise InvalidInput(f"{len(items)} labels exceed the limit of {MAX_FEEDBACK} per request")
         self.tick()
         with self._lock:
-            answers = {rid: self._index[rid] for rid, _ in items if rid in self._index}
-        known = {rid: _labels(answer) for rid, answer in answers.items()}
+            found = {rid: self._answer(rid) for rid, _ in items}
+        known = {rid: _labels(answer) for rid, answer in found.items() if answer is not None}
         missing = {rid for rid, _ in items if rid not in known}
         if missing and self.log_dir is not None:
             if self.log is not None:
@@ -311,6 +364,9 @@ class Answer(NamedTuple):
     answer: Any
     method: str
     classes: tuple[Any, ...] | None
+
+
+Generation = tuple[dict[str, int], dict[int, tuple[Answer, tuple[int, ...] | None]]]
 
 
 def _labels(a: Answer) -> tuple[str, str, str, list[Any], bool]:

@@ -13,6 +13,17 @@ model leaves health checks, metrics and other models answering; a request that w
 past the timeout gets PredictTimeout (its computation is not interrupted). All of this
 unless ``inline_s`` says otherwise (below).
 
+Regrouping: requests that miss a batch by a hair (they arrive while it computes) form
+the next one, and under steady concurrency the two groups then alternate for good, each
+paying a model call (16 clients answered as 15 and 1, call after call). So before a batch
+the batcher waits, at most as long as the last call took and never more than
+``regroup_s`` (1 ms by default), for the requests about to join it: when its oldest
+request waited while the last batch computed, for that batch's requests too (its clients
+are about to come back); when it came just after that batch was answered, for as many as
+the recent batches had (the stragglers). A request that comes alone, or long after the
+last batch, goes at once. Waiting for a group at most one call's time is never slower for
+that group than the extra call it saves. ``wait_s`` (a fixed wait) replaces it.
+
 The hand-off: after giving a batch to its worker thread, the event loop's thread waits
 for the answer, blocked, for up to ``hand_off_s`` (2 ms by default) before it goes back
 to other work. Both threads need the GIL; while the loop's thread waits it holds nothing,
@@ -68,6 +79,8 @@ Account = Callable[[list[Ticket | None], list[int], np.ndarray, Any], None]
 NO_TICKET: Ticket = (0.0, "")
 THREADS_PER_MODEL = 2  # the stable and the canary variant can compute at once
 HAND_OFF_S = 0.002
+REGROUP_S = 0.001  # the longest a smaller batch waits for the requests of the batches before it
+RECENT = 8  # batches whose sizes say how many requests are about
 
 
 class WrongAnswerCount(RuntimeError):
@@ -90,6 +103,7 @@ class Batcher:
         threads: int | None = None,
         observe: Callable[[int, int], None] | None = None,
         account: Account | None = None,
+        regroup_s: float = REGROUP_S,
     ) -> None:
         self._fn = fn
         self._account = account
@@ -104,7 +118,17 @@ class Batcher:
         self._row_cost: float | None = None  # seconds per row of the last call (None: none yet)
         self._observe = observe
         self._pending: deque[tuple[np.ndarray, asyncio.Future[Any], Ticket]] = deque()
+        self._pending_rows = 0
         self._draining = False
+        # Regrouping (see _regroup): the sizes of the last batches, when the last one was
+        # answered (loop time) and how long its call took there, and a drain waiting for
+        # its group with the number of requests it waits for.
+        self.regroup_s = regroup_s
+        self._sizes: deque[int] = deque(maxlen=RECENT)
+        self._answered_at = float("-inf")
+        self._call_s = 0.0
+        self._gather: asyncio.Future[None] | None = None
+        self._want = 0
         # Deadlines, in submission order (every request gets the same timeout), and the
         # one timer armed for the oldest: a timer per request (asyncio.wait_for) costs a
         # future, a heap push, a cancel and an extra trip through the loop per request.
@@ -122,7 +146,12 @@ class Batcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((X, future, ticket))
+        self._pending_rows += len(X)
         self._watch(loop, future)
+        gather = self._gather
+        if gather is not None and (len(self._pending) >= self._want or self._pending_rows >= self.max_rows):
+            self._gather = None
+            _settle(gather)
         if not self._draining:
             self._draining = True
             loop.create_task(self._drain())
@@ -152,11 +181,46 @@ class Batcher:
         if deadlines:
             self._alarm = loop.call_at(deadlines[0][0], self._expire, loop)
 
+    def regroup_target(self, now: float) -> int:
+        """How many requests the next batch should wait for (0: none, go now): those
+        queued, plus the last batch's when the oldest queued waited while it computed
+        (its clients are about to come back); as many as the last batches had when the
+        queued came just after it (its stragglers are about to come)."""
+        pending = self._pending
+        if not pending or not self._sizes or self._pending_rows >= self.max_rows:
+            return 0
+        arrived, answered = pending[0][2][0], self._answered_at
+        if 0 < arrived < answered:
+            want = len(pending) + self._sizes[-1]
+        elif now - answered <= self.regroup_s:
+            want = max(self._sizes)
+        else:  # the last batch is long gone: nobody is about to come
+            return 0
+        return want if want > len(pending) else 0
+
+    async def _regroup(self) -> None:
+        """Wait for the requests about to join the next batch (regroup_target), at most
+        as long as the last call took (and ``regroup_s``): see the module's doc."""
+        want = self.regroup_target(time.perf_counter())
+        if not want:
+            return
+        loop = asyncio.get_running_loop()
+        gather: asyncio.Future[None] = loop.create_future()
+        self._gather, self._want = gather, want
+        timer = loop.call_later(min(self.regroup_s, self._call_s), _settle, gather)
+        try:
+            await gather
+        finally:
+            timer.cancel()
+            self._gather = None
+
     async def _drain(self) -> None:
         try:
             if self.wait_s > 0:
                 await asyncio.sleep(self.wait_s)
             while self._pending:
+                if self.regroup_s > 0 and self.wait_s == 0:
+                    await self._regroup()
                 await self._run(self._take())
         finally:
             self._draining = False
@@ -168,6 +232,7 @@ class Batcher:
             item = self._pending.popleft()
             batch.append(item)
             rows += len(item[0])
+        self._pending_rows -= rows
         return batch
 
     def _timed(self, X: np.ndarray) -> Any:
@@ -217,6 +282,7 @@ class Batcher:
         X = live[0][0] if len(live) == 1 else np.concatenate([x for x, _, _ in live])
         if self._observe is not None:
             self._observe(len(live), len(X))
+        began = time.perf_counter()
         try:
             result = await self._call(X)
         except Exception as exc:  # the model raised or miscounted: find whose rows did it
@@ -236,6 +302,9 @@ class Batcher:
                     _settle(future, result=own)
             return
         self._accounted(live, X, result)
+        self._answered_at = time.perf_counter()
+        self._call_s = self._answered_at - began
+        self._sizes.append(len(live))
         offset = 0
         for x, future, _ in live:
             _settle(future, result=result if len(live) == 1 else result[offset : offset + len(x)])

@@ -16,7 +16,8 @@ its body into a :class:`~modelswap.core.schema.inputs.Table` and renders the
    for the requests still waiting: a request is counted once, as what it got):
    ``modelswap_predictions_total`` and the latency histogram, the slot's per-variant
    counts (the canary guard), the shadow's copy of stable's requests, and one monitoring
-   observation per request (which the prediction log and feedback read). Failures
+   hand-over per batch (its rows, answer, and each request's latency and id: counted,
+   logged and kept for feedback as the requests it holds). Failures
    (timeouts, the model raising) are counted per request where they surface.
 """
 
@@ -33,7 +34,7 @@ import numpy as np
 from modelswap.core.delivery.shadow_runner import ShadowRunner
 from modelswap.core.errors import InvalidInput, ModelNotFound, PredictionFailed, PredictTimeout
 from modelswap.core.metrics import Metrics
-from modelswap.core.monitoring.counts import Observation
+from modelswap.core.monitoring.counts import Batch, Observation
 from modelswap.core.monitoring.monitor import Monitor
 from modelswap.core.schema.inputs import Table, prepare
 from modelswap.core.schema.signature import Signature
@@ -206,21 +207,27 @@ class Inference:
             slot.record_answered(snap, len(latencies))
             shadow = slot.shadow if variant == STABLE else None
             at = clock()
-            whole = len(tickets) == 1
-            offset = 0
-            for ticket, size in zip(tickets, sizes, strict=True):
-                start, offset = offset, offset + size
-                if ticket is None:
-                    continue  # timed out or gone: counted as what it got
-                rows = X if whole else X[start:offset]
-                answer = result if whole else result[start:offset]
-                latency = now - ticket[0]
-                if shadow is not None:  # a copy for the shadow, off the response path
-                    shadows.offer(snap, shadow[0], shadow[1].started_at, shadow[1].fraction, rows, answer, method,
-                                  latency)  # fmt: skip
-                monitor.observe(
-                    Observation(model, version, variant, rows, answer, latency, method, classes, ticket[1], at)
-                )
+            everyone = len(latencies) == len(tickets)
+            if everyone:  # the usual case: the batch goes to monitoring as it was computed, in one hand-over
+                ids = [ticket[1] for ticket in tickets]  # type: ignore[index]
+                monitor.observe(Batch(model, version, variant, X, result, latencies, method, classes, ids, sizes, at))
+            if shadow is not None or not everyone:
+                whole = len(tickets) == 1
+                offset = 0
+                for ticket, size in zip(tickets, sizes, strict=True):
+                    start, offset = offset, offset + size
+                    if ticket is None:
+                        continue  # timed out or gone: counted as what it got
+                    rows = X if whole else X[start:offset]
+                    answer = result if whole else result[start:offset]
+                    latency = now - ticket[0]
+                    if shadow is not None:  # a copy for the shadow, off the response path
+                        shadows.offer(snap, shadow[0], shadow[1].started_at, shadow[1].fraction, rows, answer,
+                                      method, latency)  # fmt: skip
+                    if not everyone:
+                        monitor.observe(
+                            Observation(model, version, variant, rows, answer, latency, method, classes, ticket[1], at)
+                        )
             if debug:
                 logger.debug("predict model=%s version=%s variant=%s requests=%d rows=%d",
                              model, version, variant, len(latencies), len(X))  # fmt: skip

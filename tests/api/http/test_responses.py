@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelswap.api.http.payload import header_value
-from modelswap.api.http.responses import Rendered, json_response
+from modelswap.api.http.responses import Rendered, answer_response, json_response
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,16 @@ def test_a_header_value_is_what_starlettes_headers_give() -> None:
     request = Request({"type": "http", "method": "POST", "path": "/", "headers": raw})
     for name in ("x-routing-key", "x-request-id", "x-latin", "content-length"):
         assert header_value(request, name.encode()) == request.headers.get(name), name
+
+
+@pytest.mark.parametrize("rid", ["r-1", "caf\xe9-7", "0123456789abcdef0123456789abcdef"])
+def test_an_inference_answer_is_what_json_response_gives_with_its_headers(rid: str) -> None:
+    data = {"model": "iris", "version": "20261123-024512-3f9a1c", "predictions": [1, 2.5, "a"]}
+    ours = answer_response(data, "20261123-024512-3f9a1c", "canary", rid)
+    headers = {"X-Model-Version": "20261123-024512-3f9a1c", "X-Model-Variant": "canary", "X-Request-Id": rid}
+    theirs = json_response(data, headers=headers)
+    assert type(ours) is type(theirs) is Rendered
+    assert (ours.status_code, ours.body, ours.raw_headers, ours.background) == (
+        theirs.status_code, theirs.body, theirs.raw_headers, theirs.background,
+    )  # fmt: skip
+    assert ours.headers == theirs.headers and ours.media_type == theirs.media_type

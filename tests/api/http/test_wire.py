@@ -135,3 +135,18 @@ def test_a_bad_header_value_raises_and_leaves_the_cycle_as_send_does() -> None:
     mine, uvicorns = state(ours, our_transport, our_done), state(theirs, their_transport, their_done)
     assert {k: mine[k] for k in visible} == {k: uvicorns[k] for k in visible}
     assert mine["started"] and mine["bytes"] == b""  # run_asgi closes the connection; nothing was sent
+
+
+def test_header_lines_seen_before_are_written_as_send_writes_them() -> None:
+    """Checked header lines are kept (by name and value) and reused: a second answer with
+    the same headers, and one with another request id, match send's bytes and state."""
+    for headers in (HEADERS, HEADERS, [*HEADERS, (b"X-Request-Id", b"another")], HEADERS):
+        ours, our_transport, our_done = cycle()
+        theirs, their_transport, their_done = cycle()
+        assert respond(ours.send, 200, headers, BODY)
+        sent(theirs, 200, headers, BODY)
+        assert state(ours, our_transport, our_done) == state(theirs, their_transport, their_done)
+    bad = [*HEADERS, (b"x-evil", b"a\r\nset-cookie: x")]
+    for _ in range(2):  # a bad header is never kept: refused each time
+        with pytest.raises(RuntimeError, match="Invalid HTTP header value"):
+            respond(cycle()[0].send, 200, bad, BODY)

@@ -13,7 +13,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from modelswap.core.errors import InvalidInput
-from modelswap.core.monitoring.counts import Cell, Observation, Recorder
+from modelswap.core.monitoring.counts import Batch, Cell, Observation, Observed, Recorder, requests
 from modelswap.core.monitoring.fleet_counts import MonitorConfig, counts_path, read_config, read_counts, write_config
 from modelswap.core.monitoring.prediction_log import PredictionLog, find
 from modelswap.core.monitoring.profiles import ReferenceProfile, build_profile
@@ -198,7 +198,7 @@ def test_the_prediction_log_writes_a_big_batch_in_slices_in_order(tmp_path: Path
     log.directory.mkdir()
     log.submit([Observation("iris", "v1", "stable", np.array([[float(i)]]), np.array([i % 3]), 0.001,
                             request_id=f"r{i}", time=time.time()) for i in range(150)])  # fmt: skip
-    log.flush(sliced=True)  # what the log's thread does: 64 lines, a pause, 64, a pause, 22
+    log.flush(sliced=True)  # what the log's thread does: 16 lines, a pause, 16, a pause, ...
     [path] = (tmp_path / "log").iterdir()
     assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == [f"r{i}" for i in range(150)]
 
@@ -213,10 +213,10 @@ def test_a_tick_counts_what_was_queued_when_it_began_even_while_requests_keep_co
     monitor = Monitor(Store(tmp_path / "models"), Settings(root=tmp_path / "models", prediction_log=None))
     count = monitor.recorder.count
 
-    def busy(limit: int | None = None) -> list[Observation]:
-        for i in range(2 * (limit or 1)):  # twice as many arrive as each slice counts
+    def busy(limit: int | None = None, *, most: int | None = None) -> list[Observed]:
+        for i in range(2 * min(limit or 1, most or 1)):  # twice as many arrive as each slice counts
             monitor.observe(observation(X[i % 150 : i % 150 + 1], y[i % 150 : i % 150 + 1]))
-        return count(limit)
+        return count(limit, most=most)
 
     for i in range(200):
         monitor.observe(observation(X[i % 150 : i % 150 + 1], y[i % 150 : i % 150 + 1]))
@@ -243,3 +243,152 @@ def test_feedback_finds_the_newest_answers_once_the_oldest_are_forgotten(
     matched = [f"r{i}" for i in range(40) if f"r{i}" not in answer["unmatched"]]
     assert 8 <= len(matched) <= 10 and matched == [f"r{i}" for i in range(40 - len(matched), 40)]
     assert answer["matched"] == len(matched)
+
+
+def _batch(X: np.ndarray, answer: np.ndarray, sizes: list[int], *, method: str = "predict") -> Batch:
+    """One batch of len(sizes) requests over the rows of X, as the inference plane hands it over."""
+    latencies = [0.0004 * (i + 1) ** 2 for i in range(len(sizes))]  # spread over the histogram's buckets
+    ids = [f"b{i}" for i in range(len(sizes))]
+    return Batch("iris", "v1", "stable", X, answer, latencies, method, (0, 1, 2), ids, sizes, 1_800_000_000.5)
+
+
+SIZES = [1, 3, 1, 7, 2, 1, 30, 5, 100]  # 150 rows
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_a_batch_counts_exactly_as_its_requests_one_by_one(
+    iris: tuple[np.ndarray, np.ndarray, ReferenceProfile], method: str
+) -> None:
+    X, y, profile = iris
+    answer = y if method == "predict" else np.eye(3)[y] * 0.8 + 0.05
+    batch = _batch(X, answer, SIZES, method=method)
+    one_by_one = batch.observations()
+    assert [len(o.rows) for o in one_by_one] == SIZES and [o.request_id for o in one_by_one] == batch.request_ids
+    assert [o.latency for o in one_by_one] == batch.latencies
+    assert np.concatenate([o.answer for o in one_by_one]).tolist() == answer.tolist()
+    clock = Clock()
+    batched, single = (Recorder(lambda model, version: profile, bucket_seconds=60, clock=clock) for _ in range(2))
+    batched._rng, single._rng = np.random.default_rng(7), np.random.default_rng(7)  # the same reservoir draws
+    batched.observe(batch)
+    batched.failure("iris", "v1", "stable", "client")
+    for o in one_by_one:
+        single.observe(o)
+    single.failure("iris", "v1", "stable", "client")
+    assert requests(batch) == len(SIZES) and batched.pending == 2
+    batched.tick()
+    single.tick()
+    a, b = batched.state("iris"), single.state("iris")
+    assert a["cells"][0]["requests"] == len(SIZES) and a["cells"][0]["rows"] == 150
+    assert a["cells"][0]["prediction"] is not None and sum(a["cells"][0]["latency"]) == len(SIZES)
+    assert a == b
+
+
+@pytest.mark.parametrize(
+    ("dtype", "inputs", "sizes"),
+    [("float64", True, SIZES), ("float32", True, SIZES), ("object", True, SIZES), ("float64", False, SIZES),
+     ("float64", True, [150]), ("int64", True, [150])],
+)  # fmt: skip
+def test_a_batch_is_logged_line_for_line_as_its_requests(
+    tmp_path: Path, dtype: str, inputs: bool, sizes: list[int]
+) -> None:
+    X = (np.arange(150 * 4, dtype=np.float64).reshape(150, 4) / 7).astype(dtype)
+    if dtype == "object":
+        X[:, 1] = [f"plan-{i % 4}" for i in range(150)]
+        X[5, 2] = None
+    answer = np.arange(150) % 3 if dtype != "float32" else (np.arange(150) / 3).astype(np.float32)
+    batch = _batch(X, answer if dtype != "object" else answer.astype(str).astype(object), sizes)
+    batched, single = (PredictionLog(tmp_path / name, inputs=inputs) for name in ("batched", "single"))
+    for log in (batched, single):
+        log.directory.mkdir()
+    batched.submit([batch])
+    single.submit(batch.observations())
+    batched.flush(sliced=True)
+    single.flush()
+    [a], [b] = (tmp_path / "batched").iterdir(), (tmp_path / "single").iterdir()
+    assert a.read_bytes() == b.read_bytes()
+    lines = [json.loads(line) for line in a.read_text().splitlines()]
+    assert [line["request_id"] for line in lines] == batch.request_ids
+    assert [len(line["outputs"]) for line in lines] == sizes and ("inputs" in lines[0]) == inputs
+    if sizes == SIZES and dtype in ("float64", "int64"):
+        assert lines[3]["outputs"] == (np.arange(5, 12) % 3).tolist()
+
+
+def test_feedback_finds_each_request_of_a_batch(
+    tmp_path: Path, iris: tuple[np.ndarray, np.ndarray, ReferenceProfile]
+) -> None:
+    from modelswap.core.monitoring.monitor import Monitor
+    from modelswap.core.settings import Settings
+
+    X, y, _ = iris
+    wrong = y.copy()
+    wrong[:4] = (wrong[:4] + 1) % 3  # the first two requests (1 and 3 rows) answered wrong
+    results = []
+    for handed in ([_batch(X, wrong, SIZES)], _batch(X, wrong, SIZES).observations()):
+        store = Store(tmp_path / f"models{len(results)}")
+        store.paths("iris").dir.mkdir(parents=True)  # a model the store has: its counts are kept
+        monitor = Monitor(store, Settings(root=store.root, prediction_log=None))
+        for item in handed:
+            monitor.observe(item)
+        monitor.tick()
+        labels = np.split(y, np.cumsum(SIZES)[:-1])
+        answer = monitor.feedback("iris", [(f"b{i}", labels[i].tolist()) for i in range(len(SIZES))] + [("b99", 1)])
+        [cell] = [c for c in monitor.recorder.state("iris")["cells"] if c["feedback"]["n"]]
+        results.append((answer, cell["feedback"]))
+    assert results[0] == results[1]
+    answer, feedback = results[0]
+    assert answer["matched"] == len(SIZES) and answer["unmatched"] == ["b99"]
+    assert feedback["n"] == 150 and feedback["correct"] == 146
+
+
+def test_feedback_forgets_the_oldest_batches_with_their_requests(
+    tmp_path: Path, iris: tuple[np.ndarray, np.ndarray, ReferenceProfile], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelswap.core.monitoring import monitor as monitoring
+    from modelswap.core.settings import Settings
+
+    monkeypatch.setattr(monitoring, "INDEX_SIZE", 8)
+    X, y, _ = iris
+    monitor = monitoring.Monitor(Store(tmp_path / "models"), Settings(root=tmp_path / "models", prediction_log=None))
+    for b in range(10):  # 3 requests of 2 rows each per batch
+        rows = slice(6 * b, 6 * b + 6)
+        batch = _batch(X[rows], y[rows], [2, 2, 2])._replace(request_ids=[f"r{b}-{i}" for i in range(3)])
+        monitor.observe(batch)
+        monitor.tick()
+    # generations of 2 ids (INDEX_SIZE / 4), five at most: each batch of 3 fills one, and
+    # the oldest goes with its batches' answers
+    assert len(monitor._kept) == 5 and sum(len(answers) for _, answers in monitor._kept) == 4
+    ids = [f"r{b}-{i}" for b in range(10) for i in range(3)]
+    labels = {f"r{b}-{i}": y[6 * b + 2 * i : 6 * b + 2 * i + 2].tolist() for b in range(10) for i in range(3)}
+    answer = monitor.feedback("iris", list(labels.items()))
+    matched = [rid for rid in ids if rid not in answer["unmatched"]]
+    assert len(matched) == 12 and matched == ids[len(ids) - len(matched) :]  # the newest four batches
+    assert answer["matched"] == len(matched)
+
+
+def test_a_tick_slices_batches_by_the_requests_they_hold(iris: tuple[np.ndarray, np.ndarray, ReferenceProfile]) -> None:
+    X, y, profile = iris
+    recorder = Recorder(lambda model, version: profile, bucket_seconds=60, clock=Clock())
+    for start in range(0, 150, 10):  # 15 batches of 10 requests
+        recorder.observe(_batch(X[start : start + 10], y[start : start + 10], [1] * 10))
+    assert [len(recorder.count(100, most=64)) for _ in range(4)] == [7, 7, 1, 0]  # 70, 70 and 10 requests
+    [cell] = recorder.state("iris")["cells"]
+    assert cell["requests"] == 150 and cell["rows"] == 150
+
+
+def test_a_repeated_request_id_is_judged_by_its_newest_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelswap.core.monitoring import monitor as monitoring
+    from modelswap.core.settings import Settings
+
+    monkeypatch.setattr(monitoring, "INDEX_SIZE", 8)
+    store = Store(tmp_path / "models")
+    store.paths("iris").dir.mkdir(parents=True)
+    monitor = monitoring.Monitor(store, Settings(root=store.root, prediction_log=None))
+    X = np.zeros((3, 4))
+    monitor.observe(_batch(X, np.array([0, 0, 0]), [1, 1, 1]))  # b0 b1 b2 answered 0
+    monitor.tick()
+    monitor.observe(_batch(X, np.array([2, 2, 2]), [1, 1, 1])._replace(request_ids=["x", "b1", "y"]))  # b1 again: 2
+    monitor.tick()
+    answer = monitor.feedback("iris", [("b1", 2), ("b0", 0)])
+    assert answer["matched"] == 2
+    cells = monitor.recorder._cumulative["iris"]
+    assert sum(cell.feedback["correct"] for _, cell in cells.values()) == 2  # b1 judged by its newest answer

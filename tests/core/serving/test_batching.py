@@ -282,3 +282,79 @@ def test_a_big_request_after_small_fast_ones_goes_to_a_worker(executor: ModelThr
     assert [(n, name == "MainThread") for n, name in where] == [
         (1, False), (1, True), (2, True), (1000, False), (2, True)  # 1000 rows: ~100 ms estimated
     ]  # fmt: skip
+
+
+class SlowFirst(Recording):
+    """Takes ``first_s`` over its first call (the loop awaits it), then answers at once."""
+
+    def __init__(self, first_s: float) -> None:
+        super().__init__()
+        self.first_s = first_s
+
+    def __call__(self, X: np.ndarray) -> Any:
+        if not self.batches:
+            time.sleep(self.first_s)
+        return super().__call__(X)
+
+
+def ticket(name: str) -> tuple[float, str]:
+    return (time.perf_counter(), name)
+
+
+@pytest.mark.parametrize("regroup_s", [5.0, 0.0])
+def test_a_request_that_missed_a_batch_waits_for_that_batch_s_clients_to_come_back(
+    executor: ModelThreads, regroup_s: float
+) -> None:
+    """Four clients and a fifth that arrives while their batch computes: when the four come
+    back, all five share the next call instead of two groups alternating."""
+    fn = SlowFirst(0.3)
+    batcher = Batcher(fn, executor, regroup_s=regroup_s)
+
+    async def go() -> list[Any]:
+        first = [asyncio.ensure_future(batcher.submit(rows(i, 1), ticket(f"a{i}"))) for i in range(4)]
+        await asyncio.sleep(0.05)  # the first batch computes
+        late = asyncio.ensure_future(batcher.submit(rows(9, 2), ticket("b")))
+        answers = await asyncio.gather(*first)
+        again = [batcher.submit(rows(i, 1), ticket(f"a{i}")) for i in range(4)]  # the four come back
+        return [*answers, *await asyncio.gather(late, *again)]
+
+    answers = asyncio.run(go())
+    assert [len(a) for a in answers] == [1, 1, 1, 1, 2, 1, 1, 1, 1]  # everyone got their own rows
+    assert fn.batches == ([4, 6] if regroup_s else [4, 2, 4])
+
+
+def test_who_a_batch_waits_for(executor: ModelThreads) -> None:
+    batcher = Batcher(Recording(), executor, regroup_s=0.001)
+    loop = asyncio.new_event_loop()
+    try:
+        pending = batcher._pending
+
+        def queue(*starts: float) -> None:
+            pending.clear()
+            for start in starts:
+                pending.append((rows(0, 1), loop.create_future(), (start, "")))
+            batcher._pending_rows = len(starts)
+
+        queue(5.0)
+        assert batcher.regroup_target(5.0) == 0  # nothing answered yet: nobody to wait for
+        batcher._sizes.extend([16, 16, 15])
+        batcher._answered_at = 10.0
+        queue(9.0)  # waited while the last batch (15) computed: its clients come back
+        assert batcher.regroup_target(10.0002) == 16
+        queue(10.0001, 10.0001)  # came just after it: as many as the recent batches had
+        assert batcher.regroup_target(10.0002) == 16
+        assert batcher.regroup_target(10.5) == 0  # long after it: nobody is about to come
+        queue(*[10.0001] * 16)
+        assert batcher.regroup_target(10.0002) == 0  # a whole group already
+        batcher._sizes.clear()
+        batcher._sizes.extend([1, 1, 1])
+        queue(10.0001)
+        assert batcher.regroup_target(10.0002) == 0  # one client, one request at a time: no wait
+        batcher._sizes.append(300)
+        queue(9.0)
+        batcher._pending_rows = 256
+        assert batcher.regroup_target(10.0002) == 0  # a full batch goes at once
+        queue(0.0)
+        assert batcher.regroup_target(10.0002) == 300  # no arrival time (no ticket): by the recent sizes
+    finally:
+        loop.close()

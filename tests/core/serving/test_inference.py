@@ -13,6 +13,7 @@ from modelswap.core.delivery.canary import start_canary
 from modelswap.core.delivery.shadow_runner import ShadowRunner
 from modelswap.core.errors import InvalidInput, ModelNotFound, PredictionFailed
 from modelswap.core.metrics import Metrics
+from modelswap.core.monitoring.counts import Batch, observations
 from modelswap.core.monitoring.monitor import Monitor
 from modelswap.core.schema.inputs import Table
 from modelswap.core.serving.batching import BatchPool
@@ -86,9 +87,36 @@ def test_concurrent_requests_share_batches_and_are_each_counted_once(
     assert plane.count(a) == 40  # counted once each, in one accounting per batch
     slot = plane.serving.slot("iris")
     assert slot.canary_stats.of("stable") == [40, 0]
-    assert plane.monitor.recorder.pending == 40  # one observation per request, with its id
-    observed = [plane.monitor.recorder._pending[i].request_id for i in range(40)]
-    assert sorted(observed) == sorted(f"r{i}" for i in range(40))
+    handed = list(plane.monitor.recorder._pending)
+    assert len(handed) == len(plane.batches)  # one hand-over per batch, standing for its requests
+    observed = [o for item in handed for o in observations(item)]
+    assert sorted(o.request_id for o in observed) == sorted(f"r{i}" for i in range(40))  # each with its id
+    assert all(o.rows.tolist() == [IRIS_ROW] and len(o.answer) == 1 for o in observed)  # its own row and answer
+    assert [o.answer[0] for o in observed] == [a_.result[0] for a_ in answers]  # in the order they queued
+
+
+def test_a_batch_is_monitored_as_the_requests_it_answered(plane: Plane, iris_pair: tuple[Store, str, str]) -> None:
+    """What monitoring gets of a batch equals, request by request, what each request got."""
+    _, a, _ = iris_pair
+    many = [[5.1, 3.5, 1.4, 0.2], [6.0, 2.9, 4.5, 1.5], [7.7, 3.0, 6.1, 2.3]]
+
+    async def go() -> list[Any]:
+        target = await plane.inference.target("iris")
+        return await asyncio.gather(*(
+            plane.inference.predict(target, rows(*many[: 1 + i % 3]), "predict_proba", request_id=f"r{i}")
+            for i in range(12)
+        ))  # fmt: skip
+
+    answers = asyncio.run(go())
+    handed = list(plane.monitor.recorder._pending)
+    assert len(handed) < 12 and all(type(item) is Batch for item in handed)
+    observed = {o.request_id: o for item in handed for o in observations(item)}
+    assert len(observed) == 12
+    for i, answer in enumerate(answers):
+        o = observed[f"r{i}"]
+        assert (o.model, o.version, o.variant, o.method) == ("iris", a, "stable", "predict_proba")
+        assert o.rows.tolist() == many[: 1 + i % 3] and o.answer.tolist() == answer.result.tolist()
+        assert o.classes == (0, 1, 2) and 0 < o.latency < 60
 
 
 def test_rows_the_signature_refuses_are_a_client_error_counted_against_the_version(
