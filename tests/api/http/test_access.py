@@ -144,16 +144,20 @@ def test_a_read_token_lists_only_its_models_and_a_refusal_names_the_role(
 def test_revocation_and_rotation_reach_two_serving_processes_without_a_restart(
     tmp_path: Path, iris_a: Any, iris_b: Any
 ) -> None:
+    """The tokens file does not exist yet when the servers start: the first token is made
+    after, as a Secret mounted later would be."""
     store = two_models(tmp_path / "models", iris_a, iris_b)
     file = tmp_path / "secret" / "tokens.json"
     env = {"MODELSWAP_TOKENS_FILE": str(file), "MODELSWAP_POLL_INTERVAL": "0.2"}
-    created = cli("token", "create", "oncall-alice", "--role", "rollback", "--models", "churn*", "--json", env=env)
-    assert created.returncode == 0, created.stderr
-    alice = json.loads(created.stdout)["token"]
     with serve(store.root, env=env, wait=False) as one, serve(store.root, env=env, wait=False) as two:
         for server in (one, two):
             wait_for(lambda s=server: s.proc.poll() is not None or _up(s), 60)
-            assert call(server, alice, "POST", f"/v1/models/{IN}/reload").status_code == 200
+            assert call(server, "msw_x", "POST", f"/v1/models/{IN}/reload").status_code == 401
+        created = cli("token", "create", "oncall-alice", "--role", "rollback", "--models", "churn*", "--json", env=env)
+        assert created.returncode == 0, created.stderr
+        alice = json.loads(created.stdout)["token"]
+        for server in (one, two):
+            assert wait_for(lambda s=server: call(s, alice, "POST", f"/v1/models/{IN}/reload").status_code == 200, 10)
 
         assert cli("token", "revoke", "oncall-alice", env=env).returncode == 0
         bob = json.loads(cli("token", "create", "oncall-bob", "--role", "rollback", "--json", env=env).stdout)["token"]
@@ -295,13 +299,3 @@ def test_a_rollback_token_goes_back_only_to_a_version_that_was_live_and_sees_not
         assert (hidden.status_code, hidden.json()["error"]["code"]) == (404, "not_found")
         assert unknown.status_code == 404 and "fraud" not in hidden.text
         assert client.get(f"/v2/models/{OUT}").status_code == 403  # v2 metadata reads are reads
-
-
-def test_a_tokens_file_made_after_the_server_started_is_picked_up(tmp_path: Path, iris_a: Any, iris_b: Any) -> None:
-    store = two_models(tmp_path / "models", iris_a, iris_b)
-    file = tmp_path / "later" / "tokens.json"
-    env = {"MODELSWAP_TOKENS_FILE": str(file), "MODELSWAP_POLL_INTERVAL": "0.2"}
-    with serve(store.root, env=env) as server:
-        assert call(server, "msw_x", "POST", f"/v1/models/{IN}/reload").status_code == 401
-        token, _ = tokens.create(file, "late", "rollback")
-        assert wait_for(lambda: call(server, token, "POST", f"/v1/models/{IN}/reload").status_code == 200, 10)
