@@ -84,7 +84,6 @@ def authenticate(request: Request, state: AppState) -> Identity:
     share an address, and one of them guessing must not lock the others out."""
     address = request.client.host if request.client else "unknown"
     failures = state.metrics.auth_failures
-    state.keyring.refresh()  # a tokens file that appeared or came back counts at once
     if state.admin_off is not None and not state.keyring.configured:
         raise AdminDisabled(state.admin_off)
     scheme, _, given = request.headers.get("authorization", "").partition(" ")

@@ -50,7 +50,9 @@ def status_for(exc: e.ModelswapError) -> int:
     return 500
 
 
-# MLflow's error codes by status, for /invocations
+# MLflow's error codes by status, for /invocations. Every protocol's errors take their
+# shape here (protocol_error), whichever layer raised them: the route, its role check,
+# the payload limits.
 MLFLOW_CODES = {
     400: "BAD_REQUEST",
     401: "UNAUTHENTICATED",
@@ -70,7 +72,7 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 def protocol_error(path: str, status: int, code: str, message: str, headers: dict[str, str] | None) -> Response:
     """An error in the shape of the protocol ``path`` belongs to: v2's ``{"error": message}``,
     MLflow's ``{"error_code", "message"}`` on /invocations, the native one elsewhere."""
-    if path.startswith("/v2/"):
+    if path == "/v2" or path.startswith("/v2/"):
         body = orjson.dumps({"error": message})
     elif path == "/invocations":
         body = orjson.dumps({"error_code": MLFLOW_CODES.get(status, "INTERNAL_ERROR"), "message": message})

@@ -12,13 +12,12 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from modelswap.api.http.errors import MLFLOW_CODES, status_for
 from modelswap.api.http.health import server_version
 from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import header_value, read_body
-from modelswap.api.http.responses import answer_response, json_ready, json_response
+from modelswap.api.http.responses import answer_response, json_ready
 from modelswap.api.http.state import app_state
-from modelswap.core.errors import InvalidInput, ModelswapError
+from modelswap.core.errors import InvalidInput
 from modelswap.core.schema.inputs import Table, columns_table, records_table, rows_table
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -69,26 +68,22 @@ def parse_csv(body: bytes) -> Table:
 async def invocations(request: Request) -> Response:
     start = time.perf_counter()
     state = app_state(request)
-    try:
-        target = await state.inference.target(state.inference.default_model())
-        body = await read_body(request, state.settings.max_body_bytes)
-        kind = (header_value(request, b"content-type") or "application/json").split(";")[0].strip().lower()
-        if kind == "text/csv":
-            table = parse_csv(body)
-        elif kind in ("application/json", ""):
-            try:
-                payload = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
-            table = parse_json(payload)
-        else:
-            raise InvalidInput(f"unsupported content type {kind!r}: use application/json or text/csv")
-        rid = request_id(request)
-        answer = await state.inference.predict(
-            target, table, routing_key=header_value(request, b"x-routing-key"), request_id=rid, start=start
-        )
-    except ModelswapError as exc:
-        status = status_for(exc)
-        return json_response({"error_code": MLFLOW_CODES.get(status, "INTERNAL_ERROR"), "message": exc.message}, status)
+    target = await state.inference.target(state.inference.default_model())
+    body = await read_body(request, state.settings.max_body_bytes)
+    kind = (header_value(request, b"content-type") or "application/json").split(";")[0].strip().lower()
+    if kind == "text/csv":
+        table = parse_csv(body)
+    elif kind in ("application/json", ""):
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
+        table = parse_json(payload)
+    else:
+        raise InvalidInput(f"unsupported content type {kind!r}: use application/json or text/csv")
+    rid = request_id(request)
+    answer = await state.inference.predict(
+        target, table, routing_key=header_value(request, b"x-routing-key"), request_id=rid, start=start
+    )
     snap = answer.snapshot
     return answer_response({"predictions": json_ready(answer.result)}, snap.version, snap.variant, rid)

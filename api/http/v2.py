@@ -4,8 +4,6 @@ hot swap, canary routing (X-Routing-Key), version pinning and metrics."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from functools import wraps
 from typing import Any
 
 import numpy as np
@@ -14,34 +12,19 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelswap.api.http.errors import status_for
 from modelswap.api.http.health import server_version
 from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import METHODS, header_value, read_body
 from modelswap.api.http.responses import answer_response, json_response
 from modelswap.api.http.state import AppState, app_state
 from modelswap.api.http.tensors import HEADER_LENGTH, decode_input, encode_outputs, split_body
-from modelswap.core.errors import InvalidInput, ModelswapError, VersionNotFound
+from modelswap.core.errors import InvalidInput, VersionNotFound
 from modelswap.core.schema.inputs import Table
 from modelswap.core.schema.signature import BOOLEAN, DATETIME, DOUBLE, LONG, STRING, Signature
 from modelswap.core.serving.inference import Target
 from modelswap.core.store.ids import validate_model_name
 
-Handler = Callable[[Request], Awaitable[Response]]
 INPUT_NAME = "input-0"
-
-
-def v2_errors(handler: Handler) -> Handler:
-    """Errors in the protocol's shape: ``{"error": "<message>"}``."""
-
-    @wraps(handler)
-    async def wrapper(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except ModelswapError as exc:
-            return json_response({"error": exc.message}, status=status_for(exc))
-
-    return wrapper
 
 
 async def _target(request: Request) -> tuple[AppState, Target]:
@@ -50,23 +33,19 @@ async def _target(request: Request) -> tuple[AppState, Target]:
     return state, await state.inference.target(model, request.path_params.get("version"))
 
 
-@v2_errors
 async def server_metadata(request: Request) -> Response:
     return json_response({"name": "modelswap", "version": server_version(), "extensions": ["binary_tensor_data"]})
 
 
-@v2_errors
 async def live(request: Request) -> Response:
     return json_response({"live": True})
 
 
-@v2_errors
 async def ready(request: Request) -> Response:
     ok = app_state(request).serving.ready()
     return json_response({"ready": ok}, status=200 if ok else 503)
 
 
-@v2_errors
 async def model_ready(request: Request) -> Response:
     state, target = await _target(request)
     slot, pinned = target.slot, target.version
@@ -92,7 +71,6 @@ def input_metadata(signature: Signature) -> list[dict[str, Any]]:
     ]
 
 
-@v2_errors
 async def model_metadata(request: Request) -> Response:
     state, target = await _target(request)
     slot, pinned = target.slot, target.version
@@ -166,7 +144,6 @@ def input_table(signature: Signature, tensors: list[tuple[str, np.ndarray]]) -> 
     return Table(columns=columns)
 
 
-@v2_errors
 async def infer(request: Request) -> Response:
     start = time.perf_counter()
     state, target = await _target(request)

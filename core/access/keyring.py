@@ -79,8 +79,10 @@ class Keyring:
 
     @property
     def configured(self) -> bool:
-        """Whether any token could authenticate: the admin token, or a tokens file that exists."""
-        return self._admin is not None or self._seen is not None
+        """Whether any token could authenticate: the admin token, or a tokens file that
+        exists (looked at again once per ``recheck_s``: it may have appeared since)."""
+        self.refresh()
+        return self._admin is not None or self._seen is not None or self._error is not None
 
     def identify(self, token: str, now: datetime | None = None) -> Identity:
         """The identity ``token`` names: Unauthorized when unknown or expired,
@@ -126,21 +128,21 @@ class Keyring:
             return
         if seen == self._seen and self._error is None:
             return
+        if seen is not None:
+            try:
+                entries = parse(path.read_bytes(), path)
+            except FileNotFoundError:
+                seen = None  # gone between the stat and the read
+            except OSError as exc:
+                self._fail(TokensUnreadable(f"cannot read the tokens file {path}: {exc.strerror}"))
+                return
+            except TokensUnreadable as exc:
+                self._fail(exc)
+                return
         if seen is None:
             if self._entries:
                 logger.warning("the tokens file %s is gone: its tokens are refused", path)
             self._entries, self._error, self._why, self._seen = {}, None, None, None
-            return
-        try:
-            entries = parse(path.read_bytes(), path)
-        except FileNotFoundError:
-            self._entries, self._error, self._why, self._seen = {}, None, None, None
-            return
-        except OSError as exc:
-            self._fail(TokensUnreadable(f"cannot read the tokens file {path}: {exc.strerror}"))
-            return
-        except TokensUnreadable as exc:
-            self._fail(exc)
             return
         before = {e.name for e in self._entries.values()}
         self._entries = {e.sha256: e for e in entries}
@@ -164,7 +166,7 @@ class Keyring:
             "the tokens file cannot be read or is not valid: its tokens are refused until it is fixed "
             "(the server log says why)"
         )
-        self._entries, self._seen = {}, (0,)
+        self._entries, self._seen = {}, None
 
     def _note_use(self, name: str) -> None:
         """Touch ``<use_dir>/<name>`` at most once a minute: ``token list`` shows its mtime."""
@@ -176,9 +178,7 @@ class Keyring:
         self._used[name] = now
         try:
             self._use_dir.mkdir(exist_ok=True)
-            path = self._use_dir / name
-            path.touch()
-            os.utime(path)
+            (self._use_dir / name).touch()  # touch sets the mtime of a file that exists too
         except OSError:
             pass  # a store this process may only read: last use is not recorded
 
