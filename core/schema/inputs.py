@@ -22,6 +22,7 @@ from modelswap.core.errors import InvalidInput
 from modelswap.core.schema.signature import BOOLEAN, DATETIME, DOUBLE, LONG, STRING, Column, Signature
 
 REFUSE, IGNORE = "refuse", "ignore"
+Values = Sequence[Any] | np.ndarray  # one column's values: a list (a request), or an array (batch scoring)
 TRUE_TEXT, FALSE_TEXT = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
 NULL_TEXT = frozenset({"", "null", "none", "nan", "na"})
 
@@ -37,7 +38,7 @@ class Table:
 
     rows: Sequence[Sequence[Any]] | None = None
     names: Sequence[str] | None = None
-    columns: Mapping[str, Sequence[Any]] | None = None
+    columns: Mapping[str, Values] | None = None
     text: bool = False
     array: np.ndarray | None = None  # a numeric [rows, features] tensor, already decoded
 
@@ -138,10 +139,10 @@ def _whole_where_long(signature: Signature, X: np.ndarray) -> bool:
     return not longs or bool((X[:, longs] == np.floor(X[:, longs])).all())
 
 
-def _match_columns(signature: Signature, table: Table, extra: str) -> list[Sequence[Any] | None]:
+def _match_columns(signature: Signature, table: Table, extra: str) -> list[Values | None]:
     """One value list per signature column, in signature order (None: absent, all null)."""
     if table.columns is not None:
-        given: Mapping[str, Sequence[Any]] = table.columns
+        given: Mapping[str, Values] = table.columns
     elif table.names is not None:
         if len(set(table.names)) != len(table.names):
             raise InvalidInput("the header names a column twice")
@@ -180,20 +181,148 @@ def _transpose(
     return {key: [row[i] for row in rows] for i, key in enumerate(keys)}
 
 
-def _assemble(signature: Signature, values: list[Sequence[Any] | None], n_rows: int, text: bool) -> np.ndarray:
+def _assemble(signature: Signature, values: list[Values | None], n_rows: int, text: bool) -> np.ndarray:
     numeric = signature.numeric
     out = np.empty((n_rows, signature.width), dtype=np.float64 if numeric else object)
     for i, (column, given) in enumerate(zip(signature.columns, values, strict=True)):
-        convert = _CONVERT[column.type]
-        cells = given if given is not None else [None] * n_rows
-        for row, value in enumerate(cells):
+        converted = _cells(column, i, given if given is not None else [None] * n_rows, text)
+        out[:, i] = [math.nan if v is None else v for v in converted] if numeric else converted
+    return out
+
+
+def _cells(
+    column: Column, index: int, cells: Values, text: bool, *, row0: int = 0, bad: dict[int, str] | None = None
+) -> list[Any]:
+    """One column's values converted to its type (None for null): the check every protocol
+    and batch scoring share. ``bad`` None: the first unfit value raises InvalidInput naming
+    the column and row (``row0`` + its position); else each unfit row's first reason goes
+    into ``bad`` (by position) and the row is left null."""
+    convert = _CONVERT[column.type]
+    out: list[Any] = []
+    for row, value in enumerate(cells):
+        try:
             if value is None or value != value or (text and isinstance(value, str) and _null_text(column, value)):
                 if not column.nullable:
-                    raise InvalidInput(f"column {column.label(i)} row {row}: null, but this column takes no nulls")
-                out[row, i] = math.nan if numeric else None
+                    raise InvalidInput(
+                        f"column {column.label(index)} row {row0 + row}: null, but this column takes no nulls"
+                    )
+                out.append(None)
                 continue
-            out[row, i] = convert(column, i, row, value, text)
+            out.append(convert(column, index, row0 + row, value, text))
+        except InvalidInput as exc:
+            if bad is None:
+                raise
+            bad.setdefault(row, exc.message)
+            out.append(None)
     return out
+
+
+def prepare_columns(
+    signature: Signature, table: Table, *, extra: str = REFUSE, row0: int = 0, bad: dict[int, str] | None = None
+) -> list[np.ndarray]:
+    """Check a large ``table`` (batch scoring) against ``signature``, column by column: one
+    typed array per signature column (see :func:`_typed`), for :func:`frame_of`.
+
+    The same rules as :func:`prepare` (it shares the column matching and the per-value
+    conversions); a column that arrives as a NumPy array of its own type is checked
+    vectorised instead of value by value. Rows are numbered from ``row0`` in messages;
+    ``bad``: collect unfit rows instead of raising (see :func:`_cells`).
+    """
+    if table.n_rows == 0:
+        raise InvalidInput("the table has no rows")
+    values = _match_columns(signature, table, extra)
+    return [
+        _typed(column, i, given, table.n_rows, table.text, row0, bad)
+        for i, (column, given) in enumerate(zip(signature.columns, values, strict=True))
+    ]
+
+
+def _typed(
+    column: Column,
+    index: int,
+    given: Values | None,
+    n_rows: int,
+    text: bool,
+    row0: int,
+    bad: dict[int, str] | None,
+) -> np.ndarray:
+    """One column as an array of its type: float64 for double and long (NaN for null; a
+    long column becomes int64 in :func:`frame_of` when it has no null), bool (object when
+    nulls), datetime64[ns] (NaT for null), objects for strings (None for null)."""
+    if given is None:
+        given = [None] * n_rows  # absent, so it takes nulls (_match_columns refused it otherwise)
+    if isinstance(given, np.ndarray) and not text:
+        fast = _vectorised(column, index, given, row0, bad)
+        if fast is not None:
+            return fast
+    cells = _cells(column, index, given, text, row0=row0, bad=bad)
+    if column.type in (DOUBLE, LONG):
+        return np.array([math.nan if v is None else v for v in cells], dtype=np.float64)
+    if column.type == DATETIME:
+        return np.array(cells, dtype="datetime64[ns]")  # None becomes NaT
+    if column.type == BOOLEAN and None not in cells:
+        return np.array(cells, dtype=bool)
+    out = np.empty(len(cells), dtype=object)
+    out[:] = cells
+    return out
+
+
+def _vectorised(
+    column: Column, index: int, values: np.ndarray, row0: int, bad: dict[int, str] | None
+) -> np.ndarray | None:
+    """A column already of its type, checked in a few array operations; None when it is
+    not (the value-by-value way then converts it, or names what does not fit)."""
+    kind = values.dtype.kind
+    if column.type in (DOUBLE, LONG) and kind in "iuf":
+        floats = values.astype(np.float64, copy=False)
+        null = np.isnan(floats)
+        unfit = np.isinf(floats)
+        if not column.nullable:
+            unfit |= null
+        if column.type == LONG:
+            unfit |= ~null & (floats != np.floor(floats))
+    elif column.type == BOOLEAN and kind == "b":
+        return values
+    elif column.type == DATETIME and kind == "M":
+        floats = values.astype("datetime64[ns]", copy=False)
+        unfit = np.zeros(len(values), dtype=bool) if column.nullable else np.isnat(floats)
+    else:
+        return None
+    if unfit.any():
+        floats = floats.copy()
+        for row in map(int, np.flatnonzero(unfit)):
+            # the value-by-value check words the reason, and raises it when not collecting
+            reason: dict[int, str] = {}
+            _cells(column, index, [values[row].item()], False, row0=row0 + row, bad=None if bad is None else reason)
+            if bad is not None:
+                bad.setdefault(row, reason.get(0, f"column {column.label(index)} row {row0 + row}: unfit value"))
+            floats[row] = np.datetime64("NaT") if kind == "M" else math.nan
+    return floats
+
+
+def frame_of(signature: Signature, columns: Sequence[np.ndarray]) -> Any:
+    """What the estimator takes, from :func:`prepare_columns`'s arrays: a DataFrame with the
+    signature's dtypes when it was fitted on one, else one 2-D array (float64 when every
+    column is a number)."""
+    if signature.frame:
+        import pandas as pd
+
+        names = signature.names
+        return pd.DataFrame(
+            {names[i]: _column(c, v) for i, (c, v) in enumerate(zip(signature.columns, columns, strict=True))}
+        )
+    if signature.numeric:
+        return np.column_stack([_floats(v) for v in columns])
+    out = np.empty((len(columns[0]), len(columns)), dtype=object)
+    for i, values in enumerate(columns):
+        out[:, i] = values
+    return out
+
+
+def _floats(values: np.ndarray) -> np.ndarray:
+    if values.dtype != object:
+        return values.astype(np.float64, copy=False)
+    return np.array([math.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def _null_text(column: Column, value: str) -> bool:
