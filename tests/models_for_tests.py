@@ -199,3 +199,42 @@ class AnswersObjects:
 
     def predict(self, X: Any) -> Any:
         return np.array([object() for _ in range(len(np.asarray(X)))], dtype=object)
+
+
+def customers(rows: int, seed: int = 0) -> tuple[Any, Any]:
+    """A customer table as a nightly batch job reads it: an id, a string plan with gaps, a
+    whole-number tenure, a decimal spend with gaps, a signup date; and churn labels."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    plan = rng.choice(["basic", "pro", "enterprise"], size=rows).astype(object)
+    plan[rng.random(rows) < 0.05] = None
+    tenure = rng.integers(1, 60, size=rows)
+    spend = np.round(rng.gamma(2.0, 20.0, size=rows), 2)
+    spend[rng.random(rows) < 0.05] = np.nan
+    days = rng.integers(0, 1500, size=rows).astype("timedelta64[D]")
+    signup = (np.datetime64("2020-01-01") + days).astype("datetime64[ns]")
+    frame = pd.DataFrame({"plan": plan, "tenure": tenure, "spend": spend, "signup": signup})
+    churned = ((plan == "basic") & (tenure < 20)) | (np.nan_to_num(spend) > 80)
+    return frame, np.where(churned, "churned", "stayed")
+
+
+def customers_pipeline(seed: int = 0, flip: bool = False) -> tuple[Any, Any]:
+    """A ColumnTransformer over strings with gaps and numbers with gaps (imputed), then a
+    classifier, fitted on :func:`customers`; the signup date is in the signature (checked
+    as a date) and dropped by the transformer. ``flip`` learns the opposite labels."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame, labels = customers(2000, seed)
+    if flip:
+        labels = np.where(labels == "churned", "stayed", "churned")
+    plan = make_pipeline(
+        SimpleImputer(strategy="constant", fill_value="missing"), OneHotEncoder(handle_unknown="ignore")
+    )
+    numbers = make_pipeline(SimpleImputer(), StandardScaler())
+    columns = ColumnTransformer([("plan", plan, ["plan"]), ("num", numbers, ["tenure", "spend"])])
+    return make_pipeline(columns, LogisticRegression(max_iter=1000)).fit(frame, labels), frame

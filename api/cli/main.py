@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    from modelswap.api.cli import catalog, commands, delivery, monitor, serve, tokens
+    from modelswap.api.cli import batch, catalog, commands, delivery, monitor, serve, tokens
 
     commands.add_commands(command, sub, where, HelpFormatter)
     catalog.add_commands(command, where, HelpFormatter)
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     delivery.add_commands(command, where, HelpFormatter)
     serve.add_commands(command, root)
     tokens.add_commands(command, root, HelpFormatter)
+    batch.add_commands(command, root, output)
     return parser
 
 

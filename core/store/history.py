@@ -51,6 +51,7 @@ ROLLOUT_RESUME = "rollout_resume"
 ROLLOUT_ABORT = "rollout_abort"  # a gate failed, max_hold ran out, or a person aborted: canary removed
 WATCH_PASS = "watch_pass"
 WATCH_RESET = "watch_reset"
+SCORE = "score"  # a batch job scored a file with `to`: details say which file, how many rows, by whom
 LIVE_ACTIONS = frozenset({DEPLOY, ROLLBACK, PROMOTE, REPAIR_LIVE})
 NOT_SHOWN = frozenset({PUBLISH})
 CANARY_STARTS = frozenset({CANARY_START, ROLLOUT_START, ROLLOUT_STEP})

@@ -6,13 +6,14 @@ a version directory appears whole (by rename) or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from modelswap.core.errors import Forbidden, NotFound, NothingToRollBack, ValidationFailed, VersionNotFound
+from modelswap.core.schema.inputs import IGNORE, REFUSE
 from modelswap.core.schema.signature import Signature
 from modelswap.core.serving.loader import load_version, sklearn_mismatch
 from modelswap.core.settings import Settings
@@ -25,6 +26,9 @@ from modelswap.core.store.layout import METRICS_FILE
 from modelswap.core.store.outcomes import GcPlan, ModelStatus, Transition
 from modelswap.core.store.publish import Details, PublishOptions, publish_version
 from modelswap.core.store.sandbox import SandboxLimits
+
+if TYPE_CHECKING:
+    from modelswap.core.batch.score import ScoreReport
 
 
 class Store(Kernel):
@@ -182,6 +186,51 @@ class Store(Kernel):
         return load_version(
             paths, target, strict_versions=self.strict_versions, trusted_types=self.trusted_types
         ).estimator
+
+    def score(
+        self,
+        model: str,
+        input: str | Path,
+        output: str | Path,
+        *,
+        version: str | None = None,
+        method: str = "predict",
+        keep: Sequence[str] = (),
+        chunk_rows: int | None = None,
+        rejects: str | Path | None = None,
+        ignore_extra_columns: bool = False,
+        actor: str | None = None,
+        progress: Callable[[int, float], None] | None = None,
+    ) -> ScoreReport:
+        """Score a Parquet, CSV or JSON Lines file with one version of ``model`` into another.
+
+        ``version``: an id or alias (default: the live one), resolved once at the start, so
+        a deploy during the job changes nothing in it. Rows are read ``chunk_rows`` at a
+        time (default 65,536), never the whole file, and meet the signature exactly as a
+        request does. Output columns: ``keep`` (copied from the input), then
+        ``prediction``, or ``proba_<class>`` per class, or ``decision``. A row that does
+        not fit raises InvalidInput naming the row and column and writes nothing, unless
+        ``rejects`` names a file for such rows. The output appears whole, with its
+        metadata (Parquet key-value metadata, else ``OUTPUT.meta.json``), and history
+        records a ``score`` entry. ``progress(rows, fraction_read)`` is called per chunk.
+        See docs/batch.md.
+        """
+        from modelswap.core.batch.score import DEFAULT_CHUNK_ROWS, score
+
+        return score(
+            self,
+            model,
+            input,
+            output,
+            version=version,
+            method=method,
+            keep=keep,
+            chunk_rows=DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows,
+            rejects=rejects,
+            extra=IGNORE if ignore_extra_columns else REFUSE,
+            actor=actor,
+            progress=progress,
+        )
 
     # -- moving `current` ----------------------------------------------------------
     def deploy(

@@ -1,0 +1,92 @@
+"""What a batch job writes for each row: the method's answer as named, typed columns.
+
+``predict`` gives one column ``prediction`` (typed by the class labels: string, whole
+number or number; a number for a regressor; ``prediction_<i>`` for several outputs);
+``predict_proba`` one ``proba_<class>`` per class; ``decision_function`` ``decision``, or
+one ``decision_<class>`` per class. The columns come from the signature and the fitted
+estimator before any row is scored, so an empty input, Dask's ``meta`` and Spark's schema
+all agree with what the rows get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from modelswap.core.errors import InvalidInput
+from modelswap.core.schema.signature import Output, Signature
+
+BATCH_METHODS = ("predict", "predict_proba", "decision_function")
+PREFIX = {"predict_proba": "proba", "decision_function": "decision"}
+
+
+@dataclass(frozen=True)
+class Answers:
+    """The output columns of ``method``: names and Arrow types, in order."""
+
+    method: str
+    names: tuple[str, ...]
+    types: tuple[pa.DataType, ...]
+
+    @classmethod
+    def of(cls, signature: Signature, method: str, label: str) -> Answers:
+        """The columns ``method`` gives for a version with ``signature`` (its output names
+        the methods and class labels); ``label`` names the version in errors."""
+        if method not in BATCH_METHODS:
+            raise InvalidInput(f"method must be one of {', '.join(BATCH_METHODS)}, got {method!r}")
+        output = signature.output or Output(("predict",))
+        if method not in output.methods:
+            offered = ", ".join(m for m in BATCH_METHODS if m in output.methods)
+            raise InvalidInput(f"{label} has no {method}; it offers {offered}")
+        classes = output.classes
+        if method == "predict":
+            kind = _label_type(classes)
+            if output.shape:
+                width = int(np.prod(output.shape))
+                return cls(method, tuple(f"prediction_{i}" for i in range(width)), (kind,) * width)
+            return cls(method, ("prediction",), (kind,))
+        prefix = PREFIX[method]
+        if classes is None:
+            raise InvalidInput(f"{label}: {method} needs a classifier's class labels, and its signature has none")
+        if method == "decision_function" and len(classes) == 2:
+            return cls(method, (prefix,), (pa.float64(),))
+        return cls(method, tuple(f"{prefix}_{c}" for c in classes), (pa.float64(),) * len(classes))
+
+    @property
+    def fields(self) -> list[pa.Field]:
+        return [pa.field(n, t) for n, t in zip(self.names, self.types, strict=True)]
+
+    def arrays(self, result: Any) -> list[pa.Array]:
+        """The estimator's ``result`` for a chunk as this output's columns."""
+        answer = np.asarray(result)
+        if answer.ndim == 1:
+            answer = answer.reshape(-1, 1)
+        else:
+            answer = answer.reshape(len(answer), -1)
+        if answer.shape[1] != len(self.names):
+            raise InvalidInput(
+                f"{self.method} answered {answer.shape[1]} value(s) per row, the signature says {len(self.names)}"
+            )
+        return [_array(answer[:, i], kind) for i, kind in enumerate(self.types)]
+
+
+def _label_type(classes: Sequence[Any] | None) -> pa.DataType:
+    if classes is None:
+        return pa.float64()  # a regressor
+    if all(isinstance(c, bool) for c in classes):
+        return pa.bool_()
+    if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        return pa.int64()
+    if all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in classes):
+        return pa.float64()
+    return pa.string()
+
+
+def _array(values: np.ndarray, kind: pa.DataType) -> pa.Array:
+    if pa.types.is_string(kind) and values.dtype.kind != "U" and values.dtype != object:
+        values = values.astype(str)
+    return pa.array(values, type=kind)
