@@ -1,0 +1,77 @@
+"""A pandas partition scored with a pinned version: what Dask's and Spark's workers run.
+
+The partition's columns become NumPy arrays the way :mod:`modelswap.core.batch.files`
+makes them from Arrow (float64 with NaN for missing numbers, datetime64[ns], objects with
+None for missing strings), meet the signature through the same checks as a request, and
+the answers come back as columns named by :class:`~modelswap.core.batch.answers.Answers`,
+on the partition's own index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from modelswap.core.batch.answers import Answers
+from modelswap.core.errors import InvalidInput
+from modelswap.core.schema.inputs import REFUSE, Table, frame_of, prepare_columns
+from modelswap.core.serving.loader import LoadedModel
+
+
+def columns_of(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Each named column as NumPy, missing values as NaN, NaT or None (never pd.NA)."""
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        series = frame[name]
+        kind = series.dtype.kind
+        if kind == "M":
+            if getattr(series.dtype, "tz", None) is not None:
+                series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+            out[name] = series.to_numpy(dtype="datetime64[ns]")
+        elif kind in "iuf":
+            missing = series.isna()
+            if missing.any() or kind == "f":
+                out[name] = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                out[name] = series.to_numpy(dtype=np.int64 if kind in "iu" else np.float64)
+        elif kind == "b" and not series.isna().any():
+            out[name] = series.to_numpy(dtype=bool)
+        else:
+            out[name] = series.to_numpy(dtype=object, na_value=None)
+    return out
+
+
+def empty(answers: Answers, kept: pd.DataFrame) -> pd.DataFrame:
+    """The output's shape with no rows (Dask's ``meta``)."""
+    table = pa.schema(answers.fields).empty_table().to_pandas()
+    table.index = kept.index[:0]
+    return pd.concat([kept.iloc[:0], table], axis=1)
+
+
+def score_frame(
+    frame: pd.DataFrame,
+    loaded: LoadedModel,
+    answers: Answers,
+    keep: Sequence[str],
+    *,
+    extra: str = REFUSE,
+    where: str = "",
+) -> pd.DataFrame:
+    """``frame``'s kept columns and its answers; InvalidInput names the column and the row
+    (its position in the partition, after ``where``) of a value that does not fit."""
+    kept = frame[list(keep)]
+    if len(frame) == 0:
+        return empty(answers, kept)
+    given = [n for n in frame.columns if n not in keep]
+    try:
+        columns = prepare_columns(loaded.signature, Table(columns=columns_of(frame, given)), extra=extra)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}{exc.message}") from None
+    result = getattr(loaded.estimator, answers.method)(frame_of(loaded.signature, columns))
+    names = list(answers.names)
+    table = pa.Table.from_arrays(answers.arrays(result), names=names).to_pandas()
+    table.index = frame.index
+    return pd.concat([kept, table], axis=1)

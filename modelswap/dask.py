@@ -1,0 +1,94 @@
+"""Score a Dask DataFrame with one pinned version of a model (``pip install modelswap[dask]``)::
+
+    import dask.dataframe as dd
+    import modelswap.dask
+
+    customers = dd.read_parquet("s3://bucket/customers/")  # or a path every worker sees
+    scored = modelswap.dask.predict(customers, "/models", "churn", keep=["customer_id"])
+    scored.to_parquet("scored/")
+
+The version (default: the live one) is resolved here, on the client, once; every worker
+process loads that version from the store the first time it scores a partition and keeps
+it for the rest (arrays memory-mapped, as a serving process loads them), so the workers
+must see the store's path, as pods on the model volume do. Each partition meets the
+signature through the same checks as a request; ``meta`` comes from the signature, so
+nothing is computed to learn the output's columns. See docs/batch.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask.dataframe as dd
+
+from modelswap.core.batch import pinned
+from modelswap.core.batch.answers import Answers
+from modelswap.core.batch.frames import empty, score_frame
+from modelswap.core.schema.inputs import IGNORE, REFUSE
+from modelswap.core.store.store import Store
+
+__all__ = ["predict"]
+
+
+def predict(
+    ddf: dd.DataFrame,
+    store: Store | str | Path,
+    model: str,
+    version: str | None = None,
+    *,
+    method: str = "predict",
+    keep: Sequence[str] = (),
+    ignore_extra_columns: bool = False,
+) -> dd.DataFrame:
+    """``ddf``'s ``keep`` columns and ``method``'s answers (``prediction``, or ``proba_<class>``
+    per class, or ``decision``) per row, lazily, on ``ddf``'s partitions and index.
+
+    ``store``: a :class:`modelswap.Store` or its root path; ``version``: an id or alias
+    (default: the live one now). Every other column of ``ddf`` is a model input (unknown
+    ones are refused unless ``ignore_extra_columns``); a value that does not fit raises
+    InvalidInput naming the partition, row and column when the result is computed.
+    """
+    kernel = store if isinstance(store, Store) else Store(Path(store))
+    pinned_version = pinned.resolve(kernel, model, version)
+    label = f"{model} {pinned_version}"
+    answers = Answers.of(pinned.signature(kernel, model, pinned_version), method, label)
+    missing = [k for k in keep if k not in ddf.columns]
+    if missing:
+        raise KeyError(f"no column {', '.join(map(repr, missing))} to keep")
+    job = _Job(
+        root=str(Path(kernel.root).resolve()),
+        model=model,
+        version=pinned_version,
+        answers=answers,
+        keep=tuple(keep),
+        extra=IGNORE if ignore_extra_columns else REFUSE,
+        trusted_types=tuple(kernel.trusted_types),
+        strict_versions=kernel.strict_versions,
+    )
+    meta = empty(answers, ddf._meta[list(keep)])
+    scored: dd.DataFrame = ddf.map_partitions(job, meta=meta, enforce_metadata=False)  # type: ignore[no-untyped-call]
+    return scored
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What each partition runs: picklable (plain values), loading through the process's cache."""
+
+    root: str
+    model: str
+    version: str
+    answers: Answers
+    keep: tuple[str, ...]
+    extra: str
+    trusted_types: tuple[str, ...]
+    strict_versions: bool
+
+    def __call__(self, frame: Any, partition_info: dict[str, Any] | None = None) -> Any:
+        loaded = pinned.load(
+            self.root, self.model, self.version, trusted_types=self.trusted_types, strict_versions=self.strict_versions
+        )
+        where = f"partition {partition_info['number']}: " if partition_info else ""
+        return score_frame(frame, loaded, self.answers, self.keep, extra=self.extra, where=where)
