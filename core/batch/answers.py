@@ -60,18 +60,19 @@ class Answers:
     def fields(self) -> list[pa.Field]:
         return [pa.field(n, t) for n, t in zip(self.names, self.types, strict=True)]
 
-    def arrays(self, result: Any) -> list[pa.Array]:
-        """The estimator's ``result`` for a chunk as this output's columns."""
+    def columns(self, result: Any) -> list[np.ndarray]:
+        """The estimator's ``result`` for a chunk as this output's columns (NumPy)."""
         answer = np.asarray(result)
-        if answer.ndim == 1:
-            answer = answer.reshape(-1, 1)
-        else:
-            answer = answer.reshape(len(answer), -1)
+        answer = answer.reshape(-1, 1) if answer.ndim == 1 else answer.reshape(len(answer), -1)
         if answer.shape[1] != len(self.names):
             raise InvalidInput(
                 f"{self.method} answered {answer.shape[1]} value(s) per row, the signature says {len(self.names)}"
             )
-        return [_array(answer[:, i], kind) for i, kind in enumerate(self.types)]
+        return [answer[:, i] for i in range(answer.shape[1])]
+
+    def arrays(self, result: Any) -> list[pa.Array]:
+        """The same as Arrow arrays of this output's types."""
+        return [_array(values, kind) for values, kind in zip(self.columns(result), self.types, strict=True)]
 
 
 def _label_type(classes: Sequence[Any] | None) -> pa.DataType:
@@ -87,6 +88,6 @@ def _label_type(classes: Sequence[Any] | None) -> pa.DataType:
 
 
 def _array(values: np.ndarray, kind: pa.DataType) -> pa.Array:
-    if pa.types.is_string(kind) and values.dtype.kind != "U" and values.dtype != object:
-        values = values.astype(str)
+    if pa.types.is_string(kind) and values.dtype.kind not in "OU":
+        values = values.astype(str)  # labels that are numbers, declared as text
     return pa.array(values, type=kind)

@@ -156,9 +156,10 @@ class Reader:
                 row0 += len(records)
 
 
-def _numpy(array: pa.Array) -> np.ndarray:
+def _numpy(array: pa.Array) -> Values:
     """An Arrow column as NumPy: numbers (float64 with NaN when there are nulls), bool,
-    datetime64[ns] (NaT for null), objects for strings and anything else (None for null)."""
+    datetime64[ns] (NaT for null), objects for anything else (None for null); text as
+    pandas' Arrow-backed string array (see core.schema.inputs._text_array)."""
     kind = array.type
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         if pa.types.is_timestamp(kind) and kind.tz is not None:
@@ -166,6 +167,8 @@ def _numpy(array: pa.Array) -> np.ndarray:
         return np.asarray(array.cast(pa.timestamp("ns")).to_numpy(zero_copy_only=False), dtype="datetime64[ns]")
     if (pa.types.is_integer(kind) or pa.types.is_floating(kind)) and array.null_count:
         return np.asarray(array.cast(pa.float64()).to_numpy(zero_copy_only=False))
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return array.to_pandas().array  # pandas' Arrow-backed text: no Python string per value
     return np.asarray(array.to_numpy(zero_copy_only=False))
 
 

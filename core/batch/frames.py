@@ -17,13 +17,13 @@ import pyarrow as pa
 
 from modelswap.core.batch.answers import Answers
 from modelswap.core.errors import InvalidInput
-from modelswap.core.schema.inputs import REFUSE, Table, frame_of, prepare_columns
+from modelswap.core.schema.inputs import REFUSE, Table, Values, frame_of, prepare_columns
 from modelswap.core.serving.loader import LoadedModel
 
 
-def columns_of(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, np.ndarray]:
+def columns_of(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, Values]:
     """Each named column as NumPy, missing values as NaN, NaT or None (never pd.NA)."""
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, Values] = {}
     for name in names:
         series = frame[name]
         kind = series.dtype.kind
@@ -39,6 +39,8 @@ def columns_of(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, np.ndarra
                 out[name] = series.to_numpy(dtype=np.int64 if kind in "iu" else np.float64)
         elif kind == "b" and not series.isna().any():
             out[name] = series.to_numpy(dtype=bool)
+        elif isinstance(series.dtype, pd.StringDtype):
+            out[name] = series.array  # text by its type: checked for nulls only, passed on as it is
         else:
             out[name] = series.to_numpy(dtype=object, na_value=None)
     return out
@@ -71,7 +73,4 @@ def score_frame(
     except InvalidInput as exc:
         raise InvalidInput(f"{where}{exc.message}") from None
     result = getattr(loaded.estimator, answers.method)(frame_of(loaded.signature, columns))
-    names = list(answers.names)
-    table = pa.Table.from_arrays(answers.arrays(result), names=names).to_pandas()
-    table.index = frame.index
-    return pd.concat([kept, table], axis=1)
+    return kept.assign(**dict(zip(answers.names, answers.columns(result), strict=True)))

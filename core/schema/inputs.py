@@ -248,13 +248,18 @@ def _typed(
 ) -> np.ndarray:
     """One column as an array of its type: float64 for double and long (NaN for null; a
     long column becomes int64 in :func:`frame_of` when it has no null), bool (object when
-    nulls), datetime64[ns] (NaT for null), objects for strings (None for null)."""
+    nulls), datetime64[ns] (NaT for null), objects for strings (None for null), or a
+    pandas string array given for a string column, as it is."""
     if given is None:
         given = [None] * n_rows  # absent, so it takes nulls (_match_columns refused it otherwise)
     if isinstance(given, np.ndarray) and not text:
         fast = _vectorised(column, index, given, row0, bad)
         if fast is not None:
             return fast
+    elif not isinstance(given, (list, tuple)) and not text:
+        kept = _text_array(column, index, given, row0, bad)
+        if kept is not None:
+            return kept
     cells = _cells(column, index, given, text, row0=row0, bad=bad)
     if column.type in (DOUBLE, LONG):
         return np.array([math.nan if v is None else v for v in cells], dtype=np.float64)
@@ -274,30 +279,64 @@ def _vectorised(
     not (the value-by-value way then converts it, or names what does not fit)."""
     kind = values.dtype.kind
     if column.type in (DOUBLE, LONG) and kind in "iuf":
-        floats = values.astype(np.float64, copy=False)
-        null = np.isnan(floats)
-        unfit = np.isinf(floats)
+        out = values.astype(np.float64, copy=False)
+        null = np.isnan(out)
+        unfit = np.isinf(out)
         if not column.nullable:
             unfit |= null
         if column.type == LONG:
-            unfit |= ~null & (floats != np.floor(floats))
+            unfit |= ~null & (out != np.floor(out))
     elif column.type == BOOLEAN and kind == "b":
         return values
     elif column.type == DATETIME and kind == "M":
-        floats = values.astype("datetime64[ns]", copy=False)
-        unfit = np.zeros(len(values), dtype=bool) if column.nullable else np.isnat(floats)
+        out = values.astype("datetime64[ns]", copy=False)
+        unfit = np.zeros(len(values), dtype=bool) if column.nullable else np.isnat(out)
+    elif column.type == STRING and kind == "O":
+        from pandas.api.types import infer_dtype
+
+        if infer_dtype(values, skipna=True) not in ("string", "empty"):
+            return None  # something other than text in it: named value by value
+        out = values
+        unfit = np.zeros(len(values), dtype=bool) if column.nullable else _nulls(values)
     else:
         return None
     if unfit.any():
-        floats = floats.copy()
+        out = out.copy()
         for row in map(int, np.flatnonzero(unfit)):
             # the value-by-value check words the reason, and raises it when not collecting
             reason: dict[int, str] = {}
-            _cells(column, index, [values[row].item()], False, row0=row0 + row, bad=None if bad is None else reason)
+            value = values[row]
+            value = value.item() if isinstance(value, np.generic) else value
+            _cells(column, index, [value], False, row0=row0 + row, bad=None if bad is None else reason)
             if bad is not None:
                 bad.setdefault(row, reason.get(0, f"column {column.label(index)} row {row0 + row}: unfit value"))
-            floats[row] = np.datetime64("NaT") if kind == "M" else math.nan
-    return floats
+            out[row] = np.datetime64("NaT") if kind == "M" else None if kind == "O" else math.nan
+    return out
+
+
+def _text_array(column: Column, index: int, values: Any, row0: int, bad: dict[int, str] | None) -> Any:
+    """A pandas string array (what a Parquet text column becomes) for a string column: text
+    by its type, so only its nulls are checked, and kept as it is (the frame takes it
+    without a copy). None for anything else."""
+    import pandas as pd
+
+    if column.type != STRING or not isinstance(getattr(values, "dtype", None), pd.StringDtype):
+        return None
+    if values.dtype.na_value is pd.NA:  # "string[pyarrow]" (Dask's): missing as NaN, as a fitted imputer expects
+        values = values.astype(pd.StringDtype(values.dtype.storage, na_value=np.nan))
+    if not column.nullable:
+        for row in map(int, np.flatnonzero(np.asarray(values.isna(), dtype=bool))):
+            reason: dict[int, str] = {}
+            _cells(column, index, [None], False, row0=row0 + row, bad=None if bad is None else reason)
+            if bad is not None:
+                bad.setdefault(row, reason[0])
+    return values
+
+
+def _nulls(values: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    return np.asarray(pd.isna(values), dtype=bool)
 
 
 def frame_of(signature: Signature, columns: Sequence[np.ndarray]) -> Any:
@@ -315,7 +354,7 @@ def frame_of(signature: Signature, columns: Sequence[np.ndarray]) -> Any:
         return np.column_stack([_floats(v) for v in columns])
     out = np.empty((len(columns[0]), len(columns)), dtype=object)
     for i, values in enumerate(columns):
-        out[:, i] = values
+        out[:, i] = values if isinstance(values, np.ndarray) else values.to_numpy(dtype=object, na_value=None)
     return out
 
 
