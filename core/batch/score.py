@@ -114,6 +114,8 @@ def score(
     if reject_target is not None and reject_target.resolve() == target.resolve():
         raise InvalidInput("the rejects file and the output must differ")
     pinned_version = pinned.resolve(kernel, model, version)
+    with kernel.locked(model):
+        pass  # the end records history under this lock: a store the job cannot write fails now, not after the work
     loaded = pinned.load(
         kernel.root, model, pinned_version, trusted_types=kernel.trusted_types, strict_versions=kernel.strict_versions
     )

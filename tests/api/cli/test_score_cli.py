@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
 import signal
 import subprocess
 import sys
@@ -131,3 +133,31 @@ def test_a_bad_row_is_exit_1_naming_row_and_column_and_rejects_set_it_aside(
     (rejected,) = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
     assert rejected["row"] == 41 and "column 'spend' row 41" in rejected["reason"]
     assert pq.read_metadata(tmp_path / "out.parquet").metadata[b"modelswap.rejects"] == b"1"
+
+
+def test_on_a_terminal_progress_shows_rows_rate_and_eta_and_the_summary_stays_one_line(
+    nightly: tuple[Store, Path, str, Any], tmp_path: Path
+) -> None:
+    store, source, _, _ = nightly
+    leader, follower = pty.openpty()  # stderr is a terminal, stdout a pipe: what `score ... | tee log` sees
+    argv = [sys.executable, "-m", "modelswap", "--root", str(store.root), "score", "churn", str(source)]
+    argv += ["-o", str(tmp_path / "out.parquet"), "--keep", "customer_id", "--chunk-rows", "50000"]
+    with subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=follower, text=True) as proc:
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                data = os.read(leader, 4096)
+            except OSError:  # the terminal closed: the job is done
+                break
+            if not data:
+                break
+            shown += data
+        out = proc.stdout.read() if proc.stdout else ""
+        assert proc.wait(timeout=120) == 0
+    os.close(leader)
+    lines = [line for line in shown.decode().split("\r") if line.strip()]
+    assert len(lines) >= ROWS // 50_000  # one redraw per chunk
+    assert re.fullmatch(r"300,000 rows  [\d,]+ rows/s  100%  ETA 0 s\s*", lines[-1].replace("\n", "")), lines[-1]
+    assert re.match(r"[\d,]+ rows  [\d,]+ rows/s  \d+%  ETA [\d,]+ s", lines[0])
+    assert out.count("\n") == 1 and out.startswith(f"scored {ROWS:,} rows")
