@@ -17,7 +17,8 @@ import pyarrow as pa
 
 from modelswap.core.batch.answers import Answers
 from modelswap.core.errors import InvalidInput
-from modelswap.core.schema.inputs import REFUSE, Table, Values, frame_of, prepare_columns
+from modelswap.core.schema.columns import frame_of, prepare_columns
+from modelswap.core.schema.inputs import REFUSE, Table, Values
 from modelswap.core.serving.loader import LoadedModel
 
 

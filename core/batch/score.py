@@ -40,7 +40,8 @@ from modelswap.core.batch.files import (
     remove_stale_partials,
 )
 from modelswap.core.errors import InvalidInput, ModelswapError
-from modelswap.core.schema.inputs import IGNORE, REFUSE, Table, frame_of, prepare_columns
+from modelswap.core.schema.columns import frame_of, prepare_columns
+from modelswap.core.schema.inputs import IGNORE, REFUSE, Table
 from modelswap.core.schema.signature import Signature
 from modelswap.core.serving.loader import LoadedModel
 from modelswap.core.store import history
