@@ -26,7 +26,7 @@ import dask.dataframe as dd
 
 from modelswap.core.batch import pinned
 from modelswap.core.batch.answers import Answers
-from modelswap.core.batch.frames import empty, score_frame
+from modelswap.core.batch.frames import check_columns, empty, score_frame
 from modelswap.core.schema.inputs import IGNORE, REFUSE
 from modelswap.core.store.store import Store
 
@@ -48,16 +48,16 @@ def predict(
 
     ``store``: a :class:`modelswap.Store` or its root path; ``version``: an id or alias
     (default: the live one now). Every other column of ``ddf`` is a model input (unknown
-    ones are refused unless ``ignore_extra_columns``); a value that does not fit raises
-    InvalidInput naming the partition, row and column when the result is computed.
+    ones are refused unless ``ignore_extra_columns``): InvalidInput here for a column
+    problem; a value that does not fit raises InvalidInput naming the partition, row and
+    column when the result is computed.
     """
     kernel = store if isinstance(store, Store) else Store(Path(store))
     pinned_version = pinned.resolve(kernel, model, version)
     label = f"{model} {pinned_version}"
-    answers = Answers.of(pinned.signature(kernel, model, pinned_version), method, label)
-    missing = [k for k in keep if k not in ddf.columns]
-    if missing:
-        raise KeyError(f"no column {', '.join(map(repr, missing))} to keep")
+    signature = pinned.signature(kernel, model, pinned_version)
+    answers = Answers.of(signature, method, label)
+    check_columns(signature, [str(c) for c in ddf.columns], answers, keep, ignore_extra=ignore_extra_columns)
     job = _Job(
         root=str(Path(kernel.root).resolve()),
         model=model,

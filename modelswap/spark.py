@@ -28,8 +28,9 @@ from pyspark.sql import types as T
 
 from modelswap.core.batch import pinned
 from modelswap.core.batch.answers import Answers
-from modelswap.core.batch.frames import score_frame
+from modelswap.core.batch.frames import check_columns, score_frame
 from modelswap.core.schema.inputs import IGNORE, REFUSE
+from modelswap.core.schema.signature import Signature
 from modelswap.core.store.store import Store
 
 __all__ = ["Scorer", "predict", "scorer"]
@@ -51,6 +52,7 @@ class Scorer:
         root: str,
         model: str,
         version: str,
+        signature: Signature,
         answers: Answers,
         keep: Sequence[str],
         extra: str,
@@ -58,6 +60,7 @@ class Scorer:
         strict_versions: bool,
     ) -> None:
         self.root, self.model, self.version, self.answers = root, model, version, answers
+        self.signature = signature
         self.keep, self.extra = tuple(keep), extra
         self.trusted_types, self.strict_versions = tuple(trusted_types), strict_versions
 
@@ -91,11 +94,14 @@ def scorer(
     alias (default: the live one, resolved now)."""
     kernel = store if isinstance(store, Store) else Store(Path(store))
     pinned_version = pinned.resolve(kernel, model, version)
-    answers = Answers.of(pinned.signature(kernel, model, pinned_version), method, f"{model} {pinned_version}")
+    signature = pinned.signature(kernel, model, pinned_version)
+    answers = Answers.of(signature, method, f"{model} {pinned_version}")
+    answers.check_keep(keep)
     return Scorer(
         str(Path(kernel.root).resolve()),
         model,
         pinned_version,
+        signature,
         answers,
         keep,
         IGNORE if ignore_extra_columns else REFUSE,
@@ -116,8 +122,6 @@ def predict(
 ) -> DataFrame:
     """``df``'s ``keep`` columns and ``method``'s answers per row (``prediction``, or
     ``proba_<class>`` per class, or ``decision``); every other column is a model input."""
-    missing = [k for k in keep if k not in df.columns]
-    if missing:
-        raise KeyError(f"no column {', '.join(map(repr, missing))} to keep")
     fn = scorer(store, model, version, method=method, keep=keep, ignore_extra_columns=ignore_extra_columns)
+    check_columns(fn.signature, df.columns, fn.answers, keep, ignore_extra=ignore_extra_columns)
     return df.mapInPandas(fn, fn.schema(df.schema))

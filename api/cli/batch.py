@@ -32,13 +32,26 @@ def add_commands(command: Command, root: argparse.ArgumentParser, output: argpar
     p.add_argument("--version", help="a version id or alias (default: what current names when the job starts)")
     p.add_argument("--method", choices=BATCH_METHODS, default="predict", help="what to compute per row")
     p.add_argument("--keep", default="", help="comma-separated input columns copied to the output, e.g. customer_id")
-    p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, help="rows read, checked and scored at a time")
+    p.add_argument(
+        "--chunk-rows", type=rows_count, default=DEFAULT_CHUNK_ROWS, help="rows read, checked and scored at a time"
+    )
     p.add_argument(
         "--rejects",
         type=Path,
         help="write rows that do not fit the signature here (row, reason, kept columns, values) and go on; "
         "without it such a row stops the job and nothing is written",
     )
+
+
+def rows_count(text: str) -> int:
+    """A whole number of rows, at least 1 (argparse makes anything else bad usage, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of rows, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def cmd_score(args: argparse.Namespace, settings: Settings) -> Result:

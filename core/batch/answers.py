@@ -56,6 +56,18 @@ class Answers:
             return cls(method, (prefix,), (pa.float64(),))
         return cls(method, tuple(f"{prefix}_{c}" for c in classes), (pa.float64(),) * len(classes))
 
+    def check_keep(self, keep: Sequence[str], *, also: Sequence[str] = ()) -> None:
+        """Kept columns must not take an answer's name (or ``also``'s: a rejects file's own)."""
+        taken = set(self.names) | set(also)
+        clash = [k for k in keep if k in taken]
+        if clash:
+            raise InvalidInput(
+                f"cannot keep {', '.join(map(repr, clash))}: the output names a column of its own so "
+                f"({', '.join([*self.names, *also])})"
+            )
+        if len(set(keep)) != len(keep):
+            raise InvalidInput("a column is named twice in keep")
+
     @property
     def fields(self) -> list[pa.Field]:
         return [pa.field(n, t) for n, t in zip(self.names, self.types, strict=True)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import socket
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ from modelswap.core.store.processes import alive
 PARQUET, CSV, JSONL = "parquet", "csv", "jsonl"
 EXTENSIONS = {".parquet": PARQUET, ".pq": PARQUET, ".csv": CSV, ".jsonl": JSONL, ".ndjson": JSONL}
 CSV_BLOCK = 1 << 20  # bytes per CSV block read; chunks are re-cut to chunk_rows
+SAMPLE_ROWS = 1000  # the first rows of a JSON Lines file name its fields and the kept columns' types
+_HOST = socket.gethostname().replace("/", "_") or "host"
 
 
 def format_of(path: Path) -> str:
@@ -78,8 +81,11 @@ class Reader:
         if self.kind == PARQUET:
             return list(pq.ParquetFile(self.path).schema_arrow.names)
         if self.kind == CSV:
-            with self.path.open(newline="", encoding="utf-8") as f:
-                header = next(csv.reader(f), None)
+            try:
+                with self.path.open(newline="", encoding="utf-8-sig") as f:  # a BOM (Excel's) is not a name
+                    header = next(csv.reader(f), None)
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(f"{self.path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
             if not header:
                 raise InvalidInput(f"{self.path}: the CSV file has no header line naming its columns")
             if len(set(header)) != len(header):
@@ -87,18 +93,42 @@ class Reader:
             return header
         names: dict[str, None] = {}
         with self.path.open("rb") as f:
-            for line in _lines(f, 1000):
-                names.update(dict.fromkeys(_record(line, 0, self.path)))
+            for i, line in enumerate(_lines(f, SAMPLE_ROWS)):
+                names.update(dict.fromkeys(_record(line, i, self.path)))
         return list(names)  # the keys of the first rows; later rows may add more (then refused by name)
+
+    def kept_types(self, kept: Sequence[str]) -> dict[str, pa.DataType]:
+        """The Arrow type each kept column is written with: the file's own (Parquet), text
+        (CSV), or what the first rows' values make (JSON Lines; text when they are all
+        null or of no one type), so a later chunk cannot change it."""
+        if self.kind == PARQUET:
+            schema = pq.ParquetFile(self.path).schema_arrow
+            return {k: schema.field(k).type for k in kept}
+        if self.kind == CSV or not kept:
+            return {k: pa.string() for k in kept}
+        with self.path.open("rb") as f:
+            records = [_record(line, i, self.path) for i, line in enumerate(_lines(f, SAMPLE_ROWS))]
+        types = {}
+        for k in kept:
+            try:
+                kind = pa.array([r.get(k) for r in records]).type
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                kind = pa.null()
+            plain = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+            types[k] = pa.int64() if pa.types.is_integer(kind) else kind if plain else pa.string()
+        return types
 
     def chunks(self, wanted: Sequence[str], kept: Sequence[str], chunk_rows: int) -> Generator[Chunk, None, None]:
         """``wanted`` columns (model inputs present in the file) and ``kept`` ones, in chunks."""
-        if self.kind == PARQUET:
-            yield from self._parquet(wanted, kept, chunk_rows)
-        elif self.kind == CSV:
-            yield from self._csv(wanted, kept, chunk_rows)
-        else:
-            yield from self._jsonl(wanted, kept, chunk_rows)
+        try:
+            if self.kind == PARQUET:
+                yield from self._parquet(wanted, kept, chunk_rows)
+            elif self.kind == CSV:
+                yield from self._csv(wanted, kept, chunk_rows)
+            else:
+                yield from self._jsonl(wanted, kept, chunk_rows)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{self.path}: {exc}") from None  # a file the reader cannot parse
 
     def _parquet(self, wanted: Sequence[str], kept: Sequence[str], chunk_rows: int) -> Iterator[Chunk]:
         source = pq.ParquetFile(self.path)
@@ -119,22 +149,36 @@ class Reader:
             quoted_strings_can_be_null=False,
             include_columns=list(dict.fromkeys([*wanted, *kept])),
         )
+        ragged: list[str] = []
+
+        def refuse(row: Any) -> str:  # a row with too few or too many fields: named, never guessed at
+            where = f"row {row.number - 2}" if row.number is not None else "a row"
+            ragged.append(f"{where} has {row.actual_columns} fields, the header {row.expected_columns}: {row.text!r}")
+            return "error"
+
+        parse = pa_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=refuse)
+        # use_threads off: the reader then numbers the rows it refuses (and parsing is not the cost here)
+        read = pa_csv.ReadOptions(block_size=CSV_BLOCK, use_threads=False)
         with pa.OSFile(str(self.path), "r") as raw:  # opened here, so that how far the reader got can be told
-            reader = pa_csv.open_csv(
-                raw, read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK), convert_options=options
-            )
             try:
-                row0 = 0
-                for batch in _rechunk(reader, chunk_rows):
-                    n = batch.num_rows
-                    columns = {name: _numpy(batch.column(name)) for name in wanted}
-                    done = min(raw.tell() / max(self.size, 1), 1.0)
-                    yield Chunk(columns, {k: batch.column(k) for k in kept}, n, row0, True, done)
-                    row0 += n
-            finally:
-                reader.close()  # its read-ahead thread must stop before the file closes
+                reader = pa_csv.open_csv(raw, read_options=read, parse_options=parse, convert_options=options)
+                try:
+                    row0 = 0
+                    for batch in _rechunk(reader, chunk_rows):
+                        n = batch.num_rows
+                        columns = {name: _numpy(batch.column(name)) for name in wanted}
+                        done = min(raw.tell() / max(self.size, 1), 1.0)
+                        yield Chunk(columns, {k: batch.column(k) for k in kept}, n, row0, True, done)
+                        row0 += n
+                finally:
+                    reader.close()  # its read-ahead thread must stop before the file closes
+            except pa.ArrowInvalid:
+                if ragged:
+                    raise InvalidInput(f"{self.path}: {ragged[0]}") from None
+                raise
 
     def _jsonl(self, wanted: Sequence[str], kept: Sequence[str], chunk_rows: int) -> Iterator[Chunk]:
+        types = self.kept_types(kept)
         row0 = 0
         known = set(self.names)
         with self.path.open("rb") as f:
@@ -151,7 +195,7 @@ class Reader:
                             "that the first rows did not; every row must use the same fields"
                         )
                 columns = {name: [r.get(name) for r in records] for name in wanted}
-                kept_arrays = {k: _kept_array([r.get(k) for r in records], k, row0) for k in kept}
+                kept_arrays = {k: _kept_array([r.get(k) for r in records], k, types[k], row0) for k in kept}
                 yield Chunk(columns, kept_arrays, len(records), row0, False, min(f.tell() / max(self.size, 1), 1.0))
                 row0 += len(records)
 
@@ -164,7 +208,8 @@ def _numpy(array: pa.Array) -> Values:
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         if pa.types.is_timestamp(kind) and kind.tz is not None:
             array = array.cast(pa.timestamp(kind.unit))  # as UTC wall time, like an ISO string with Z
-        return np.asarray(array.cast(pa.timestamp("ns")).to_numpy(zero_copy_only=False), dtype="datetime64[ns]")
+        # microseconds: wide enough for any date (a time outside nanoseconds' range is then named)
+        return np.asarray(array.cast(pa.timestamp("us")).to_numpy(zero_copy_only=False), dtype="datetime64[us]")
     if (pa.types.is_integer(kind) or pa.types.is_floating(kind)) and array.null_count:
         return np.asarray(array.cast(pa.float64()).to_numpy(zero_copy_only=False))
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
@@ -210,23 +255,35 @@ def _record(line: bytes, row: int, path: Path) -> dict[str, Any]:
     return record
 
 
-def _kept_array(values: list[Any], name: str, row0: int) -> pa.Array:
+def _kept_array(values: list[Any], name: str, kind: pa.DataType, row0: int) -> pa.Array:
+    """A kept JSON Lines column as ``kind``: text as JSON when that is the type; a value of
+    another type (a word among numbers) names its row."""
+    if pa.types.is_string(kind):
+        return pa.array([v if v is None or isinstance(v, str) else orjson.dumps(v).decode() for v in values], kind)
     try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise InvalidInput(f"column {name!r} rows {row0}-{row0 + len(values) - 1}: mixed values ({exc})") from None
+        return pa.array(values, kind)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        for i, value in enumerate(values):
+            try:
+                pa.array([value], kind)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                raise InvalidInput(
+                    f"kept column {name!r} row {row0 + i}: {value!r} is not {kind}, like the first rows' values"
+                ) from None
+        raise
 
 
 def partial_name(target: Path) -> Path:
-    """The hidden name a file is written under until it is complete: ``.NAME.<pid>.partial``."""
-    return target.with_name(f".{target.name}.{os.getpid()}.partial")
+    """The hidden name a file is written under until it is complete: ``.NAME.<host>.<pid>.partial``."""
+    return target.with_name(f".{target.name}.{_HOST}.{os.getpid()}.partial")
 
 
 def remove_stale_partials(target: Path) -> list[Path]:
-    """Remove what killed jobs left while writing ``target`` (their process is gone)."""
+    """Remove what killed jobs on this host left while writing ``target`` (their process is
+    gone); another host's (a pod on the same volume) is left to that host."""
     removed = []
-    for candidate in target.parent.glob(f".{glob_escape(target.name)}.*.partial"):
-        pid = candidate.name[len(target.name) + 2 : -len(".partial")]
+    for candidate in target.parent.glob(f".{glob_escape(target.name)}.{glob_escape(_HOST)}.*.partial"):
+        pid = candidate.name[len(target.name) + len(_HOST) + 3 : -len(".partial")]
         if pid.isdigit() and not alive(int(pid)):
             candidate.unlink(missing_ok=True)
             removed.append(candidate)
@@ -272,12 +329,11 @@ class Writer:
             self._csv.write_table(table)
         elif self._file is not None:
             dump = orjson.dumps
-            self._file.write(b"".join(dump(row, option=JSON_OPTIONS) for row in table.to_pylist()))
+            self._file.write(b"".join(dump(row, default=str, option=JSON_OPTIONS) for row in table.to_pylist()))
         self.rows += table.num_rows
 
     def _open(self, schema: pa.Schema) -> None:
         self.schema = schema
-        self.target.parent.mkdir(parents=True, exist_ok=True)
         if self.kind == PARQUET:
             self._parquet = pq.ParquetWriter(self.temp, schema)
         elif self.kind == CSV:

@@ -18,7 +18,8 @@ import pyarrow as pa
 from modelswap.core.batch.answers import Answers
 from modelswap.core.errors import InvalidInput
 from modelswap.core.schema.columns import frame_of, prepare_columns
-from modelswap.core.schema.inputs import REFUSE, Table, Values
+from modelswap.core.schema.inputs import IGNORE, REFUSE, Table, Values, _match_columns
+from modelswap.core.schema.signature import Signature
 from modelswap.core.serving.loader import LoadedModel
 
 
@@ -45,6 +46,30 @@ def columns_of(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, Values]:
         else:
             out[name] = series.to_numpy(dtype=object, na_value=None)
     return out
+
+
+def check_columns(
+    signature: Signature, columns: Sequence[str], answers: Answers, keep: Sequence[str], *, ignore_extra: bool
+) -> None:
+    """Refuse on the driver, before any partition runs, what would fail every partition: a
+    kept column that is absent or takes an answer's name, a column the model does not
+    take (unless ``ignore_extra``), a column it needs that is missing."""
+    absent = [k for k in keep if k not in columns]
+    if absent:
+        raise InvalidInput(f"no column {', '.join(map(repr, absent))} to keep; the frame has {', '.join(columns)}")
+    answers.check_keep(keep)
+    given = [c for c in columns if c not in keep]
+    if not signature.named:
+        if len(given) != signature.width:
+            raise InvalidInput(f"the model takes {signature.width} columns, the frame has {len(given)} besides keep")
+        return
+    unknown = [c for c in given if c not in signature.name_set]
+    if unknown and not ignore_extra:
+        raise InvalidInput(
+            f"unknown column(s) {', '.join(map(repr, unknown))}; the model takes {', '.join(signature.names)} "
+            "(keep= copies a column to the output; ignore_extra_columns=True skips the others)"
+        )
+    _match_columns(signature, Table(columns={c: [] for c in given if c in signature.name_set}), IGNORE)
 
 
 def empty(answers: Answers, kept: pd.DataFrame) -> pd.DataFrame:

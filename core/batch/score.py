@@ -37,11 +37,12 @@ from modelswap.core.batch.files import (
     Reader,
     Writer,
     format_of,
+    partial_name,
     remove_stale_partials,
 )
 from modelswap.core.errors import InvalidInput, ModelswapError
 from modelswap.core.schema.columns import frame_of, prepare_columns
-from modelswap.core.schema.inputs import IGNORE, REFUSE, Table
+from modelswap.core.schema.inputs import IGNORE, REFUSE, Table, _match_columns
 from modelswap.core.schema.signature import Signature
 from modelswap.core.serving.loader import LoadedModel
 from modelswap.core.store import history
@@ -50,6 +51,7 @@ from modelswap.core.store.fsio import dumps_json, fsync_dir, write_bytes_durable
 from modelswap.core.store.kernel import Kernel
 
 DEFAULT_CHUNK_ROWS = 65_536
+REJECT_COLUMNS = ("row", "reason", "values")  # a rejects file's own columns, beside the kept ones
 Progress = Callable[[int, float], None]  # rows scored so far, fraction of the input read
 
 
@@ -109,9 +111,7 @@ def score(
         raise InvalidInput(f"chunk_rows must be at least 1, got {chunk_rows}")
     targets = [target] + ([reject_target] if reject_target is not None else [])
     for path in targets:
-        format_of(path)
-        if path.resolve() == source.resolve():
-            raise InvalidInput(f"{path}: the output would overwrite the input")
+        _check_target(path, source, kernel.root)
     if reject_target is not None and reject_target.resolve() == target.resolve():
         raise InvalidInput("the rejects file and the output must differ")
     pinned_version = pinned.resolve(kernel, model, version)
@@ -121,9 +121,11 @@ def score(
         kernel.root, model, pinned_version, trusted_types=kernel.trusted_types, strict_versions=kernel.strict_versions
     )
     answers = Answers.of(loaded.signature, method, f"{model} {pinned_version}")
+    answers.check_keep(keep, also=REJECT_COLUMNS if reject_target is not None else ())
     reader = Reader(source)
     wanted = _input_columns(loaded.signature, reader, keep, extra)
-    kept_fields = _kept_fields(reader, keep)
+    kept_types = reader.kept_types(keep)
+    kept_fields = [pa.field(k, kept_types[k]) for k in keep]
     for path in targets:
         remove_stale_partials(path)
         remove_stale_partials(_meta_path(path))
@@ -171,6 +173,20 @@ def _model_id(kernel: Kernel, model: str, version: str) -> str:
     return record.model_id if record is not None else ""
 
 
+def _check_target(path: Path, source: Path, root: Path) -> None:
+    """An output (or rejects) path the job may write: a known format, in an existing
+    directory, not a directory itself, not the input, not inside the store."""
+    format_of(path)
+    if path.resolve() == source.resolve():
+        raise InvalidInput(f"{path}: the output would overwrite the input")
+    if not path.resolve().parent.is_dir():
+        raise InvalidInput(f"{path}: no directory {path.parent} to write it in")
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a directory; name the file to write")
+    if path.resolve().is_relative_to(Path(root).resolve()):
+        raise InvalidInput(f"{path} is inside the model store {root}; write the output elsewhere")
+
+
 def _input_columns(signature: Signature, reader: Reader, keep: Sequence[str], extra: str) -> list[str]:
     """The file's columns that feed the model; unknown ones are refused unless ``extra`` is ignore."""
     absent = [k for k in keep if k not in reader.names]
@@ -179,7 +195,10 @@ def _input_columns(signature: Signature, reader: Reader, keep: Sequence[str], ex
             f"{reader.path}: no column {', '.join(map(repr, absent))} to keep; it has {', '.join(reader.names)}"
         )
     if not signature.named:
-        return [n for n in reader.names if n not in keep]  # a positional model takes the rest, in order
+        given = [n for n in reader.names if n not in keep]  # a positional model takes the rest, in order
+        if len(given) != signature.width:
+            raise InvalidInput(f"{reader.path}: the model takes {signature.width} columns, the file has {len(given)}")
+        return given
     takes = set(signature.names)
     unknown = [n for n in reader.names if n not in takes and n not in keep]
     if unknown and extra != IGNORE:
@@ -188,16 +207,12 @@ def _input_columns(signature: Signature, reader: Reader, keep: Sequence[str], ex
             f"{', '.join(signature.names)} (keep a column in the output with --keep; "
             "MODELSWAP_EXTRA_COLUMNS=ignore skips the others)"
         )
-    return [n for n in signature.names if n in reader.names]
-
-
-def _kept_fields(reader: Reader, keep: Sequence[str]) -> list[pa.Field]:
-    if reader.kind == PARQUET:
-        import pyarrow.parquet as pq
-
-        schema = pq.ParquetFile(reader.path).schema_arrow
-        return [schema.field(k) for k in keep]
-    return [pa.field(k, pa.string()) for k in keep]  # CSV text; JSON Lines: typed by the first chunk
+    wanted = [n for n in signature.names if n in reader.names]
+    try:  # a missing column the model needs stops the job now, even for a file with no rows
+        _match_columns(signature, Table(columns={n: [] for n in wanted}), IGNORE)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{reader.path}: {exc.message}") from None
+    return wanted
 
 
 def _score_chunk(
@@ -240,7 +255,9 @@ def _rejected(chunk: Chunk, rows: list[int], reasons: list[str]) -> pa.Table:
     """The set-aside rows: number, reason, kept columns, and the model's input fields as JSON."""
     values = [
         orjson.dumps(
-            {name: _plain(col[r]) for name, col in chunk.columns.items()}, option=orjson.OPT_SERIALIZE_NUMPY
+            {name: _plain(col[r]) for name, col in chunk.columns.items()},
+            default=str,  # a decimal, bytes: as text rather than no rejects file at all
+            option=orjson.OPT_SERIALIZE_NUMPY,
         ).decode()
         for r in rows
     ]
@@ -266,7 +283,7 @@ def _meta_path(path: Path) -> Path:
 
 
 def _meta_partial(writer: Writer) -> Path:
-    return _meta_path(writer.temp)
+    return partial_name(_meta_path(writer.target))
 
 
 def _finish(kernel: Kernel, report: ScoreReport, writers: list[Writer]) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from modelswap.core.errors import InvalidInput
-from modelswap.core.schema.inputs import REFUSE, Table, Values, _cells, _column, _match_columns
+from modelswap.core.schema.inputs import EARLIEST, LATEST, REFUSE, Table, Values, _cells, _column, _match_columns
 from modelswap.core.schema.signature import BOOLEAN, DATETIME, DOUBLE, LONG, STRING, Column, Signature
 
 
@@ -63,6 +63,8 @@ def _typed(
         kept = _text_array(column, index, given, row0, bad)
         if kept is not None:
             return kept
+    if isinstance(given, np.ndarray):  # Python values, so messages read as a request's do
+        given = given.astype("datetime64[us]").astype(object) if given.dtype.kind == "M" else given.tolist()
     cells = _cells(column, index, given, text, row0=row0, bad=bad)
     if column.type in (DOUBLE, LONG):
         return np.array([math.nan if v is None else v for v in cells], dtype=np.float64)
@@ -92,8 +94,12 @@ def _vectorised(
     elif column.type == BOOLEAN and kind == "b":
         return values
     elif column.type == DATETIME and kind == "M":
-        out = values.astype("datetime64[ns]", copy=False)
-        unfit = np.zeros(len(values), dtype=bool) if column.nullable else np.isnat(out)
+        wide = values.astype("datetime64[us]", copy=False)
+        null = np.isnat(wide)
+        unfit = ~null & ((wide < EARLIEST) | (wide > LATEST))
+        if not column.nullable:
+            unfit |= null
+        out = np.where(unfit, np.datetime64("NaT"), wide).astype("datetime64[ns]")
     elif column.type == STRING and kind == "O":
         from pandas.api.types import infer_dtype
 
@@ -109,7 +115,10 @@ def _vectorised(
             # the value-by-value check words the reason, and raises it when not collecting
             reason: dict[int, str] = {}
             value = values[row]
-            value = value.item() if isinstance(value, np.generic) else value
+            if kind == "M":  # as ISO text (the unit may be any), or None for NaT
+                value = None if np.isnat(value) else str(np.datetime_as_string(value))
+            elif isinstance(value, np.generic):
+                value = value.item()
             _cells(column, index, [value], False, row0=row0 + row, bad=None if bad is None else reason)
             if bad is not None:
                 bad.setdefault(row, reason.get(0, f"column {column.label(index)} row {row0 + row}: unfit value"))

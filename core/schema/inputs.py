@@ -26,6 +26,9 @@ REFUSE, IGNORE = "refuse", "ignore"
 Values = Sequence[Any] | np.ndarray  # one column's values: a list (a request), or an array (batch scoring)
 TRUE_TEXT, FALSE_TEXT = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
 NULL_TEXT = frozenset({"", "null", "none", "nan", "na"})
+# The times a datetime column holds: pandas' and NumPy's nanoseconds since 1970 in 64 bits. A
+# time outside is refused by name instead of wrapping around to another century.
+EARLIEST, LATEST = np.datetime64("1677-09-22", "us"), np.datetime64("2262-04-11", "us")
 
 
 @dataclass(frozen=True)
@@ -268,12 +271,20 @@ def _to_string(column: Column, index: int, row: int, value: Any, text: bool) -> 
     raise _wrong(column, index, row, "a string", value)
 
 
+def _day(moment: np.datetime64) -> str:
+    return str(np.datetime_as_string(moment, unit="D"))
+
+
 def _to_datetime(column: Column, index: int, row: int, value: Any, text: bool) -> np.datetime64:
     if isinstance(value, str):
         try:
-            return np.datetime64(value.strip().rstrip("Z"), "ns")
+            moment = np.datetime64(value.strip().rstrip("Z"))  # in the text's own unit: no overflow yet
         except ValueError:
             pass
+        else:
+            if not np.isnat(moment) and not (EARLIEST <= moment <= LATEST):
+                raise _wrong(column, index, row, f"a time between {_day(EARLIEST)} and {_day(LATEST)}", value)
+            return moment.astype("datetime64[ns]")
     raise _wrong(column, index, row, "an ISO 8601 date or time", value)
 
 
