@@ -180,12 +180,17 @@ def describe_output(estimator: Any, answer: Any = None) -> Output:
     )
 
 
-def infer_columns(names: Sequence[str] | None, columns: Sequence[Sequence[Any]]) -> tuple[Column, ...]:
-    """Column types from example values (one sequence per column); nullable where a value is null."""
+def infer_columns(
+    names: Sequence[str] | None, columns: Sequence[Sequence[Any]], *, unknown: str | None = None
+) -> tuple[Column, ...]:
+    """Column types from example values (one sequence per column); nullable where a value is
+    null. ``unknown``: the type of a column whose example values are all null (None: refused)."""
     inferred = []
     for i, values in enumerate(columns):
         name = names[i] if names is not None else None
         kinds = {k for k in map(_kind, values) if k is not None}
+        if not kinds and unknown is not None:
+            kinds = {unknown}
         if not kinds:
             raise InvalidInput(
                 f"column {name or f'#{i}'}: every example value is null, so its type is unknown; "

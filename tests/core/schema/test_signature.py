@@ -53,6 +53,27 @@ def test_an_all_null_or_mixed_column_cannot_be_inferred() -> None:
         infer_columns(["a"], [[1, "x"]])
 
 
+def test_an_all_null_example_column_of_a_model_fitted_on_an_array_is_a_double(store: Store) -> None:
+    import pandas as pd
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 3))
+    y = (X[:, 0] > 0.5).astype(int)
+    model = make_pipeline(SimpleImputer(), LogisticRegression()).fit(X, y)
+    record = store.publish("arrays", model, example=[[0.1, None, 0.3], [0.4, None, 0.2]])
+    signature = store.manifest("arrays", record.id).signature
+    assert signature is not None and not signature.frame
+    assert [(c.name, c.type) for c in signature.columns] == [(None, DOUBLE)] * 3
+    assert signature.columns[1].nullable  # the example holds its nulls
+    # fitted on a DataFrame, a column may hold anything: its type is still the example's to say
+    names = ["a", "b", "c"]
+    framed = make_pipeline(SimpleImputer(), LogisticRegression()).fit(pd.DataFrame(X, columns=names), y)
+    with pytest.raises(InvalidInput, match="column b: every example value is null"):
+        store.publish("frames", framed, example=[{"a": 0.1, "b": None, "c": 0.3}])
+
+
 @pytest.mark.parametrize(
     ("new", "breaking", "compatible"),
     [
