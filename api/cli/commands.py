@@ -53,7 +53,7 @@ def add_commands(
         help="the training rows (JSON records or rows, or CSV like --example): the version keeps their "
         "profile and its predictions' (reference.json), the baseline of drift monitoring",
     )
-    p.add_argument("--signature", type=Path, help='JSON file: {"inputs": [{"name", "type", "nullable"}]}')
+    p.add_argument("--signature", type=Path, help='JSON file: {"inputs": [{"name", "type", "nullable", "required"}]}')
     p.add_argument("--metadata", type=Path, help="JSON file of free-form metadata kept in the manifest")
     p.add_argument("--tag", action="append", default=[], metavar="K=V", help="a tag (repeatable)")
     p.add_argument("--description", default="", help="free text shown with the version")

@@ -266,8 +266,9 @@ function driftTable(monitor) {
 
 function signatureTable(signature) {
   if (!signature) return "<p>Nothing live.</p>";
-  return `<table id="signature"><thead><tr><th scope="col">#</th><th scope="col">Column</th><th scope="col">Type</th><th scope="col">Nulls</th></tr></thead><tbody>
-  ${signature.inputs.map((c, i) => `<tr><td>${i}</td><td>${esc(c.name ?? "(position)")}</td><td>${esc(c.type)}</td><td>${c.nullable ? "allowed" : "refused"}</td></tr>`).join("")}</tbody></table>
+  return `<table id="signature"><thead><tr><th scope="col">#</th><th scope="col">Column</th><th scope="col">Type</th><th scope="col">Nulls</th><th scope="col">Sent</th></tr></thead><tbody>
+  ${signature.inputs.map((c, i) => `<tr><td>${i}</td><td>${esc(c.name ?? "(position)")}</td><td>${esc(c.type)}</td><td>${c.nullable ? "allowed" : "refused"}</td>
+    <td>${c.required === false ? "optional (null when left out)" : "required"}</td></tr>`).join("")}</tbody></table>
   ${signature.output && signature.output.classes ? `<p>Classes: ${signature.output.classes.map(esc).join(", ")}</p>` : ""}`;
 }
 

@@ -81,9 +81,19 @@ def test_an_all_null_example_column_of_a_model_fitted_on_an_array_is_a_double(st
         (Signature((Column("plan", STRING), Column("tenure", STRING)), frame=True), ["~ tenure: long -> string"], []),
         (Signature((Column("plan", STRING),), frame=True), ["- tenure: long"], []),
         (
-            Signature((*PLAN_TENURE.columns, Column("zip", STRING, nullable=True)), frame=True),
+            Signature((*PLAN_TENURE.columns, Column("zip", STRING, nullable=True, required=False)), frame=True),
             [],
+            ["+ zip: string (optional)"],
+        ),
+        (
+            Signature((*PLAN_TENURE.columns, Column("zip", STRING, nullable=True)), frame=True),
             ["+ zip: string (nullable)"],
+            [],
+        ),
+        (
+            Signature((Column("plan", STRING, nullable=True, required=False), Column("tenure", LONG)), frame=True),
+            [],
+            ["~ plan: now accepts nulls", "~ plan: no longer required"],
         ),
         (Signature((*PLAN_TENURE.columns, Column("zip", STRING)), frame=True), ["+ zip: string"], []),
         (
@@ -97,6 +107,18 @@ def test_diff_sorts_changes_into_breaking_and_compatible(
     new: Signature, breaking: list[str], compatible: list[str]
 ) -> None:
     assert diff(PLAN_TENURE, new) == (breaking, compatible)
+
+
+def test_a_column_that_becomes_required_breaks_and_a_deploy_says_so(store: Store) -> None:
+    """An optional column (an old manifest's nullable one) made required: clients that
+    leave it out would get 400s, so the deploy is refused with the diff unless forced."""
+    optional = Signature((Column("plan", STRING, nullable=True, required=False), Column("tenure", LONG)), frame=True)
+    required = Signature((Column("plan", STRING, nullable=True), Column("tenure", LONG)), frame=True)
+    assert diff(optional, required) == (["~ plan: now required"], [])
+    with pytest.raises(IncompatibleSchema, match="~ plan: now required"):
+        schema_change(optional, required, force=False, what="deploy")
+    positional = Signature((Column(None, DOUBLE, nullable=True, required=False),))
+    assert diff(positional, Signature((Column(None, DOUBLE, nullable=True),))) == ([], [])  # rows hold every column
 
 
 def test_a_positional_model_that_changes_width_breaks() -> None:
