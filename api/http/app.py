@@ -161,6 +161,8 @@ def create_app(
         max_queue=settings.shadow_queue,
         timeout=settings.predict_timeout,
         on_drop=lambda model, n: metrics.shadow_dropped.labels(model).inc(n),
+        bucket_seconds=monitoring.recorder.bucket_seconds,  # agreement over time in the monitoring's buckets
+        keep_seconds=settings.monitor_retention,
     )
     driver = Delivery(ops, monitoring, shadows, lease_seconds=settings.lease_seconds)
     runtime = Runtime(
