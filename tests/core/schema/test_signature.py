@@ -151,6 +151,26 @@ def test_a_deploy_that_changes_the_input_width_is_refused_with_its_diff_unless_f
     assert store.rollback("iris", force=True).current == iris
 
 
+def test_a_manifest_written_before_required_keeps_its_nullable_columns_optional(store: Store) -> None:
+    from tests.models_for_tests import churn_pipeline
+
+    pipeline, frame = churn_pipeline()
+    version = store.publish("churn", pipeline, example=frame.head(3)).id
+    path: Path = store.paths("churn").version_dir(version) / "manifest.json"
+    data = json.loads(path.read_text())
+    assert [c["required"] for c in data["signature"]["inputs"]] == [True, True, True]  # written out, always
+    for column in data["signature"]["inputs"]:
+        del column["required"]
+    path.write_text(json.dumps(data))
+    old = load_manifest(path.parent).signature
+    assert old is not None
+    assert [(c.name, c.nullable, c.required) for c in old.columns] == [
+        ("plan", True, False),  # nullable then, so it could be left out: it still can
+        ("tenure", False, True),
+        ("spend", False, True),
+    ]
+
+
 def test_a_manifest_without_a_signature_still_loads_and_gets_one_from_the_estimator(store: Store, iris_a: Any) -> None:
     version = publish(store, iris_a)
     path: Path = store.paths("iris").version_dir(version) / "manifest.json"
