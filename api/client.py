@@ -18,10 +18,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Any
 
-from modelswap.core.errors import ModelswapError
+from modelswap.core.errors import ModelswapError, NoReferenceWarning, no_reference
 
 
 class RemoteError(ModelswapError):
@@ -240,7 +241,8 @@ class Client:
         file if the server allows pickles (MODELSWAP_ALLOW_PICKLE_UPLOADS). ``example``: records
         or rows; ``signature``: a Signature or its JSON form; ``force``: allow inputs that
         break clients of the live version; ``reference``: the training rows (records or rows)
-        whose profile the version keeps (reference.json)."""
+        whose profile the version keeps (reference.json); without them a NoReferenceWarning
+        says drift monitoring is off for the version."""
         boundary = "modelswap-" + secrets.token_hex(12)
         parts: list[bytes] = []
 
@@ -266,11 +268,14 @@ class Client:
         if description:
             field("description", description.encode())
         raw = b"".join(parts) + f"--{boundary}--\r\n".encode()
-        return dict(
+        record = dict(
             self.request(
                 "POST", f"{self._m(model)}/versions", raw=raw, content_type=f"multipart/form-data; boundary={boundary}"
             )
         )
+        if reference is None:
+            warnings.warn(NoReferenceWarning(f"{model} {record['id']}: {no_reference('reference=')}"), stacklevel=2)
+        return record
 
     def delete(self, model: str, version: str) -> dict[str, Any]:
         return dict(self.request("DELETE", f"{self._m(model)}/versions/{self._q(version)}"))

@@ -1,4 +1,5 @@
-"""The error root of modelswap; every error carries a snake_case ``code``.
+"""The error root of modelswap; every error carries a snake_case ``code``. Also the one
+warning it gives (NoReferenceWarning), light enough for the HTTP client to import.
 
 Core never decides an HTTP status: ``api/errors.py`` maps these types to
 statuses in one table, and the CLI prints ``str(error)`` as one line.
@@ -228,3 +229,16 @@ class UntrustedTypes(ValidationFailed):
     def __init__(self, message: str, types: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.types = types
+
+
+class NoReferenceWarning(UserWarning):
+    """A version was published without a reference: its drift cannot be monitored.
+
+    Said once per publish (Store.publish, Client.upload; the CLI prints it instead),
+    because a copied example without ``reference=`` otherwise leaves drift monitoring
+    off with no word why: the monitor only says ``"reference": false``."""
+
+
+def no_reference(how: str) -> str:
+    """What a publish without a reference says; ``how`` names the way to give one."""
+    return f"no reference: drift monitoring is off for this version; pass {how} (the rows it was trained on)"

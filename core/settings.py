@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modelswap.core.errors import InvalidInput
+from modelswap.core.store.formats import SKLEARN, expand_trusted
 from modelswap.core.store.ids import validate_model_name
 from modelswap.core.store.layout import TOKENS_FILE
 
@@ -188,12 +189,16 @@ def _size(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> i
 
 
 def _type_names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """A comma-separated list of fully qualified type names (module.Class)."""
+    """A comma-separated list of fully qualified type names (module.Class), or the word
+    ``sklearn`` for scikit-learn's own compiled tree types (core.store.formats.SKLEARN_TYPES)."""
     names = tuple(dict.fromkeys(part.strip() for part in (env.get(name) or "").split(",") if part.strip()))
     for type_name in names:
-        if not _TYPE_NAME.fullmatch(type_name):
-            raise InvalidInput(f"{name}: {type_name!r} is not a fully qualified type name such as mypackage.MyModel")
-    return names
+        if type_name != SKLEARN and not _TYPE_NAME.fullmatch(type_name):
+            raise InvalidInput(
+                f"{name}: {type_name!r} is not a fully qualified type name such as mypackage.MyModel, "
+                f"nor {SKLEARN!r} (scikit-learn's own tree types)"
+            )
+    return expand_trusted(names)
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -5,7 +5,7 @@ Publish from training code, deploy, roll back, and read the registry in process:
     import modelswap
 
     store = modelswap.Store("./models")
-    v = store.publish("churn", estimator, metrics={"f1": 0.91}, example=X[:5])
+    v = store.publish("churn", estimator, metrics={"f1": 0.91}, example=X[:5], reference=X)
     store.deploy("churn", v.id, reason="better f1")
     store.rollback("churn")
 
@@ -17,6 +17,7 @@ from modelswap.core.errors import (
     Conflict,
     InvalidInput,
     ModelswapError,
+    NoReferenceWarning,
     NotFound,
     NothingToRollBack,
     StoreBusy,
@@ -33,6 +34,7 @@ __all__ = [
     "HistoryEntry",
     "InvalidInput",
     "ModelswapError",
+    "NoReferenceWarning",
     "NotFound",
     "NothingToRollBack",
     "RemoteError",

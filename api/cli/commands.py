@@ -13,7 +13,7 @@ from typing import Any
 from modelswap.api.cli import render
 from modelswap.api.cli.backends import backend_for
 from modelswap.core.delivery.abtest import Guard
-from modelswap.core.errors import InvalidInput, ModelswapError, NotFound
+from modelswap.core.errors import InvalidInput, ModelswapError, NotFound, no_reference
 from modelswap.core.schema.signature import Signature
 from modelswap.core.settings import Settings
 from modelswap.core.store.registry import Version, best_version, lower_is_better
@@ -53,7 +53,7 @@ def add_commands(
         help="the training rows (JSON records or rows, or CSV like --example): the version keeps their "
         "profile and its predictions' (reference.json), the baseline of drift monitoring",
     )
-    p.add_argument("--signature", type=Path, help='JSON file: {"inputs": [{"name", "type", "nullable"}]}')
+    p.add_argument("--signature", type=Path, help='JSON file: {"inputs": [{"name", "type", "nullable", "required"}]}')
     p.add_argument("--metadata", type=Path, help="JSON file of free-form metadata kept in the manifest")
     p.add_argument("--tag", action="append", default=[], metavar="K=V", help="a tag (repeatable)")
     p.add_argument("--description", default="", help="free text shown with the version")
@@ -237,6 +237,9 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> Result:
     )
     data: dict[str, Any] = {"model": args.model, "version": record["id"], "deployed": False}
     text = f"published {args.model} {record['id']} (model id {record['model_id']})"
+    data["reference"] = reference is not None
+    if reference is None:
+        text += "\n" + no_reference("--reference FILE")
     if args.deploy:
         try:
             t = backend.deploy(args.model, record["id"], "publish --deploy", args.allow_schema_change)

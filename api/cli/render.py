@@ -148,13 +148,20 @@ def signature_lines(signature: dict[str, Any] | None) -> list[str]:
     if not signature:
         return ["  (no signature)"]
     lines = [
-        f"  {c['name'] if c['name'] is not None else '#' + str(i)}: {c['type']}{' (nullable)' if c['nullable'] else ''}"
+        f"  {c['name'] if c['name'] is not None else '#' + str(i)}: {c['type']}{_column_note(c)}"
         for i, c in enumerate(signature["inputs"])
     ]
     output = signature.get("output") or {}
     if output.get("classes") is not None:
         lines.append(f"  -> classes {', '.join(map(str, output['classes']))}")
     return lines
+
+
+def _column_note(column: dict[str, Any]) -> str:
+    """`` (optional)`` for a column a request may leave out, `` (nullable)`` for one it may send null."""
+    if not column.get("required", True):
+        return " (optional)"
+    return " (nullable)" if column["nullable"] else ""
 
 
 def version_text(data: dict[str, Any]) -> str:

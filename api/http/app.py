@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,6 +30,7 @@ from modelswap.core.access.limiter import FailureLimiter
 from modelswap.core.access.roles import ADMIN, DEPLOY, PREDICT, READ, ROLLBACK
 from modelswap.core.delivery.driver import Delivery, rollout_view, shadow_view
 from modelswap.core.delivery.shadow_runner import ShadowRunner
+from modelswap.core.errors import NoReferenceWarning
 from modelswap.core.metrics import Metrics, forget_dead_processes
 from modelswap.core.monitoring.gauges import MonitorCollector
 from modelswap.core.monitoring.monitor import Monitor
@@ -159,6 +161,8 @@ def create_app(
         max_queue=settings.shadow_queue,
         timeout=settings.predict_timeout,
         on_drop=lambda model, n: metrics.shadow_dropped.labels(model).inc(n),
+        bucket_seconds=monitoring.recorder.bucket_seconds,  # agreement over time in the monitoring's buckets
+        keep_seconds=settings.monitor_retention,
     )
     driver = Delivery(ops, monitoring, shadows, lease_seconds=settings.lease_seconds)
     runtime = Runtime(
@@ -248,4 +252,5 @@ def app_from_env() -> LeanInference:
     the inference routes on their thin layer in front of the app (lean.py)."""
     settings = Settings.from_env()
     configure_logging(settings)
+    warnings.simplefilter("ignore", NoReferenceWarning)  # an upload's client says it, not the server's log
     return LeanInference(create_app(settings), INFERENCE_ROUTES)

@@ -73,6 +73,18 @@ SHADOW_STATS: Schema = obj(
         "shadow_p99_ms": MAYBE_NUMBER,
         "dropped": INTEGER,
         "processes": INTEGER,
+        "series": array(
+            obj(
+                {
+                    "start": text("The bucket's start (UTC, ISO 8601)"),
+                    "rows": INTEGER,
+                    "agreement": MAYBE_NUMBER,
+                    "mean_abs_delta": MAYBE_NUMBER,
+                },
+                ("start", "rows", "agreement", "mean_abs_delta"),
+            ),
+            description="The comparison per monitoring bucket, oldest first: agreement over time",
+        ),
     },
     ("requests", "rows", "agreement", "psi", "errors", "processes"),
 )
@@ -86,6 +98,10 @@ STATE: dict[str, Schema] = {
     "live": MAYBE_VERSION,
     "held_since": MAYBE_NUMBER,
     "last_judgement": nullable({"type": "object", "description": "verdict, gates (value, limit, passed), figures"}),
+    "passed": array(
+        {"type": "object", "description": "verdict, step_percent, time, gates (value, limit, passed, note), figures"},
+        description="The judgement that passed each step so far, in order",
+    ),
     "ended": STRING,
     "driver": nullable(text("The serving process that holds the lease and drives the rollout")),
 }

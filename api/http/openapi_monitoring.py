@@ -14,6 +14,7 @@ from modelswap.api.http.openapi_schemas import (
     STRINGS,
     Schema,
     array,
+    described,
     mapping,
     nullable,
     obj,
@@ -22,6 +23,31 @@ from modelswap.api.http.openapi_schemas import (
 )
 
 MAYBE_NUMBER = nullable(NUMBER)
+NUMBERS = array(NUMBER)
+
+HISTOGRAM: Schema = obj(
+    {
+        "kind": {"enum": ["numeric", "categorical", "classes"]},
+        "edges": described(NUMBERS, "numeric: the interior bin edges; a bin is (edges[i-1], edges[i]]"),
+        "categories": described(STRINGS, "categorical, classes: the bins' names, the last __other__"),
+        "reference": described(NUMBERS, "the reference rows' share in each bin, the nulls' share last (sums to 1)"),
+        "observed": described(array(INTEGER), "the values counted in each bin, the nulls last"),
+    },
+    ("kind", "reference", "observed"),
+    description="The reference distribution beside the observed one, bin by bin, as PSI compares them",
+)
+
+POINT: Schema = obj(
+    {
+        "start": text("The bucket's start (UTC, ISO 8601)"),
+        "requests": INTEGER,
+        "errors": mapping(INTEGER),
+        "server_error_rate": MAYBE_NUMBER,
+        "client_error_rate": MAYBE_NUMBER,
+        "p99_ms": MAYBE_NUMBER,
+    },
+    ("start", "requests", "errors", "server_error_rate", "client_error_rate", "p99_ms"),
+)
 
 DRIFT: Schema = obj(
     {
@@ -33,6 +59,8 @@ DRIFT: Schema = obj(
         "ks": MAYBE_NUMBER,
         "ks_pvalue": MAYBE_NUMBER,
         "severity": {"enum": ["none", "info", "warning", "insufficient_data", "no_reference"]},
+        "nulls": INTEGER,
+        "histogram": ref("DriftHistogram"),
     },
     ("feature", "samples", "severity"),
 )
@@ -42,7 +70,9 @@ SUMMARY: Schema = obj(
         "requests": INTEGER,
         "rows": INTEGER,
         "errors": mapping(INTEGER),
-        "error_rate": MAYBE_NUMBER,
+        "error_rate": described(MAYBE_NUMBER, "every failed request's share: client (4xx), server (5xx), timeouts"),
+        "server_error_rate": described(MAYBE_NUMBER, "the model's failures' share: 5xx and timeouts"),
+        "client_error_rate": described(MAYBE_NUMBER, "the share refused as the client's fault (4xx)"),
         "p99_ms": MAYBE_NUMBER,
         "drift": obj(
             {
@@ -67,11 +97,23 @@ SUMMARY: Schema = obj(
             )
         ),
     },
-    ("requests", "rows", "errors", "error_rate", "p99_ms", "drift", "quality"),
+    (
+        "requests",
+        "rows",
+        "errors",
+        "error_rate",
+        "server_error_rate",
+        "client_error_rate",
+        "p99_ms",
+        "drift",
+        "quality",
+    ),
 )
 
 MONITOR_SCHEMAS: dict[str, Schema] = {
     "Drift": DRIFT,
+    "DriftHistogram": HISTOGRAM,
+    "MonitorPoint": POINT,
     "MonitorSummary": SUMMARY,
     "MonitorThresholds": {"type": "object", "additionalProperties": NUMBER, "examples": [{"psi_warning": 0.3}]},
     "MonitorConfig": {"type": "object", "properties": {"model": STRING}, "additionalProperties": NUMBER},
@@ -109,9 +151,10 @@ MONITOR_SCHEMAS: dict[str, Schema] = {
                         "live": BOOLEAN,
                         "canary": BOOLEAN,
                         "window": ref("MonitorSummary"),
+                        "series": described(array(ref("MonitorPoint")), "The window bucket by bucket, oldest first"),
                         "cumulative": {"type": "object"},
                     },
-                    ("version", "variant", "live", "canary", "window", "cumulative"),
+                    ("version", "variant", "live", "canary", "window", "series", "cumulative"),
                 )
             ),
             "alerts": array(ref("MonitorAlert")),

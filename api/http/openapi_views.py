@@ -85,8 +85,12 @@ READS: dict[str, Schema] = {
             "name": nullable(text("Column name (null: the model knows positions only)")),
             "type": {"enum": ["double", "long", "boolean", "string", "datetime"]},
             "nullable": BOOLEAN,
+            "required": {
+                "type": "boolean",
+                "description": "A request must send the column (false: left out, it is null in every row)",
+            },
         },
-        ("name", "type", "nullable"),
+        ("name", "type", "nullable", "required"),
     ),
     "Signature": obj(
         {
@@ -226,7 +230,9 @@ WORKFLOWS: dict[str, Schema] = {
             "example": text(
                 'JSON rows or records to infer the signature from and validate with, e.g. [{"plan": "pro"}]'
             ),
-            "signature": text('JSON signature overriding inference: {"inputs": [{"name", "type", "nullable"}]}'),
+            "signature": text(
+                'JSON signature overriding inference: {"inputs": [{"name", "type", "nullable", "required"}]}'
+            ),
             "metadata": text("JSON object of free-form metadata"),
             "reference": text(
                 "JSON rows or records of the training data (send it as a file part: -F reference=@train.json); "

@@ -66,7 +66,12 @@ def input_metadata(signature: Signature) -> list[dict[str, Any]]:
     if not signature.named:
         return [{"name": INPUT_NAME, "datatype": "FP64", "shape": [-1, signature.width]}]
     return [
-        {"name": c.name, "datatype": V2_TYPES[c.type], "shape": [-1], "parameters": {"nullable": c.nullable}}
+        {
+            "name": c.name,
+            "datatype": V2_TYPES[c.type],
+            "shape": [-1],
+            "parameters": {"nullable": c.nullable, "required": c.required},
+        }
         for c in signature.columns
     ]
 

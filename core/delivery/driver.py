@@ -212,7 +212,7 @@ class Delivery:
         transitions.move_current(self.store, model, choose, history.PROMOTE, ro.ACTOR,
                                  f"rollout: every step passed ({', '.join(f'{s:g}%' for s in state.plan.steps)})",
                                  force=True, details={"judgement": judgement})  # fmt: skip
-        ro.finish_promoted(self.store, model)
+        ro.finish_promoted(self.store, model, judgement)
         self.ops.count(model, "rollout_promote")
         self.ops.sync(model)
 

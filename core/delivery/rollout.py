@@ -136,6 +136,7 @@ class Rollout:
     held_since: float | None = None
     last_judgement: Mapping[str, Any] | None = None
     ended: str = ""  # why it ended
+    passed: tuple[Mapping[str, Any], ...] = ()  # the judgement that passed each step so far, in order
 
     @property
     def percent(self) -> float:
@@ -161,6 +162,7 @@ class Rollout:
             "held_since": self.held_since,
             "last_judgement": dict(self.last_judgement) if self.last_judgement is not None else None,
             "ended": self.ended,
+            "passed": [dict(j) for j in self.passed],
         }
 
     @classmethod
@@ -172,10 +174,13 @@ class Rollout:
         if not isinstance(step, int) or not 0 <= step < len(plan.steps):
             raise InvalidInput("rollout step out of range")
         held = data.get("held_since")
+        passed = data.get("passed") or []  # absent in a file written before steps kept their judgements
+        if not isinstance(passed, list) or not all(isinstance(j, Mapping) for j in passed):
+            raise InvalidInput("rollout passed must be a list of judgements")
         return cls(
             plan, str(data["state"]), step, float(data["started_at"]), float(data["step_started_at"]),
             str(data.get("started_by", "")), data.get("live"), float(held) if held is not None else None,
-            data.get("last_judgement"), str(data.get("ended", "")),
+            data.get("last_judgement"), str(data.get("ended", "")), tuple(passed),
         )  # fmt: skip
 
 
@@ -271,7 +276,8 @@ def change_rollout(
         elif action == history.ROLLOUT_HOLD:
             new = replace(state, held_since=state.held_since or at, last_judgement=extra or None)
         elif action == history.ROLLOUT_STEP:
-            new = replace(state, step=state.step + 1, step_started_at=at, held_since=None, last_judgement=extra)
+            new = replace(state, step=state.step + 1, step_started_at=at, held_since=None, last_judgement=extra,
+                          passed=(*state.passed, extra))  # fmt: skip
             extra = {**extra, "fraction": new.percent / 100}
         elif action == history.ROLLOUT_ABORT:
             new = replace(state, state=ABORTED, ended=reason, last_judgement=extra or state.last_judgement)
@@ -302,15 +308,17 @@ def change_rollout(
     return new
 
 
-def finish_promoted(kernel: Kernel, model: str) -> Rollout | None:
+def finish_promoted(kernel: Kernel, model: str, judgement: Mapping[str, Any] | None = None) -> Rollout | None:
     """Mark the rollout promoted once ``current`` is its version (after the promote's own
-    journaled move, or when a person deployed it meanwhile)."""
+    journaled move, with the ``judgement`` that passed the last step; or when a person
+    deployed it meanwhile)."""
     paths = kernel.existing(model)
     with kernel.locked(model):
         state = read_rollout(paths.rollout)
         if state is None or not state.active or kernel.current(model) != state.plan.version:
             return None
-        new = replace(state, state=PROMOTED, ended=f"{state.plan.version} is live")
+        passed = (*state.passed, judgement) if judgement is not None else state.passed
+        new = replace(state, state=PROMOTED, ended=f"{state.plan.version} is live", passed=passed)
         atomic_write_json(paths.rollout, new.to_dict())
     return new
 

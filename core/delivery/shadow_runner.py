@@ -10,7 +10,9 @@ thread; a client only ever gets stable's answer.
 
 Counts are per (live version, shadow version, shadow start) since this process began
 shadowing, written to ``<model>/.shadow/<host>-<pid>.json`` on the monitoring flush, and
-summed over every process's file by :func:`fleet_summary`: agreement is fleet-wide.
+summed over every process's file by :func:`fleet_summary`: agreement is fleet-wide. The
+rows and agreements are also kept per time bucket (the monitoring buckets, for as long as
+monitoring keeps its counts): the shadow's agreement over time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -32,6 +35,7 @@ from modelswap.core.monitoring import drift
 from modelswap.core.monitoring.counts import LATENCY_EDGES
 from modelswap.core.serving.fleet import process_id
 from modelswap.core.serving.snapshot import Snapshot
+from modelswap.core.store.clock import iso
 from modelswap.core.store.fsio import atomic_write_json, fresh_process_files
 from modelswap.core.store.layout import ModelPaths
 
@@ -39,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 MAX_QUEUE = 1000  # requests waiting for the shadow, per process
 MAX_LABELS = 50  # distinct labels kept in the confusion (more: "other")
+BUCKET_SECONDS, KEEP_SECONDS = 60.0, 3600.0  # the timeline's buckets, and how long they are kept
 LINGER = 0.005  # the thread waits this long after waking, so requests pile up into one call
 COMPARED = ("predict", "predict_proba", "predict_log_proba")
 Key = tuple[str, str, str]  # live version, shadow version, shadow started_at
@@ -69,6 +74,7 @@ class Comparison:
     confusion: dict[str, dict[str, int]] = field(default_factory=dict)
     stable_latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     shadow_latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    timeline: dict[str, list[float]] = field(default_factory=dict)  # bucket start -> [rows, agree, abs_delta]
 
     def add(self, other: Mapping[str, Any]) -> None:
         for name in ("requests", "rows", "agree", "errors", "timeouts"):
@@ -84,9 +90,26 @@ class Comparison:
             theirs = other.get(name) or []
             if len(theirs) == len(getattr(self, name)):
                 setattr(self, name, [x + int(y) for x, y in zip(getattr(self, name), theirs, strict=True)])
+        for start, figures in (other.get("timeline") or {}).items():
+            if isinstance(figures, list) and len(figures) == 3:
+                self.mark(float(start), *(float(x) for x in figures))
+
+    def mark(self, start: float, rows: float, agree: float, abs_delta: float) -> None:
+        """Add to the bucket starting at ``start`` (epoch seconds)."""
+        mine = self.timeline.setdefault(repr(float(start)), [0.0, 0.0, 0.0])
+        mine[0] += rows
+        mine[1] += agree
+        mine[2] += abs_delta
+
+    def forget_before(self, start: float) -> None:
+        for key in [k for k in self.timeline if float(k) < start]:
+            del self.timeline[key]
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items()}
+        """A copy (the worker thread goes on counting while it is written out)."""
+        data = dict(self.__dict__)
+        data["timeline"] = {start: list(figures) for start, figures in self.timeline.items()}
+        return data
 
     def summary(self) -> dict[str, Any]:
         """The figures the API, the CLI, the console and the rollout's gate read."""
@@ -122,6 +145,15 @@ class Comparison:
             "error_rate": ((self.errors + self.timeouts) / attempted) if attempted else None,
             "stable_p99_ms": _p99_ms(self.stable_latency),
             "shadow_p99_ms": _p99_ms(self.shadow_latency),
+            "series": [
+                {
+                    "start": iso(datetime.fromtimestamp(float(start), timezone.utc)),
+                    "rows": int(rows),
+                    "agreement": agree / rows if rows and self.kind == "classifier" else None,
+                    "mean_abs_delta": delta / rows if rows and self.kind == "regressor" else None,
+                }
+                for start, (rows, agree, delta) in sorted(self.timeline.items(), key=lambda item: float(item[0]))
+            ],
         }
 
 
@@ -154,10 +186,14 @@ class ShadowRunner:
         timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
         on_drop: Callable[[str, int], None] | None = None,
+        bucket_seconds: float = BUCKET_SECONDS,
+        keep_seconds: float = KEEP_SECONDS,
     ) -> None:
         self.max_queue = max_queue
         self.timeout = timeout
         self.clock = clock
+        self.bucket_seconds = bucket_seconds
+        self.keep_seconds = keep_seconds
         self.on_drop = on_drop
         self.dropped: dict[str, int] = {}
         self._queue: deque[Job] = deque()
@@ -262,7 +298,12 @@ class ShadowRunner:
             if not ours_all:
                 return
             c.requests += len(ours_all)
+            before = (c.rows, c.agree, c.abs_delta)
             _compare(c, np.concatenate(ours_all), np.concatenate(theirs_all), classes is not None)
+            now = self.clock()
+            c.mark(math.floor(now / self.bucket_seconds) * self.bucket_seconds,
+                   c.rows - before[0], c.agree - before[1], c.abs_delta - before[2])  # fmt: skip
+            c.forget_before(now - self.keep_seconds)
 
     # -- the fleet's counts --------------------------------------------------------
     def state(self, model: str) -> dict[str, Any]:

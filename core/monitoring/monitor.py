@@ -328,6 +328,7 @@ class Monitor:
                 "live": v == live,
                 "canary": v == canary,
                 "window": evaluator.summary(v, window_cells(counts, (v, variant), latest, self.window)),
+                "series": evaluator.series((v, variant), latest),
                 "cumulative": {"since": when(since) if since is not None else None,
                                **evaluator.summary(v, cumulative)},
             })  # fmt: skip

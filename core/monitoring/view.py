@@ -1,7 +1,9 @@
 """The monitoring view of one model: per (version, variant), over the sliding window and
 since it was first served: traffic, errors, p99, drift of every feature and of the
 prediction against the version's own reference, live quality from feedback — and the
-alerts, each with the time it was first and last seen.
+alerts, each with the time it was first and last seen. For pictures rather than numbers:
+each feature's reference and observed distributions bin by bin, and the traffic of every
+bucket of the window.
 
 Alerts are evaluated, not stored: the window is slid back bucket by bucket over the
 retained counts and an alert's ``first_seen`` is where its condition started to hold
@@ -16,9 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from modelswap.core.monitoring.counts import Cell, CellKey, References
+from modelswap.core.monitoring.counts import Cell, CellKey, Counts, References
 from modelswap.core.monitoring.drift import Drift, dataset_verdict, feature_drift
 from modelswap.core.monitoring.fleet_counts import FleetCounts, MonitorConfig
+from modelswap.core.monitoring.profiles import NUMERIC, FeatureProfile, ReferenceProfile
 from modelswap.core.store.clock import iso
 
 INFO, WARNING, CRITICAL = "INFO", "WARNING", "CRITICAL"
@@ -85,7 +88,7 @@ class Evaluator:
     def drift(self, version: str, cell: Cell, *, samples: bool = True) -> dict[str, Any]:
         reference = self.references(self.model, version)
         if reference is None:
-            return {"reference": False, "features": [], "prediction": None, "dataset": None}
+            return {"reference": False, "profile": None, "features": [], "prediction": None, "dataset": None}
         t = self.config.drift
         drifts: list[Drift] = []
         for feature in reference.features:
@@ -99,6 +102,7 @@ class Evaluator:
             prediction = feature_drift(reference.prediction, p.counts, p.nulls, p.sample if samples else None, t)
         return {
             "reference": True,
+            "profile": reference,
             "features": drifts,
             "prediction": prediction,
             "dataset": dataset_verdict(drifts, t) if drifts else None,
@@ -121,20 +125,46 @@ class Evaluator:
     def summary(self, version: str, cell: Cell, *, samples: bool = True) -> dict[str, Any]:
         answered = cell.answered
         drift = self.drift(version, cell, samples=samples)
+        profile: ReferenceProfile | None = drift["profile"]
         return {
             "requests": answered,
             "rows": cell.rows,
             "errors": dict(cell.errors),
             "error_rate": cell.failed / answered if answered else None,
+            **error_rates(cell),
             "p99_ms": cell.p99_ms(),
             "drift": {
                 "reference": drift["reference"],
-                "features": [d.to_dict() for d in drift["features"]],
-                "prediction": drift["prediction"].to_dict() if drift["prediction"] is not None else None,
+                "features": [
+                    drawn(d, profile.feature(d.feature) if profile else None, cell.features.get(d.feature))
+                    for d in drift["features"]
+                ],
+                "prediction": drawn(drift["prediction"], profile.prediction if profile else None, cell.prediction)
+                if drift["prediction"] is not None
+                else None,
                 "dataset": drift["dataset"],
             },
             "quality": self.quality(version, cell),
         }
+
+    def series(self, pair: Pair, end: float) -> list[dict[str, Any]]:
+        """``pair``'s traffic bucket by bucket over the window ending with the bucket that
+        starts at ``end``, oldest first, empty buckets included (every variant's line has
+        the same points): requests, errors by kind, p99."""
+        step = self.counts.bucket_seconds
+        cells = {round(start / step): c for (v, var, start), c in self.counts.cells.items() if (v, var) == pair}
+        points = []
+        for back in range(max(1, round(self.window / step)) - 1, -1, -1):
+            start = end - back * step
+            cell = cells.get(round(start / step), Cell())
+            points.append({
+                "start": when(start),
+                "requests": cell.answered,
+                "errors": dict(cell.errors),
+                **error_rates(cell),
+                "p99_ms": cell.p99_ms(),
+            })  # fmt: skip
+        return points
 
     # -- alerts -------------------------------------------------------------------
     def alerts_at(self, pair: Pair, end: float) -> list[Alert]:
@@ -253,6 +283,40 @@ class Evaluator:
         order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
         result.sort(key=lambda a: (order[a["severity"]], a["kind"], a["version"], str(a["feature"])))
         return result
+
+
+def error_rates(cell: Cell) -> dict[str, float | None]:
+    """The share of requests that failed against the model (``server_error_rate``: 5xx and
+    timeouts) apart from those a client got wrong (``client_error_rate``: 4xx, a bad body
+    or a missing column): only the first is the model's doing."""
+    answered = cell.answered
+    if not answered:
+        return {"server_error_rate": None, "client_error_rate": None}
+    client = cell.errors.get("client", 0)
+    return {"server_error_rate": (cell.failed - client) / answered, "client_error_rate": client / answered}
+
+
+def drawn(drift: Drift, profile: FeatureProfile | None, observed: Counts | None) -> dict[str, Any]:
+    """A drift's figures, and its histogram when the profile is known."""
+    return {**drift.to_dict(), **({"histogram": histogram(profile, observed)} if profile is not None else {})}
+
+
+def histogram(profile: FeatureProfile, observed: Counts | None) -> dict[str, Any]:
+    """One feature's (or the predictions') reference distribution beside the observed one,
+    bin by bin with the nulls last, as PSI compares them: ``reference`` are shares of the
+    reference rows, ``observed`` counts. ``edges`` bound a numeric profile's bins (a bin is
+    ``(edges[i-1], edges[i]]``), ``categories`` name the others'."""
+    present = 1.0 - profile.nulls
+    bins: dict[str, Any] = {"edges": list(profile.edges)} if profile.kind == NUMERIC else {
+        "categories": list(profile.categories)
+    }  # fmt: skip
+    counts = observed.counts.tolist() if observed is not None and len(observed.counts) == profile.bins else None
+    return {
+        "kind": profile.kind,
+        **bins,
+        "reference": [p * present for p in profile.proportions] + [profile.nulls],
+        "observed": [*(counts or [0] * profile.bins), observed.nulls if observed is not None else 0],
+    }
 
 
 def when(t: float) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 
 from modelswap.core.errors import InvalidInput
 from modelswap.core.schema.inputs import Table, prepare, records_table, to_model
-from modelswap.core.schema.signature import Signature, fitted_names, infer_columns
+from modelswap.core.schema.signature import DOUBLE, Signature, fitted_names, infer_columns
 
 EXAMPLE_ROWS = 5
 PROBE_COLUMNS = 256  # wider models are probed with every column null at once
@@ -92,9 +92,11 @@ def example_table(example: Sequence[Any]) -> Table:
 
 def infer_signature(names: list[str] | None, rows: list[list[Any]], estimator: Any) -> Signature:
     """Columns typed from the example's values; ``frame`` when the estimator was fitted
-    on a DataFrame (it has ``feature_names_in_``)."""
-    columns = infer_columns(names, [list(c) for c in zip(*rows, strict=True)])
-    return Signature(columns, frame=fitted_names(estimator) is not None)
+    on a DataFrame (it has ``feature_names_in_``). A model fitted on an array takes
+    numbers: a column whose example values are all null is ``double`` there."""
+    frame = fitted_names(estimator) is not None
+    columns = infer_columns(names, [list(c) for c in zip(*rows, strict=True)], unknown=None if frame else DOUBLE)
+    return Signature(columns, frame=frame)
 
 
 def probe_nullable(signature: Signature, X: np.ndarray, predict: Callable[[Any], Any]) -> set[int]:

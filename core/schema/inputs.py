@@ -2,7 +2,7 @@
 
 A protocol parser turns its body into a :class:`Table` (positional rows, rows under a
 header, or named columns) and :func:`prepare` checks it against the version's signature
-in one place: columns matched by name and reordered, a missing or unknown column named,
+in one place: columns matched by name and reordered, a missing required or unknown column named,
 only safe conversions, nulls only where the column takes them. The result is one 2-D
 array per request, which micro-batching concatenates: float64 when every column is a
 number (the fast path: one ``np.array`` call), else an object array of typed values.
@@ -165,7 +165,7 @@ def _match_columns(signature: Signature, table: Table, extra: str) -> list[Value
             f"unknown column(s) {', '.join(map(repr, unknown))}; the model takes {', '.join(signature.names)} "
             "(MODELSWAP_EXTRA_COLUMNS=ignore drops unknown columns)"
         )
-    missing = [c.name for c in signature.columns if c.name not in given and not c.nullable]
+    missing = [c.name for c in signature.columns if c.name not in given and c.required]
     if missing:
         raise InvalidInput(
             f"missing column(s) {', '.join(map(repr, missing))}; the model takes {', '.join(signature.names)}"

@@ -1,11 +1,12 @@
 """A version's signature: its named, typed input columns and its output, inferred at publish.
 
 MLflow's model signature is the model here: ordered columns with a name, a type
-(``double``, ``long``, ``boolean``, ``string``, ``datetime``) and whether nulls are
-allowed, plus the output (the methods, class labels for classifiers, the shape of one
-answer). ``frame`` says the estimator was fitted on a pandas DataFrame and must be fed one.
-A signature is stored in ``manifest.json``; a version published before signatures existed
-gets one derived from the fitted estimator (``n_features_in_``, ``feature_names_in_``).
+(``double``, ``long``, ``boolean``, ``string``, ``datetime``), whether nulls are allowed
+and whether a request must send the column (MLflow's ``ColSpec(required=...)``), plus the
+output (the methods, class labels for classifiers, the shape of one answer). ``frame``
+says the estimator was fitted on a pandas DataFrame and must be fed one. A signature is
+stored in ``manifest.json``; a version published before signatures existed gets one
+derived from the fitted estimator (``n_features_in_``, ``feature_names_in_``).
 """
 
 from __future__ import annotations
@@ -30,30 +31,50 @@ METHODS = ("predict", "predict_proba", "decision_function", "predict_log_proba")
 
 @dataclass(frozen=True)
 class Column:
-    """One input column. ``name`` is None for a model that only knows positions."""
+    """One input column. ``name`` is None for a model that only knows positions.
+
+    ``nullable``: a request may send null in it. ``required``: a request must send the
+    column; one that is not may be left out, and is then null in every row (so it is
+    nullable too). A dropped or misspelled field is a 400, not a silent null."""
 
     name: str | None
     type: str
     nullable: bool = False
+    required: bool = True
 
     def label(self, index: int) -> str:
         return repr(self.name) if self.name is not None else f"#{index}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "nullable": self.nullable}
+        return {"name": self.name, "type": self.type, "nullable": self.nullable, "required": self.required}
 
     @classmethod
-    def from_dict(cls, data: Any) -> Column:
+    def from_dict(cls, data: Any, *, stored: bool = False) -> Column:
+        """A column from its JSON form. ``stored``: from a manifest, where a column without
+        ``required`` was written before columns could be optional, when a nullable column
+        could be left out: it stays so (required unless nullable). Declared without it, a
+        column is required; ``"required": false`` makes it nullable unless it says otherwise."""
         if not isinstance(data, Mapping):
             raise InvalidInput('a signature column is an object like {"name": "plan", "type": "string"}')
-        name, kind, nullable = data.get("name"), data.get("type"), data.get("nullable", False)
+        name, kind = data.get("name"), data.get("type")
         if name is not None and (not isinstance(name, str) or not name):
             raise InvalidInput(f"a column name must be a non-empty string, got {name!r}")
         if kind not in TYPES:
             raise InvalidInput(f"column {name!r}: type must be one of {', '.join(TYPES)}, got {kind!r}")
+        if "required" in data:
+            required = data["required"]
+            if not isinstance(required, bool):
+                raise InvalidInput(f"column {name!r}: 'required' must be true or false")
+        nullable = data.get("nullable", False if "required" not in data else not required)
         if not isinstance(nullable, bool):
             raise InvalidInput(f"column {name!r}: 'nullable' must be true or false")
-        return cls(name, kind, nullable)
+        if "required" not in data:
+            required = not nullable if stored else True
+        if not required and not nullable:
+            raise InvalidInput(
+                f"column {name!r}: a column that is not required must be nullable (left out, it is null in every row)"
+            )
+        return cls(name, kind, nullable, required)
 
 
 @dataclass(frozen=True)
@@ -128,11 +149,12 @@ class Signature:
         }
 
     @classmethod
-    def from_dict(cls, data: Any) -> Signature:
-        """A signature from its JSON form (a manifest, or a ``--signature`` file)."""
+    def from_dict(cls, data: Any, *, stored: bool = False) -> Signature:
+        """A signature from its JSON form: a ``--signature`` file, or a manifest (``stored``:
+        see :meth:`Column.from_dict`)."""
         if not isinstance(data, Mapping) or not isinstance(data.get("inputs"), list) or not data["inputs"]:
             raise InvalidInput('a signature is an object like {"inputs": [{"name": "plan", "type": "string"}, ...]}')
-        columns = tuple(Column.from_dict(c) for c in data["inputs"])
+        columns = tuple(Column.from_dict(c, stored=stored) for c in data["inputs"])
         names = [c.name for c in columns if c.name is not None]
         if len(names) != len(set(names)):
             raise InvalidInput("a signature names a column twice")
@@ -180,12 +202,17 @@ def describe_output(estimator: Any, answer: Any = None) -> Output:
     )
 
 
-def infer_columns(names: Sequence[str] | None, columns: Sequence[Sequence[Any]]) -> tuple[Column, ...]:
-    """Column types from example values (one sequence per column); nullable where a value is null."""
+def infer_columns(
+    names: Sequence[str] | None, columns: Sequence[Sequence[Any]], *, unknown: str | None = None
+) -> tuple[Column, ...]:
+    """Column types from example values (one sequence per column); nullable where a value is
+    null. ``unknown``: the type of a column whose example values are all null (None: refused)."""
     inferred = []
     for i, values in enumerate(columns):
         name = names[i] if names is not None else None
         kinds = {k for k in map(_kind, values) if k is not None}
+        if not kinds and unknown is not None:
+            kinds = {unknown}
         if not kinds:
             raise InvalidInput(
                 f"column {name or f'#{i}'}: every example value is null, so its type is unknown; "
@@ -233,11 +260,13 @@ def diff(old: Signature, new: Signature) -> tuple[list[str], list[str]]:
     """(breaking, compatible) differences from ``old`` to ``new`` as readable lines.
 
     Breaking: a column removed or renamed, a type narrowed or changed, a new column
-    that must be sent, a different width for a positional model, names dropped.
-    Compatible (noted): a type widened (long -> double), a column that now takes nulls
-    or no longer does (whether a model tolerates a null is mostly incidental: a tree
-    does, a linear model does not, and clients rarely rely on it), a new nullable
-    column, names added, other class labels.
+    that must be sent, a column that becomes required, a different width for a
+    positional model, names dropped. Compatible (noted): a type widened (long -> double),
+    a column that now takes nulls or no longer does (whether a model tolerates a null is
+    mostly incidental: a tree does, a linear model does not, and clients rarely rely on
+    it), a new optional column, a column no longer required, names added, other class
+    labels. (Whether a column is required means nothing for positional rows, which hold
+    every column.)
     """
     breaking: list[str] = []
     compatible: list[str] = []
@@ -257,8 +286,8 @@ def diff(old: Signature, new: Signature) -> tuple[list[str], list[str]]:
                 breaking.append(f"- {name}: {column.type}")
         for name, column in after.items():
             if name not in before:
-                line = f"+ {name}: {column.type}{' (nullable)' if column.nullable else ''}"
-                (compatible if column.nullable else breaking).append(line)
+                note = " (optional)" if not column.required else " (nullable)" if column.nullable else ""
+                (breaking if column.required else compatible).append(f"+ {name}: {column.type}{note}")
         pairs = [(before[n], after[n]) for n in before if n in after]
     for i, (a, b) in enumerate(pairs):
         label = a.name if a.name is not None else f"#{i}"
@@ -269,6 +298,10 @@ def diff(old: Signature, new: Signature) -> tuple[list[str], list[str]]:
             compatible.append(f"~ {label}: nulls no longer accepted")
         elif b.nullable and not a.nullable:
             compatible.append(f"~ {label}: now accepts nulls")
+        if old.named and new.named and b.required and not a.required:
+            breaking.append(f"~ {label}: now required")
+        elif old.named and new.named and a.required and not b.required:
+            compatible.append(f"~ {label}: no longer required")
     if old.output and new.output and old.output.classes != new.output.classes:
         compatible.append(f"~ classes: {list(old.output.classes or [])} -> {list(new.output.classes or [])}")
     return breaking, compatible

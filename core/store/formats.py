@@ -22,6 +22,22 @@ SUFFIXES = {".skops": SKOPS, ".joblib": JOBLIB, ".pkl": JOBLIB, ".pickle": JOBLI
 # A skops file is a zip archive; a joblib file is a pickle, possibly compressed.
 ZIP_MAGIC = b"PK\x03\x04"
 TRUST_HINT = "MODELSWAP_TRUSTED_TYPES"
+# scikit-learn's own compiled tree structures, which skops (0.16) leaves untrusted: decision
+# trees, forests, extra trees, AdaBoost and gradient boosting hold Tree, HistGradientBoosting
+# holds TreePredictor. Their node arrays hold child and feature indices that predict reads
+# without bounds checks, so a crafted file can crash the process that predicts (or make it
+# read memory it should not). The word SKLEARN in a list of trusted types stands for them.
+SKLEARN = "sklearn"
+SKLEARN_TYPES = (
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+)
+
+
+def expand_trusted(names: Sequence[str]) -> tuple[str, ...]:
+    """The trusted type names, the word ``sklearn`` replaced by :data:`SKLEARN_TYPES`."""
+    expanded = (t for name in names for t in (SKLEARN_TYPES if name == SKLEARN else (name,)))
+    return tuple(dict.fromkeys(expanded))
 
 
 def check_format(value: str) -> str:
@@ -97,6 +113,13 @@ def untrusted_types(path: Path, trusted_types: Sequence[str]) -> tuple[str, ...]
 
 def untrusted_message(file_name: str, types: Sequence[str]) -> str:
     listed = ", ".join(types)
+    if types and set(types) <= set(SKLEARN_TYPES):
+        return (
+            f"{file_name} holds types that are not trusted: {listed}. These are scikit-learn's own compiled tree "
+            "structures, which skops does not trust: a crafted file can crash the process that predicts with it. "
+            f"If the model files come from people you trust, the server's administrator can trust them with "
+            f"{TRUST_HINT}={SKLEARN} (on every server that loads the model)"
+        )
     return (
         f"{file_name} holds types that are not trusted: {listed}. Loading it would run their code; "
         f"if you trust them, the server's administrator can name them in {TRUST_HINT}={','.join(types)} "

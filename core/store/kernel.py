@@ -20,6 +20,7 @@ from modelswap.core.errors import InvalidInput, ModelNotFound, ValidationFailed,
 from modelswap.core.serving.loader import load_version
 from modelswap.core.store import registry as reg
 from modelswap.core.store.clock import utcnow
+from modelswap.core.store.formats import expand_trusted
 from modelswap.core.store.fsio import read_link, refuse_link
 from modelswap.core.store.ids import is_version_id, validate_model_name
 from modelswap.core.store.layout import ModelPaths, model_paths, version_from_link_target
@@ -51,7 +52,8 @@ class Kernel:
         self.root = Path(root)
         self.lock_policy = LockPolicy(lock_kind, lock_timeout, lock_stale_after)
         self.strict_versions = strict_versions
-        self.trusted_types = tuple(trusted_types)  # beyond skops' own: MODELSWAP_TRUSTED_TYPES only
+        # beyond skops' own: MODELSWAP_TRUSTED_TYPES only ("sklearn": scikit-learn's tree types)
+        self.trusted_types = expand_trusted(trusted_types)
         self.clock = clock
         self.rand = rand
         self.validator: Validator = validator or self._load_and_check

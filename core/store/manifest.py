@@ -107,7 +107,7 @@ class Manifest:
                 tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
                 description=str(data.get("description") or ""),
                 parent=data.get("parent"),
-                signature=Signature.from_dict(signature) if signature is not None else None,
+                signature=Signature.from_dict(signature, stored=True) if signature is not None else None,
                 metadata=dict(data.get("metadata") or {}),
                 model_format=_model_format(data.get("model_format") or JOBLIB),
                 manifest_format=int(data.get("format", 1)),

@@ -6,13 +6,22 @@ a version directory appears whole (by rename) or not at all.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from modelswap.core.errors import Forbidden, NotFound, NothingToRollBack, ValidationFailed, VersionNotFound
+from modelswap.core.errors import (
+    Forbidden,
+    NoReferenceWarning,
+    NotFound,
+    NothingToRollBack,
+    ValidationFailed,
+    VersionNotFound,
+    no_reference,
+)
 from modelswap.core.schema.inputs import IGNORE, REFUSE
 from modelswap.core.schema.signature import Signature
 from modelswap.core.serving.loader import load_version, sklearn_mismatch
@@ -119,7 +128,8 @@ class Store(Kernel):
         an array; more than 100,000 are sampled down). They must fit the signature
         (InvalidInput naming the column otherwise) and the model predicts them; the
         version keeps their profile and its predictions' as ``reference.json``, the
-        baseline of drift monitoring (:mod:`modelswap.core.monitoring.profiles`).
+        baseline of drift monitoring (:mod:`modelswap.core.monitoring.profiles`). Without
+        one the version is published and a NoReferenceWarning says drift monitoring is off.
 
         1. stage and validate the version's files (:func:`modelswap.core.store.publish.stage_version`),
            which renames the complete directory into ``versions/``;
@@ -143,7 +153,10 @@ class Store(Kernel):
             reference=reference,
         )
         options = PublishOptions(actor=actor, against_live=against_live, force=force, model_format=format)
-        return publish_version(self, model, source, details, options, sandbox)
+        record = publish_version(self, model, source, details, options, sandbox)
+        if reference is None:
+            warnings.warn(NoReferenceWarning(f"{model} {record.id}: {no_reference('reference=')}"), stacklevel=2)
+        return record
 
     # -- the Python API's reads ----------------------------------------------------
     def versions(self, model: str) -> list[reg.Version]:

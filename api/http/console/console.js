@@ -80,14 +80,21 @@ function alertsCell(monitor) {
     .map((s) => `<span class="badge ${s}">${counts[s]} ${s}</span>`).join(" ");
 }
 
+// A variant's traffic in words: the model's errors (5xx, timeouts; red past 5%) and, apart
+// and never red, the requests refused as the client's (4xx: a bad body, a missing column)
+function trafficLine(row) {
+  const w = row.window;
+  const rate = w.server_error_rate == null ? "—" : `${(100 * w.server_error_rate).toFixed(1)}%`;
+  const cls = w.server_error_rate > 0.05 ? "bad" : "";
+  const client = w.errors.client || 0;
+  return `<span class="traffic" data-variant="${esc(row.variant)}">${esc(row.variant)}: <span class="server-errors ${cls}">${rate} server errors</span>,
+    <span class="client-errors">${client} client error${client === 1 ? "" : "s"} (4xx)</span>,
+    p99 ${w.p99_ms == null ? "—" : w.p99_ms.toFixed(1) + " ms"}, ${w.requests} req</span>`;
+}
+
 function trafficCells(monitor) {
   if (!monitor || !monitor.versions.length) return "no traffic counted";
-  return monitor.versions.map((row) => {
-    const w = row.window;
-    const rate = w.error_rate == null ? "—" : `${(100 * w.error_rate).toFixed(1)}%`;
-    const cls = w.error_rate > 0.05 ? "bad" : "";
-    return `${esc(row.variant)}: <span class="${cls}">${rate} errors</span>, p99 ${w.p99_ms == null ? "—" : w.p99_ms.toFixed(1) + " ms"}, ${w.requests} req`;
-  }).join("<br>");
+  return monitor.versions.map(trafficLine).join("<br>");
 }
 
 function delivery(canary, rollout, shadow) {
@@ -156,7 +163,9 @@ async function modelPage(model) {
   <section><h3>History</h3>${historyTable(history.history)}</section>
   <div class="grid"><section><h3>Processes</h3>${fleetTable(fleet)}</section>
   <section><h3>Alerts</h3>${alertsTable(monitor)}</section></div>
-  <section><h3>Drift (window)</h3>${driftTable(monitor)}</section>
+  <section id="traffic"><h3>Traffic (window)</h3>${trafficSection(monitor)}</section>
+  <section id="drift-charts"><h3>Drift (window): reference and live distributions</h3>${driftCharts(monitor)}
+  <h4>Drift figures</h4>${driftTable(monitor)}</section>
   <section><h3>Live input signature</h3>${signatureTable(info.signature)}</section>`;
 }
 
@@ -181,9 +190,22 @@ function deliverySection(model, info, versions, canary, rollout, shadow) {
     html += `<p id="shadow">Shadow <span class="mono">${esc(shadow.version)}</span> on ${(100 * shadow.fraction).toFixed(0)}% of requests:
     agreement ${s.agreement == null ? "—" : (100 * s.agreement).toFixed(1) + "%"}, PSI ${s.psi == null ? "—" : s.psi.toFixed(3)},
     ${s.compared || 0} compared, ${s.errors || 0} shadow errors, ${s.dropped || 0} dropped.</p>
+    ${shadowChart(s)}
     <div class="actions">${actButton("shadow-stop", "Stop shadow", "", "danger", "rollback")}</div>`;
   }
   return html;
+}
+
+function shadowChart(stats) {
+  const series = (stats.series || []).filter((p) => p.rows);
+  if (!series.length) return "";
+  const times = series.map((p) => p.start);
+  if (stats.kind === "regressor") {
+    return Charts.line("Shadow: mean |difference| from the live version over time", times,
+      [{ label: "mean |Δ|", values: series.map((p) => p.mean_abs_delta) }], (v) => Number(v.toPrecision(3)).toString(), { id: "chart-shadow" });
+  }
+  return Charts.line("Shadow: agreement with the live version over time", times,
+    [{ label: "agreement", values: series.map((p) => p.agreement) }], (v) => `${(100 * v).toFixed(1)}%`, { max: 1, id: "chart-shadow" });
 }
 
 function rolloutBlock(r) {
@@ -192,12 +214,8 @@ function rolloutBlock(r) {
     <span class="${r.state === "aborted" ? "bad" : ""}">${esc(r.state)}</span> (${steps})${r.driver ? `, driven by ${esc(r.driver)}` : ""}</p>`;
   if (r.ended) html += `<p>${esc(r.ended)}</p>`;
   const j = r.last_judgement;
-  if (j && j.gates) {
-    html += `<table><caption>Last judgement: ${esc(j.verdict)} (canary ${esc(j.canary.requests)} requests)</caption>
-    <thead><tr><th scope="col">gate</th><th scope="col">value</th><th scope="col">limit</th><th scope="col">verdict</th><th scope="col">figures</th></tr></thead><tbody>
-    ${j.gates.map((g) => `<tr><td>${esc(g.gate)}</td><td>${g.value == null ? "—" : Number(g.value).toPrecision(3)}</td><td>${esc(g.limit)}</td>
-      <td class="${g.passed === false ? "bad" : ""}">${g.passed === true ? "pass" : g.passed === false ? "FAIL" : "not judged"}</td><td>${esc(g.note)}</td></tr>`).join("")}</tbody></table>`;
-  }
+  if (j && j.gates) html += `<p>Last judgement: ${esc(j.verdict)} at ${esc(j.step_percent)}% (canary ${esc(j.canary.requests)} requests)</p>`;
+  html += Charts.rollout(r);
   if (r.running) {
     const toggle = r.state === "paused" ? actButton("rollout-resume", "Resume rollout") : actButton("rollout-pause", "Pause rollout", "", "", "rollback");
     html += `<div class="actions">${toggle} ${actButton("rollout-abort", "Abort rollout", "", "danger", "rollback")}</div>`;
@@ -264,10 +282,43 @@ function driftTable(monitor) {
     <td class="${f.severity === "warning" ? "warn" : ""}">${esc(f.severity)}</td></tr>`).join("")}</tbody></table>`;
 }
 
+// How far a drift is from fine: drifted features first, then the largest PSI
+const SEVERITY_RANK = { warning: 0, info: 1, none: 2, insufficient_data: 3, no_reference: 4 };
+const byDrift = (a, b) => (SEVERITY_RANK[a.severity] ?? 5) - (SEVERITY_RANK[b.severity] ?? 5) || (b.psi ?? -1) - (a.psi ?? -1);
+
+function driftCharts(monitor) {
+  const rows = ((monitor && monitor.versions) || []).filter((v) => v.window.drift.features.some((f) => f.histogram));
+  if (!rows.length) return "<p>No distributions yet (no traffic in the window, or versions without a reference).</p>";
+  return rows.map((v) => {
+    const d = v.window.drift;
+    const features = d.features.filter((f) => f.histogram).sort(byDrift);
+    const key = (name) => `${v.version}/${v.variant}/${name}`;
+    const prediction = d.prediction && d.prediction.histogram ? Charts.distribution(d.prediction, "predictions", key("prediction")) : "";
+    return `<div class="drift-version" data-version="${esc(v.version)}" data-variant="${esc(v.variant)}">
+      <h4><span class="mono">${esc(v.version)}</span> (${esc(v.variant)}): ${features.length} features, drifted first</h4>
+      <div class="charts">${features.map((f) => Charts.distribution(f, f.feature, key(`feature ${f.feature}`))).join("")}${prediction}</div></div>`;
+  }).join("");
+}
+
+function trafficSection(monitor) {
+  const rows = (monitor && monitor.versions) || [];
+  if (!rows.length || !rows[0].series) return "<p>No traffic counted in the window.</p>";
+  const times = rows[0].series.map((p) => p.start);
+  const label = (r) => `${r.variant} ${r.version.slice(-6)}`;
+  const lines = (pick) => rows.map((r) => ({ label: label(r), values: r.series.map(pick) }));
+  const count = (v) => String(Math.round(v));
+  return `<p>${rows.map(trafficLine).join("<br>")}</p><div class="charts">
+    ${Charts.line("Requests per bucket", times, lines((p) => p.requests), count, { id: "chart-requests" })}
+    ${Charts.line("Server errors (5xx, timeouts) per bucket", times, lines((p) => p.errors.server + p.errors.timeout), count, { id: "chart-server-errors" })}
+    ${Charts.line("Client errors (4xx, not the model's) per bucket", times, lines((p) => p.errors.client), count, { id: "chart-client-errors" })}
+    ${Charts.line("p99 latency per bucket", times, lines((p) => p.p99_ms), (v) => `${v.toFixed(1)} ms`, { id: "chart-p99" })}</div>`;
+}
+
 function signatureTable(signature) {
   if (!signature) return "<p>Nothing live.</p>";
-  return `<table id="signature"><thead><tr><th scope="col">#</th><th scope="col">Column</th><th scope="col">Type</th><th scope="col">Nulls</th></tr></thead><tbody>
-  ${signature.inputs.map((c, i) => `<tr><td>${i}</td><td>${esc(c.name ?? "(position)")}</td><td>${esc(c.type)}</td><td>${c.nullable ? "allowed" : "refused"}</td></tr>`).join("")}</tbody></table>
+  return `<table id="signature"><thead><tr><th scope="col">#</th><th scope="col">Column</th><th scope="col">Type</th><th scope="col">Nulls</th><th scope="col">Sent</th></tr></thead><tbody>
+  ${signature.inputs.map((c, i) => `<tr><td>${i}</td><td>${esc(c.name ?? "(position)")}</td><td>${esc(c.type)}</td><td>${c.nullable ? "allowed" : "refused"}</td>
+    <td>${c.required === false ? "optional (null when left out)" : "required"}</td></tr>`).join("")}</tbody></table>
   ${signature.output && signature.output.classes ? `<p>Classes: ${signature.output.classes.map(esc).join(", ")}</p>` : ""}`;
 }
 
@@ -373,12 +424,34 @@ $("token-form").addEventListener("submit", async (e) => {
 });
 $("token-forget").addEventListener("click", async () => { sessionStorage.removeItem(TOKEN_KEY); await signIn(); await render(); });
 
+// A refresh replaces the page: a chart (or its values' toggle) that had the keyboard focus
+// gets it back, and the values a reader opened stay open
+function kept() {
+  const active = document.activeElement;
+  const figure = active && active.closest ? active.closest("#main [data-key]") : null;
+  const open = [...document.querySelectorAll("#main [data-key] details[open]")].map((d) => d.closest("[data-key]").dataset.key);
+  return { key: figure ? figure.dataset.key : null, summary: Boolean(active && active.tagName === "SUMMARY"), open };
+}
+
+function restore(was) {
+  const find = (key) => [...document.querySelectorAll("#main [data-key]")].find((f) => f.dataset.key === key);
+  for (const key of was.open) {
+    const figure = find(key);
+    if (figure && figure.querySelector("details")) figure.querySelector("details").open = true;
+  }
+  const figure = was.key && find(was.key);
+  const target = figure && figure.querySelector(was.summary ? "summary" : "svg[tabindex]");
+  if (target) target.focus({ preventScroll: true });
+}
+
 async function render() {
   const route = location.hash.replace(/^#\/?/, "");
   const match = route.match(/^models\/([^/]+)$/);
   try {
     const html = match ? await modelPage(decodeURIComponent(match[1])) : await overview();
+    const was = kept();
     $("main").innerHTML = html;
+    restore(was);
     $("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (e) {
     if (e.status === 401) {

@@ -144,6 +144,18 @@ def test_retrain_script_deploys_only_when_the_metric_beats_live(tmp_path: Path) 
     assert Store(root).history("iris", limit=1)[0].to_version == first["version"]
 
 
+def test_a_publish_without_a_reference_says_once_that_drift_monitoring_is_off(tmp_path: Path, iris_file: Path) -> None:
+    root = tmp_path / "models"
+    result = run(root, "publish", "iris", str(iris_file))
+    assert result.returncode == 0 and result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("published iris ") and len(lines) == 2
+    assert lines[1] == (
+        "no reference: drift monitoring is off for this version; pass --reference FILE (the rows it was trained on)"
+    )
+    assert ok_json(root, "publish", "iris", str(iris_file))["reference"] is False
+
+
 def test_publish_keeps_the_profile_of_a_reference_file(tmp_path: Path, iris_file: Path) -> None:
     from sklearn.datasets import load_iris
 
@@ -152,7 +164,9 @@ def test_publish_keeps_the_profile_of_a_reference_file(tmp_path: Path, iris_file
     root = tmp_path / "models"
     training = tmp_path / "train.csv"
     training.write_text("a,b,c,d\n" + "\n".join(",".join(map(str, row)) for row in load_iris().data.tolist()))
-    version = ok_json(root, "publish", "iris", str(iris_file), "--reference", str(training))["version"]
+    published = run(root, "publish", "iris", str(iris_file), "--reference", str(training))
+    assert published.returncode == 0 and "no reference" not in published.stdout + published.stderr
+    version = published.stdout.split()[2]
     profile = load_reference(root / "iris" / "versions" / version)
     assert profile is not None and profile.rows == 150 and profile.prediction is not None
     assert ok_json(root, "verify")["ok"] is True

@@ -29,6 +29,8 @@ def test_monitor_reads_the_fleets_counts_and_takes_thresholds(tmp_path: Path) ->
     X[:, 2] += 3  # petal length shifted: a served process saw this
     recorder = Recorder(lambda model, v: reference, bucket_seconds=60)
     recorder.observe(Observation("iris", version, "stable", X, np.full(len(X), 2), 0.001, time=time.time()))
+    for _ in range(2):  # two malformed client requests: the clients' errors, not the model's
+        recorder.failure("iris", version, "stable", "client")
     recorder.tick()
     store.paths("iris").monitor_dir.mkdir()
     atomic_write_json(counts_path(store.paths("iris"), "pod-a-7"), {"time": time.time(), **recorder.state("iris")})
@@ -38,9 +40,15 @@ def test_monitor_reads_the_fleets_counts_and_takes_thresholds(tmp_path: Path) ->
     assert text.returncode == 0, text.stderr
     assert f"live {version}" in text.stdout and "counts from 1 process(es)" in text.stdout
     assert f"feature {shifted!r} drifted" in text.stdout and "WARNING" in text.stdout
+    lines = text.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("VERSION"))
+    header, row = lines[at], lines[at + 1]
+    assert header.split()[:6] == ["VERSION", "VARIANT", "REQUESTS", "ERRORS", "4XX", "P99"]
+    assert row.split()[2:6] == ["stable", "3", "0.0%", "66.7%"]
     view = ok_json(root, "monitor", "iris")
     [row] = view["versions"]
     assert row["window"]["rows"] == 300 and row["live"] is True
+    assert (row["window"]["server_error_rate"], row["window"]["client_error_rate"]) == (0.0, 2 / 3)
     assert {d["feature"]: d["severity"] for d in row["window"]["drift"]["features"]}[shifted] == "warning"
 
     assert ok_json(root, "monitor", "iris", "--set", "psi_warning=100", "--set", "psi_info=50")["psi_warning"] == 100

@@ -1,11 +1,14 @@
 """The on-call console in a real headless Chromium (Debian's ``chromium``, installed by
 scripts/test) against a real server: overview, read-only mode, a one-click rollback with
-a reason, a refused deploy's message, and protected reads. Screenshots of the overview
-and the model page are saved under the test's artifacts directory."""
+a reason, a refused deploy's message, protected reads, and the charts: a drifted
+feature's distributions beside the reference's, traffic over the window, a rollout's
+steps and a shadow's agreement. Screenshots of the overview, the model page and its
+drift charts are saved under the test's artifacts directory."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -17,7 +20,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from modelswap.core.store.store import Store
 from tests.conftest import ROOT
-from tests.server import TOKEN, Server, serve
+from tests.server import TOKEN, Server, serve, wait_for
 
 
 def iris_model(seed: int) -> Any:
@@ -65,6 +68,85 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
 def shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def test_a_drifted_feature_shows_its_distribution_beside_the_references_with_its_psi_first(
+    tmp_path: Path, page: Page
+) -> None:
+    """After shifted traffic the model page draws petal_length's reference and live
+    distributions with its PSI in the title, before the calm features; traffic is drawn
+    over the window; two malformed requests are the clients' errors, not the model's."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    data = load_iris()
+    frame = pd.DataFrame(data.data, columns=NAMES)
+    store = Store(tmp_path / "models")
+    model = LogisticRegression(max_iter=1000).fit(frame, data.target)
+    store.deploy("iris", store.publish("iris", model, example=frame.head(3), reference=frame).id)
+    rows = frame.to_numpy()[np.random.default_rng(0).integers(0, len(frame), 600)]
+    rows[:, 2] += 3.0  # petal length: every flower looks like a virginica
+    env = {**FAST, "MODELSWAP_MONITOR_WINDOW": "60"}  # buckets of 12 s: the traffic stays in the window
+    with serve(store.root, env=env) as server, server.client() as client:
+        for start in range(0, 600, 25):
+            records = [dict(zip(NAMES, map(float, row), strict=True)) for row in rows[start : start + 25]]
+            assert client.post("/v1/models/iris/predict", json={"instances": records}).status_code == 200
+        for _ in range(2):  # a client that drops a column: its error, not the model's
+            dropped = client.post("/v1/models/iris/predict", json={"instances": [{"sepal_length": 5.0}]})
+            assert dropped.status_code == 400
+        view = wait_for(
+            lambda: (
+                (v := server.get_json("/v1/models/iris/monitor"))["versions"]
+                and v["versions"][0]["window"]["requests"] == 26
+                and v
+            ),
+            timeout=15,
+        )
+        assert view, server.get_json("/v1/models/iris/monitor")
+        psi = {d["feature"]: d["psi"] for d in view["versions"][0]["window"]["drift"]["features"]}
+        assert psi["petal_length"] >= 0.25
+
+        page.goto(server.url + "/")
+        traffic = page.locator('#models tr[data-model="iris"] .traffic[data-variant="stable"]')
+        expect(traffic.locator(".server-errors")).to_have_text("0.0% server errors")
+        expect(traffic.locator(".server-errors")).not_to_have_class(re.compile(r"\bbad\b"))  # 2 of 26: not red
+        expect(traffic.locator(".client-errors")).to_have_text("2 client errors (4xx)")
+
+        page.goto(server.url + "/#/models/iris")
+        charts = page.locator("#drift-charts .drift-version .charts figure")
+        expect(charts.first).to_have_attribute("data-feature", "petal_length")  # the drifted one first
+        drifted = page.locator('#drift-charts figure[data-feature="petal_length"]')
+        title = f"petal_length: PSI {psi['petal_length']:.3f} (warning)"
+        expect(drifted.locator("figcaption")).to_have_text(title)
+        chart = drifted.locator("svg.chart")
+        expect(chart.locator("title").first).to_have_text(title)  # the chart's own name says it too
+        expect(chart).to_have_attribute("role", "img")
+        # both series, with mass: the reference's hatched bars and the live window's solid ones
+        for series in ("rect.bar-ref", "rect.bar-live"):
+            heights = chart.locator(f"g.bin {series}").evaluate_all("bars => bars.map(b => +b.getAttribute('height'))")
+            assert len(heights) >= 5 and sum(h > 0 for h in heights) >= 1, (series, heights)
+        live = chart.locator("g.bin rect.bar-live").evaluate_all("bars => bars.map(b => +b.getAttribute('height'))")
+        assert live.index(max(live)) == len(live) - 1  # shifted past the reference's top edge: the last bin
+        expect(chart.locator("desc")).to_contain_text("reference")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.locator("#drift-charts").screenshot(path=str(ARTIFACTS / "console-drift.png"))
+        # keyboard: the chart takes the focus, keeps it across a refresh, and its values open from the keyboard
+        chart.focus()
+        expect(chart).to_be_focused()
+        page.evaluate("render()")
+        expect(page.locator('#drift-charts figure[data-feature="petal_length"] svg.chart')).to_be_focused()
+        page.keyboard.press("Tab")
+        expect(drifted.locator("summary")).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(drifted.locator("details table")).to_be_visible()
+        expect(page.locator('#drift-charts figure[data-feature="sepal_length"] figcaption')).to_contain_text("(none)")
+        expect(page.locator("#chart-requests svg.chart path.line")).to_have_count(1)
+        expect(page.locator("#chart-client-errors desc")).to_contain_text("2")
 
 
 def test_the_overview_lists_every_model_with_its_live_version_and_fleet(
@@ -151,9 +233,22 @@ def test_a_rollout_and_a_shadow_show_with_their_figures_and_one_click_aborts(
         row = page.locator('#models tr[data-model="iris"]')
         expect(row).to_contain_text(f"rollout {candidate} running at 10%")
         expect(row).to_contain_text(f"shadow {candidate}")
+        with server.client() as client:  # traffic for the shadow to compare
+            for _ in range(40):
+                assert client.post("/v1/models/iris/predict", json={"instances": [[6.0, 2.9, 4.5, 1.5]]}).is_success
+        assert wait_for(lambda: (server.get_json("/v1/models/iris/shadow")["stats"] or {}).get("rows"), timeout=15)
         page.goto(server.url + "/#/models/iris")
         expect(page.locator("#rollout")).to_contain_text(f"Rollout of {candidate}: running (10% → 50% → 100%)")
+        steps = page.locator("#rollout .rollout-chart")
+        expect(steps.locator("figcaption")).to_have_text(
+            f"Rollout of {candidate}: running, 10% now, 50% to come, 100% to come"
+        )
+        expect(steps.locator("g.step")).to_have_count(3)
         expect(page.locator("#shadow")).to_contain_text("on 50% of requests")
+        expect(page.locator("#chart-shadow figcaption")).to_have_text(
+            "Shadow: agreement with the live version over time"
+        )
+        expect(page.locator("#chart-shadow svg.chart .mark")).not_to_have_count(0)
         page.get_by_label("Token").fill(TOKEN)
         page.get_by_role("button", name="Use token").click()
         page.get_by_role("button", name="Abort rollout").click()

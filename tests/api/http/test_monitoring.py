@@ -119,6 +119,13 @@ def test_one_shifted_feature_drifts_alone_and_moves_the_predictions(running: tup
     assert all(drifts[name]["severity"] == "none" for name in NAMES if name != "petal_length"), drifts
     prediction = view["versions"][0]["window"]["drift"]["prediction"]
     assert prediction["severity"] == "warning", prediction
+    # the distributions side by side, as the console draws them: the shifted rows left the reference's bins
+    petal = drifts["petal_length"]["histogram"]
+    assert petal["kind"] == "numeric" and len(petal["reference"]) == len(petal["observed"]) == len(petal["edges"]) + 2
+    assert sum(petal["observed"]) == 600 and petal["observed"][-2] > 300 and petal["reference"][-2] < 0.15
+    assert prediction["histogram"]["kind"] == "classes" and sum(prediction["histogram"]["observed"]) == 600
+    series = view["versions"][0]["series"]
+    assert len(series) == 5 and sum(p["requests"] for p in series) == 24  # the window's five buckets
     alerts = {(a["kind"], a["feature"]): a for a in view["alerts"]}
     alert = alerts[("feature_drift", "petal_length")]
     assert alert["severity"] == "WARNING" and "petal_length" in alert["message"] and "shifted" in alert["message"]
@@ -219,6 +226,9 @@ def test_a_breaking_deploy_shows_in_http_metrics_and_raises_the_error_rate_alert
         )
         assert view and view[0]["severity"] == "CRITICAL" and view[0]["version"] == breaking.id, view
         assert "100.0%" in view[0]["message"] and "baseline 0.0%" in view[0]["message"]
+        [row] = [r for r in server.get_json("/v1/models/iris/monitor")["versions"] if r["version"] == breaking.id]
+        # refused as the clients' (their columns no longer fit): none of it is the model's failing
+        assert (row["window"]["client_error_rate"], row["window"]["server_error_rate"]) == (1.0, 0.0)
 
 
 def test_the_prediction_log_holds_exactly_the_requests_and_rotates(tmp_path: Path) -> None:

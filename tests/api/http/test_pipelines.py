@@ -51,9 +51,9 @@ def test_the_signature_names_and_types_the_columns_and_the_classes(
     server, store, _, ids = running
     view = server.get_json("/v1/models/churn")
     assert view["signature"]["inputs"] == [
-        {"name": "plan", "type": "string", "nullable": True},  # the encoder ignores unknown, so null too
-        {"name": "tenure", "type": "long", "nullable": False},
-        {"name": "spend", "type": "double", "nullable": False},
+        {"name": "plan", "type": "string", "nullable": True, "required": True},  # the encoder takes null too
+        {"name": "tenure", "type": "long", "nullable": False, "required": True},
+        {"name": "spend", "type": "double", "nullable": False, "required": True},
     ]
     assert view["signature"]["frame"] is True and view["signature"]["output"]["classes"] == ["churned", "stayed"]
     manifest = store.manifest("churn", ids["churn"])
@@ -103,6 +103,17 @@ def test_mlflow_forms_and_csv_on_a_server_whose_default_model_is_the_pipeline(
             assert (r.status_code, r.json().get("predictions")) == (200, want), (form, r.text)
         r = client.post("/invocations", content=csv, headers={"Content-Type": "text/csv"})
         assert (r.status_code, r.json().get("predictions")) == (200, want), r.text
+        # a client that drops a column the model takes nulls in gets a 400 naming it, not a guess
+        dropped = [
+            {"dataframe_records": [{"tenure": 14, "spend": 38.29}]},
+            {"dataframe_split": {"columns": ["tenure", "spend"], "data": [[14, 38.29]]}},
+            {"inputs": {"tenure": [14], "spend": [38.29]}},
+        ]
+        for form in dropped:
+            r = client.post("/invocations", json=form)
+            assert r.status_code == 400 and "missing column(s) 'plan'" in r.json()["message"], (form, r.text)
+        r = client.post("/invocations", content="tenure,spend\n14,38.29\n", headers={"Content-Type": "text/csv"})
+        assert r.status_code == 400 and "missing column(s) 'plan'" in r.json()["message"], r.text
 
 
 def test_v2_one_tensor_per_column_with_bytes_for_strings(running: tuple[Server, Store, Any, dict[str, str]]) -> None:
@@ -124,6 +135,36 @@ def test_v2_one_tensor_per_column_with_bytes_for_strings(running: tuple[Server, 
         )
     finally:
         client.close()
+
+
+def test_a_column_left_out_is_a_400_naming_it_even_where_the_model_takes_nulls(
+    running: tuple[Server, Store, Any, dict[str, str]],
+) -> None:
+    """``plan`` takes nulls (the encoder ignores unknown categories), but a request without
+    it is a client's dropped field: every protocol says so instead of answering a guess."""
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    server, _, _, _ = running
+    with server.client() as client:
+        for body in ({"instances": [{"tenure": 14, "spend": 38.29}]}, {"inputs": {"tenure": [14], "spend": [38.29]}}):
+            r = client.post("/v1/models/churn/predict", json=body)
+            assert r.status_code == 400, r.text
+            assert "missing column(s) 'plan'; the model takes plan, tenure, spend" in r.json()["error"]["message"]
+        sent_null = client.post(
+            "/v1/models/churn/predict", json={"instances": [{"plan": None, "tenure": 14, "spend": 1.0}]}
+        )
+        assert sent_null.status_code == 200, sent_null.text
+    triton = httpclient.InferenceServerClient(url=server.url.removeprefix("http://"))
+    try:
+        tenure = httpclient.InferInput("tenure", [1], "INT64")
+        tenure.set_data_from_numpy(np.array([14], dtype=np.int64))
+        spend = httpclient.InferInput("spend", [1], "FP64")
+        spend.set_data_from_numpy(np.array([38.29], dtype=np.float64))
+        with pytest.raises(InferenceServerException, match=r"missing column\(s\) 'plan'"):
+            triton.infer("churn", [tenure, spend])
+    finally:
+        triton.close()
 
 
 def test_probabilities_name_their_classes(running: tuple[Server, Store, Any, dict[str, str]]) -> None:

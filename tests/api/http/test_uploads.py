@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 import skops.io
 
 from modelswap.api.client import Client, RemoteError
+from modelswap.core.errors import NoReferenceWarning
 from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, StepClock, publish
 from tests.core.store.test_store import tree
@@ -111,7 +113,13 @@ def test_an_upload_with_a_reference_keeps_its_profile(store: Store, tmp_path: Pa
     records = frame.to_dict(orient="records")
     with serve(store.root) as server:
         client = Client(server.url, TOKEN)
-        version = client.upload("churn", churn_skops, example=records[:3], reference=records)["id"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", NoReferenceWarning)  # none with a reference
+            version = client.upload("churn", churn_skops, example=records[:3], reference=records)["id"]
+        with pytest.warns(NoReferenceWarning, match="no reference: drift monitoring is off for this version") as said:
+            bare = client.upload("churn", churn_skops, example=records[:3])["id"]
+        assert len(said) == 1 and bare in str(said[0].message) and "pass reference=" in str(said[0].message)
+        assert "NoReferenceWarning" not in server.output()  # the client says it, not the server's log
         view = client.version("churn", version)
         assert view["reference"] == {"rows": 240, "features": ["plan", "tenure", "spend"]}
         assert "reference.json" in view["manifest"]["files"]

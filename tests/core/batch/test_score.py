@@ -194,21 +194,28 @@ def test_a_version_or_alias_pins_the_job_and_the_live_one_is_the_default(
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("change", "message", "ignoring"),
     [
-        (lambda f: f.assign(tenur=1), "unknown column\\(s\\) 'tenur'.*--keep"),
-        (lambda f: f.drop(columns=["plan"]).assign(plan_name="pro"), "unknown column\\(s\\) 'plan_name'"),
+        (lambda f: f.assign(tenur=1), "unknown column\\(s\\) 'tenur'.*--keep", None),
+        (
+            lambda f: f.drop(columns=["plan"]).assign(plan_name="pro"),
+            "unknown column\\(s\\) 'plan_name'",
+            "missing column\\(s\\) 'plan'",  # a renamed column is still missing: never a column of nulls
+        ),
     ],
 )
 def test_unknown_columns_are_refused_before_any_row_is_scored(
-    store: Store, tmp_path: Path, change: Any, message: str
+    store: Store, tmp_path: Path, change: Any, message: str, ignoring: str | None
 ) -> None:
     source = table_file(tmp_path / "in.parquet", change(customers(50, seed=8)[0]))
     with pytest.raises(InvalidInput, match=message):
         store.score("churn", source, tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
-    extra = store.score("churn", source, tmp_path / "out.parquet", ignore_extra_columns=True, keep=[])
-    assert extra.rows == 50
+    if ignoring is None:
+        assert store.score("churn", source, tmp_path / "out.parquet", ignore_extra_columns=True).rows == 50
+    else:
+        with pytest.raises(InvalidInput, match=ignoring):
+            store.score("churn", source, tmp_path / "out.parquet", ignore_extra_columns=True)
 
 
 def test_bad_options_are_refused_with_a_clear_error(store: Store, tmp_path: Path) -> None:

@@ -155,6 +155,31 @@ def test_start_step_pause_resume_abort_are_journaled_with_their_files(iris_pair:
         ro.change_rollout(store, "iris", history.ROLLOUT_PAUSE, actor="me")
 
 
+def test_each_step_keeps_the_judgement_that_passed_it_through_the_promotion(iris_pair: tuple[Store, str, str]) -> None:
+    """The figures of every gate at every step stay readable (the console draws the steps
+    with them), not only the last judgement's."""
+    store, a, b = iris_pair
+    state = ro.start_rollout(store, "iris", ro.Plan(b, steps=(10, 50, 100)), actor="me")
+    assert rollout_view(store, "iris")["passed"] == []
+    judgements = [
+        {"verdict": PASS, "step_percent": p, "gates": [{"gate": "max_psi", "value": v, "limit": 0.2, "passed": True}]}
+        for p, v in ((10, 0.01), (50, 0.02), (100, 0.03))
+    ]
+    for judgement in judgements[:2]:
+        state = ro.change_rollout(store, "iris", history.ROLLOUT_STEP, actor=ro.ACTOR, expect=state,
+                                  details=judgement)  # fmt: skip
+    assert [j["step_percent"] for j in rollout_view(store, "iris")["passed"]] == [10, 50]
+    store.deploy("iris", b)  # the promotion's own move, then the rollout is marked promoted
+    done = ro.finish_promoted(store, "iris", judgements[2])
+    assert done is not None and done.state == ro.PROMOTED
+    view = rollout_view(store, "iris")
+    assert view["passed"] == judgements and view["state"] == "promoted"
+    older = {k: v for k, v in done.to_dict().items() if k != "passed"}  # a file from before: no judgements kept
+    assert ro.Rollout.from_dict(older).passed == ()
+    with pytest.raises(InvalidInput, match="passed"):
+        ro.Rollout.from_dict({**older, "passed": "all"})
+
+
 def test_a_failed_second_write_puts_the_first_back(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     path.write_text('{"before": 1}')
@@ -230,17 +255,33 @@ def test_shadow_start_and_stop_are_journaled_and_the_runner_counts_agreement(
     paths = store.paths("iris")
     stable = Snapshot.of(load_version(paths, a), STABLE)
     shadow = Snapshot.of(load_version(paths, b), SHADOW)
-    runner = ShadowRunner()
+    now = [1_800_000_000.0]
+    runner = ShadowRunner(clock=lambda: now[0], bucket_seconds=60, keep_seconds=600)
     X = np.asarray([[6.0, 2.9, 4.5, 1.5], [5.1, 3.5, 1.4, 0.2], [7.7, 3.0, 6.1, 2.3]])
     ours = iris_a.predict(X)
-    runner.run_jobs([Job(stable, shadow, config.started_at, X, ours, "predict", 0.001)] * 4)
+    runner.run_jobs([Job(stable, shadow, config.started_at, X, ours, "predict", 0.001)] * 3)
+    now[0] += 120  # two buckets later: agreement over time has two points
+    disagreeing = np.asarray([label + 1 for label in shadow.loaded.estimator.predict(X[:1])])
+    runner.run_jobs([Job(stable, shadow, config.started_at, X, ours, "predict", 0.001)])
+    runner.run_jobs([Job(stable, shadow, config.started_at, X[:1], disagreeing, "predict", 0.001)])
     runner.flush(paths)
     summary = fleet_summary(paths, a, b, config.started_at, stale=60)
     theirs = shadow.loaded.estimator.predict(X)
-    assert summary["rows"] == 12 and summary["agreement"] == pytest.approx(np.mean(ours == theirs))
-    assert sum(c["rows"] for c in summary["confusion"]) == 12 and summary["processes"] == 1
+    agree = float(np.mean(ours == theirs))
+    assert summary["rows"] == 13 and summary["agreement"] == pytest.approx((12 * agree) / 13)
+    assert [(p["start"], p["rows"]) for p in summary["series"]] == [
+        ("2027-01-15T08:00:00.000Z", 9),
+        ("2027-01-15T08:02:00.000Z", 4),
+    ]
+    assert summary["series"][0]["agreement"] == pytest.approx(agree)
+    assert summary["series"][1]["agreement"] == pytest.approx(3 * agree / 4)
+    assert sum(c["rows"] for c in summary["confusion"]) == 13 and summary["processes"] == 1
     view = shadow_view(store, "iris", stale=60)
     assert view["running"] and view["agreement"] == summary["agreement"] and view["fraction"] == 0.5
+    now[0] += 900  # past keep_seconds: the old points go as new ones come
+    runner.run_jobs([Job(stable, shadow, config.started_at, X, ours, "predict", 0.001)])
+    runner.flush(paths)
+    assert len(fleet_summary(paths, a, b, config.started_at, stale=3600)["series"]) == 1
     stop_shadow(store, "iris", actor="me")
     assert not paths.shadow.exists()
     assert [e.action for e in store.history("iris")][:2] == ["shadow_stop", "shadow_start"]

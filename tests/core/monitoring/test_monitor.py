@@ -133,6 +133,46 @@ def test_an_alert_is_first_seen_where_its_condition_started_to_hold(
     assert first.startswith(expected), (first, expected)  # three buckets back: where the shift began
 
 
+def test_the_view_draws_each_distribution_and_each_bucket_and_parts_client_from_server_errors(
+    iris: tuple[np.ndarray, np.ndarray, ReferenceProfile],
+) -> None:
+    """What the console's charts are drawn from: per feature the reference shares and the
+    observed counts bin by bin (nulls last), per bucket of the window the traffic, and the
+    errors that are the model's apart from the client's."""
+    from modelswap.core.monitoring.counts import count
+    from modelswap.core.monitoring.fleet_counts import FleetCounts
+    from modelswap.core.monitoring.view import window_cells
+
+    X, y, profile = iris
+    clock = Clock()
+    step, latest = 60.0, clock.now // 60 * 60
+    shifted = X.copy()
+    shifted[:, 2] += 10
+    rng = np.random.default_rng(0)
+    quiet = count([observation(X[:30], y[:30])], profile, rng)
+    busy = count([observation(shifted, y), observation(X[:20], y[:20])], profile, rng)
+    busy.errors.update(client=2, server=1)
+    cells = {("v1", "stable", latest - 3 * step): quiet, ("v1", "stable", latest): busy}
+    evaluator = Evaluator(
+        "iris", FleetCounts(step, cells, {}, 1), MonitorConfig(), lambda m, v: profile, lambda v: {}, window=5 * step
+    )
+    series = evaluator.series(("v1", "stable"), latest)
+    assert [p["requests"] for p in series] == [0, 1, 0, 0, 5]  # five buckets, oldest first, empty ones too
+    assert series[-1]["errors"] == {"client": 2, "server": 1, "timeout": 0}
+    assert (series[-1]["server_error_rate"], series[-1]["client_error_rate"]) == (0.2, 0.4)
+    assert series[0]["server_error_rate"] is None and series[1]["p99_ms"] is not None
+    summary = evaluator.summary("v1", window_cells(evaluator.counts, ("v1", "stable"), latest, 5 * step))
+    assert (summary["error_rate"], summary["server_error_rate"], summary["client_error_rate"]) == (0.5, 1 / 6, 2 / 6)
+    drawn = {d["feature"]: d["histogram"] for d in summary["drift"]["features"]}
+    petal = drawn["petal_length"]
+    assert petal["kind"] == "numeric" and len(petal["edges"]) + 2 == len(petal["reference"]) == len(petal["observed"])
+    assert sum(petal["reference"]) == pytest.approx(1) and sum(petal["observed"]) == 200 and petal["observed"][-1] == 0
+    assert petal["observed"][-2] == 150  # shifted past the reference's top edge: its last bin
+    assert petal["reference"][-2] < 0.2
+    prediction = summary["drift"]["prediction"]["histogram"]
+    assert prediction["kind"] == "numeric" and sum(prediction["observed"]) == 200  # no classes in this signature
+
+
 def test_thresholds_are_checked_and_kept(tmp_path: Path) -> None:
     store = Store(tmp_path / "models")
     paths = store.paths("iris")

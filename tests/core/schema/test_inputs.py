@@ -11,7 +11,12 @@ from modelswap.core.schema.signature import BOOLEAN, DATETIME, DOUBLE, LONG, STR
 
 NUMERIC = Signature(tuple(Column(None, DOUBLE) for _ in range(3)))
 MIXED = Signature(
-    (Column("plan", STRING), Column("tenure", LONG), Column("spend", DOUBLE, nullable=True), Column("vip", BOOLEAN)),
+    (
+        Column("plan", STRING),
+        Column("tenure", LONG),
+        Column("spend", DOUBLE, nullable=True, required=False),
+        Column("vip", BOOLEAN),
+    ),
     frame=True,
 )
 
@@ -42,7 +47,7 @@ def test_numeric_rows_that_are_not_plain_numbers_get_a_400_naming_the_cell(
 def test_records_and_columns_are_matched_by_name_and_reordered() -> None:
     records = [{"vip": True, "spend": 2.5, "tenure": 3, "plan": "pro"}, {"plan": "basic", "tenure": 1, "vip": False}]
     X = prepare(MIXED, records_table(records), max_rows=10)
-    assert X.tolist() == [["pro", 3, 2.5, True], ["basic", 1, None, False]]  # spend absent: null, it is nullable
+    assert X.tolist() == [["pro", 3, 2.5, True], ["basic", 1, None, False]]  # spend absent: null, it is optional
     same = prepare(MIXED, columns_table({"tenure": [3], "plan": ["pro"], "vip": [True], "spend": [2.5]}), max_rows=10)
     assert same.tolist() == X[:1].tolist()
 
@@ -61,6 +66,54 @@ def test_each_enforcement_rule_names_the_column(records: list[dict[str, object]]
     with pytest.raises(InvalidInput) as error:
         prepare(MIXED, records_table(records), max_rows=10)
     assert message in error.value.message
+
+
+def test_a_column_is_required_unless_declared_optional_whether_or_not_it_takes_nulls() -> None:
+    """A nullable column may be sent null, but left out of every row it is a client's
+    dropped or misspelled field: a 400 naming it (on every protocol: they all come here)."""
+    churn = Signature(
+        (
+            Column("tenure", DOUBLE, nullable=True),
+            Column("plan", STRING),
+            Column("zip", STRING, nullable=True, required=False),
+        ),
+        frame=True,
+    )
+    for table in (
+        records_table([{"plan": "pro"}]),
+        columns_table({"plan": ["pro"], "zip": ["x"]}),
+        Table(rows=[["pro"]], names=["plan"]),
+        Table(rows=[["pro"]], names=["plan"], text=True),
+    ):
+        with pytest.raises(InvalidInput) as error:
+            prepare(churn, table, max_rows=5)
+        assert error.value.message == "missing column(s) 'tenure'; the model takes tenure, plan, zip"
+    sent = prepare(churn, records_table([{"plan": "pro", "tenure": None}, {"plan": "x", "tenure": 3.0}]), max_rows=5)
+    assert sent.tolist() == [[None, "pro", None], [3.0, "x", None]]  # sent null where nulls are taken: fine
+
+
+def test_a_signature_declares_optional_columns_and_old_manifests_keep_their_nullable_ones_optional() -> None:
+    declared = Signature.from_dict(
+        {
+            "inputs": [
+                {"name": "a", "type": "double", "nullable": True},
+                {"name": "b", "type": "string", "required": False},
+            ]
+        }
+    )
+    assert [(c.nullable, c.required) for c in declared.columns] == [(True, True), (True, False)]
+    assert declared.to_dict()["inputs"][1] == {"name": "b", "type": "string", "nullable": True, "required": False}
+    assert Signature.from_dict(declared.to_dict(), stored=True) == declared
+    # written before columns could be optional: a nullable column could be left out, and still can
+    old = Signature.from_dict(
+        {"inputs": [{"name": "a", "type": "double", "nullable": True}, {"name": "b", "type": "string"}]}, stored=True
+    )
+    assert [(c.nullable, c.required) for c in old.columns] == [(True, False), (False, True)]
+    assert prepare(old, records_table([{"b": "x"}]), max_rows=1).tolist() == [[None, "x"]]
+    with pytest.raises(InvalidInput, match="column 'b': a column that is not required must be nullable"):
+        Signature.from_dict({"inputs": [{"name": "b", "type": "string", "required": False, "nullable": False}]})
+    with pytest.raises(InvalidInput, match="'required' must be true or false"):
+        Signature.from_dict({"inputs": [{"name": "b", "type": "string", "required": "no"}]})
 
 
 def test_unknown_columns_can_be_ignored_and_text_is_parsed_by_type() -> None:

@@ -53,6 +53,27 @@ def test_an_all_null_or_mixed_column_cannot_be_inferred() -> None:
         infer_columns(["a"], [[1, "x"]])
 
 
+def test_an_all_null_example_column_of_a_model_fitted_on_an_array_is_a_double(store: Store) -> None:
+    import pandas as pd
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 3))
+    y = (X[:, 0] > 0.5).astype(int)
+    model = make_pipeline(SimpleImputer(), LogisticRegression()).fit(X, y)
+    record = store.publish("arrays", model, example=[[0.1, None, 0.3], [0.4, None, 0.2]])
+    signature = store.manifest("arrays", record.id).signature
+    assert signature is not None and not signature.frame
+    assert [(c.name, c.type) for c in signature.columns] == [(None, DOUBLE)] * 3
+    assert signature.columns[1].nullable  # the example holds its nulls
+    # fitted on a DataFrame, a column may hold anything: its type is still the example's to say
+    names = ["a", "b", "c"]
+    framed = make_pipeline(SimpleImputer(), LogisticRegression()).fit(pd.DataFrame(X, columns=names), y)
+    with pytest.raises(InvalidInput, match="column b: every example value is null"):
+        store.publish("frames", framed, example=[{"a": 0.1, "b": None, "c": 0.3}])
+
+
 @pytest.mark.parametrize(
     ("new", "breaking", "compatible"),
     [
@@ -60,9 +81,19 @@ def test_an_all_null_or_mixed_column_cannot_be_inferred() -> None:
         (Signature((Column("plan", STRING), Column("tenure", STRING)), frame=True), ["~ tenure: long -> string"], []),
         (Signature((Column("plan", STRING),), frame=True), ["- tenure: long"], []),
         (
-            Signature((*PLAN_TENURE.columns, Column("zip", STRING, nullable=True)), frame=True),
+            Signature((*PLAN_TENURE.columns, Column("zip", STRING, nullable=True, required=False)), frame=True),
             [],
+            ["+ zip: string (optional)"],
+        ),
+        (
+            Signature((*PLAN_TENURE.columns, Column("zip", STRING, nullable=True)), frame=True),
             ["+ zip: string (nullable)"],
+            [],
+        ),
+        (
+            Signature((Column("plan", STRING, nullable=True, required=False), Column("tenure", LONG)), frame=True),
+            [],
+            ["~ plan: now accepts nulls", "~ plan: no longer required"],
         ),
         (Signature((*PLAN_TENURE.columns, Column("zip", STRING)), frame=True), ["+ zip: string"], []),
         (
@@ -76,6 +107,18 @@ def test_diff_sorts_changes_into_breaking_and_compatible(
     new: Signature, breaking: list[str], compatible: list[str]
 ) -> None:
     assert diff(PLAN_TENURE, new) == (breaking, compatible)
+
+
+def test_a_column_that_becomes_required_breaks_and_a_deploy_says_so(store: Store) -> None:
+    """An optional column (an old manifest's nullable one) made required: clients that
+    leave it out would get 400s, so the deploy is refused with the diff unless forced."""
+    optional = Signature((Column("plan", STRING, nullable=True, required=False), Column("tenure", LONG)), frame=True)
+    required = Signature((Column("plan", STRING, nullable=True), Column("tenure", LONG)), frame=True)
+    assert diff(optional, required) == (["~ plan: now required"], [])
+    with pytest.raises(IncompatibleSchema, match="~ plan: now required"):
+        schema_change(optional, required, force=False, what="deploy")
+    positional = Signature((Column(None, DOUBLE, nullable=True, required=False),))
+    assert diff(positional, Signature((Column(None, DOUBLE, nullable=True),))) == ([], [])  # rows hold every column
 
 
 def test_a_positional_model_that_changes_width_breaks() -> None:
@@ -106,6 +149,26 @@ def test_a_deploy_that_changes_the_input_width_is_refused_with_its_diff_unless_f
     with pytest.raises(IncompatibleSchema):
         store.rollback("iris")
     assert store.rollback("iris", force=True).current == iris
+
+
+def test_a_manifest_written_before_required_keeps_its_nullable_columns_optional(store: Store) -> None:
+    from tests.models_for_tests import churn_pipeline
+
+    pipeline, frame = churn_pipeline()
+    version = store.publish("churn", pipeline, example=frame.head(3)).id
+    path: Path = store.paths("churn").version_dir(version) / "manifest.json"
+    data = json.loads(path.read_text())
+    assert [c["required"] for c in data["signature"]["inputs"]] == [True, True, True]  # written out, always
+    for column in data["signature"]["inputs"]:
+        del column["required"]
+    path.write_text(json.dumps(data))
+    old = load_manifest(path.parent).signature
+    assert old is not None
+    assert [(c.name, c.nullable, c.required) for c in old.columns] == [
+        ("plan", True, False),  # nullable then, so it could be left out: it still can
+        ("tenure", False, True),
+        ("spend", False, True),
+    ]
 
 
 def test_a_manifest_without_a_signature_still_loads_and_gets_one_from_the_estimator(store: Store, iris_a: Any) -> None:

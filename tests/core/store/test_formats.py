@@ -70,6 +70,64 @@ def test_untrusted_types_are_refused_by_name_until_the_store_trusts_them(tmp_pat
         store.load("c")
 
 
+def test_sklearn_trusts_scikit_learns_own_tree_types_and_nothing_else(tmp_path: Path) -> None:
+    """What skops (0.16) leaves untrusted in scikit-learn's tree models is two compiled
+    types; the word ``sklearn`` trusts those, and the refusal names the word only when it
+    would be enough."""
+    import numpy as np
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        GradientBoostingClassifier,
+        HistGradientBoostingClassifier,
+        RandomForestClassifier,
+    )
+    from sklearn.tree import DecisionTreeClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.random((80, 4))
+    y = (X[:, 0] > 0.5).astype(int)
+    estimators = {
+        "forest": RandomForestClassifier(n_estimators=5, random_state=0),
+        "boosting": GradientBoostingClassifier(n_estimators=5, random_state=0),
+        "hist": HistGradientBoostingClassifier(max_iter=5),
+        "extra": ExtraTreesClassifier(n_estimators=5, random_state=0),
+        "tree": DecisionTreeClassifier(random_state=0),
+    }
+    tree_type, predictor_type = (
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    )
+    store = Store(tmp_path / "models", clock=StepClock())
+    trusting = Store(tmp_path / "models", clock=StepClock(), trusted_types=["sklearn"])
+    for name, estimator in estimators.items():
+        path = tmp_path / f"{name}.skops"
+        skops.io.dump(estimator.fit(X, y), path)
+        expected = [predictor_type] if name == "hist" else [tree_type]
+        assert skops.io.get_untrusted_types(file=path) == expected
+        with pytest.raises(UntrustedTypes) as refused:
+            store.publish(name, path, example=X[:2])
+        assert "MODELSWAP_TRUSTED_TYPES=sklearn" in str(refused.value) and expected[0] in str(refused.value)
+        record = trusting.publish(name, path, example=X[:2])
+        trusting.deploy(name, record.id)
+        assert list(trusting.load(name).predict(X[:3])) == list(estimator.predict(X[:3]))
+    # categorical features bring a generic callable along: the word does not cover it, nor offer itself
+    categorical = HistGradientBoostingClassifier(max_iter=5, categorical_features=[0])
+    Xc = np.c_[rng.integers(0, 4, 80), X[:, 1:]]
+    path = tmp_path / "categorical.skops"
+    skops.io.dump(categorical.fit(Xc, y), path)
+    with pytest.raises(UntrustedTypes) as refused:
+        trusting.publish("categorical", path, example=Xc[:2])
+    assert "functools.partial" in refused.value.types and predictor_type not in refused.value.types
+    assert "=sklearn" not in str(refused.value)
+    assert Settings.from_env({"MODELSWAP_TRUSTED_TYPES": "sklearn, mypkg.models.Ranker"}).trusted_types == (
+        predictor_type,
+        tree_type,
+        "mypkg.models.Ranker",
+    )
+    with pytest.raises(InvalidInput, match="nor 'sklearn'"):
+        Settings.from_env({"MODELSWAP_TRUSTED_TYPES": "scikit-learn"})
+
+
 def test_a_pickle_named_skops_is_read_as_skops_and_never_unpickled(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     evil = tmp_path / "model.skops"

@@ -10,6 +10,7 @@ from modelswap.core.errors import (
     CorruptRegistry,
     InvalidName,
     ModelNotFound,
+    NoReferenceWarning,
     NothingToRollBack,
     ValidationFailed,
     VersionNotFound,
@@ -40,6 +41,23 @@ def test_publish_creates_a_complete_registered_version_without_deploying(store: 
     assert store.registry("iris").get(version).metrics == {"accuracy": 0.97}  # type: ignore[union-attr]
     assert store.current("iris") is None
     assert [p.name for p in paths.versions_dir.iterdir()] == [version]
+
+
+def test_a_publish_without_a_reference_warns_once_that_drift_monitoring_is_off(store: Store, iris_a: Any) -> None:
+    import warnings
+
+    import numpy as np
+
+    with pytest.warns(NoReferenceWarning) as said:
+        version = store.publish("iris", iris_a, example=[IRIS_ROW]).id
+    assert [str(w.message) for w in said] == [
+        f"iris {version}: no reference: drift monitoring is off for this version; "
+        "pass reference= (the rows it was trained on)"
+    ]
+    assert said[0].filename == __file__  # pointed at the caller's publish line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoReferenceWarning)
+        store.publish("iris", iris_a, example=[IRIS_ROW], reference=np.array([IRIS_ROW] * 3))
 
 
 def test_publish_from_a_file_copies_it_and_takes_the_example_from_the_live_parent(
