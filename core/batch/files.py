@@ -213,7 +213,8 @@ def _numpy(array: pa.Array) -> Values:
     if (pa.types.is_integer(kind) or pa.types.is_floating(kind)) and array.null_count:
         return np.asarray(array.cast(pa.float64()).to_numpy(zero_copy_only=False))
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return array.to_pandas().array  # pandas' Arrow-backed text: no Python string per value
+        text: Values = array.to_pandas().array  # pandas' Arrow-backed text: no Python string per value
+        return text
     return np.asarray(array.to_numpy(zero_copy_only=False))
 
 

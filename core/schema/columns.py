@@ -48,7 +48,7 @@ def _typed(
     text: bool,
     row0: int,
     bad: dict[int, str] | None,
-) -> np.ndarray:
+) -> Any:
     """One column as an array of its type: float64 for double and long (NaN for null; a
     long column becomes int64 in :func:`frame_of` when it has no null), bool (object when
     nulls), datetime64[ns] (NaT for null), objects for strings (None for null), or a

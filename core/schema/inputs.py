@@ -284,7 +284,8 @@ def _to_datetime(column: Column, index: int, row: int, value: Any, text: bool) -
         else:
             if not np.isnat(moment) and not (EARLIEST <= moment <= LATEST):
                 raise _wrong(column, index, row, f"a time between {_day(EARLIEST)} and {_day(LATEST)}", value)
-            return moment.astype("datetime64[ns]")
+            nanoseconds: np.datetime64 = moment.astype("datetime64[ns]")
+            return nanoseconds
     raise _wrong(column, index, row, "an ISO 8601 date or time", value)
 
 
@@ -308,7 +309,7 @@ def to_model(signature: Signature, X: np.ndarray) -> Any:
     return pd.DataFrame({names[i]: _column(c, X[:, i]) for i, c in enumerate(signature.columns)})
 
 
-def _column(column: Column, values: np.ndarray) -> np.ndarray:
+def _column(column: Column, values: Any) -> Any:
     """One column with its type's dtype: float64 (NaN for null), int64 for whole numbers
     without nulls, bool, datetime64, or text (pandas' "str", NaN for null)."""
     if column.type in (DOUBLE, LONG):
