@@ -147,16 +147,15 @@ class Pipeline:
             return
         if candidate is None or not candidate.active:
             return
-        live = self.kernel.current(paths.name)
-        if live == candidate.version:
+        if candidate.stage == ROLLOUT:  # its promotion makes it live: the rollout's outcome says how
+            self.drive_rollout(paths, candidate)
+        elif self.kernel.current(paths.name) == candidate.version:
             self._stop_control(paths, candidate, f"{candidate.version} was deployed outside the policy")
             self._finish(
                 paths, candidate, history.POLICY_PASS, ENDED, f"{candidate.version} went live outside the policy"
             )
         elif candidate.stage == SHADOW:
             self.drive_shadow(paths, candidate)
-        elif candidate.stage == ROLLOUT:
-            self.drive_rollout(paths, candidate)
 
     # -- the start and the gate ------------------------------------------------------------
     def begin(self, paths: ModelPaths, policy: Policy, version: str) -> None:
