@@ -107,8 +107,8 @@ class ShadowStage:
         return cls(
             seconds=_number(data, "shadow", "seconds", 600.0, low=0.1, high=7 * 86400),
             min_requests=minimum,
-            min_agreement=None if agreement is None else _number(data, "shadow", "min_agreement", 0, low=0, high=1),
-            max_error_rate=None if errors is None else _number(data, "shadow", "max_error_rate", 0, low=0, high=1),
+            min_agreement=None if agreement is None else _number(data, "shadow", "min_agreement", 0.95, low=0, high=1),
+            max_error_rate=None if errors is None else _number(data, "shadow", "max_error_rate", 0.01, low=0, high=1),
             fraction=fraction,
             max_hold_seconds=_number(data, "shadow", "max_hold_seconds", 3600.0, low=0.0, high=30 * 86400),
         )

@@ -135,6 +135,8 @@ def test_set_and_clear_are_journaled_and_setting_the_same_policy_again_changes_n
     policy = set_policy(store, "iris", POLICY, actor="alice", reason="weekly retrains")
     assert policy.set_by == "alice" and policy.gate is not None and policy.gate.max_drop == 0.01
     assert policy.rollout["steps"] == [50.0, 100.0] and policy.rollout["gates"]["max_psi"] == 0.2  # defaults filled
+    assert policy.shadow is not None and (policy.shadow.max_error_rate, policy.shadow.fraction) == (0.01, 1.0)
+    assert Policy.from_dict("iris", {"shadow": {}}).shadow == ShadowStage()  # every default as documented
     again = set_policy(store, "iris", {**POLICY, **read_policy(store.paths("iris")).to_dict()})  # type: ignore[union-attr]
     assert again == policy
     (entry,) = entries(store, history.POLICY_SET)
