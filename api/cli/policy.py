@@ -56,9 +56,11 @@ def _read(name: str) -> Any:
 
 def cmd_set(args: argparse.Namespace, settings: Settings) -> Result:
     body = _read(args.file)
+    if not isinstance(body, dict):
+        raise InvalidInput(f'{args.file} must hold a policy object like {{"gate": {{...}}, "rollout": {{...}}}}')
     client = _client(settings)
     if client is not None:
-        data = client.request("PUT", f"/v1/models/{args.model}/policy", {**body, "reason": args.reason})
+        data = client.policy_set(args.model, body, args.reason)
     else:
         local = Local(settings)
         data = local.ops.policy_set(args.model, body, actor=local.actor, reason=args.reason)
@@ -76,7 +78,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
 def cmd_clear(args: argparse.Namespace, settings: Settings) -> Result:
     client = _client(settings)
     if client is not None:
-        data = client.request("DELETE", f"/v1/models/{args.model}/policy", {"reason": args.reason})
+        data = client.policy_clear(args.model, args.reason)
     else:
         local = Local(settings)
         data = local.ops.policy_clear(args.model, actor=local.actor, reason=args.reason)
