@@ -189,6 +189,17 @@ class Client:
     def watch_reset(self, model: str, reason: str = "") -> dict[str, Any]:
         return dict(self.request("POST", f"{self._m(model)}/watch/reset", {"reason": reason}))
 
+    def policy(self, model: str) -> dict[str, Any]:
+        """The model's delivery policy and where its newest candidate stands."""
+        return dict(self.request("GET", f"{self._m(model)}/policy"))
+
+    def policy_set(self, model: str, policy: dict[str, Any], reason: str = "") -> dict[str, Any]:
+        """Set the delivery policy: gate, shadow, rollout, on_alert (admin)."""
+        return dict(self.request("PUT", f"{self._m(model)}/policy", {**policy, "reason": reason}))
+
+    def policy_clear(self, model: str, reason: str = "") -> dict[str, Any]:
+        return dict(self.request("DELETE", f"{self._m(model)}/policy", {"reason": reason}))
+
     def rollback(self, model: str, to: str | None = None, reason: str = "", *, force: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {"reason": reason} if reason else {}
         if to:

@@ -62,6 +62,14 @@ class Metrics:
             namespace=ns,
             registry=registry,
         )
+        self.alertmanager_alerts = Counter(
+            "alertmanager_alerts",
+            "Alerts received from Alertmanager, by what was done: retrain, or why nothing was "
+            "(resolved, no_model_label, unknown_model, no_rule, not_in_rule, below_severity, cooldown, job_running)",
+            ["outcome"],
+            namespace=ns,
+            registry=registry,
+        )
         self._process: dict[str, Any] | None = None
         if per_process:
             self._process = {

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from modelswap.core.access.roles import ADMIN
+from modelswap.core.delivery import alerts
 from modelswap.core.delivery import rollout as ro
 from modelswap.core.delivery.abtest import CanaryConfig, Guard, read_canary
 from modelswap.core.delivery.canary import promote_canary, start_canary, stop_canary
+from modelswap.core.delivery.pipeline import candidate_view
+from modelswap.core.delivery.policy import clear_policy, set_policy
 from modelswap.core.delivery.rollout import Rollout
 from modelswap.core.delivery.shadow import ShadowConfig, start_shadow, stop_shadow
 from modelswap.core.delivery.watched_deploy import RESET, Watch, WatchPlan, check_not_tripped, end_watch, watch_file
@@ -195,6 +198,29 @@ class Operations:
     def watch_reset(self, model: str, *, actor: str, reason: str = "") -> Watch:
         """End a watch by hand: stop watching, or clear a trip so the version can be deployed again."""
         return self._act(model, "watch_reset", lambda: end_watch(self.store, model, RESET, actor=actor, reason=reason))
+
+    def policy_set(self, model: str, data: Any, *, actor: str, reason: str = "") -> dict[str, Any]:
+        """Set the model's delivery policy (core.delivery.policy); returns the policy view."""
+        self._act(model, "policy_set", lambda: set_policy(self.store, model, data, actor=actor, reason=reason))
+        return candidate_view(self.store, model)
+
+    def policy_clear(self, model: str, *, actor: str, reason: str = "") -> dict[str, Any]:
+        self._act(model, "policy_clear", lambda: clear_policy(self.store, model, actor=actor, reason=reason))
+        return candidate_view(self.store, model)
+
+    def policy(self, model: str) -> dict[str, Any]:
+        return candidate_view(self.store, model)
+
+    def alertmanager(self, payload: Any, *, caller: str, covers: Callable[[str], bool]) -> dict[str, Any]:
+        """Act on an Alertmanager webhook (core.delivery.alerts); every alert counted by outcome."""
+        parsed = alerts.parse_payload(payload)
+        results = alerts.handle_alerts(self.store, self.jobs, parsed, caller=caller, covers=covers)
+        for result in results:
+            if self.metrics is not None:
+                self.metrics.alertmanager_alerts.labels(result["outcome"]).inc()
+            if result["outcome"] == alerts.RETRAIN:
+                self._count(result["model"], "alert_retrain", "success")
+        return {"alerts": results, "retrains": sum(r["outcome"] == alerts.RETRAIN for r in results)}
 
     def delete(self, model: str, version: str, *, actor: str) -> dict[str, Any]:
         self._act(model, "delete", lambda: self.store.delete_version(model, version, actor=actor))

@@ -103,12 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    from modelswap.api.cli import batch, catalog, commands, delivery, monitor, serve, tokens
+    from modelswap.api.cli import batch, catalog, commands, delivery, monitor, policy, serve, tokens
 
     commands.add_commands(command, sub, where, HelpFormatter)
     catalog.add_commands(command, where, HelpFormatter)
     monitor.add_commands(command)
     delivery.add_commands(command, where, HelpFormatter)
+    policy.add_commands(command, where, HelpFormatter)
     serve.add_commands(command, root)
     tokens.add_commands(command, root, HelpFormatter)
     batch.add_commands(command, root, output)

@@ -17,7 +17,20 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from modelswap.api.http import admin, canary, console, delivery, health, mlflow, monitor, predict, reads, v2, workflows
+from modelswap.api.http import (
+    admin,
+    canary,
+    console,
+    delivery,
+    health,
+    mlflow,
+    monitor,
+    policy,
+    predict,
+    reads,
+    v2,
+    workflows,
+)
 from modelswap.api.http.auth import needs
 from modelswap.api.http.errors import HANDLERS
 from modelswap.api.http.lean import LeanInference
@@ -96,6 +109,10 @@ ROUTES = [
     Route("/v1/models/{model}/rollout/resume", needs(DEPLOY, delivery.rollout_resume), methods=["POST"]),
     Route("/v1/models/{model}/watch", needs(READ, delivery.watch_status), methods=["GET"]),
     Route("/v1/models/{model}/watch/reset", needs(ROLLBACK, delivery.watch_reset), methods=["POST"]),
+    Route("/v1/models/{model}/policy", needs(READ, policy.get_policy), methods=["GET"]),
+    Route("/v1/models/{model}/policy", needs(ADMIN, policy.set_policy), methods=["PUT"]),
+    Route("/v1/models/{model}/policy", needs(ADMIN, policy.clear_policy), methods=["DELETE"]),
+    Route("/v1/alertmanager", needs(DEPLOY, policy.alertmanager, model=None, always=True), methods=["POST"]),
     Route("/v1/models/{model}/versions", needs(DEPLOY, workflows.upload), methods=["POST"]),
     Route("/v1/models/{model}/gc", needs(ADMIN, workflows.gc), methods=["POST"]),
     Route("/v1/models/{model}/retrain", needs(DEPLOY, workflows.retrain), methods=["POST"]),

@@ -32,6 +32,7 @@ from modelswap.api.http.openapi_operations import (
     operation,
     plain_text,
 )
+from modelswap.api.http.openapi_policy import POLICY_PATHS, POLICY_SCHEMAS
 from modelswap.api.http.openapi_protocols import PROTOCOL_PATHS, PROTOCOL_SCHEMAS
 from modelswap.api.http.openapi_schemas import SCHEMAS
 from modelswap.api.http.openapi_views import VIEW_SCHEMAS
@@ -368,9 +369,16 @@ def build() -> dict[str, Any]:
             "description": "Filesystem-versioned scikit-learn model server with atomic hot-swap",
         },
         "tags": TAGS,
-        "paths": with_roles({**NATIVE_PATHS, **MONITOR_PATHS, **DELIVERY_PATHS, **PROTOCOL_PATHS}),
+        "paths": with_roles({**NATIVE_PATHS, **MONITOR_PATHS, **DELIVERY_PATHS, **POLICY_PATHS, **PROTOCOL_PATHS}),
         "components": {
-            "schemas": {**SCHEMAS, **VIEW_SCHEMAS, **MONITOR_SCHEMAS, **DELIVERY_SCHEMAS, **PROTOCOL_SCHEMAS},
+            "schemas": {
+                **SCHEMAS,
+                **VIEW_SCHEMAS,
+                **MONITOR_SCHEMAS,
+                **DELIVERY_SCHEMAS,
+                **POLICY_SCHEMAS,
+                **PROTOCOL_SCHEMAS,
+            },
             "parameters": {
                 **PARAMETERS,
                 **MONITOR_PARAMETERS,

@@ -43,7 +43,7 @@ VERSION_RECORD: dict[str, Schema] = {
     "description": STRING,
     "manifest_sha256": STRING,
     "size": {"type": "integer", "description": "Bytes of the version's files"},
-    "status": text("available, rolled_back or corrupt"),
+    "status": text("available, rolled_back, rejected or corrupt"),
     "parent": MAYBE_VERSION,
 }
 READS: dict[str, Schema] = {

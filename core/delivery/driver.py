@@ -26,6 +26,7 @@ import orjson
 from modelswap.core.delivery import rollout as ro
 from modelswap.core.delivery import watched_deploy as wt
 from modelswap.core.delivery.gates import FAIL, HOLD, describe, judge, prediction_psi
+from modelswap.core.delivery.pipeline import Pipeline
 from modelswap.core.delivery.shadow import read_shadow
 from modelswap.core.delivery.shadow_runner import ShadowRunner, fleet_summary
 from modelswap.core.errors import Conflict, InvalidInput, ModelswapError, UnsafePath
@@ -118,6 +119,14 @@ class Delivery:
         self.lease = Lease(ops.store, lease_seconds, clock)
         self._last_shadow_flush = 0.0
         self._idle: dict[str, int] = {}  # model -> its directory's mtime when nothing needed driving
+        self.pipeline = Pipeline(ops.store, self.shadow_figures, clock)
+
+    def shadow_figures(
+        self, paths: ModelPaths, live: str | None, version: str, started_at: str | None
+    ) -> dict[str, Any]:
+        """The fleet's comparison of a shadow, this process's own counts flushed first."""
+        self.shadows.flush(paths)
+        return fleet_summary(paths, live, version, started_at, stale=self.monitor.retention)
 
     def tick(self) -> None:
         """From the heartbeat thread: flush shadow counts when due; drive what needs it."""
@@ -149,17 +158,33 @@ class Delivery:
         watch = _quiet(wt.read_watch, paths.watch)
         running = rollout is not None and rollout.state == ro.RUNNING
         watching = watch is not None and watch.state == wt.WATCHING
-        if not running and not watching:
+        policy = paths.policy.exists() or paths.candidate.exists()
+        candidate = policy and self.pipeline.has_work(paths)
+        if not running and not watching and not candidate:
             self.lease.release(paths)
             self._idle[paths.name] = seen
             return
         self._idle.pop(paths.name, None)
         if not self.lease.hold(paths):
             return
+        if candidate:  # first: a candidate's stage may start the rollout driven below (its outcome: next tick)
+            self.drive_policy(paths)
+            rollout = _quiet(ro.read_rollout, paths.rollout)
+            running = rollout is not None and rollout.state == ro.RUNNING
         if running and rollout is not None:
             self.drive_rollout(paths, rollout)
         if watching and watch is not None:
             self.drive_watch(paths, watch)
+
+    def drive_policy(self, paths: ModelPaths) -> None:
+        try:
+            self.pipeline.drive(paths)
+        finally:
+            for model, action in self.pipeline.decisions:
+                self.ops.count(model, action)
+            if self.pipeline.decisions:
+                self.ops.sync(paths.name)
+            self.pipeline.decisions.clear()
 
     # -- the rollout -------------------------------------------------------------------
     def drive_rollout(self, paths: ModelPaths, state: ro.Rollout) -> None:

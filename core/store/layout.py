@@ -35,6 +35,8 @@ SHADOW_FILE = "shadow.json"  # the shadow config; absent when no shadow runs
 SHADOW_DIR = ".shadow"  # each serving process's shadow comparison counts
 ROLLOUT_FILE = "rollout.json"  # the stepped rollout's state (kept after it ends)
 WATCH_FILE = "watch.json"  # the watched deploy's state (kept after it ends)
+POLICY_FILE = "policy.json"  # the delivery policy: what happens to a new version (core.delivery.policy)
+CANDIDATE_FILE = "candidate.json"  # where the newest candidate stands in the policy (kept after it ends)
 LEASE_FILE = ".lease"  # which serving process drives the model's rollout and watch
 
 # Files at the store root.
@@ -116,6 +118,14 @@ class ModelPaths:
     @functools.cached_property
     def watch(self) -> Path:
         return self.dir / WATCH_FILE
+
+    @functools.cached_property
+    def policy(self) -> Path:
+        return self.dir / POLICY_FILE
+
+    @functools.cached_property
+    def candidate(self) -> Path:
+        return self.dir / CANDIDATE_FILE
 
     @functools.cached_property
     def lease(self) -> Path:

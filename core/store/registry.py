@@ -29,6 +29,7 @@ from modelswap.core.store.history import (
     DEPLOY,
     GC,
     LIVE_ACTIONS,
+    POLICY_REJECT,
     PROMOTE,
     PUBLISH,
     REPAIR,
@@ -43,7 +44,9 @@ REGISTRY_FORMAT = 2
 AVAILABLE = "available"
 ROLLED_BACK = "rolled_back"
 CORRUPT = "corrupt"
-STATUSES = (AVAILABLE, ROLLED_BACK, CORRUPT)
+REJECTED = "rejected"  # a delivery policy's stage failed on it (core.delivery.pipeline)
+STATUSES = (AVAILABLE, ROLLED_BACK, CORRUPT, REJECTED)
+CLEARED_BY_GOING_LIVE = (ROLLED_BACK, REJECTED)  # a person deployed it anyway: available again
 
 __all__ = [
     "AVAILABLE",
@@ -56,7 +59,9 @@ __all__ = [
     "GC",
     "LIVE_ACTIONS",
     "PROMOTE",
+    "POLICY_REJECT",
     "PUBLISH",
+    "REJECTED",
     "REPAIR",
     "REPAIR_LIVE",
     "ROLLBACK",
@@ -186,15 +191,19 @@ class Registry:
 
     def applied(self, entry: HistoryEntry) -> Registry:
         """The index after ``entry``: a publish adds its record, a live move clears the
-        target's rolled_back mark, a rollback marks the version it left, gc and delete drop
+        target's rolled_back or rejected mark, a rollback marks the version it left, a
+        policy's rejection marks its candidate rejected, gc and delete drop
         versions, a repair marks the corrupt and drops the missing ones it lists."""
         updated = self
         if entry.action == PUBLISH and isinstance(entry.details.get("record"), dict):
             updated = updated.with_version(Version.from_dict(entry.details["record"]))
-        if entry.action in LIVE_ACTIONS and entry.to_version and self.status_of(entry.to_version) == ROLLED_BACK:
-            updated = updated.with_status(entry.to_version, AVAILABLE)
+        to = entry.to_version
+        if entry.action in LIVE_ACTIONS and to and self.status_of(to) in CLEARED_BY_GOING_LIVE:
+            updated = updated.with_status(to, AVAILABLE)
         if entry.action == ROLLBACK and entry.from_version:
             updated = updated.with_status(entry.from_version, ROLLED_BACK)
+        if entry.action == POLICY_REJECT and entry.to_version:
+            updated = updated.with_status(entry.to_version, REJECTED)
         if entry.action in (GC, DELETE):
             updated = updated.without(entry.details.get("versions") or [])
         if entry.action == REPAIR:

@@ -213,10 +213,12 @@ def retrain(
     seed: int = 0,
     progress: Callable[[str], None] = lambda step: None,
 ) -> RetrainOutcome:
-    """Train, evaluate on a held-out split, publish, and deploy as the policy says.
+    """Train, evaluate on a held-out split, publish, and deploy as asked.
 
     ``deploy`` always deploys; ``deploy_if_better=METRIC`` deploys only when the new
-    version's METRIC beats the live version's (or nothing is live).
+    version's METRIC beats the live version's (or nothing is live). A model with a
+    delivery policy (``policy.json``, core.delivery.policy) is never deployed here: the
+    version is published and the policy's gate, shadow and rollout decide.
     """
     progress("loading data")
     data = load_dataset(dataset, target)
@@ -224,6 +226,9 @@ def retrain(
     result = train(data, estimator, seed=seed)
     progress("publishing")
     record = publish_trained(store, model, result, actor=actor)
+    if store.paths(model).policy.exists():
+        why = "published: the model's delivery policy decides whether it goes live"
+        return RetrainOutcome(model, record.id, dict(record.metrics), False, why)
     if deploy_if_better:
         progress(f"comparing {deploy_if_better} with the live version")
         current = store.current(model)

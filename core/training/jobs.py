@@ -114,14 +114,15 @@ class Jobs:
     def path(self, job: str) -> Path:
         return self.dir / f"{validate_job_id(job)}.json"
 
-    def start(self, params: RetrainRequest, actor: str) -> Job:
-        """Create the job (queued) and start its process; Conflict if one runs for the model."""
+    def start(self, params: RetrainRequest, actor: str, *, job_id: str | None = None) -> Job:
+        """Create the job (queued) and start its process; Conflict if one runs for the model.
+        ``job_id``: chosen by a caller that records it before the job starts (an alert's retrain)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         with hold(self.dir / f"{params.model}.lock", self.lock):
             for other in self.of_model(params.model):
                 if other["state"] in ACTIVE:
                     raise Conflict(f"retrain job {other['id']} of {params.model} is still {other['state']}")
-            job_id = new_version_id(utcnow())
+            job_id = validate_job_id(job_id) if job_id is not None else new_version_id(utcnow())
             state = {
                 "id": job_id,
                 "model": params.model,

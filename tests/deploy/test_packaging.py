@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from modelswap.core.delivery.policy import Policy
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent
@@ -95,10 +96,38 @@ def test_volume_pdb_service_and_retraining_cronjob(manifests: dict[str, dict[str
     assert manifests["Service"]["spec"]["ports"][0]["targetPort"] == "http"
     job = manifests["CronJob"]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     (container,) = job["containers"]
-    assert container["command"][-1].endswith("scripts/retrain.py") and "--deploy-if-better" in container["args"]
+    assert container["command"][-1].endswith("scripts/retrain.py") and "--deploy-if-better" not in container["args"]
     assert any(m["mountPath"] == "/models" for m in container["volumeMounts"])
+    # the retrain publishes and sets the shipped policy, which decides what goes live
+    policy_file = Path(container["args"][container["args"].index("--policy") + 1])
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    config_map = next(v for v in job["volumes"] if v["name"] == mounts[str(policy_file.parent)])["configMap"]["name"]
+    assert config_map == manifests["ConfigMap"]["metadata"]["name"]
+    rules = json.loads(manifests["ConfigMap"]["data"][policy_file.name])
+    policy = Policy.from_dict(container["args"][0], rules)
+    assert policy.gate and policy.shadow and policy.on_alert and policy.rollout["steps"][-1] == 100
     assert job["securityContext"]["runAsNonRoot"] is True
     assert manifests["CronJob"]["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+def test_alertmanager_config_and_alert_rules_pass_their_own_checkers_and_route_drift_to_the_webhook(
+    manifests: dict[str, dict[str, Any]],
+) -> None:
+    monitoring = ROOT / "k8s" / "monitoring"
+    for args in (["amtool", "check-config", monitoring / "alertmanager.yaml"],
+                 ["promtool", "check", "rules", monitoring / "alerts.yaml"]):  # fmt: skip
+        assert shutil.which(str(args[0])), "scripts/test installs Debian's prometheus and prometheus-alertmanager"
+        result = subprocess.run([str(a) for a in args], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load((monitoring / "alertmanager.yaml").read_text())
+    (route,) = config["route"]["routes"]
+    (hook,) = next(r for r in config["receivers"] if r["name"] == route["receiver"])["webhook_configs"]
+    service = manifests["Service"]["metadata"]["name"]
+    assert re.fullmatch(rf"http://{service}\.[a-z-]+\.svc/v1/alertmanager", hook["url"])
+    assert hook["http_config"]["authorization"]["type"] == "Bearer"
+    shipped = json.loads((ROOT / "k8s" / "policy.json").read_text())
+    for name in shipped["on_alert"]["alerts"]:
+        assert name in route["matchers"][0]
 
 
 def test_alerts_and_dashboard_use_real_metrics_and_point_at_the_runbook() -> None:

@@ -121,6 +121,9 @@ def test_admin_operations_require_the_bearer_token_and_reads_accept_it() -> None
         "pause_rollout",
         "resume_rollout",
         "reset_watch",
+        "set_policy",
+        "clear_policy",
+        "alertmanager_webhook",
         "whoami",
     }
     # open unless MODELSWAP_PROTECT_PREDICT=1, like predict
