@@ -7,6 +7,7 @@ so the first real request does not pay for lazy initialisation.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -159,12 +160,22 @@ def load_estimator(path: Path, label: str, fmt: str, trusted_types: Sequence[str
 
 
 def sklearn_mismatch(manifest: Manifest) -> str | None:
-    import sklearn
-
     recorded = manifest.sklearn_version
-    if recorded and recorded != sklearn.__version__:
-        return f"trained with scikit-learn {recorded}, serving with {sklearn.__version__}"
+    ours = sklearn_version()
+    if recorded and recorded != ours:
+        return f"trained with scikit-learn {recorded}, serving with {ours}"
     return None
+
+
+def sklearn_version() -> str:
+    """This environment's scikit-learn version, without importing it when nothing has yet
+    (a second on a CLI command that loads no model)."""
+    loaded = sys.modules.get("sklearn")
+    if loaded is not None:
+        return str(loaded.__version__)
+    from importlib.metadata import version
+
+    return version("scikit-learn")
 
 
 def signature_of(manifest: Manifest, estimator: Any) -> Signature:

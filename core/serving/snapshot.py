@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import sklearn
 
 from modelswap.core.errors import PredictionFailed
 from modelswap.core.schema.inputs import to_model
@@ -71,9 +70,11 @@ def _served(method: Callable[..., Any], *, assume_finite: bool) -> Callable[[np.
     it alike and count it as the model's failure.
     """
 
+    from sklearn import config_context  # here, once a model is loaded: a CLI command that loads none never pays for it
+
     def call(X: np.ndarray) -> Any:
         if assume_finite:
-            with sklearn.config_context(assume_finite=True):
+            with config_context(assume_finite=True):
                 answer = method(X)
         else:
             answer = method(X)
