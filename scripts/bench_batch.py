@@ -12,8 +12,9 @@ RandomForestClassifier of 200 trees on 20 numeric columns.
 
 - score: rows/s of ``modelswap score`` and of the ceiling (the same file read in
   ``--chunk-rows`` record batches, ``batch.to_pandas()``, ``model.predict``, a pyarrow
-  Parquet writer: no signature check, no metadata, no history), each in its own process,
-  rounds interleaved; the ratio is the median of per-round ratios. With ``--mlflow BIN``
+  Parquet writer: no signature check, no metadata, no history), each a whole process timed
+  from start to exit (both import, load the model and score), rounds interleaved; the
+  ratio is the median of per-round ratios. With ``--mlflow BIN``
   (an ``mlflow`` executable), ``mlflow models predict`` on the same rows as CSV too.
 - memory: peak RSS of ``score`` on all rows and on a tenth of them (bounded by the chunk,
   not the file).
@@ -26,7 +27,6 @@ Nothing is asserted; the figures go in notes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -107,23 +107,26 @@ spark.stop()
 # process would count this process's pages (the 2,000,000-row tables built here) in its
 # peak until it execs; forked from this small wrapper it counts only its own.
 WRAPPER = r"""
-import os, subprocess, sys
+import os, subprocess, sys, time
+start = time.perf_counter()
 proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE)
 out = proc.stdout.read()
 _, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - start
 sys.stdout.buffer.write(out)
-print(f"\nRSS {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+print(f"\nRSS {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)} {wall}")
 """
 
 
-def measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[str, float]:
-    """Run ``argv``: what it printed and its peak RSS in MiB."""
+def measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[str, float, float]:
+    """Run ``argv``: what it printed, its peak RSS in MiB, and its wall time from start to
+    exit (interpreter, imports and the model's load included)."""
     result = subprocess.run([sys.executable, "-c", WRAPPER, *argv], capture_output=True, text=True, env=env, cwd=ROOT)
     out, _, last = result.stdout.rstrip().rpartition("\n")
-    _, rss, code = last.split()
+    _, rss, code, wall = last.split()
     if result.returncode != 0 or code != "0":
         raise SystemExit(f"{argv[:5]} failed:\n{result.stderr[-3000:]}")
-    return out.strip(), int(rss) / 1024
+    return out.strip(), int(rss) / 1024, float(wall)
 
 
 def build(work: Path, rows: int, models: list[str]) -> dict[str, dict[str, Any]]:
@@ -173,11 +176,6 @@ def score_argv(work: Path, model: str, source: Path, target: Path, chunk: int) -
             "-o", str(target), "--chunk-rows", str(chunk), "--json", *keep]  # fmt: skip
 
 
-def rate_of_score(out: str) -> float:
-    report = json.loads(out) if out.startswith("{") else None  # score --json
-    return float(report["rows"]) / float(report["seconds"]) if report else float("nan")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=2_000_000)
@@ -202,11 +200,13 @@ def main() -> None:
             if "score" in parts:
                 ceiling_rates, ratios = [], []
                 for _ in range(args.rounds):
-                    out, _ = measured(score_argv(work, model, source, work / "out.parquet", args.chunk_rows))
-                    ours = rate_of_score(out)
-                    out, _ = measured([sys.executable, str(work / "ceiling.py"), str(work / f"{model}.joblib"),
-                                       str(source), str(work / "ceiling.parquet"), str(args.chunk_rows)])  # fmt: skip
-                    ceiling_rate = float(out.splitlines()[-1])
+                    # both whole processes, start to exit: each imports, loads the model and scores
+                    _, _, wall = measured(score_argv(work, model, source, work / "out.parquet", args.chunk_rows))
+                    ours = args.rows / wall
+                    ceiling = [sys.executable, str(work / "ceiling.py"), str(work / f"{model}.joblib"), str(source),
+                               str(work / "ceiling.parquet"), str(args.chunk_rows)]  # fmt: skip
+                    _, _, wall = measured(ceiling)
+                    ceiling_rate = args.rows / wall
                     score_rates.append(ours)
                     ceiling_rates.append(ceiling_rate)
                     ratios.append(ours / ceiling_rate)
@@ -225,25 +225,24 @@ def main() -> None:
                     print(f"mlflow models predict (CSV, {min(args.rows, 200_000):,} rows): "
                           f"{min(args.rows, 200_000) / (time.perf_counter() - start):,.0f} rows/s")  # fmt: skip
             if "memory" in parts:
-                _, whole = measured(score_argv(work, model, source, work / "m.parquet", args.chunk_rows))
-                _, tenth = measured(score_argv(work, model, item["tenth"], work / "m10.parquet", args.chunk_rows))
+                _, whole, _ = measured(score_argv(work, model, source, work / "m.parquet", args.chunk_rows))
+                _, tenth, _ = measured(score_argv(work, model, item["tenth"], work / "m10.parquet", args.chunk_rows))
                 print(f"peak RSS: {whole:,.0f} MiB on all rows, {tenth:,.0f} MiB on a tenth ({whole / tenth:.2f}x)")
             if "dask" in parts and name == "pipeline":
-                out, _ = measured([sys.executable, str(work / "dask_job.py"), str(work / "models"), model, str(source),
-                                   str(work / "dask-out")])  # fmt: skip
+                out, _, _ = measured([sys.executable, str(work / "dask_job.py"), str(work / "models"), model,
+                                      str(source), str(work / "dask-out")])  # fmt: skip
                 dask_rate = float(out.splitlines()[-1])
                 if not score_rates:
-                    score_rates = [rate_of_score(measured(score_argv(work, model, source, work / "o.parquet",
-                                                                     args.chunk_rows))[0])]  # fmt: skip
+                    wall = measured(score_argv(work, model, source, work / "o.parquet", args.chunk_rows))[2]
+                    score_rates = [args.rows / wall]
                 base = statistics.median(score_rates)
-                print(
-                    f"dask (2 worker processes) {dask_rate:,.0f} rows/s = {dask_rate / base:.2f}x score's {base:,.0f}"
-                )
+                print(f"dask (2 worker processes, cluster started) {dask_rate:,.0f} rows/s = {dask_rate / base:.2f}x "
+                      f"score's {base:,.0f} (whole process)")  # fmt: skip
             if "spark" in parts and name == "pipeline":
                 env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
                 rates = {}
                 for kind in ("modelswap", "plain"):
-                    out, _ = measured([sys.executable, str(work / "spark_job.py"), str(work / "models"), model,
+                    out, _, _ = measured([sys.executable, str(work / "spark_job.py"), str(work / "models"), model,
                                        str(source), str(work / f"spark-{kind}"), kind,
                                        str(work / f"{model}.joblib")], env=env)  # fmt: skip
                     rates[kind] = float(out.splitlines()[-1])
