@@ -19,6 +19,7 @@ from modelswap.core.errors import NotFound
 FILES = {
     "console.js": "text/javascript; charset=utf-8",
     "charts.js": "text/javascript; charset=utf-8",
+    "policy.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
 }
 # The page may load only its own script and style and talk only to this server.

@@ -145,10 +145,10 @@ async function overview() {
 
 async function modelPage(model) {
   const base = `/v1/models/${enc(model)}`;
-  const [info, versions, history, fleet, canary, monitor, rollout, shadow] = await Promise.all([
+  const [info, versions, history, fleet, canary, monitor, rollout, shadow, policy] = await Promise.all([
     api("GET", base), api("GET", `${base}/versions`), api("GET", `${base}/history?limit=50`), api("GET", `${base}/fleet`),
     api("GET", `${base}/canary`), optional(api("GET", `${base}/monitor`)), optional(api("GET", `${base}/rollout`)),
-    optional(api("GET", `${base}/shadow`)),
+    optional(api("GET", `${base}/shadow`)), optional(api("GET", `${base}/policy`)),
   ]);
   $("crumbs").innerHTML = `<a href="#/">models</a> / <strong>${esc(model)}</strong>`;
   state.model = { name: model, info, versions };
@@ -159,6 +159,7 @@ async function modelPage(model) {
   </div>
   <p>Fleet: ${fleetCell(fleet)} · Alerts: ${alertsCell(monitor)}</p>
   ${deliverySection(model, info, versions, canary, rollout, shadow)}
+  ${Policy.section(model, policy, history.history)}
   <section>${versionsSection(versions, info)}</section>
   <section><h3>History</h3>${historyTable(history.history)}</section>
   <div class="grid"><section><h3>Processes</h3>${fleetTable(fleet)}</section>

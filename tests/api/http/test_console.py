@@ -2,8 +2,9 @@
 scripts/test) against a real server: overview, read-only mode, a one-click rollback with
 a reason, a refused deploy's message, protected reads, and the charts: a drifted
 feature's distributions beside the reference's, traffic over the window, a rollout's
-steps and a shadow's agreement. Screenshots of the overview, the model page and its
-drift charts are saved under the test's artifacts directory."""
+steps and a shadow's agreement, and the delivery policy with where its candidate stands.
+Screenshots of the overview, the model page, its drift charts and its policy section are
+saved under the test's artifacts directory."""
 
 from __future__ import annotations
 
@@ -297,3 +298,62 @@ def test_a_rollback_token_can_roll_back_but_not_deploy_and_history_names_it(tmp_
     last = store.history("churn", limit=1)[0]
     assert (last.action, last.actor, last.reason) == ("rollback", "token:oncall-alice", "3 a.m. page")
     assert store.current("churn") == ids["churn"][0]
+
+
+def test_the_model_page_shows_the_policy_and_where_its_candidate_stands(tmp_path: Path, page: Page) -> None:
+    """Without a policy one line says how to set one; with one, its stages in order and who
+    set it; a candidate worse than live by more than max_drop is rejected at the gate with
+    its figures and reason, and a better one passes the gate and is shown at its shadow."""
+    store = Store(tmp_path / "models")
+    live = store.publish("iris", iris_model(seed=1), metrics={"accuracy": 0.96}).id
+    store.deploy("iris", live)
+    policy = {
+        "gate": {"metric": "accuracy", "max_drop": 0.02},
+        "shadow": {"seconds": 3600, "min_requests": 500, "min_agreement": 0.9},  # stays at its shadow
+        "rollout": {"steps": [25, 100], "step_seconds": 60},
+        "on_alert": {"alerts": ["ModelswapFeatureDrift"], "retrain": {"dataset": "iris"}},
+    }
+    env = {**FAST, "MODELSWAP_LEASE_SECONDS": "2"}
+    with serve(store.root, env=env) as server:
+        page.goto(server.url + "/#/models/iris")
+        expect(page.locator("#policy-none")).to_contain_text("modelswap policy set iris policy.json")
+        with server.admin() as admin:
+            put = admin.put("/v1/models/iris/policy", json={**policy, "reason": "retrains go through the gates"})
+            assert put.status_code == 200, put.text
+        stages = page.locator("#policy-stages tbody tr")  # the next refresh shows it
+        expect(stages).to_have_count(4, timeout=10_000)
+        expect(stages.locator("th")).to_have_text(["Gate", "Shadow", "Rollout", "On alert"])
+        expect(stages.nth(0)).to_contain_text("accuracy may drop by at most 0.02 from the live version's")
+        expect(stages.nth(1)).to_contain_text("1 h on 100% of requests, at least 500 requests")
+        expect(stages.nth(1)).to_contain_text("agreement at least 90%")
+        expect(stages.nth(2)).to_contain_text("steps 25% → 100%")
+        expect(stages.nth(3)).to_contain_text("ModelswapFeatureDrift at warning or above start a retrain")
+        expect(page.locator("#policy-set")).to_contain_text("Set by token:admin at 20")
+        expect(page.locator("#policy-candidate")).to_contain_text("No candidate yet")
+
+        worse = store.publish("iris", iris_model(seed=2), metrics={"accuracy": 0.90}).id
+        candidate = page.locator("#policy-candidate")
+        expect(candidate).to_have_attribute("data-state", "rejected", timeout=15_000)
+        expect(page.locator("#policy-version")).to_have_text(worse)
+        expect(page.locator("#policy-reason")).to_have_text("gate: accuracy dropped from 0.96 to 0.9 (max_drop 0.02)")
+        gate = candidate.locator('li.stage[data-stage="gate"]')
+        expect(gate.locator(".word")).to_have_text("✗ FAILED")
+        for name, value in (("metric", "accuracy"), ("candidate", "0.9"), ("live_value", "0.96"), ("drop", "0.06")):
+            expect(gate.locator(f'dl.figures dt:text-is("{name}") + dd')).to_have_text(value)
+        expect(candidate.locator('li.stage[data-stage="shadow"] .word')).to_have_text("— not reached")
+        expect(candidate.locator('li.stage[data-stage="rollout"] .word')).to_have_text("— not reached")
+        expect(page.locator("#policy-history")).to_contain_text("policy_reject")
+
+        better = store.publish("iris", iris_model(seed=3), metrics={"accuracy": 0.97}).id
+        expect(page.locator("#policy-version")).to_have_text(better, timeout=15_000)
+        expect(candidate).to_have_attribute("data-stage", "shadow", timeout=15_000)
+        expect(candidate).to_have_attribute("data-state", "running")
+        expect(candidate.locator('li.stage[data-stage="gate"] .word')).to_have_text("✓ passed")
+        expect(candidate.locator('li.stage[data-stage="gate"]')).to_contain_text("gate passed")
+        expect(candidate.locator('li.stage[data-stage="shadow"] .word')).to_have_text("▶ now")
+        expect(candidate.locator('li.stage[data-stage="rollout"] .word')).to_have_text("· to come")
+        history = page.locator("#policy-history tbody tr")
+        expect(history.first).to_contain_text("policy_stage")
+        expect(page.locator("#policy-history")).to_contain_text("policy_set")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.locator("#policy").screenshot(path=str(ARTIFACTS / "console-policy.png"))
