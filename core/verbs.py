@@ -30,6 +30,10 @@ GUARD_ONLY = (
     "canary is still that version; a person stops a canary with canary_stop"
 )
 UPLOADED = "over HTTP a model file arrives as an upload (upload), validated in a child process"
+ALERTMANAGER_ONLY = (
+    "Alertmanager's webhook, called with Alertmanager's own payload; a person retrains with retrain "
+    "(or train on the store)"
+)
 TRAINED_AS_A_JOB = "a server never trains in a serving process: it starts a retraining job (retrain)"
 
 VERBS: dict[str, Verb] = {
@@ -72,6 +76,13 @@ VERBS: dict[str, Verb] = {
         "the CLI changes the store, which every serving process watches by itself",
     ),
     "set_monitor_config": Verb(("PUT /v1/models/{model}/monitor/config",)),
+    "policy_set": Verb(("PUT /v1/models/{model}/policy",)),
+    "policy_clear": Verb(("DELETE /v1/models/{model}/policy",)),
+    "alertmanager": Verb(
+        ("POST /v1/alertmanager",),
+        no_client=ALERTMANAGER_ONLY,
+        no_cli=ALERTMANAGER_ONLY,
+    ),
     # -- views -------------------------------------------------------------------------------
     "models": Verb(("GET /v1/models",)),
     "model": Verb(("GET /v1/models/{model}",)),
@@ -88,6 +99,7 @@ VERBS: dict[str, Verb] = {
     "fleet": Verb(("GET /v1/models/{model}/fleet",)),
     "canary": Verb(("GET /v1/models/{model}/canary",)),
     "monitor_config": Verb(("GET /v1/models/{model}/monitor/config",)),
+    "policy": Verb(("GET /v1/models/{model}/policy",)),
     "job": Verb(
         ("GET /v1/jobs/{job}",),
         no_cli="the CLI has no job command: Remote.train follows the job it starts (Client.wait_for_job)",

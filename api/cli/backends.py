@@ -70,6 +70,9 @@ class Backend(Protocol):
     def watch_reset(self, model: str, reason: str = "") -> dict[str, Any]: ...
     def monitor_config(self, model: str) -> dict[str, Any]: ...
     def set_monitor_config(self, model: str, changes: dict[str, Any]) -> dict[str, Any]: ...
+    def policy(self, model: str) -> dict[str, Any]: ...
+    def policy_set(self, model: str, policy: dict[str, Any], reason: str = "") -> dict[str, Any]: ...
+    def policy_clear(self, model: str, reason: str = "") -> dict[str, Any]: ...
 
 
 def backend_for(settings: Settings) -> Backend:
@@ -200,6 +203,15 @@ class Local:
     def set_monitor_config(self, model: str, changes: dict[str, Any]) -> dict[str, Any]:
         return self.ops.set_monitor_config(model, changes)
 
+    def policy(self, model: str) -> dict[str, Any]:
+        return self.ops.policy(model)
+
+    def policy_set(self, model: str, policy: dict[str, Any], reason: str = "") -> dict[str, Any]:
+        return self.ops.policy_set(model, policy, actor=self.actor, reason=reason)
+
+    def policy_clear(self, model: str, reason: str = "") -> dict[str, Any]:
+        return self.ops.policy_clear(model, actor=self.actor, reason=reason)
+
 
 class Remote:
     """The same verbs through a server's HTTP API (the server acts as ``api:<address>``)."""
@@ -313,3 +325,12 @@ class Remote:
 
     def set_monitor_config(self, model: str, changes: dict[str, Any]) -> dict[str, Any]:
         return self.client.set_monitor_config(model, changes)
+
+    def policy(self, model: str) -> dict[str, Any]:
+        return self.client.policy(model)
+
+    def policy_set(self, model: str, policy: dict[str, Any], reason: str = "") -> dict[str, Any]:
+        return self.client.policy_set(model, policy, reason)
+
+    def policy_clear(self, model: str, reason: str = "") -> dict[str, Any]:
+        return self.client.policy_clear(model, reason)

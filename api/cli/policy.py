@@ -10,10 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelswap.api.cli.backends import Local
+from modelswap.api.cli.backends import backend_for
 from modelswap.api.cli.commands import Command, Result, needs_action
-from modelswap.api.client import Client
-from modelswap.core.access.admin_token import client_token
 from modelswap.core.errors import InvalidInput
 from modelswap.core.settings import Settings
 
@@ -39,10 +37,6 @@ def add_commands(
     )
 
 
-def _client(settings: Settings) -> Client | None:
-    return Client(settings.url, client_token(settings)) if settings.url else None
-
-
 def _read(name: str) -> Any:
     try:
         text = sys.stdin.read() if name == "-" else Path(name).read_text()
@@ -58,30 +52,17 @@ def cmd_set(args: argparse.Namespace, settings: Settings) -> Result:
     body = _read(args.file)
     if not isinstance(body, dict):
         raise InvalidInput(f'{args.file} must hold a policy object like {{"gate": {{...}}, "rollout": {{...}}}}')
-    client = _client(settings)
-    if client is not None:
-        data = client.policy_set(args.model, body, args.reason)
-    else:
-        local = Local(settings)
-        data = local.ops.policy_set(args.model, body, actor=local.actor, reason=args.reason)
+    data = backend_for(settings).policy_set(args.model, body, args.reason)
     return data, policy_text(data)
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> Result:
-    client = _client(settings)
-    data = (
-        client.request("GET", f"/v1/models/{args.model}/policy") if client else Local(settings).ops.policy(args.model)
-    )
+    data = backend_for(settings).policy(args.model)
     return data, policy_text(data)
 
 
 def cmd_clear(args: argparse.Namespace, settings: Settings) -> Result:
-    client = _client(settings)
-    if client is not None:
-        data = client.policy_clear(args.model, args.reason)
-    else:
-        local = Local(settings)
-        data = local.ops.policy_clear(args.model, actor=local.actor, reason=args.reason)
+    data = backend_for(settings).policy_clear(args.model, args.reason)
     return data, policy_text(data)
 
 
