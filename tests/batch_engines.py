@@ -87,8 +87,7 @@ def spark_job(root: str, model: str, source: str, output: str, bad: str | None) 
             "rows": len(result),
             "loads": sorted(result.groupby("pid")["loads"].max().tolist()),
             "schema": scorer.schema(frame.schema).simpleString(),
-            "proba_columns": proba.columns,
-            "proba_rows": proba.count(),
+            "proba_schema": proba.schema.simpleString(),  # no job: the schema comes from the signature
             "error": error,
         }
     finally:

@@ -77,5 +77,5 @@ def test_spark_local_answers_as_score_and_loads_once_per_python_worker(job: tupl
     same_answers(home / "spark.parquet", scored)
     assert report["loads"] and set(report["loads"]) == {1}  # four partitions; each Python worker loaded once
     assert report["schema"] == "struct<customer_id:bigint,prediction:string>"
-    assert report["proba_columns"] == ["customer_id", "proba_churned", "proba_stayed"] and report["proba_rows"] == ROWS
+    assert report["proba_schema"] == "struct<customer_id:bigint,proba_churned:double,proba_stayed:double>"
     assert "column 'tenure' row 60: expected a whole number, got 2.5" in report["error"]

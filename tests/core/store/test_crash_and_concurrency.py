@@ -21,7 +21,7 @@ from modelswap.core.store.store import Store
 from modelswap.core.store.verify import verify_store
 from tests.conftest import ROOT
 
-KILLS = 12  # scripts/crash_campaign.py (and its slice in tests/scripts) kills far more; this checks each
+KILLS = 8  # scripts/crash_campaign.py (and its slice in tests/scripts) kills far more; this checks each
 
 
 def start_worker(root: Path, model_file: Path, *args: str, lock: str = "flock") -> subprocess.Popen[str]:
