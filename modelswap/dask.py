@@ -24,10 +24,7 @@ from typing import Any
 
 import dask.dataframe as dd
 
-from modelswap.core.batch import pinned
-from modelswap.core.batch.answers import Answers
-from modelswap.core.batch.frames import check_columns, empty, score_frame
-from modelswap.core.schema.inputs import IGNORE, REFUSE
+from modelswap.core.batch.frames import Job, empty
 from modelswap.core.store.store import Store
 
 __all__ = ["predict"]
@@ -52,43 +49,20 @@ def predict(
     problem; a value that does not fit raises InvalidInput naming the partition, row and
     column when the result is computed.
     """
-    kernel = store if isinstance(store, Store) else Store(Path(store))
-    pinned_version = pinned.resolve(kernel, model, version)
-    label = f"{model} {pinned_version}"
-    signature = pinned.signature(kernel, model, pinned_version)
-    answers = Answers.of(signature, method, label)
-    check_columns(signature, [str(c) for c in ddf.columns], answers, keep, ignore_extra=ignore_extra_columns)
-    job = _Job(
-        root=str(Path(kernel.root).resolve()),
-        model=model,
-        version=pinned_version,
-        answers=answers,
-        keep=tuple(keep),
-        extra=IGNORE if ignore_extra_columns else REFUSE,
-        trusted_types=tuple(kernel.trusted_types),
-        strict_versions=kernel.strict_versions,
-    )
-    meta = empty(answers, ddf._meta[list(keep)])
-    scored: dd.DataFrame = ddf.map_partitions(job, meta=meta, enforce_metadata=False)  # type: ignore[no-untyped-call]
+    job = Job.plan(store, model, version, method, keep, ignore_extra=ignore_extra_columns)
+    job.check([str(c) for c in ddf.columns])
+    meta = empty(job.answers, ddf._meta[list(keep)])
+    work = _Partitions(job)
+    scored: dd.DataFrame = ddf.map_partitions(work, meta=meta, enforce_metadata=False)  # type: ignore[no-untyped-call]
     return scored
 
 
 @dataclass(frozen=True)
-class _Job:
-    """What each partition runs: picklable (plain values), loading through the process's cache."""
+class _Partitions:
+    """What map_partitions calls: the job, told which partition it scores (for messages)."""
 
-    root: str
-    model: str
-    version: str
-    answers: Answers
-    keep: tuple[str, ...]
-    extra: str
-    trusted_types: tuple[str, ...]
-    strict_versions: bool
+    job: Job
 
     def __call__(self, frame: Any, partition_info: dict[str, Any] | None = None) -> Any:
-        loaded = pinned.load(
-            self.root, self.model, self.version, trusted_types=self.trusted_types, strict_versions=self.strict_versions
-        )
         where = f"partition {partition_info['number']}: " if partition_info else ""
-        return score_frame(frame, loaded, self.answers, self.keep, extra=self.extra, where=where)
+        return self.job.score(frame, where)

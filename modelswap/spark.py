@@ -26,11 +26,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-from modelswap.core.batch import pinned
-from modelswap.core.batch.answers import Answers
-from modelswap.core.batch.frames import check_columns, score_frame
-from modelswap.core.schema.inputs import IGNORE, REFUSE
-from modelswap.core.schema.signature import Signature
+from modelswap.core.batch.frames import Job
 from modelswap.core.store.store import Store
 
 __all__ = ["Scorer", "predict", "scorer"]
@@ -47,38 +43,21 @@ class Scorer:
     """``mapInPandas``'s function for one pinned version: batches of the input in, batches
     of kept columns and answers out. :meth:`schema` gives the output schema."""
 
-    def __init__(
-        self,
-        root: str,
-        model: str,
-        version: str,
-        signature: Signature,
-        answers: Answers,
-        keep: Sequence[str],
-        extra: str,
-        trusted_types: Sequence[str],
-        strict_versions: bool,
-    ) -> None:
-        self.root, self.model, self.version, self.answers = root, model, version, answers
-        self.signature = signature
-        self.keep, self.extra = tuple(keep), extra
-        self.trusted_types, self.strict_versions = tuple(trusted_types), strict_versions
+    def __init__(self, job: Job) -> None:
+        self.job = job
 
     def schema(self, input_schema: T.StructType) -> T.StructType:
         """The kept columns as the input has them, then the answers' columns."""
-        kept = [input_schema[name] for name in self.keep]
-        answers = [
-            T.StructField(n, SPARK_TYPES[t], nullable=False)
-            for n, t in zip(self.answers.names, self.answers.types, strict=True)
+        kept = [input_schema[name] for name in self.job.keep]
+        answers = self.job.answers
+        fields = [
+            T.StructField(n, SPARK_TYPES[t], nullable=False) for n, t in zip(answers.names, answers.types, strict=True)
         ]
-        return T.StructType([*kept, *answers])
+        return T.StructType([*kept, *fields])
 
     def __call__(self, batches: Iterator[Any]) -> Iterator[Any]:
-        loaded = pinned.load(
-            self.root, self.model, self.version, trusted_types=self.trusted_types, strict_versions=self.strict_versions
-        )
         for i, frame in enumerate(batches):
-            yield score_frame(frame, loaded, self.answers, self.keep, extra=self.extra, where=f"batch {i}: ")
+            yield self.job.score(frame, f"batch {i}: ")
 
 
 def scorer(
@@ -92,22 +71,7 @@ def scorer(
 ) -> Scorer:
     """The function for ``df.mapInPandas(s, s.schema(df.schema))``; ``version``: an id or
     alias (default: the live one, resolved now)."""
-    kernel = store if isinstance(store, Store) else Store(Path(store))
-    pinned_version = pinned.resolve(kernel, model, version)
-    signature = pinned.signature(kernel, model, pinned_version)
-    answers = Answers.of(signature, method, f"{model} {pinned_version}")
-    answers.check_keep(keep)
-    return Scorer(
-        str(Path(kernel.root).resolve()),
-        model,
-        pinned_version,
-        signature,
-        answers,
-        keep,
-        IGNORE if ignore_extra_columns else REFUSE,
-        kernel.trusted_types,
-        kernel.strict_versions,
-    )
+    return Scorer(Job.plan(store, model, version, method, keep, ignore_extra=ignore_extra_columns))
 
 
 def predict(
@@ -123,5 +87,5 @@ def predict(
     """``df``'s ``keep`` columns and ``method``'s answers per row (``prediction``, or
     ``proba_<class>`` per class, or ``decision``); every other column is a model input."""
     fn = scorer(store, model, version, method=method, keep=keep, ignore_extra_columns=ignore_extra_columns)
-    check_columns(fn.signature, df.columns, fn.answers, keep, ignore_extra=ignore_extra_columns)
+    fn.job.check(df.columns)
     return df.mapInPandas(fn, fn.schema(df.schema))

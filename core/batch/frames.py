@@ -10,17 +10,21 @@ on the partition's own index.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from modelswap.core.batch import pinned
 from modelswap.core.batch.answers import Answers
 from modelswap.core.errors import InvalidInput
 from modelswap.core.schema.columns import frame_of, prepare_columns
 from modelswap.core.schema.inputs import IGNORE, REFUSE, Table, Values, _match_columns
 from modelswap.core.schema.signature import Signature
 from modelswap.core.serving.loader import LoadedModel
+from modelswap.core.store.kernel import Kernel
 
 
 def columns_of(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, Values]:
@@ -46,6 +50,48 @@ def columns_of(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, Values]:
         else:
             out[name] = series.to_numpy(dtype=object, na_value=None)
     return out
+
+
+@dataclass(frozen=True)
+class Job:
+    """One pinned version's scoring of a distributed frame, as its workers run it: plain,
+    picklable values, the version loaded through each worker process's cache on first use."""
+
+    root: str
+    model: str
+    version: str
+    signature: Signature
+    answers: Answers
+    keep: tuple[str, ...]
+    extra: str
+    trusted_types: tuple[str, ...]
+    strict_versions: bool
+
+    @classmethod
+    def plan(
+        cls, store: Kernel | str | Path, model: str, version: str | None, method: str, keep: Sequence[str], *,
+        ignore_extra: bool,
+    ) -> Job:  # fmt: skip
+        """On the client or driver: the version resolved once, the answers' columns from its signature."""
+        kernel = store if isinstance(store, Kernel) else Kernel(Path(store))
+        pinned_version = pinned.resolve(kernel, model, version)
+        signature = pinned.signature(kernel, model, pinned_version)
+        answers = Answers.of(signature, method, f"{model} {pinned_version}")
+        answers.check_keep(keep)
+        return cls(
+            str(Path(kernel.root).resolve()), model, pinned_version, signature, answers, tuple(keep),
+            IGNORE if ignore_extra else REFUSE, tuple(kernel.trusted_types), kernel.strict_versions,
+        )  # fmt: skip
+
+    def check(self, columns: Sequence[str]) -> None:
+        """Refuse now what would fail every partition (see :func:`check_columns`)."""
+        check_columns(self.signature, columns, self.answers, self.keep, ignore_extra=self.extra == IGNORE)
+
+    def score(self, frame: pd.DataFrame, where: str) -> pd.DataFrame:
+        loaded = pinned.load(
+            self.root, self.model, self.version, trusted_types=self.trusted_types, strict_versions=self.strict_versions
+        )
+        return score_frame(frame, loaded, self.answers, self.keep, extra=self.extra, where=where)
 
 
 def check_columns(
