@@ -36,6 +36,7 @@ from modelswap.core.store.processes import alive
 PARQUET, CSV, JSONL = "parquet", "csv", "jsonl"
 EXTENSIONS = {".parquet": PARQUET, ".pq": PARQUET, ".csv": CSV, ".jsonl": JSONL, ".ndjson": JSONL}
 CSV_BLOCK = 1 << 20  # bytes per CSV block read; chunks are re-cut to chunk_rows
+PARQUET_BUFFER = 1 << 20  # bytes per Parquet read
 SAMPLE_ROWS = 1000  # the first rows of a JSON Lines file name its fields and the kept columns' types
 _HOST = socket.gethostname().replace("/", "_") or "host"
 
@@ -131,7 +132,10 @@ class Reader:
             raise InvalidInput(f"{self.path}: {exc}") from None  # a file the reader cannot parse
 
     def _parquet(self, wanted: Sequence[str], kept: Sequence[str], chunk_rows: int) -> Iterator[Chunk]:
-        source = pq.ParquetFile(self.path)
+        # pre_buffer off: pyarrow would otherwise keep every row group it has read until the
+        # file is done (a 2,000,000-row file: +200 MB); a 1 MiB read buffer instead of whole
+        # column chunks. Memory then follows chunk_rows, not the file.
+        source = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=PARQUET_BUFFER)
         names = list(dict.fromkeys([*wanted, *kept]))
         row0 = 0
         for batch in source.iter_batches(batch_size=chunk_rows, columns=names):
