@@ -144,7 +144,7 @@ def build(work: Path, rows: int, models: list[str]) -> dict[str, dict[str, Any]]
     built: dict[str, dict[str, Any]] = {}
     if "pipeline" in models:
         pipeline, frame = customers_pipeline()
-        store.deploy("churn", store.publish("churn", pipeline, example=frame.head(20)).id)
+        store.deploy("churn", store.publish("churn", pipeline, example=frame.head(20), reference=frame).id)
         table, _ = customers(rows, seed=1)
         table.insert(0, "customer_id", np.arange(rows))
         pq.write_table(
@@ -160,7 +160,7 @@ def build(work: Path, rows: int, models: list[str]) -> dict[str, dict[str, Any]]
     if "forest" in models:
         X, y = make_classification(n_samples=4000, n_features=20, n_informative=10, random_state=0)
         forest = RandomForestClassifier(n_estimators=200, max_depth=12, random_state=0, n_jobs=1).fit(X, y)
-        store.deploy("forest", store.publish("forest", forest, example=X[:5]).id)
+        store.deploy("forest", store.publish("forest", forest, example=X[:5], reference=X).id)
         big = np.random.default_rng(2).normal(size=(rows, 20))
         columns = {f"x{i}": big[:, i] for i in range(20)}
         pq.write_table(pa.table(columns), work / "forest.parquet", row_group_size=GROUP)
