@@ -79,16 +79,6 @@ def _num(x: float | None, fmt: str = ".3f") -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def _rates(window: dict[str, Any]) -> tuple[str, str]:
-    """(the model's errors: 5xx and timeouts; the clients': 4xx) as shares of the requests.
-    Apart: a client's malformed request is not the model's error."""
-    errors, n = window["errors"], window["requests"]
-    if not n:
-        return "-", "-"
-    client = errors.get("client", 0)
-    return _pct((sum(errors.values()) - client) / n), _pct(client / n)
-
-
 def monitor_text(data: dict[str, Any]) -> str:
     minutes = data["window_seconds"] / 60
     lines = [
@@ -112,7 +102,7 @@ def monitor_text(data: dict[str, Any]) -> str:
         q = "-" if quality is None else f"{quality['metric']} {quality['value']:.3f} n={quality['labelled']}"
         dataset = w["drift"]["dataset"]
         drift = "no reference" if not w["drift"]["reference"] else (dataset or {}).get("severity", "-")
-        server, client = _rates(w)
+        server, client = _pct(w["server_error_rate"]), _pct(w["client_error_rate"])  # the model's; the clients'
         lines.append(
             f"{row['version'] + mark:<24} {row['variant']:<8} {w['requests']:>9} {server:>7} {client:>7} "
             f"{_num(w['p99_ms'], '.1f'):>7} {q:<20} {drift}"

@@ -75,12 +75,19 @@ class Reader:
         if not path.is_file():
             raise InvalidInput(f"{path}: no such file")
         self.size = path.stat().st_size
+        self.rows: int | None = None
+        self._schema: pa.Schema | None = None  # Parquet's, from its footer
+        self._sample: list[dict[str, Any]] = []  # JSON Lines' first rows
         self.names = self._names()
-        self.rows: int | None = pq.ParquetFile(path).metadata.num_rows if self.kind == PARQUET else None
 
     def _names(self) -> list[str]:
         if self.kind == PARQUET:
-            return list(pq.ParquetFile(self.path).schema_arrow.names)
+            try:
+                footer = pq.ParquetFile(self.path)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise InvalidInput(f"{self.path}: not a readable Parquet file ({exc})") from None
+            self._schema, self.rows = footer.schema_arrow, footer.metadata.num_rows
+            return list(self._schema.names)
         if self.kind == CSV:
             try:
                 with self.path.open(newline="", encoding="utf-8-sig") as f:  # a BOM (Excel's) is not a name
@@ -92,27 +99,25 @@ class Reader:
             if len(set(header)) != len(header):
                 raise InvalidInput(f"{self.path}: the header names a column twice")
             return header
-        names: dict[str, None] = {}
         with self.path.open("rb") as f:
-            for i, line in enumerate(_lines(f, SAMPLE_ROWS)):
-                names.update(dict.fromkeys(_record(line, i, self.path)))
+            self._sample = [_record(line, i, self.path) for i, line in enumerate(_lines(f, SAMPLE_ROWS))]
+        names: dict[str, None] = {}
+        for record in self._sample:
+            names.update(dict.fromkeys(record))
         return list(names)  # the keys of the first rows; later rows may add more (then refused by name)
 
     def kept_types(self, kept: Sequence[str]) -> dict[str, pa.DataType]:
         """The Arrow type each kept column is written with: the file's own (Parquet), text
         (CSV), or what the first rows' values make (JSON Lines; text when they are all
         null or of no one type), so a later chunk cannot change it."""
-        if self.kind == PARQUET:
-            schema = pq.ParquetFile(self.path).schema_arrow
-            return {k: schema.field(k).type for k in kept}
-        if self.kind == CSV or not kept:
+        if self._schema is not None:
+            return {k: self._schema.field(k).type for k in kept}
+        if self.kind == CSV:
             return {k: pa.string() for k in kept}
-        with self.path.open("rb") as f:
-            records = [_record(line, i, self.path) for i, line in enumerate(_lines(f, SAMPLE_ROWS))]
         types = {}
         for k in kept:
             try:
-                kind = pa.array([r.get(k) for r in records]).type
+                kind = pa.array([r.get(k) for r in self._sample]).type
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
                 kind = pa.null()
             plain = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)

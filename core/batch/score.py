@@ -44,7 +44,7 @@ from modelswap.core.errors import InvalidInput, ModelswapError
 from modelswap.core.schema.columns import frame_of, prepare_columns
 from modelswap.core.schema.inputs import IGNORE, REFUSE, Table, _match_columns
 from modelswap.core.schema.signature import Signature
-from modelswap.core.serving.loader import LoadedModel
+from modelswap.core.serving.loader import LoadedModel, load_version
 from modelswap.core.store import history
 from modelswap.core.store.clock import default_actor, iso, utcnow
 from modelswap.core.store.fsio import dumps_json, fsync_dir, write_bytes_durable
@@ -117,9 +117,12 @@ def score(
     pinned_version = pinned.resolve(kernel, model, version)
     with kernel.locked(model):
         pass  # the end records history under this lock: a store the job cannot write fails now, not after the work
-    loaded = pinned.load(
-        kernel.root, model, pinned_version, trusted_types=kernel.trusted_types, strict_versions=kernel.strict_versions
-    )
+    # loaded for this job only: the process cache (core.batch.pinned.load) is for workers that
+    # score many partitions; a training process scoring night after night must not keep every version
+    loaded = load_version(
+        kernel.existing(model), pinned_version, strict_versions=kernel.strict_versions,
+        trusted_types=kernel.trusted_types, share_memory=True,
+    )  # fmt: skip
     answers = Answers.of(loaded.signature, method, f"{model} {pinned_version}")
     answers.check_keep(keep, also=REJECT_COLUMNS if reject_target is not None else ())
     reader = Reader(source)

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from modelswap.core.delivery.policy import SEVERITIES, read_policy
-from modelswap.core.errors import Conflict, InvalidInput, ModelNotFound
+from modelswap.core.errors import Conflict, InvalidInput, ModelswapError
 from modelswap.core.store import history
 from modelswap.core.store.clock import iso
 from modelswap.core.store.ids import new_version_id
@@ -38,7 +38,10 @@ ACTOR = "policy"
 RETRAIN = "retrain"
 RESOLVED, NO_MODEL, UNKNOWN_MODEL, NO_RULE = "resolved", "no_model_label", "unknown_model", "no_rule"
 NOT_IN_RULE, BELOW_SEVERITY, COOLDOWN, JOB_RUNNING = "not_in_rule", "below_severity", "cooldown", "job_running"
-OUTCOMES = (RETRAIN, RESOLVED, NO_MODEL, UNKNOWN_MODEL, NO_RULE, NOT_IN_RULE, BELOW_SEVERITY, COOLDOWN, JOB_RUNNING)
+JOB_FAILED = "job_failed"  # the retrain job could not be started (nothing recorded: the next firing tries again)
+OUTCOMES = (
+    RETRAIN, RESOLVED, NO_MODEL, UNKNOWN_MODEL, NO_RULE, NOT_IN_RULE, BELOW_SEVERITY, COOLDOWN, JOB_RUNNING, JOB_FAILED,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ def handle(kernel: Kernel, jobs: Jobs, alert: Alert, *, caller: str, covers: Cal
     try:
         paths = kernel.existing(model)
         policy = read_policy(paths)
-    except (ModelNotFound, InvalidInput):
+    except ModelswapError:  # no such model, a linked model directory, a damaged policy.json
         return {"outcome": UNKNOWN_MODEL}
     rule = policy.on_alert if policy is not None else None
     if rule is None:
@@ -131,6 +134,9 @@ def handle(kernel: Kernel, jobs: Jobs, alert: Alert, *, caller: str, covers: Cal
             kernel.commit(paths, kernel.load_registry(paths), entry, start)
         except Conflict as exc:  # a retrain of the model runs already (started by a person, or the CronJob)
             return {"outcome": JOB_RUNNING, "error": exc.message}
+        except (ModelswapError, OSError) as exc:  # the job would not start: the entry is taken back
+            logger.error("model %s: alert %s could not start a retrain: %s", model, alert.name, exc)
+            return {"outcome": JOB_FAILED, "error": getattr(exc, "message", None) or str(exc)}
     logger.warning("model %s: alert %s started retrain job %s", model, alert.name, job)
     return {"outcome": RETRAIN, "job": job}
 

@@ -156,6 +156,8 @@ class Pipeline:
             )
         elif candidate.stage == SHADOW:
             self.drive_shadow(paths, candidate)
+        elif candidate.stage == GATE and policy is not None:
+            self.drive_gate(paths, candidate, policy)
 
     # -- the start and the gate ------------------------------------------------------------
     def begin(self, paths: ModelPaths, policy: Policy, version: str) -> None:
@@ -164,7 +166,12 @@ class Pipeline:
         state = Candidate(version, live, RUNNING, GATE, now, now, policy.rules())
         self._change(paths, history.POLICY_STAGE, state, f"{version} published: the policy's gate judges it",
                      {"stage": GATE, "policy": policy.rules()}, frm=live)  # fmt: skip
-        figures, failure = self.judge_gate(paths.name, policy, live, version)
+        self.drive_gate(paths, state, policy)
+
+    def drive_gate(self, paths: ModelPaths, state: Candidate, policy: Policy) -> None:
+        """Judge the gate and move on; also for a candidate left at its gate (a crash after
+        ``begin`` recorded it, or a judgement that raised), which would otherwise stay there."""
+        figures, failure = self.judge_gate(paths.name, policy, state.live, state.version)
         if failure is not None:
             self._reject(paths, state, f"gate: {failure}", figures)
             return

@@ -238,7 +238,10 @@ def set_policy(kernel: Kernel, model: str, data: Any, *, actor: str | None = Non
     with kernel.locked(model):
         now = iso(kernel.clock())
         policy = Policy.from_dict(model, data, set_at=now, set_by=who)
-        old = read_policy(paths)
+        try:
+            old = read_policy(paths)
+        except InvalidInput:  # a damaged file: setting the policy again is the repair its error names
+            old = None
         if old is not None and old.rules() == policy.rules():
             return old
         entry = history.HistoryEntry(now, history.POLICY_SET, who, None, None, reason, {"policy": policy.rules()})

@@ -379,9 +379,16 @@ def fleet_summary(
     processes = dropped = 0
     for data in fresh_process_files(paths.shadow_dir, stale_before=time.time() - stale):
         processes += 1
-        dropped += int(data.get("dropped") or 0)
-        for pair in data.get("pairs") or []:
-            same_run = started_at is None or pair.get("started_at") == started_at
-            if pair.get("shadow") == shadow and pair.get("live") == live and same_run:
-                total.add(pair)
+        part = Comparison()  # one process's file counts whole or not at all
+        try:
+            lost = int(data.get("dropped") or 0)
+            for pair in data.get("pairs") or []:
+                same_run = started_at is None or pair.get("started_at") == started_at
+                if pair.get("shadow") == shadow and pair.get("live") == live and same_run:
+                    part.add(pair)
+        except (TypeError, ValueError, AttributeError) as exc:  # one process's damaged file: skipped, not a 500
+            logger.warning("%s: a shadow counts file is damaged (%s); left out of the comparison", paths.name, exc)
+            continue
+        dropped += lost
+        total.add(part.to_dict())
     return {**total.summary(), "dropped": dropped, "processes": processes}

@@ -187,7 +187,12 @@ class ReferenceProfile:
     prediction: FeatureProfile | None  # None when the predictions could not be profiled
 
     def feature(self, name: str) -> FeatureProfile | None:
-        return next((f for f in self.features if f.name == name), None)
+        return self._by_name.get(name)
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, FeatureProfile]:
+        """Features by name: a view asks for each drifted feature's profile."""
+        return {f.name: f for f in self.features}
 
     def summary(self) -> dict[str, Any]:
         """What views show: the number of rows and the columns profiled."""

@@ -8,7 +8,6 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -17,20 +16,7 @@ import pytest
 
 from modelswap.core.errors import InvalidInput
 from modelswap.core.store.store import Store
-from tests.models_for_tests import customers, customers_pipeline
-
-
-@pytest.fixture(scope="module")
-def fitted() -> tuple[Any, Any]:
-    return customers_pipeline()
-
-
-@pytest.fixture()
-def store(tmp_path: Path, fitted: tuple[Any, Any]) -> Store:
-    pipeline, frame = fitted
-    store = Store(tmp_path / "models")
-    store.deploy("churn", store.publish("churn", pipeline, example=frame.head(20)).id)
-    return store
+from tests.models_for_tests import customers
 
 
 def rows(n: int, seed: int = 0) -> pd.DataFrame:
@@ -180,3 +166,16 @@ def test_what_a_killed_job_left_on_this_host_is_removed_by_the_next_one(store: S
     assert not any(p.exists() for p in left) and other_host.exists()
     assert (tmp_path / "out.csv").exists() and (tmp_path / "out.csv.meta.json").exists()
     assert os.listdir(tmp_path).count(other_host.name) == 1
+
+
+def test_a_file_that_is_not_parquet_is_named_and_a_job_keeps_no_version_loaded(store: Store, tmp_path: Path) -> None:
+    from modelswap.core.batch import pinned
+
+    (tmp_path / "in.parquet").write_bytes(b"PAR1 but not really")
+    with pytest.raises(InvalidInput, match=r"in\.parquet: not a readable Parquet file"):
+        store.score("churn", tmp_path / "in.parquet", tmp_path / "out.parquet")
+    pq.write_table(pa.Table.from_pandas(rows(10), preserve_index=False), tmp_path / "in.parquet")
+    before = pinned.loads()
+    for _ in range(3):
+        store.score("churn", tmp_path / "in.parquet", tmp_path / "out.parquet")
+    assert pinned.loads() == before  # the workers' cache is not where a job's version lives

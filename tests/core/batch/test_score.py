@@ -18,20 +18,6 @@ from modelswap.core.store.store import Store
 from tests.models_for_tests import customers, customers_pipeline
 
 
-@pytest.fixture(scope="module")
-def fitted() -> tuple[Any, Any]:
-    return customers_pipeline()
-
-
-@pytest.fixture()
-def store(tmp_path: Path, fitted: tuple[Any, Any]) -> Store:
-    pipeline, frame = fitted
-    store = Store(tmp_path / "models")
-    version = store.publish("churn", pipeline, example=frame.head(20))
-    store.deploy("churn", version.id)
-    return store
-
-
 def table_file(path: Path, frame: pd.DataFrame) -> Path:
     if path.suffix == ".parquet":
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)

@@ -363,3 +363,41 @@ def test_a_policy_with_nothing_live_waits_for_a_person_to_deploy_the_first_versi
     set_policy(store, "iris", POLICY)
     publish(store, fit_iris(C=0.5))
     assert not pipeline.has_work(store.paths("iris"))
+
+
+def test_a_candidate_left_at_its_gate_is_judged_on_the_next_tick(
+    store: Store, pipeline: Pipeline, clock: Clock
+) -> None:
+    """A crash between begin's gate entry and its judgement leaves the candidate at the gate."""
+    from modelswap.core.delivery.pipeline import Candidate
+
+    a = live_with_policy(store)
+    b = publish(store, fit_iris(C=0.5), 0.95)
+    paths = store.paths("iris")
+    atomic_write_json(paths.candidate, Candidate(b, a, "running", "gate", clock(), clock(), POLICY).to_dict())
+    pipeline.drive(paths)
+    candidate = read_candidate(paths)
+    assert candidate is not None and candidate.stage == "shadow" and candidate.stages[0]["verdict"] == "pass"
+
+
+def test_a_damaged_policy_file_is_repaired_by_setting_the_policy_again(store: Store) -> None:
+    live_with_policy(store)
+    paths = store.paths("iris")
+    paths.policy.write_text("{not json")
+    with pytest.raises(InvalidInput):
+        read_policy(paths)
+    set_policy(store, "iris", POLICY, actor="test", reason="repair")
+    assert read_policy(paths) is not None and entries(store, history.POLICY_SET)[-1].reason == "repair"
+
+
+def test_an_alert_naming_a_linked_model_directory_is_an_unknown_model_not_an_error(
+    store: Store, tmp_path: Path
+) -> None:
+    from modelswap.core.delivery.alerts import Alert, handle
+    from modelswap.core.training.jobs import Jobs
+
+    live_with_policy(store)
+    (store.root / "elsewhere").symlink_to(store.root / "iris")
+    alert = Alert("ModelswapFeatureDrift", "firing", {"model": "elsewhere", "severity": "page"}, {}, "", "f")
+    outcome = handle(store, Jobs(store.root), alert, caller="test", covers=lambda model: True)
+    assert outcome == {"outcome": "unknown_model"}
