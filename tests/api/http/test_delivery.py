@@ -132,7 +132,10 @@ def test_a_healthy_candidate_walks_every_step_and_is_promoted(store: Store) -> N
         assert 'modelswap_admin_actions_total{action="rollout_promote",model="iris",outcome="success"} 1.0' in text
         status = server.get_json("/v1/models/iris")
         assert (status["current"], status["canary"]) == (b, None)
-        entries = [(e["action"], e["actor"]) for e in reversed(actions(server))]
+        # A step that has not yet seen min_requests canary answers holds (journaled as rollout_hold)
+        # and is judged again: on a loaded machine the traffic thread may be slow. What must hold
+        # is the order of what the rollout did.
+        entries = [(e["action"], e["actor"]) for e in reversed(actions(server)) if e["action"] != "rollout_hold"]
         start = entries.index(("rollout_start", "token:admin"))
         assert entries[start + 1 :][:3] == [("rollout_step", "rollout"), ("rollout_step", "rollout"),
                                              ("canary_promote", "rollout")]  # fmt: skip
