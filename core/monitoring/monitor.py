@@ -31,8 +31,8 @@ from modelswap.core.monitoring.counts import (
     Cell,
     Observation,
     Observed,
+    Pacer,
     Recorder,
-    pause,
     predicted_labels,
 )
 from modelswap.core.monitoring.fleet_counts import (
@@ -140,6 +140,7 @@ class Monitor:
             # began: requests arriving faster than they are counted cannot hold the
             # heartbeat thread here (its heartbeats and the delivery driver come next).
             left = self.recorder.pending
+            pause = Pacer()
             while left > 0:
                 drained = self.recorder.count(left, most=SLICE)
                 if not drained:

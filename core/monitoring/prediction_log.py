@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modelswap.core.monitoring.counts import Batch, Observation, Observed, observations, pause, requests
+from modelswap.core.monitoring.counts import Batch, Observation, Observed, Pacer, observations, requests
 from modelswap.core.store.clock import iso
 
 logger = logging.getLogger(__name__)
@@ -175,10 +175,11 @@ class PredictionLog:
     def flush(self, *, sliced: bool = False) -> None:
         """Write everything queued now, in the caller's thread, in one append; ``sliced``
         (the background thread): a pause after rendering every LINES lines (see
-        monitor_counts.SLICE)."""
+        core.monitoring.counts.PACE)."""
         with self._lock:
             lines: list[bytes] = []
             rendered = 0  # lines since the last pause
+            pause = Pacer()
             while self._queue:
                 handed = self._queue.popleft()
                 for item in handed:

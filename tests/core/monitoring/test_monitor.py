@@ -432,3 +432,19 @@ def test_a_repeated_request_id_is_judged_by_its_newest_answer(tmp_path: Path, mo
     assert answer["matched"] == 2
     cells = monitor.recorder._cumulative["iris"]
     assert sum(cell.feedback["correct"] for _, cell in cells.values()) == 2  # b1 judged by its newest answer
+
+
+def test_background_slices_are_paced_by_what_they_took(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After each slice the pacer sleeps PACE times the slice's length, within its bounds,
+    so a second's counting is spread out instead of taking the event loop's turns back to back."""
+    from modelswap.core.monitoring import counts
+
+    now = [100.0]
+    slept: list[float] = []
+    monkeypatch.setattr(counts.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(counts.time, "sleep", slept.append)
+    pause = counts.Pacer()
+    for took in (0.0001, 0.0, 0.01):
+        now[0] += took
+        pause()
+    assert slept == [pytest.approx(counts.PACE * 0.0001), counts.PAUSE_S, counts.MAX_PAUSE_S]
