@@ -31,7 +31,6 @@ from modelswap.core.monitoring.counts import (
     Cell,
     Observation,
     Observed,
-    Pacer,
     Recorder,
     predicted_labels,
 )
@@ -40,6 +39,7 @@ from modelswap.core.monitoring.fleet_counts import (
     read_counts,
     write_counts,
 )
+from modelswap.core.monitoring.pacing import Pacer
 from modelswap.core.monitoring.prediction_log import PredictionLog, find
 from modelswap.core.monitoring.profiles import ReferenceProfile, load_reference
 from modelswap.core.monitoring.view import Evaluator, pairs_of, when, window_cells

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from modelswap.core.monitoring.counts import Batch, Observation, Observed, Pacer, observations, requests
+from modelswap.core.monitoring.counts import Batch, Observation, Observed, observations, requests
+from modelswap.core.monitoring.pacing import Pacer
 from modelswap.core.store.clock import iso
 
 logger = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ class PredictionLog:
     def flush(self, *, sliced: bool = False) -> None:
         """Write everything queued now, in the caller's thread, in one append; ``sliced``
         (the background thread): a pause after rendering every LINES lines (see
-        core.monitoring.counts.PACE)."""
+        core.monitoring.pacing)."""
         with self._lock:
             lines: list[bytes] = []
             rendered = 0  # lines since the last pause

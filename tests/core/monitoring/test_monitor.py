@@ -437,14 +437,14 @@ def test_a_repeated_request_id_is_judged_by_its_newest_answer(tmp_path: Path, mo
 def test_background_slices_are_paced_by_what_they_took(monkeypatch: pytest.MonkeyPatch) -> None:
     """After each slice the pacer sleeps PACE times the slice's length, within its bounds,
     so a second's counting is spread out instead of taking the event loop's turns back to back."""
-    from modelswap.core.monitoring import counts
+    from modelswap.core.monitoring import pacing
 
     now = [100.0]
     slept: list[float] = []
-    monkeypatch.setattr(counts.time, "perf_counter", lambda: now[0])
-    monkeypatch.setattr(counts.time, "sleep", slept.append)
-    pause = counts.Pacer()
+    monkeypatch.setattr(pacing.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(pacing.time, "sleep", slept.append)
+    pause = pacing.Pacer()
     for took in (0.0001, 0.0, 0.01):
         now[0] += took
         pause()
-    assert slept == [pytest.approx(counts.PACE * 0.0001), counts.PAUSE_S, counts.MAX_PAUSE_S]
+    assert slept == [pytest.approx(pacing.PACE * 0.0001), pacing.PAUSE_S, pacing.MAX_PAUSE_S]
