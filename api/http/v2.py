@@ -133,7 +133,7 @@ def input_table(signature: Signature, tensors: list[tuple[str, np.ndarray]]) -> 
         values = tensors[0][1]
         if values.ndim == 1:
             values = values.reshape(1, -1)  # [features]: one row
-        return Table(array=values) if values.dtype != object else Table(rows=values.tolist())
+        return Table(array=values) if values.dtype.kind != "O" else Table(rows=values.tolist())
     columns: dict[str, list[Any]] = {}
     for name, values in tensors:
         if values.ndim == 2 and values.shape[1] == 1:

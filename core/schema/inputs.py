@@ -14,8 +14,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,9 +30,9 @@ NULL_TEXT = frozenset({"", "null", "none", "nan", "na"})
 EARLIEST, LATEST = np.datetime64("1677-09-22", "us"), np.datetime64("2262-04-11", "us")
 
 
-@dataclass(frozen=True)
-class Table:
-    """A request's rows before they meet the signature.
+class Table(NamedTuple):
+    """A request's rows before they meet the signature (a named tuple: one is built per
+    request, at a fifth of a frozen dataclass's cost).
 
     ``rows``: lists of values by position (``names`` gives their columns when the body
     had a header); ``columns``: values by column name. ``text`` marks values that are
