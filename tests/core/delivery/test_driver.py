@@ -5,6 +5,7 @@ comparison counts."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -285,3 +286,28 @@ def test_shadow_start_and_stop_are_journaled_and_the_runner_counts_agreement(
     stop_shadow(store, "iris", actor="me")
     assert not paths.shadow.exists()
     assert [e.action for e in store.history("iris")][:2] == ["shadow_stop", "shadow_start"]
+
+
+def test_a_damaged_shadow_counts_file_is_left_out_whole_and_the_others_still_sum(
+    iris_pair: tuple[Store, str, str], iris_a: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, a, b = iris_pair
+    config = start_shadow(store, "iris", b, 0.5, actor="me")
+    paths = store.paths("iris")
+    stable = Snapshot.of(load_version(paths, a), STABLE)
+    shadow = Snapshot.of(load_version(paths, b), SHADOW)
+    runner = ShadowRunner(bucket_seconds=60, keep_seconds=600)
+    X = np.asarray([[6.0, 2.9, 4.5, 1.5], [5.1, 3.5, 1.4, 0.2], [7.7, 3.0, 6.1, 2.3]])
+    runner.run_jobs([Job(stable, shadow, config.started_at, X, iris_a.predict(X), "predict", 0.001)])
+    runner.flush(paths)
+    ours = fleet_summary(paths, a, b, config.started_at, stale=60)
+    # Another process's file: a good pair first, then one a broken writer left behind.
+    pair = {"live": a, "shadow": b, "started_at": config.started_at}
+    damaged = {"time": time.time(), "dropped": 7,
+               "pairs": [{**pair, "rows": 100, "agree": 100}, {**pair, "rows": "many"}]}  # fmt: skip
+    (paths.shadow_dir / "elsewhere-1.json").write_text(json.dumps(damaged))
+    summary = fleet_summary(paths, a, b, config.started_at, stale=60)
+    assert (summary["rows"], summary["agreement"], summary["dropped"]) == (3, ours["agreement"], 0)
+    assert summary["processes"] == 2  # it was seen, and left out whole: not its good pair either
+    assert "a shadow counts file is damaged" in caplog.text
+    assert shadow_view(store, "iris", stale=60)["stats"]["rows"] == 3  # the view answers instead of failing
