@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from modelswap.api.cli.commands import Command, Result
-from modelswap.core.batch.answers import BATCH_METHODS
-from modelswap.core.batch.score import DEFAULT_CHUNK_ROWS
+from modelswap.core.batch import BATCH_METHODS, DEFAULT_CHUNK_ROWS
 from modelswap.core.settings import Settings
 from modelswap.core.store.store import Store
 

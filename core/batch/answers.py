@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from modelswap.core.batch import BATCH_METHODS
 from modelswap.core.errors import InvalidInput
 from modelswap.core.schema.signature import Output, Signature
 
-BATCH_METHODS = ("predict", "predict_proba", "decision_function")
 PREFIX = {"predict_proba": "proba", "decision_function": "decision"}
 
 

@@ -20,7 +20,7 @@ from modelswap.core.store.aliases import resolve as resolve_ref
 from modelswap.core.store.kernel import Kernel
 
 _lock = threading.Lock()
-_loaded: dict[tuple[str, str, str], LoadedModel] = {}
+_loaded: dict[tuple[str, str, str, tuple[str, ...], bool], LoadedModel] = {}
 _loads = 0
 
 
@@ -40,9 +40,10 @@ def resolve(kernel: Kernel, model: str, version: str | None) -> str:
 def load(
     root: str | Path, model: str, version: str, *, trusted_types: Sequence[str] = (), strict_versions: bool = False
 ) -> LoadedModel:
-    """``version`` of ``model`` in the store at ``root``, loaded and validated once per process."""
+    """``version`` of ``model`` in the store at ``root``, loaded and validated once per process
+    and per load settings: a job that trusts fewer types never gets a load another trusted."""
     global _loads
-    key = (str(Path(root).resolve()), model, version)
+    key = (str(Path(root).resolve()), model, version, tuple(sorted(trusted_types)), strict_versions)
     with _lock:
         loaded = _loaded.get(key)
         if loaded is None:

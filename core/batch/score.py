@@ -28,7 +28,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from modelswap.core.batch import pinned
+from modelswap.core.batch import DEFAULT_CHUNK_ROWS, pinned
 from modelswap.core.batch.answers import Answers
 from modelswap.core.batch.files import (
     JSON_OPTIONS,
@@ -50,7 +50,6 @@ from modelswap.core.store.clock import default_actor, iso, utcnow
 from modelswap.core.store.fsio import dumps_json, fsync_dir, write_bytes_durable
 from modelswap.core.store.kernel import Kernel
 
-DEFAULT_CHUNK_ROWS = 65_536
 REJECT_COLUMNS = ("row", "reason", "values")  # a rejects file's own columns, beside the kept ones
 Progress = Callable[[int, float], None]  # rows scored so far, fraction of the input read
 
@@ -114,6 +113,7 @@ def score(
         _check_target(path, source, kernel.root)
     if reject_target is not None and reject_target.resolve() == target.resolve():
         raise InvalidInput("the rejects file and the output must differ")
+    reader = Reader(source)  # a missing, misnamed or damaged input is refused before the model loads
     pinned_version = pinned.resolve(kernel, model, version)
     with kernel.locked(model):
         pass  # the end records history under this lock: a store the job cannot write fails now, not after the work
@@ -125,7 +125,6 @@ def score(
     )  # fmt: skip
     answers = Answers.of(loaded.signature, method, f"{model} {pinned_version}")
     answers.check_keep(keep, also=REJECT_COLUMNS if reject_target is not None else ())
-    reader = Reader(source)
     wanted = _input_columns(loaded.signature, reader, keep, extra)
     kept_types = reader.kept_types(keep)
     kept_fields = [pa.field(k, kept_types[k]) for k in keep]

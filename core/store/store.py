@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from modelswap.core.batch import DEFAULT_CHUNK_ROWS
 from modelswap.core.errors import (
     Forbidden,
     NoReferenceWarning,
@@ -209,7 +210,7 @@ class Store(Kernel):
         version: str | None = None,
         method: str = "predict",
         keep: Sequence[str] = (),
-        chunk_rows: int | None = None,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
         rejects: str | Path | None = None,
         ignore_extra_columns: bool = False,
         actor: str | None = None,
@@ -228,7 +229,7 @@ class Store(Kernel):
         records a ``score`` entry. ``progress(rows, fraction_read)`` is called per chunk.
         See docs/batch.md.
         """
-        from modelswap.core.batch.score import DEFAULT_CHUNK_ROWS, score
+        from modelswap.core.batch.score import score  # pyarrow, only when a job runs
 
         return score(
             self,
@@ -238,7 +239,7 @@ class Store(Kernel):
             version=version,
             method=method,
             keep=keep,
-            chunk_rows=DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows,
+            chunk_rows=chunk_rows,
             rejects=rejects,
             extra=IGNORE if ignore_extra_columns else REFUSE,
             actor=actor,

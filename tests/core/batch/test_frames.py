@@ -74,3 +74,15 @@ def test_an_empty_partition_has_the_outputs_columns(served: tuple[Store, Any], t
     out = score_frame(frame, loaded, answers, ["customer_id"])
     assert out.columns.tolist() == ["customer_id", "proba_churned", "proba_stayed"] and len(out) == 0
     assert isinstance(out, pd.DataFrame)
+
+
+def test_a_workers_load_is_shared_only_by_jobs_with_the_same_load_settings(served: tuple[Store, Any]) -> None:
+    store, _ = served
+    version = store.current("churn")
+    assert version is not None
+    plain = pinned.load(store.root, "churn", version)
+    before = pinned.loads()
+    trusting = pinned.load(store.root, "churn", version, trusted_types=("sklearn.tree._tree.Tree",))
+    assert trusting is not plain and pinned.loads() == before + 1  # other settings: a load of its own
+    assert pinned.load(store.root, "churn", version, trusted_types=("sklearn.tree._tree.Tree",)) is trusting
+    assert pinned.load(store.root, "churn", version) is plain and pinned.loads() == before + 1  # once per process
