@@ -8,6 +8,7 @@ a stop journals its entry and removes the file as one change.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,19 @@ from modelswap.core.store.ids import validate_version_id
 from modelswap.core.store.kernel import Kernel
 from modelswap.core.store.layout import ModelPaths
 from modelswap.core.store.transitions import schema_change
+
+logger = logging.getLogger(__name__)
+
+
+def read_quietly(read: Callable[[Any], Any], where: Any) -> Any:
+    """``read(where)``, or None with a warning when the control file there is damaged: a
+    background pass (the lease holder's heartbeat) goes on with the other models."""
+    try:
+        return read(where)
+    except InvalidInput as exc:
+        logger.warning("%s", exc.message)
+        return None
+
 
 T = TypeVar("T")
 

@@ -25,11 +25,12 @@ import orjson
 
 from modelswap.core.delivery import rollout as ro
 from modelswap.core.delivery import watched_deploy as wt
+from modelswap.core.delivery.control import read_quietly
 from modelswap.core.delivery.gates import FAIL, HOLD, describe, judge, prediction_psi
 from modelswap.core.delivery.pipeline import Pipeline
 from modelswap.core.delivery.shadow import read_shadow
 from modelswap.core.delivery.shadow_runner import ShadowRunner, fleet_summary
-from modelswap.core.errors import Conflict, InvalidInput, ModelswapError, UnsafePath
+from modelswap.core.errors import Conflict, ModelswapError, UnsafePath
 from modelswap.core.monitoring.counts import Cell
 from modelswap.core.monitoring.fleet_counts import FleetCounts, read_counts
 from modelswap.core.serving.fleet import process_id
@@ -154,8 +155,8 @@ class Delivery:
             return
         if self._idle.get(paths.name) == seen:
             return  # nothing to drive last time, and no file in the directory changed since
-        rollout = _quiet(ro.read_rollout, paths.rollout)
-        watch = _quiet(wt.read_watch, paths.watch)
+        rollout = read_quietly(ro.read_rollout, paths.rollout)
+        watch = read_quietly(wt.read_watch, paths.watch)
         running = rollout is not None and rollout.state == ro.RUNNING
         watching = watch is not None and watch.state == wt.WATCHING
         policy = paths.policy.exists() or paths.candidate.exists()
@@ -169,7 +170,7 @@ class Delivery:
             return
         if candidate:  # first: a candidate's stage may start the rollout driven below (its outcome: next tick)
             self.drive_policy(paths)
-            rollout = _quiet(ro.read_rollout, paths.rollout)
+            rollout = read_quietly(ro.read_rollout, paths.rollout)
             running = rollout is not None and rollout.state == ro.RUNNING
         if running and rollout is not None:
             self.drive_rollout(paths, rollout)
@@ -228,7 +229,7 @@ class Delivery:
         version = state.plan.version
 
         def choose(registry: Any, current: str | None) -> str:
-            now = _quiet(ro.read_rollout, self.store.existing(model).rollout)
+            now = read_quietly(ro.read_rollout, self.store.existing(model).rollout)
             if now is None or now.state != ro.RUNNING or now.step != state.step:
                 raise Conflict(f"the rollout of {model} changed while promoting")
             return version
@@ -322,14 +323,6 @@ def _since(counts: FleetCounts, version: str | None, variant: str, since: float)
         if v == version and var == variant and bucket >= start:
             total.add(cell)
     return total
-
-
-def _quiet(read: Callable[[Any], Any], path: Any) -> Any:
-    try:
-        return read(path)
-    except InvalidInput as exc:
-        logger.warning("%s", exc.message)
-        return None
 
 
 # -- views -----------------------------------------------------------------------------

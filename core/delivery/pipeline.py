@@ -33,9 +33,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from modelswap.core.delivery import rollout as ro
+from modelswap.core.delivery.control import read_quietly
 from modelswap.core.delivery.policy import Policy, ShadowStage, read_policy
 from modelswap.core.delivery.shadow import read_shadow, start_shadow, stop_shadow
-from modelswap.core.errors import Conflict, IncompatibleSchema, InvalidInput, ModelswapError
+from modelswap.core.errors import Conflict, IncompatibleSchema, InvalidInput, NotFound, ValidationFailed
 from modelswap.core.store import history
 from modelswap.core.store import registry as reg
 from modelswap.core.store.clock import iso
@@ -130,15 +131,15 @@ class Pipeline:
 
     def has_work(self, paths: ModelPaths) -> bool:
         """Whether the model's policy has a candidate to start or to drive (no lock)."""
-        candidate = _quiet(read_candidate, paths)
+        candidate = read_quietly(read_candidate, paths)
         if candidate is not None and candidate.active:
             return True
-        policy = _quiet(read_policy, paths)
+        policy = read_quietly(read_policy, paths)
         return policy is not None and newest_candidate(self.kernel, paths, policy, candidate) is not None
 
     def drive(self, paths: ModelPaths) -> None:
-        candidate = _quiet(read_candidate, paths)
-        policy = _quiet(read_policy, paths)
+        candidate = read_quietly(read_candidate, paths)
+        policy = read_quietly(read_policy, paths)
         newer = newest_candidate(self.kernel, paths, policy, candidate) if policy is not None else None
         if newer is not None and policy is not None:
             if candidate is not None and candidate.active:
@@ -156,8 +157,8 @@ class Pipeline:
             )
         elif candidate.stage == SHADOW:
             self.drive_shadow(paths, candidate)
-        elif candidate.stage == GATE and policy is not None:
-            self.drive_gate(paths, candidate, policy)
+        elif candidate.stage == GATE:
+            self.drive_gate(paths, candidate)
 
     # -- the start and the gate ------------------------------------------------------------
     def begin(self, paths: ModelPaths, policy: Policy, version: str) -> None:
@@ -166,17 +167,20 @@ class Pipeline:
         state = Candidate(version, live, RUNNING, GATE, now, now, policy.rules())
         self._change(paths, history.POLICY_STAGE, state, f"{version} published: the policy's gate judges it",
                      {"stage": GATE, "policy": policy.rules()}, frm=live)  # fmt: skip
-        self.drive_gate(paths, state, policy)
+        self.drive_gate(paths, state)
 
-    def drive_gate(self, paths: ModelPaths, state: Candidate, policy: Policy) -> None:
+    def drive_gate(self, paths: ModelPaths, state: Candidate) -> None:
         """Judge the gate and move on; also for a candidate left at its gate (a crash after
-        ``begin`` recorded it, or a judgement that raised), which would otherwise stay there."""
+        ``begin`` recorded it, or a judgement that raised), which would otherwise stay there.
+        By the policy the candidate began under, as every later stage is: one changed or
+        cleared since applies to the next candidate."""
+        policy = Policy.from_dict(paths.name, state.policy)
         figures, failure = self.judge_gate(paths.name, policy, state.live, state.version)
         if failure is not None:
             self._reject(paths, state, f"gate: {failure}", figures)
             return
         state = self._passed(paths, state, figures, "gate passed")
-        self._next(paths, state, policy)
+        self._start_stage(paths, state, SHADOW if policy.shadow is not None else ROLLOUT)
 
     def judge_gate(
         self, model: str, policy: Policy, live: str | None, version: str
@@ -187,7 +191,7 @@ class Pipeline:
             return figures, "nothing is live to compare with (deploy a first version by hand)"
         try:
             figures["schema"] = schema_change(self.kernel, model, live, version, force=False, what=f"{version}") or {}
-        except IncompatibleSchema as exc:
+        except (IncompatibleSchema, ValidationFailed, NotFound) as exc:  # the candidate's own fault: rejected
             return figures, exc.message
         if policy.gate is None:
             return figures, None
@@ -209,9 +213,9 @@ class Pipeline:
             return figures, f"{metric} {worse} from {before:g} to {value:g} (max_drop {policy.gate.max_drop:g})"
         return figures, None
 
-    def _next(self, paths: ModelPaths, state: Candidate, policy: Policy) -> None:
-        """Start the stage after the gate: the shadow if the policy has one, else the rollout."""
-        stage = SHADOW if policy.shadow is not None else ROLLOUT
+    def _start_stage(self, paths: ModelPaths, state: Candidate, stage: str) -> None:
+        """Journal and start ``stage`` (the shadow or the rollout) of the candidate."""
+        policy = Policy.from_dict(paths.name, state.policy)
         plan = policy.shadow.to_dict() if stage == SHADOW and policy.shadow else policy.plan(state.version).to_dict()
         now = self.clock()
         state = replace(state, stage=stage, stage_started_at=now, control_started=False, held_since=None,
@@ -229,7 +233,12 @@ class Pipeline:
                 start_shadow(self.kernel, paths.name, state.version, policy.shadow.fraction, actor=ACTOR, reason=reason)
             else:
                 ro.start_rollout(self.kernel, paths.name, policy.plan(state.version), actor=ACTOR, reason=reason)
-        except (Conflict, IncompatibleSchema, InvalidInput) as exc:
+        except (
+            Conflict,
+            InvalidInput,
+            ValidationFailed,
+            NotFound,
+        ) as exc:  # the candidate cannot run: rejected, not retried
             self._reject(paths, state, f"{state.stage} could not start: {exc.message}", None)
             return None
         flagged = replace(state, control_started=True)
@@ -246,14 +255,14 @@ class Pipeline:
 
     # -- the shadow ------------------------------------------------------------------------
     def drive_shadow(self, paths: ModelPaths, state: Candidate) -> None:
-        shadow = _quiet(read_shadow, paths.shadow)
+        shadow = read_quietly(read_shadow, paths.shadow)
         ours = shadow is not None and shadow.version == state.version
         if not state.control_started:
             settled = self._settle_start(paths, state, ours)
             if settled is None:
                 return
             state = settled
-            shadow = _quiet(read_shadow, paths.shadow)
+            shadow = read_quietly(read_shadow, paths.shadow)
             ours = shadow is not None and shadow.version == state.version
         if not ours or shadow is None:
             self._reject(paths, state, "shadow: stopped or replaced outside the policy", state.last_figures)
@@ -284,20 +293,11 @@ class Pipeline:
             return
         self._stop_control(paths, state, "shadow passed")
         state = self._passed(paths, state, figures, "shadow passed")
-        self._next_after_shadow(paths, state)
-
-    def _next_after_shadow(self, paths: ModelPaths, state: Candidate) -> None:
-        policy = Policy.from_dict(paths.name, state.policy)
-        now = self.clock()
-        state = replace(state, stage=ROLLOUT, stage_started_at=now, control_started=False, held_since=None,
-                        last_figures=None)  # fmt: skip
-        self._change(paths, history.POLICY_STAGE, state, "rollout starts",
-                     {"stage": ROLLOUT, "plan": policy.plan(state.version).to_dict()})  # fmt: skip
-        self._start_control(paths, state)
+        self._start_stage(paths, state, ROLLOUT)
 
     # -- the rollout -----------------------------------------------------------------------
     def drive_rollout(self, paths: ModelPaths, state: Candidate) -> None:
-        rollout = _quiet(ro.read_rollout, paths.rollout)
+        rollout = read_quietly(ro.read_rollout, paths.rollout)
         ours = (
             rollout is not None
             and rollout.plan.version == state.version
@@ -308,7 +308,7 @@ class Pipeline:
             if settled is None:
                 return
             state = settled
-            rollout = _quiet(ro.read_rollout, paths.rollout)
+            rollout = read_quietly(ro.read_rollout, paths.rollout)
             ours = rollout is not None and rollout.plan.version == state.version
         if not ours or rollout is None:
             self._reject(paths, state, "rollout: stopped or replaced outside the policy", None)
@@ -334,7 +334,7 @@ class Pipeline:
             if state.stage == SHADOW:
                 stop_shadow(self.kernel, paths.name, actor=ACTOR, reason=why, only_version=state.version)
             elif state.stage == ROLLOUT:
-                rollout = _quiet(ro.read_rollout, paths.rollout)
+                rollout = read_quietly(ro.read_rollout, paths.rollout)
                 if rollout is not None and rollout.active and rollout.plan.version == state.version:
                     ro.change_rollout(self.kernel, paths.name, history.ROLLOUT_ABORT, actor=ACTOR, reason=why)
                     self.decisions.append((paths.name, history.ROLLOUT_ABORT))
@@ -405,7 +405,7 @@ def candidate_view(kernel: Kernel, model: str) -> dict[str, Any]:
     """``GET /v1/models/{m}/policy``: the policy, and the candidate with its stage, figures and verdicts."""
     paths = kernel.existing(model)
     policy = read_policy(paths)
-    candidate = _quiet(read_candidate, paths)
+    candidate = read_quietly(read_candidate, paths)
     return {
         "model": model,
         "policy": policy.to_dict() if policy is not None else None,
@@ -416,11 +416,3 @@ def candidate_view(kernel: Kernel, model: str) -> dict[str, Any]:
 
 def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def _quiet(read: Callable[[Any], Any], path: Any) -> Any:
-    try:
-        return read(path)
-    except (InvalidInput, ModelswapError) as exc:
-        logger.warning("%s", getattr(exc, "message", exc))
-        return None

@@ -140,10 +140,10 @@ class OnAlert:
         if not isinstance(alerts, list) or not alerts or not all(isinstance(a, str) and a for a in alerts):
             raise InvalidInput('on_alert.alerts must be a list of alert names, e.g. ["ModelswapFeatureDrift"]')
         severity = data.get("min_severity", "warning")
-        if severity not in SEVERITIES:
+        if not isinstance(severity, str) or severity not in SEVERITIES:
             raise InvalidInput(f"on_alert.min_severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
         action = data.get("action", "retrain")
-        if action not in ACTIONS:
+        if not isinstance(action, str) or action not in ACTIONS:
             raise InvalidInput(f"on_alert.action must be one of {', '.join(ACTIONS)}, got {action!r}")
         retrain = _object(data.get("retrain", {}), "on_alert.retrain", '{"dataset": "iris", "estimator": "logreg"}')
         if {"deploy", "deploy_if_better"} & set(retrain):
@@ -186,7 +186,8 @@ class Policy:
     def from_dict(cls, model: str, data: Any, *, set_at: str = "", set_by: str = "") -> Policy:
         data = _object(data, "a policy", '{"gate": {...}, "shadow": {...}, "rollout": {...}, "on_alert": {...}}')
         _known(data, "the policy", set(PARTS) | {"set_at", "set_by"})
-        rollout = data.get("rollout") or {}
+        rollout = data.get("rollout")
+        rollout = {} if rollout is None else rollout  # absent or null: the default steps
         if not isinstance(rollout, Mapping):
             raise InvalidInput('rollout must be an object like {"steps": [5, 25, 50, 100], "step_seconds": 300}')
         if "version" in rollout:

@@ -113,6 +113,9 @@ def entries(store: Store, *actions: str) -> list[history.HistoryEntry]:
         ({"rollout": {"version": "20261124-010203-abcdef"}}, "rollout takes no version"),
         ({"on_alert": {"alerts": []}}, "on_alert.alerts must be a list"),
         ({"on_alert": {"alerts": ["X"], "min_severity": "loud"}}, "on_alert.min_severity must be one of"),
+        ({"on_alert": {"alerts": ["X"], "min_severity": []}}, "on_alert.min_severity must be one of"),
+        ({"on_alert": {"alerts": ["X"], "action": {}}}, "on_alert.action must be one of"),
+        ({"rollout": []}, "rollout must be an object"),
         ({"on_alert": {"alerts": ["X"], "action": "page"}}, "on_alert.action must be one of"),
         ({"on_alert": {"alerts": ["X"], "retrain": {"dataset": "/etc/passwd"}}}, "on_alert.retrain: dataset"),
         ({"on_alert": {"alerts": ["X"], "retrain": {"deploy": True}}}, "takes no deploy"),
@@ -378,6 +381,35 @@ def test_a_candidate_left_at_its_gate_is_judged_on_the_next_tick(
     pipeline.drive(paths)
     candidate = read_candidate(paths)
     assert candidate is not None and candidate.stage == "shadow" and candidate.stages[0]["verdict"] == "pass"
+
+
+def test_a_candidate_at_its_gate_is_judged_by_the_policy_it_began_under_even_once_cleared(
+    store: Store, pipeline: Pipeline, clock: Clock
+) -> None:
+    from modelswap.core.delivery.pipeline import Candidate
+
+    a = live_with_policy(store)
+    b = publish(store, fit_iris(C=0.5), 0.95)
+    paths = store.paths("iris")
+    atomic_write_json(paths.candidate, Candidate(b, a, "running", "gate", clock(), clock(), POLICY).to_dict())
+    clear_policy(store, "iris")
+    assert pipeline.has_work(paths)
+    pipeline.drive(paths)
+    candidate = read_candidate(paths)
+    assert candidate is not None and candidate.stage == "shadow" and candidate.stages[0]["verdict"] == "pass"
+
+
+def test_a_candidate_whose_manifest_is_damaged_is_rejected_at_the_gate_not_retried_every_tick(
+    store: Store, pipeline: Pipeline
+) -> None:
+    live_with_policy(store)
+    b = publish(store, fit_iris(C=0.5), 0.95)
+    paths = store.paths("iris")
+    (paths.version_dir(b) / "manifest.json").write_text("{ not json")
+    pipeline.drive(paths)
+    candidate = read_candidate(paths)
+    assert candidate is not None and (candidate.state, candidate.stage) == ("rejected", "gate")
+    assert not pipeline.has_work(paths)
 
 
 def test_a_damaged_policy_file_is_repaired_by_setting_the_policy_again(store: Store) -> None:
