@@ -187,19 +187,27 @@ def _transpose(
 def _assemble(signature: Signature, values: list[Values | None], n_rows: int, text: bool) -> np.ndarray:
     numeric = signature.numeric
     out = np.empty((n_rows, signature.width), dtype=np.float64 if numeric else object)
+    null = math.nan if numeric else None
     for i, (column, given) in enumerate(zip(signature.columns, values, strict=True)):
-        converted = _cells(column, i, given if given is not None else [None] * n_rows, text)
-        out[:, i] = [math.nan if v is None else v for v in converted] if numeric else converted
+        out[:, i] = _cells(column, i, given if given is not None else [None] * n_rows, text, null)
     return out
 
 
 def _cells(
-    column: Column, index: int, cells: Values, text: bool, *, row0: int = 0, bad: dict[int, str] | None = None
+    column: Column,
+    index: int,
+    cells: Values,
+    text: bool,
+    null: Any = None,
+    *,
+    row0: int = 0,
+    bad: dict[int, str] | None = None,
 ) -> list[Any]:
-    """One column's values converted to its type (None for null): the check every protocol
-    and batch scoring share. ``bad`` None: the first unfit value raises InvalidInput naming
-    the column and row (``row0`` + its position); else each unfit row's first reason goes
-    into ``bad`` (by position) and the row is left null."""
+    """One column's values converted to its type (``null`` for a null: NaN where the rows
+    become a float array): the check every protocol and batch scoring share. ``bad`` None:
+    the first unfit value raises InvalidInput naming the column and row (``row0`` + its
+    position); else each unfit row's first reason goes into ``bad`` (by position) and the
+    row is left null."""
     convert = _CONVERT[column.type]
     out: list[Any] = []
     for row, value in enumerate(cells):
@@ -209,14 +217,14 @@ def _cells(
                     raise InvalidInput(
                         f"column {column.label(index)} row {row0 + row}: null, but this column takes no nulls"
                     )
-                out.append(None)
+                out.append(null)
                 continue
             out.append(convert(column, index, row0 + row, value, text))
         except InvalidInput as exc:
             if bad is None:
                 raise
             bad.setdefault(row, exc.message)
-            out.append(None)
+            out.append(null)
     return out
 
 
