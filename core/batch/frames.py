@@ -20,8 +20,8 @@ import pyarrow as pa
 from modelswap.core.batch import pinned
 from modelswap.core.batch.answers import Answers
 from modelswap.core.errors import InvalidInput
-from modelswap.core.schema.columns import frame_of, prepare_columns
-from modelswap.core.schema.inputs import IGNORE, REFUSE, Table, Values, _match_columns
+from modelswap.core.schema.columns import frame_of, input_columns, prepare_columns
+from modelswap.core.schema.inputs import IGNORE, REFUSE, Table, Values
 from modelswap.core.schema.signature import Signature
 from modelswap.core.serving.loader import LoadedModel
 from modelswap.core.store.kernel import Kernel
@@ -84,38 +84,18 @@ class Job:
         )  # fmt: skip
 
     def check(self, columns: Sequence[str]) -> None:
-        """Refuse now what would fail every partition (see :func:`check_columns`)."""
-        check_columns(self.signature, columns, self.answers, self.keep, ignore_extra=self.extra == IGNORE)
+        """Refuse on the driver, before any partition runs, what would fail every partition
+        (core.schema.columns.input_columns)."""
+        input_columns(
+            self.signature, columns, self.keep, ignore_extra=self.extra == IGNORE, where="the frame",
+            hint="keep= copies a column to the output; ignore_extra_columns=True skips the others",
+        )  # fmt: skip
 
     def score(self, frame: pd.DataFrame, where: str) -> pd.DataFrame:
         loaded = pinned.load(
             self.root, self.model, self.version, trusted_types=self.trusted_types, strict_versions=self.strict_versions
         )
         return score_frame(frame, loaded, self.answers, self.keep, extra=self.extra, where=where)
-
-
-def check_columns(
-    signature: Signature, columns: Sequence[str], answers: Answers, keep: Sequence[str], *, ignore_extra: bool
-) -> None:
-    """Refuse on the driver, before any partition runs, what would fail every partition: a
-    kept column that is absent or takes an answer's name, a column the model does not
-    take (unless ``ignore_extra``), a column it needs that is missing."""
-    absent = [k for k in keep if k not in columns]
-    if absent:
-        raise InvalidInput(f"no column {', '.join(map(repr, absent))} to keep; the frame has {', '.join(columns)}")
-    answers.check_keep(keep)
-    given = [c for c in columns if c not in keep]
-    if not signature.named:
-        if len(given) != signature.width:
-            raise InvalidInput(f"the model takes {signature.width} columns, the frame has {len(given)} besides keep")
-        return
-    unknown = [c for c in given if c not in signature.name_set]
-    if unknown and not ignore_extra:
-        raise InvalidInput(
-            f"unknown column(s) {', '.join(map(repr, unknown))}; the model takes {', '.join(signature.names)} "
-            "(keep= copies a column to the output; ignore_extra_columns=True skips the others)"
-        )
-    _match_columns(signature, Table(columns={c: [] for c in given if c in signature.name_set}), IGNORE)
 
 
 def empty(answers: Answers, kept: pd.DataFrame) -> pd.DataFrame:

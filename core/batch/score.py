@@ -41,8 +41,8 @@ from modelswap.core.batch.files import (
     remove_stale_partials,
 )
 from modelswap.core.errors import InvalidInput, ModelswapError
-from modelswap.core.schema.columns import frame_of, prepare_columns
-from modelswap.core.schema.inputs import IGNORE, REFUSE, Table, _match_columns
+from modelswap.core.schema.columns import frame_of, input_columns, prepare_columns
+from modelswap.core.schema.inputs import IGNORE, REFUSE, Table
 from modelswap.core.schema.signature import Signature
 from modelswap.core.serving.loader import LoadedModel, load_version
 from modelswap.core.store import history
@@ -190,31 +190,14 @@ def _check_target(path: Path, source: Path, root: Path) -> None:
 
 
 def _input_columns(signature: Signature, reader: Reader, keep: Sequence[str], extra: str) -> list[str]:
-    """The file's columns that feed the model; unknown ones are refused unless ``extra`` is ignore."""
-    absent = [k for k in keep if k not in reader.names]
-    if absent:
-        raise InvalidInput(
-            f"{reader.path}: no column {', '.join(map(repr, absent))} to keep; it has {', '.join(reader.names)}"
-        )
-    if not signature.named:
-        given = [n for n in reader.names if n not in keep]  # a positional model takes the rest, in order
-        if len(given) != signature.width:
-            raise InvalidInput(f"{reader.path}: the model takes {signature.width} columns, the file has {len(given)}")
-        return given
-    takes = set(signature.names)
-    unknown = [n for n in reader.names if n not in takes and n not in keep]
-    if unknown and extra != IGNORE:
-        raise InvalidInput(
-            f"{reader.path}: unknown column(s) {', '.join(map(repr, unknown))}; the model takes "
-            f"{', '.join(signature.names)} (keep a column in the output with --keep; "
-            "MODELSWAP_EXTRA_COLUMNS=ignore skips the others)"
-        )
-    wanted = [n for n in signature.names if n in reader.names]
-    try:  # a missing column the model needs stops the job now, even for a file with no rows
-        _match_columns(signature, Table(columns={n: [] for n in wanted}), IGNORE)
+    """The file's columns that feed the model (core.schema.columns.input_columns), errors naming the file."""
+    try:
+        return input_columns(
+            signature, reader.names, keep, ignore_extra=extra == IGNORE, where="the file",
+            hint="keep a column in the output with --keep; MODELSWAP_EXTRA_COLUMNS=ignore skips the others",
+        )  # fmt: skip
     except InvalidInput as exc:
         raise InvalidInput(f"{reader.path}: {exc.message}") from None
-    return wanted
 
 
 def _score_chunk(

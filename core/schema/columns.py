@@ -16,8 +16,44 @@ from typing import Any
 import numpy as np
 
 from modelswap.core.errors import InvalidInput
-from modelswap.core.schema.inputs import EARLIEST, LATEST, REFUSE, Table, Values, _cells, _column, _match_columns
+from modelswap.core.schema.inputs import (
+    EARLIEST,
+    IGNORE,
+    LATEST,
+    REFUSE,
+    Table,
+    Values,
+    _cells,
+    _column,
+    _match_columns,
+)
 from modelswap.core.schema.signature import BOOLEAN, DATETIME, DOUBLE, LONG, STRING, Column, Signature
+
+
+def input_columns(
+    signature: Signature, names: Sequence[str], keep: Sequence[str], *, ignore_extra: bool, where: str, hint: str
+) -> list[str]:
+    """The columns of a file or frame (``names``; ``where`` says which) that feed the model,
+    in the order it takes them. Refused before any row is read, as they would fail every
+    chunk: a kept column that is absent, a positional model's width not met, a column the
+    model does not take (unless ``ignore_extra``; ``hint`` says how to keep or skip it),
+    one it needs that is missing."""
+    absent = [k for k in keep if k not in names]
+    if absent:
+        raise InvalidInput(f"no column {', '.join(map(repr, absent))} to keep; {where} has {', '.join(names)}")
+    given = [n for n in names if n not in keep]
+    if not signature.named:  # a positional model takes the rest, in order
+        if len(given) != signature.width:
+            raise InvalidInput(f"the model takes {signature.width} columns, {where} has {len(given)} besides keep")
+        return given
+    unknown = [n for n in given if n not in signature.name_set]
+    if unknown and not ignore_extra:
+        raise InvalidInput(
+            f"unknown column(s) {', '.join(map(repr, unknown))}; the model takes {', '.join(signature.names)} ({hint})"
+        )
+    wanted = [n for n in signature.names if n in names]
+    _match_columns(signature, Table(columns={n: [] for n in wanted}), IGNORE)
+    return wanted
 
 
 def prepare_columns(
