@@ -28,7 +28,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from filelock import FileLock
 
 from modelswap.core.access.roles import highest, role_name
 from modelswap.core.errors import Conflict, InvalidInput, NotFound, TokensUnreadable
-from modelswap.core.store.clock import iso, utcnow
+from modelswap.core.store.clock import iso, parse_iso, utcnow
 from modelswap.core.store.fsio import fsync_dir, tmp_name_beside
 
 TOKEN_PREFIX = "msw_"
@@ -86,10 +86,9 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
 def parse_time(text: str) -> datetime:
     """An ISO date or time, UTC unless it says."""
     try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return parse_iso(text)
     except ValueError:
         raise InvalidInput(f"bad expiry {text!r}: a duration (90d, 12h, 30m, 2w) or an ISO date (2027-03-01)") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)

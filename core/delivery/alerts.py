@@ -20,13 +20,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from modelswap.core.delivery.policy import SEVERITIES, read_policy
 from modelswap.core.errors import Conflict, InvalidInput, ModelswapError
 from modelswap.core.store import history
-from modelswap.core.store.clock import iso
+from modelswap.core.store.clock import iso, parse_iso
 from modelswap.core.store.ids import new_version_id
 from modelswap.core.store.kernel import Kernel
 from modelswap.core.training.jobs import Jobs
@@ -120,7 +119,7 @@ def handle(kernel: Kernel, jobs: Jobs, alert: Alert, *, caller: str, covers: Cal
     with kernel.locked(model):
         now = kernel.clock()
         last = history.last(paths.history, frozenset({history.ALERT_RETRAIN}))
-        if last is not None and now.timestamp() - _epoch(last.time) < rule.cooldown_seconds:
+        if last is not None and now.timestamp() - parse_iso(last.time).timestamp() < rule.cooldown_seconds:
             return {"outcome": COOLDOWN, "last": last.time, "job": last.details.get("job")}
         job = new_version_id(now, kernel.rand)
         entry = history.HistoryEntry(
@@ -139,7 +138,3 @@ def handle(kernel: Kernel, jobs: Jobs, alert: Alert, *, caller: str, covers: Cal
             return {"outcome": JOB_FAILED, "error": getattr(exc, "message", None) or str(exc)}
     logger.warning("model %s: alert %s started retrain job %s", model, alert.name, job)
     return {"outcome": RETRAIN, "job": job}
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

@@ -39,7 +39,7 @@ from modelswap.core.delivery.shadow import read_shadow, start_shadow, stop_shado
 from modelswap.core.errors import Conflict, IncompatibleSchema, InvalidInput, NotFound, ValidationFailed
 from modelswap.core.store import history
 from modelswap.core.store import registry as reg
-from modelswap.core.store.clock import iso
+from modelswap.core.store.clock import iso, parse_iso
 from modelswap.core.store.fsio import atomic_write_json, read_control
 from modelswap.core.store.kernel import Kernel
 from modelswap.core.store.layout import ModelPaths
@@ -269,7 +269,7 @@ class Pipeline:
             return
         stage = Policy.from_dict(paths.name, state.policy).shadow or ShadowStage()
         now = self.clock()
-        started = _epoch(shadow.started_at)
+        started = parse_iso(shadow.started_at).timestamp()
         if now - started < stage.seconds:
             return
         stats = self.shadow_figures(paths, self.kernel.current(paths.name), state.version, shadow.started_at)
@@ -412,7 +412,3 @@ def candidate_view(kernel: Kernel, model: str) -> dict[str, Any]:
         "live": kernel.current(model),
         "candidate": candidate.to_dict() if candidate is not None else None,
     }
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

@@ -14,6 +14,13 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_iso(text: str) -> datetime:
+    """A time as :func:`iso` writes it (or any ISO 8601 one), UTC unless it says; ValueError
+    for text that is not one."""
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
 def default_actor() -> str:
     """``cli:<user>``: who ran a command, for the history's actor column."""
     import pwd
