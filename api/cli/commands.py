@@ -116,14 +116,7 @@ def add_commands(
     p.add_argument("model", help="model name")
     p.add_argument("version", help="version id")
 
-    canary = command("canary", needs_action, "A/B canary: start, status, stop, promote", parents=[])
-    actions = canary.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    def canary_action(name: str, handler: Callable[..., Result], help_text: str) -> argparse.ArgumentParser:
-        c = actions.add_parser(name, parents=where, help=help_text, description=help_text, formatter_class=formatter)
-        c.set_defaults(handler=handler)
-        c.add_argument("model", help="model name")
-        return c
+    canary_action = verb_group(command, where, formatter, "canary", "A/B canary: start, status, stop, promote")
 
     c = canary_action("start", cmd_canary_start, "send a fraction of traffic to a version (validated like a deploy)")
     c.add_argument("version", help="version id of the canary")
@@ -155,6 +148,30 @@ def schema_flag(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="go ahead even if the version's inputs break clients of the live one (recorded in history)",
     )
+
+
+Action = Callable[[str, Callable[..., Result], str], argparse.ArgumentParser]
+
+
+def verb_group(
+    command: Command,
+    where: list[argparse.ArgumentParser],
+    formatter: type[argparse.HelpFormatter],
+    name: str,
+    help_text: str,
+) -> Action:
+    """A command of verbs on one model (``canary start iris ...``): returns ``action(verb,
+    handler, help)``, which adds a verb taking the model's name and returns its parser."""
+    sub = command(name, needs_action, help_text, parents=[]).add_subparsers(dest="action", required=True,
+                                                                             metavar="ACTION")  # fmt: skip
+
+    def action(verb: str, handler: Callable[..., Result], text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(verb, parents=where, help=text, description=text, formatter_class=formatter)
+        p.set_defaults(handler=handler)
+        p.add_argument("model", help="model name")
+        return p
+
+    return action
 
 
 def needs_action(args: argparse.Namespace, settings: Settings) -> Result:

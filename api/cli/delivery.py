@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from typing import Any
 
 from modelswap.api.cli.backends import Local, backend_for
-from modelswap.api.cli.commands import Command, Result, needs_action, schema_flag
+from modelswap.api.cli.commands import Action, Command, Result, schema_flag, verb_group
 from modelswap.api.client import Client
 from modelswap.core.access.admin_token import client_token
 from modelswap.core.delivery.driver import rollout_view, shadow_view, watch_view
@@ -20,17 +19,8 @@ from modelswap.core.settings import Settings
 def add_commands(
     command: Command, where: list[argparse.ArgumentParser], formatter: type[argparse.HelpFormatter]
 ) -> None:
-    def group(name: str, help_text: str) -> Callable[[str, Callable[..., Result], str], argparse.ArgumentParser]:
-        sub = command(name, needs_action, help_text, parents=[]).add_subparsers(dest="action", required=True,
-                                                                                 metavar="ACTION")  # fmt: skip
-
-        def action(verb: str, handler: Callable[..., Result], text: str) -> argparse.ArgumentParser:
-            p = sub.add_parser(verb, parents=where, help=text, description=text, formatter_class=formatter)
-            p.set_defaults(handler=handler)
-            p.add_argument("model", help="model name")
-            return p
-
-        return action
+    def group(name: str, help_text: str) -> Action:
+        return verb_group(command, where, formatter, name, help_text)
 
     shadow = group("shadow", "shadow a version on live traffic and compare its answers: start, status, stop")
     p = shadow("start", cmd_shadow_start, "predict a share of live requests with a version too (never answered)")

@@ -6,12 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from modelswap.api.cli.backends import backend_for
-from modelswap.api.cli.commands import Command, Result, needs_action
+from modelswap.api.cli.commands import Command, Result, verb_group
 from modelswap.core.errors import InvalidInput
 from modelswap.core.settings import Settings
 
@@ -19,15 +18,8 @@ from modelswap.core.settings import Settings
 def add_commands(
     command: Command, where: list[argparse.ArgumentParser], formatter: type[argparse.HelpFormatter]
 ) -> None:
-    sub = command("policy", needs_action, "a model's delivery policy: gate, shadow, rollout, on_alert (set, show, "
-                  "clear)", parents=[]).add_subparsers(dest="action", required=True, metavar="ACTION")  # fmt: skip
-
-    def action(verb: str, handler: Callable[..., Result], text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(verb, parents=where, help=text, description=text, formatter_class=formatter)
-        p.set_defaults(handler=handler)
-        p.add_argument("model", help="model name")
-        return p
-
+    action = verb_group(command, where, formatter, "policy",
+                        "a model's delivery policy: gate, shadow, rollout, on_alert (set, show, clear)")  # fmt: skip
     p = action("set", cmd_set, "set the policy every new version of the model goes through")
     p.add_argument("file", help="the policy as a JSON file (- reads standard input)")
     p.add_argument("--reason", default="", help="why, for the history")
