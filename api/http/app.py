@@ -223,7 +223,7 @@ def create_app(
         monitor=monitoring,
         collector=MonitorCollector(
             lambda: sorted(serving.slots),
-            monitoring.view if settings.monitor else None,
+            (lambda model: monitoring.view(model, histograms=False)) if settings.monitor else None,
             ttl=settings.monitor_flush,
             delivery=delivery_views,
         ),

@@ -300,7 +300,9 @@ class Monitor:
         )
 
     # -- the view ------------------------------------------------------------------
-    def view(self, model: str, *, version: str | None = None) -> dict[str, Any]:
+    def view(self, model: str, *, version: str | None = None, histograms: bool = True) -> dict[str, Any]:
+        """The model's monitoring view (docs/monitoring.md); ``histograms``: the window's drift
+        with the bins the console draws (/metrics reads figures only)."""
         paths = self.store.existing(model)
         self.tick(force_flush=True)
         now = self.clock()
@@ -328,10 +330,12 @@ class Monitor:
                 "variant": variant,
                 "live": v == live,
                 "canary": v == canary,
-                "window": evaluator.summary(v, window_cells(counts, (v, variant), latest, self.window)),
+                "window": evaluator.summary(
+                    v, window_cells(counts, (v, variant), latest, self.window), histograms=histograms
+                ),
                 "series": evaluator.series((v, variant), latest),
                 "cumulative": {"since": when(since) if since is not None else None,
-                               **evaluator.summary(v, cumulative)},
+                               **evaluator.summary(v, cumulative, histograms=False)},
             })  # fmt: skip
         return {
             "model": model,

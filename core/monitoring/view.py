@@ -122,10 +122,12 @@ class Evaluator:
         baseline = float(baseline) if isinstance(baseline, (int, float)) and not isinstance(baseline, bool) else None
         return {"metric": metric, "value": value, "labelled": n, "published": baseline}
 
-    def summary(self, version: str, cell: Cell, *, samples: bool = True) -> dict[str, Any]:
+    def summary(self, version: str, cell: Cell, *, samples: bool = True, histograms: bool = True) -> dict[str, Any]:
+        """A cell's traffic, errors, drift and quality; ``histograms``: each drift with the
+        bins the console draws (the window's; no reader wants the cumulative's)."""
         answered = cell.answered
         drift = self.drift(version, cell, samples=samples)
-        profile: ReferenceProfile | None = drift["profile"]
+        profile: ReferenceProfile | None = drift["profile"] if histograms else None
         return {
             "requests": answered,
             "rows": cell.rows,
