@@ -6,6 +6,7 @@
 "use strict";
 
 const Charts = (() => {
+  // text for HTML: the one escaping of every console script (they load after this one)
   const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
   const DASHES = ["", "6 3", "2 3", "9 3 2 3"];
   const MARKERS = ["circle", "square", "diamond", "triangle"];
@@ -176,5 +177,5 @@ const Charts = (() => {
     return `<figure class="rollout-chart" data-key="rollout"><figcaption>${esc(title)}</figcaption>${svg}</figure>${table}`;
   }
 
-  return { distribution, line, rollout, stepOutcomes, bins };
+  return { distribution, line, rollout, stepOutcomes, bins, esc };
 })();

@@ -9,7 +9,7 @@ const TOKEN_KEY = "modelswap-token";
 const ROLES = ["read", "predict", "rollback", "deploy", "admin"];
 const REFRESH_MS = 3000;
 const $ = (id) => document.getElementById(id);
-const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+const esc = Charts.esc;
 const enc = encodeURIComponent;
 const token = () => sessionStorage.getItem(TOKEN_KEY);
 const state = { sort: { key: "created_at", desc: true }, selected: new Set(), compare: null, busy: false, me: null };

@@ -6,7 +6,7 @@
 "use strict";
 
 const Policy = (() => {
-  const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+  const esc = Charts.esc;
   const num = (x) => (typeof x === "number" ? String(Number(x.toPrecision(4))) : esc(x));
   const pct = (x) => (x == null ? "—" : `${Number((100 * x).toPrecision(4))}%`);
   const secs = (x) => (x == null ? "—" : x >= 3600 && x % 3600 === 0 ? `${x / 3600} h` : x >= 60 && x % 60 === 0 ? `${x / 60} min` : `${num(x)} s`);
