@@ -305,28 +305,34 @@ def glob_escape(name: str) -> str:
 
 
 class Writer:
-    """Writes tables of one schema to ``target``'s partial name; :meth:`finish` completes
-    and fsyncs that file (the caller renames it into place), :meth:`discard` removes it.
-
-    The first table fixes the schema (``schema`` when no table comes); later ones are cast
-    to it, so a chunk cannot change a column's type half way through a file.
-    """
+    """Writes tables of ``schema`` to ``target``'s partial name, created at once (a place
+    the job cannot write fails it before any work, not at its end); :meth:`finish`
+    completes and fsyncs that file (the caller renames it into place), :meth:`discard`
+    removes it. A table of other types is cast to the schema, so a chunk cannot change a
+    column's type half way through a file."""
 
     def __init__(self, target: Path, schema: pa.Schema) -> None:
         self.target = target
         self.kind = format_of(target)
         self.temp = partial_name(target)
-        self.schema: pa.Schema | None = None
-        self._fallback = schema
+        self.schema = schema
         self._parquet: pq.ParquetWriter | None = None
         self._csv: pa_csv.CSVWriter | None = None
         self._file: io.BufferedWriter | None = None
         self.rows = 0
+        try:
+            if self.kind == PARQUET:
+                self._parquet = pq.ParquetWriter(self.temp, schema)
+            elif self.kind == CSV:
+                self._csv = pa_csv.CSVWriter(self.temp, schema)
+            else:
+                self._file = self.temp.open("wb")
+        except OSError as exc:  # nothing was opened: the one open failed
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)  # pyarrow's strerror is its whole message
+            raise InvalidInput(f"{target} cannot be written: {reason}") from None
 
     def write(self, table: pa.Table) -> None:
-        if self.schema is None:
-            self._open(table.schema)
-        elif table.schema != self.schema:
+        if table.schema != self.schema:
             try:
                 table = table.cast(self.schema)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
@@ -342,19 +348,8 @@ class Writer:
             self._file.write(b"".join(dump(row, default=str, option=JSON_OPTIONS) for row in table.to_pylist()))
         self.rows += table.num_rows
 
-    def _open(self, schema: pa.Schema) -> None:
-        self.schema = schema
-        if self.kind == PARQUET:
-            self._parquet = pq.ParquetWriter(self.temp, schema)
-        elif self.kind == CSV:
-            self._csv = pa_csv.CSVWriter(self.temp, schema)
-        else:
-            self._file = self.temp.open("wb")
-
     def finish(self, metadata: Mapping[str, str] | None = None) -> None:
         """Complete the file (Parquet: with ``metadata`` as key-value metadata) and fsync it."""
-        if self.schema is None:
-            self._open(self._fallback)
         if self._parquet is not None:
             if metadata:
                 self._parquet.add_key_value_metadata(dict(metadata))

@@ -131,15 +131,17 @@ def score(
     for path in targets:
         remove_stale_partials(path)
         remove_stale_partials(_meta_path(path))
-    out = Writer(target, pa.schema([*kept_fields, *answers.fields]))
-    set_aside = (
-        Writer(reject_target, pa.schema([pa.field("row", pa.int64()), pa.field("reason", pa.string()), *kept_fields,
-                                         pa.field("values", pa.string())]))
-        if reject_target is not None
-        else None
-    )  # fmt: skip
-    writers = [w for w in (out, set_aside) if w is not None]
+    writers: list[Writer] = []
     try:
+        out = Writer(target, pa.schema([*kept_fields, *answers.fields]))
+        writers.append(out)
+        set_aside = (
+            Writer(reject_target, pa.schema([pa.field("row", pa.int64()), pa.field("reason", pa.string()),
+                                             *kept_fields, pa.field("values", pa.string())]))
+            if reject_target is not None
+            else None
+        )  # fmt: skip
+        writers += [set_aside] if set_aside is not None else []
         with closing(reader.chunks(wanted, keep, chunk_rows)) as chunks:  # closed now, on an error too
             for chunk in chunks:
                 _score_chunk(source, loaded, answers, chunk, out, set_aside)

@@ -116,6 +116,18 @@ def test_a_row_that_does_not_fit_stops_the_job_naming_row_and_column_and_writes_
     assert store.history("churn") == before
 
 
+def test_an_output_that_cannot_be_written_fails_the_job_before_any_row_is_scored(store: Store, tmp_path: Path) -> None:
+    source = table_file(tmp_path / "in.csv", customers(100, seed=4)[0])
+    too_long = tmp_path / ("r" * 245 + ".csv")  # its hidden partial name passes the file system's 255 bytes
+    chunks: list[int] = []
+
+    with pytest.raises(InvalidInput, match=r"r\.csv cannot be written: File name too long"):
+        store.score("churn", source, tmp_path / "out.parquet", rejects=too_long, chunk_rows=10,
+                    progress=lambda rows, done: chunks.append(rows))  # fmt: skip
+    assert chunks == []  # refused at the start, not after the work
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "models"]  # the output's partial file went too
+
+
 def test_with_rejects_a_bad_row_is_set_aside_with_its_reason_and_the_rest_is_scored(
     store: Store, fitted: tuple[Any, Any], tmp_path: Path
 ) -> None:
