@@ -247,6 +247,7 @@ class Client:
         metadata: dict[str, Any] | None = None,
         force: bool = False,
         reference: list[Any] | None = None,
+        warn_no_reference: bool = True,
     ) -> dict[str, Any]:
         """Publish a model file as a new version (multipart upload): a skops file, or a joblib
         file if the server allows pickles (MODELSWAP_ALLOW_PICKLE_UPLOADS). ``example``: records
@@ -284,7 +285,7 @@ class Client:
                 "POST", f"{self._m(model)}/versions", raw=raw, content_type=f"multipart/form-data; boundary={boundary}"
             )
         )
-        if reference is None:
+        if reference is None and warn_no_reference:
             warnings.warn(NoReferenceWarning(f"{model} {record['id']}: {no_reference('reference=')}"), stacklevel=2)
         return record
 

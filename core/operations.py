@@ -232,8 +232,11 @@ class Operations:
     def publish(
         self, model: str, source: Path | Any, *, actor: str, action: str = "publish", **options: Any
     ) -> reg.Version:
-        """Publish a file, an open upload or an estimator; ``action`` names it in metrics."""
-        return self._act(model, action, lambda: self.store.publish(model, source, actor=actor, **options))
+        """Publish a file, an open upload or an estimator; ``action`` names it in metrics. A
+        version without a reference is said in the caller's answer, not warned in this process."""
+        return self._act(
+            model, action, lambda: self.store.publish(model, source, actor=actor, warn_no_reference=False, **options)
+        )
 
     def upload(
         self,
@@ -265,7 +268,9 @@ class Operations:
                     "names; send a skops file (skops.io.dump(model, 'model.skops')) with a 'deploy' token",
                     ADMIN,
                 )
-            return self.store.publish(model, file, actor=actor, format=fmt, sandbox=self.uploads.limits, **options)
+            return self.store.publish(
+                model, file, actor=actor, format=fmt, sandbox=self.uploads.limits, warn_no_reference=False, **options
+            )
 
         return self._act(model, "upload", upload)
 

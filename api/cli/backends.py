@@ -248,7 +248,7 @@ class Remote:
         return self.client.gc(model, keep, dry_run)
 
     def publish(self, model: str, file: Path, **options: Any) -> dict[str, Any]:
-        return self.client.upload(model, file, **options)
+        return self.client.upload(model, file, warn_no_reference=False, **options)
 
     def train(self, model: str, **options: Any) -> dict[str, Any]:
         if str(options.get("dataset", "")).startswith("csv:"):

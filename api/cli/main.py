@@ -11,13 +11,12 @@ import json
 import logging
 import os
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from modelswap.core.errors import ModelswapError, NoReferenceWarning
+from modelswap.core.errors import ModelswapError
 from modelswap.core.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], tuple[Any, str]]
@@ -38,7 +37,6 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         if getattr(args, "url", None):
             settings = replace(settings, url=args.url)
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        warnings.simplefilter("ignore", NoReferenceWarning)  # publish says it in its own output
         data, text = args.handler(args, settings)
         if getattr(args, "json", False):
             print(json.dumps(data, indent=2, default=str))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import logging
 import time
-import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -43,7 +42,6 @@ from modelswap.core.access.limiter import FailureLimiter
 from modelswap.core.access.roles import ADMIN, DEPLOY, PREDICT, READ, ROLLBACK
 from modelswap.core.delivery.driver import Delivery, rollout_view, shadow_view
 from modelswap.core.delivery.shadow_runner import ShadowRunner
-from modelswap.core.errors import NoReferenceWarning
 from modelswap.core.metrics import Metrics, forget_dead_processes
 from modelswap.core.monitoring.gauges import MonitorCollector
 from modelswap.core.monitoring.monitor import Monitor
@@ -269,5 +267,4 @@ def app_from_env() -> LeanInference:
     the inference routes on their thin layer in front of the app (lean.py)."""
     settings = Settings.from_env()
     configure_logging(settings)
-    warnings.simplefilter("ignore", NoReferenceWarning)  # an upload's client says it, not the server's log
     return LeanInference(create_app(settings), INFERENCE_ROUTES)

@@ -107,6 +107,7 @@ class Store(Kernel):
         format: str | None = None,
         sandbox: SandboxLimits | None = None,
         reference: Any = None,
+        warn_no_reference: bool = True,
     ) -> reg.Version:
         """Publish a new immutable version from a fitted estimator or a model file.
 
@@ -130,7 +131,8 @@ class Store(Kernel):
         (InvalidInput naming the column otherwise) and the model predicts them; the
         version keeps their profile and its predictions' as ``reference.json``, the
         baseline of drift monitoring (:mod:`modelswap.core.monitoring.profiles`). Without
-        one the version is published and a NoReferenceWarning says drift monitoring is off.
+        one the version is published and a NoReferenceWarning says drift monitoring is off
+        (unless ``warn_no_reference`` is False: the server and the CLI say it in their answer).
 
         1. stage and validate the version's files (:func:`modelswap.core.store.publish.stage_version`),
            which renames the complete directory into ``versions/``;
@@ -155,7 +157,7 @@ class Store(Kernel):
         )
         options = PublishOptions(actor=actor, against_live=against_live, force=force, model_format=format)
         record = publish_version(self, model, source, details, options, sandbox)
-        if reference is None:
+        if reference is None and warn_no_reference:
             warnings.warn(NoReferenceWarning(f"{model} {record.id}: {no_reference('reference=')}"), stacklevel=2)
         return record
 

@@ -45,6 +45,9 @@ def test_train_publish_versions_status_deploy_rollback_history(trained: tuple[Pa
     root, first, second = trained
     published = ok_json(root, "publish", "iris", str(iris_file), "--tag", "src=test")
     third = published["version"]
+    assert published["reference"] is False  # said in the answer ...
+    text = run(root.with_name("elsewhere"), "publish", "iris", str(iris_file))
+    assert text.returncode == 0 and "NoReferenceWarning" not in text.stderr  # ... and not warned besides
     versions = ok_json(root, "versions", "iris")
     assert [v["id"] for v in versions] == [third, second, first]
     assert ok_json(root, "deploy", "iris", second, "--reason", "try")["current"] == second
