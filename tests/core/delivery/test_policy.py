@@ -25,6 +25,7 @@ from modelswap.core.errors import Conflict, InvalidInput
 from modelswap.core.store import history
 from modelswap.core.store import registry as reg
 from modelswap.core.store.fsio import atomic_write_json
+from modelswap.core.store.layout import ModelPaths
 from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, fit_iris
 
@@ -368,16 +369,22 @@ def test_a_policy_with_nothing_live_waits_for_a_person_to_deploy_the_first_versi
     assert not pipeline.has_work(store.paths("iris"))
 
 
-def test_a_candidate_left_at_its_gate_is_judged_on_the_next_tick(
-    store: Store, pipeline: Pipeline, clock: Clock
-) -> None:
-    """A crash between begin's gate entry and its judgement leaves the candidate at the gate."""
+def left_at_its_gate(store: Store, clock: Clock) -> ModelPaths:
+    """A live version under POLICY and a candidate left at its gate, as a crash between
+    begin's gate entry and its judgement leaves it; the model's paths."""
     from modelswap.core.delivery.pipeline import Candidate
 
     a = live_with_policy(store)
     b = publish(store, fit_iris(C=0.5), 0.95)
     paths = store.paths("iris")
     atomic_write_json(paths.candidate, Candidate(b, a, "running", "gate", clock(), clock(), POLICY).to_dict())
+    return paths
+
+
+def test_a_candidate_left_at_its_gate_is_judged_on_the_next_tick(
+    store: Store, pipeline: Pipeline, clock: Clock
+) -> None:
+    paths = left_at_its_gate(store, clock)
     pipeline.drive(paths)
     candidate = read_candidate(paths)
     assert candidate is not None and candidate.stage == "shadow" and candidate.stages[0]["verdict"] == "pass"
@@ -386,12 +393,7 @@ def test_a_candidate_left_at_its_gate_is_judged_on_the_next_tick(
 def test_a_candidate_at_its_gate_is_judged_by_the_policy_it_began_under_even_once_cleared(
     store: Store, pipeline: Pipeline, clock: Clock
 ) -> None:
-    from modelswap.core.delivery.pipeline import Candidate
-
-    a = live_with_policy(store)
-    b = publish(store, fit_iris(C=0.5), 0.95)
-    paths = store.paths("iris")
-    atomic_write_json(paths.candidate, Candidate(b, a, "running", "gate", clock(), clock(), POLICY).to_dict())
+    paths = left_at_its_gate(store, clock)
     clear_policy(store, "iris")
     assert pipeline.has_work(paths)
     pipeline.drive(paths)
