@@ -25,8 +25,11 @@ DTYPES: dict[str, np.dtype[Any]] = {
     "FP32": np.dtype(np.float32),
     "FP64": np.dtype(np.float64),
 }
+# The kinds of array NumPy makes of JSON data that may fill each datatype.
+KINDS = {name: "b" if name == "BOOL" else ("iu" if name.startswith(("INT", "UINT")) else "iuf") for name in DTYPES}
 NAMES = {dtype: name for name, dtype in DTYPES.items()}
 HEADER_LENGTH = "inference-header-content-length"
+HEADER_LENGTH_RAW = HEADER_LENGTH.encode()  # as the ASGI scope holds header names
 
 
 def datatype_of(array: np.ndarray) -> str:
@@ -61,17 +64,20 @@ def decode_input(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tupl
     name, shape, datatype = tensor.get("name"), tensor.get("shape"), tensor.get("datatype")
     if not isinstance(name, str) or not name:
         raise InvalidInput("an input tensor needs a 'name'")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):  # not a bool
         raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers")
     if datatype != "BYTES" and datatype not in DTYPES:
         raise InvalidInput(f"input {name!r}: unknown datatype {datatype!r}; use BYTES or one of {', '.join(DTYPES)}")
-    if len(shape) not in (1, 2):
+    if len(shape) == 1:
+        count = shape[0]
+    elif len(shape) == 2:
+        count = shape[0] * shape[1]
+    else:
         raise InvalidInput(f"input {name!r}: shape {shape} must be [rows, features] or [rows]")
     if shape[0] > max_rows:
         raise InvalidInput(f"{shape[0]} rows exceed the limit of {max_rows} per request")
-    count = math.prod(shape)
-    params = tensor.get("parameters") or {}
-    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    params = tensor.get("parameters")
+    size = params.get("binary_data_size") if params and isinstance(params, dict) else None
     if size is not None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
             raise InvalidInput(f"input {name!r}: binary_data_size does not fit the binary part of the body")
@@ -84,7 +90,7 @@ def decode_input(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tupl
         offset += size
     else:
         array = _from_json(name, tensor.get("data"), datatype, count)
-    return name, array.reshape(shape), offset
+    return name, array.reshape(shape), offset  # JSON data may be flat or nested
 
 
 def _numbers_from_binary(name: str, chunk: bytes, datatype: str, shape: list[int]) -> np.ndarray:
@@ -127,11 +133,10 @@ def _from_json(name: str, data: Any, datatype: str, count: int) -> np.ndarray:
         raise InvalidInput(f"input {name!r}: nested 'data' is ragged") from exc
     if raw.size != count:
         raise InvalidInput(f"input {name!r}: {raw.size} values do not fill its shape ({count} values)")
-    kinds = "b" if datatype == "BOOL" else ("iu" if datatype.startswith(("INT", "UINT")) else "iuf")
-    if raw.size and raw.dtype.kind not in kinds:
+    if count and raw.dtype.kind not in KINDS[datatype]:
         raise InvalidInput(f"input {name!r}: data does not match datatype {datatype}")
     # FP64 is what the model gets anyway; other types keep their declared precision first
-    return raw.reshape(-1) if datatype == "FP64" else raw.reshape(-1).astype(DTYPES[datatype])
+    return raw if datatype == "FP64" else raw.astype(DTYPES[datatype])
 
 
 def _flatten(data: list[Any]) -> list[Any]:
@@ -157,10 +162,9 @@ def encode_outputs(outputs: list[tuple[str, np.ndarray, bool]]) -> tuple[list[di
             tensor["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
+            values = (array if array.ndim == 1 else array.reshape(-1)).tolist()
             tensor["data"] = (
-                [v if v is None or isinstance(v, str) else str(v) for v in array.reshape(-1).tolist()]
-                if datatype == "BYTES"
-                else array.reshape(-1).tolist()
+                [v if v is None or isinstance(v, str) else str(v) for v in values] if datatype == "BYTES" else values
             )
         tensors.append(tensor)
     return tensors, b"".join(chunks)

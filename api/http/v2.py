@@ -4,6 +4,7 @@ hot swap, canary routing (X-Routing-Key), version pinning and metrics."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import METHODS, header_value, read_body
 from modelswap.api.http.responses import answer_response, json_response
 from modelswap.api.http.state import AppState, app_state
-from modelswap.api.http.tensors import HEADER_LENGTH, decode_input, encode_outputs, split_body
+from modelswap.api.http.tensors import HEADER_LENGTH, HEADER_LENGTH_RAW, decode_input, encode_outputs, split_body
 from modelswap.core.errors import InvalidInput, VersionNotFound
 from modelswap.core.schema.inputs import Table
 from modelswap.core.schema.signature import BOOLEAN, DATETIME, DOUBLE, LONG, STRING, Signature
@@ -107,10 +108,17 @@ async def model_metadata(request: Request) -> Response:
     )
 
 
-def _requested(payload: dict[str, Any]) -> list[tuple[str, bool]]:
-    params = payload.get("parameters") or {}
-    default_binary = bool(params.get("binary_data_output", False)) if isinstance(params, dict) else False
+DEFAULT_OUTPUTS = (("predict", False),)
+
+
+def _requested(payload: dict[str, Any]) -> Sequence[tuple[str, bool]]:
+    """(output name, as binary) of each output asked for; the first is the batched one."""
+    params = payload.get("parameters")
     outputs = payload.get("outputs")
+    if outputs is None and not params:
+        return DEFAULT_OUTPUTS
+    params = params or {}
+    default_binary = bool(params.get("binary_data_output", False)) if isinstance(params, dict) else False
     if outputs is None:
         return [("predict", default_binary)]
     if not isinstance(outputs, list) or not outputs:
@@ -153,7 +161,7 @@ async def infer(request: Request) -> Response:
     start = time.perf_counter()
     state, target = await _target(request)
     body = await read_body(request, state.settings.max_body_bytes)
-    payload, binary = split_body(body, header_value(request, HEADER_LENGTH.encode()))
+    payload, binary = split_body(body, header_value(request, HEADER_LENGTH_RAW))
     if not isinstance(payload, dict):
         raise InvalidInput("the request must be a JSON object with 'inputs'")
     inputs = payload.get("inputs")
@@ -176,12 +184,11 @@ async def infer(request: Request) -> Response:
         start=start,
     )
     snap = answer.snapshot
-    arrays = [np.asarray(answer.result)]
-    for name, _ in wanted[1:]:
-        arrays.append(np.asarray(await state.inference.also(answer, name)))
-    tensors, raw = encode_outputs(
-        [(name, arr, as_binary) for (name, as_binary), arr in zip(wanted, arrays, strict=True)]
-    )
+    name, as_binary = wanted[0]
+    outputs = [(name, np.asarray(answer.result), as_binary)]
+    for name, as_binary in wanted[1:]:
+        outputs.append((name, np.asarray(await state.inference.also(answer, name)), as_binary))
+    tensors, raw = encode_outputs(outputs)
     result: dict[str, Any] = {
         "model_name": snap.model,
         "model_version": snap.version,

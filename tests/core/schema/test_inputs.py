@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 
 from modelswap.core.errors import InvalidInput
-from modelswap.core.schema.inputs import IGNORE, Table, columns_table, prepare, records_table, rows_table, to_model
+from modelswap.core.schema.inputs import (
+    IGNORE,
+    SMALL,
+    Table,
+    all_finite,
+    columns_table,
+    prepare,
+    records_table,
+    rows_table,
+    to_model,
+)
 from modelswap.core.schema.signature import BOOLEAN, DATETIME, DOUBLE, LONG, STRING, Column, Signature
 
 NUMERIC = Signature(tuple(Column(None, DOUBLE) for _ in range(3)))
@@ -24,6 +34,34 @@ MIXED = Signature(
 def test_numeric_rows_take_the_float64_fast_path() -> None:
     X = prepare(NUMERIC, rows_table([[1, 2.5, 3], [4, 5, 6]]), max_rows=10)
     assert X.dtype == np.float64 and X.tolist() == [[1.0, 2.5, 3.0], [4.0, 5.0, 6.0]]
+
+
+@pytest.mark.parametrize("size", [1, 4, SMALL, SMALL + 1, 300])
+@pytest.mark.parametrize(
+    "bad", [None, np.nan, np.inf, -np.inf, "both infinities", "overflowing sum", "overflow and nan"]
+)
+def test_the_finiteness_check_agrees_with_numpy(size: int, bad: object) -> None:
+    X = np.linspace(-3.0, 3.0, size)
+    if bad == "both infinities" and size > 1:
+        X[0], X[-1] = np.inf, -np.inf
+    elif bad == "overflowing sum" and size > 1:
+        X[:] = 1.7e308  # every value finite, their sum is not
+    elif bad == "overflow and nan" and size > 2:
+        X[:] = -1.7e308
+        X[size // 2] = np.nan
+    elif isinstance(bad, float):
+        X[size // 2] = bad
+    for shaped in (X.reshape(1, -1), X.reshape(-1, 1)):
+        assert all_finite(shaped) == bool(np.isfinite(shaped).all())
+
+
+def test_an_array_with_a_nan_or_an_infinity_is_refused_and_huge_finite_numbers_pass() -> None:
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(InvalidInput) as error:
+            prepare(NUMERIC, Table(array=np.array([[1.0, bad, 3.0]])), max_rows=10)
+        assert "column #1 row 0" in error.value.message
+    huge = np.array([[1.7e308, 1.7e308, -1.7e308]])
+    assert prepare(NUMERIC, Table(array=huge), max_rows=10).tolist() == huge.tolist()
 
 
 @pytest.mark.parametrize(
