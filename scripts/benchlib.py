@@ -183,11 +183,18 @@ def interleaved(
     duration: int,
     pids: dict[str, int] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Every target once per round; odd rounds in reverse order, so both see the same noise.
+    """Every target once per round; odd rounds in reverse order, so a pair sees the same
+    noise, and every second round starts one target later, so no target keeps the ends
+    or its neighbours (a run pays for what the one before left behind: with a fixed order,
+    one target measured twice on the same server differed by 13 %).
     ``pids`` names each target's server process, for its CPU per request."""
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+    names = list(targets)
     for round_ in range(rounds):
-        order = list(targets) if round_ % 2 == 0 else list(reversed(targets))
+        shift = (round_ // 2) % len(names)
+        order = names[shift:] + names[:shift]
+        if round_ % 2:
+            order.reverse()
         for name in order:
             url, lua = targets[name]
             runs[name].append(wrk(url, conc, duration, lua, pid=(pids or {}).get(name)))
