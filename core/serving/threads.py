@@ -1,10 +1,10 @@
 """A model's worker threads, and the hand-off of one call to them from the event loop.
 
 Each served model gets its own threads (``ModelThreads``: the stable and the canary
-variant can compute at once), fed by one ``queue.SimpleQueue``. A call is a ``Job``: the
-event loop's thread puts it on the queue (one C-level put that wakes one thread) and then
-waits for it, blocked on the job's own lock, for up to ``hand_off_s``; the thread that
-computed it releases that lock. A fast call's answer so comes back with one thread switch
+variant can compute at once). A call is a ``Job``: the event loop's thread hands it to
+the thread that went idle last (one lock released: one thread woken) and then waits for
+it, blocked on the job's own lock, for up to ``hand_off_s``; the thread that computed it
+releases that lock. A fast call's answer so comes back with one thread switch
 each way and no trip through the event loop, and no part of it takes a Python-level
 condition variable (concurrent.futures' Future and ThreadPoolExecutor take several per
 call). A call still running when the hand-off ends is awaited: its job then settles an
@@ -14,8 +14,8 @@ asyncio future through ``call_soon_threadsafe`` when it finishes.
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -87,44 +87,89 @@ def _deliver(future: asyncio.Future[Any], job: Job) -> None:
 
 
 class ModelThreads:
-    """``count`` threads that run the jobs put on one queue, in order of arrival."""
+    """``count`` threads that run the jobs submitted, in order of arrival.
+
+    A job goes to the thread that went idle last (a stack), not to whichever idle
+    thread a shared queue wakes (in turn, in practice): the model's code, its arrays and
+    the interpreter's caches are warmest in the thread that just ran it. At one request
+    at a time (1-row LogisticRegression), a server whose two threads took turns spent 480
+    us of CPU per request and answered at p50 0.42 ms; handing each call to the same warm
+    thread, 411 us and 0.34 ms (6 interleaved rounds). A job that finds every thread busy
+    waits in the backlog, which threads empty before they go idle."""
 
     def __init__(self, count: int, name: str) -> None:
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(count)]
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []  # the last one went idle last
+        self._backlog: deque[Job] = deque()
         self._closed = False
-        for thread in self._threads:
-            thread.start()
+        self._workers = [_Worker(self, f"{name}-{i}") for i in range(count)]
+        for worker in self._workers:
+            worker.thread.start()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Job:
-        if self._closed:
-            raise RuntimeError("the model's threads are closed")
         job = Job(fn, args)
-        self._jobs.put(job)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the model's threads are closed")
+            if self._idle:
+                self._idle.pop().give(job)
+            else:
+                self._backlog.append(job)
         return job
 
-    def _run(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            job.run()
+    def _next(self, worker: _Worker) -> Job | None:
+        """The worker's next job: the oldest in the backlog, else one handed to it once it
+        is idle (None: closing)."""
+        with self._lock:
+            if self._backlog:
+                return self._backlog.popleft()
+            if self._closed:
+                return None
+            self._idle.append(worker)
+        return worker.take()
 
     def close(self) -> None:
         """Take no more jobs, cancel the ones still queued, and join the threads (a call
         still computing is waited for: a thread cannot be interrupted)."""
-        self._closed = True
+        with self._lock:
+            self._closed = True
+            queued, self._backlog = list(self._backlog), deque()
+            idle, self._idle = self._idle, []
+        for job in queued:
+            job.cancel()
+        for worker in idle:
+            worker.give(None)
+        for worker in self._workers:
+            worker.thread.join()
+
+
+class _Worker:
+    """One of a model's threads, and the slot its next job is handed over in."""
+
+    __slots__ = ("pool", "thread", "_job", "_ready")
+
+    def __init__(self, pool: ModelThreads, name: str) -> None:
+        self.pool = pool
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._job: Job | None = None
+        self._ready = threading.Lock()
+        self._ready.acquire()  # released when a job (or None: stop) is handed over
+
+    def give(self, job: Job | None) -> None:
+        self._job = job
+        self._ready.release()
+
+    def take(self) -> Job | None:
+        self._ready.acquire()
+        job, self._job = self._job, None
+        return job
+
+    def _run(self) -> None:
         while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                job.cancel()
-        for _ in self._threads:
-            self._jobs.put(None)
-        for thread in self._threads:
-            thread.join()
+            job = self.pool._next(self)
+            if job is None:
+                return
+            job.run()
 
 
 async def compute(threads: ModelThreads, fn: Callable[..., Any], *args: Any, hand_off_s: float) -> Any:

@@ -102,3 +102,29 @@ def test_an_answer_for_a_loop_that_has_closed_is_dropped_quietly(threads: ModelT
     asyncio.run(main())  # the loop closes with the job still running
     release.set()
     time.sleep(0.1)  # the thread settles it: no exception escapes (pytest fails on a thread's exception)
+
+
+def test_one_call_at_a_time_goes_to_the_same_warm_thread_and_calls_at_once_get_one_each() -> None:
+    pool = ModelThreads(3, "predict-test")
+    try:
+        alone = []
+        for _ in range(20):
+            job = pool.submit(lambda: threading.current_thread().name)
+            alone.append(asyncio.run(job.wait(5.0)))
+            time.sleep(0.002)  # the thread goes idle again before the next call
+        assert len(set(alone)) == 1, alone  # the thread that went idle last, every time
+
+        barrier = threading.Barrier(3, timeout=5)  # three calls that can only finish together
+        jobs = [pool.submit(lambda: (barrier.wait(), threading.current_thread().name)[1]) for _ in range(3)]
+        names = [asyncio.run(job.wait(5.0)) for job in jobs]
+        assert sorted(names) == [f"predict-test-{i}" for i in range(3)]
+
+        blocked = threading.Event()
+        first = [pool.submit(blocked.wait, 5) for _ in range(3)]  # every thread busy
+        later = [pool.submit(lambda i=i: i) for i in range(5)]  # the backlog, run in order once they free up
+        blocked.set()
+        assert all(asyncio.run(job.wait(5.0)) for job in first)
+        assert [asyncio.run(job.wait(5.0)) for job in later] == list(range(5))
+    finally:
+        pool.close()
+    assert not any(t.name.startswith("predict-test") for t in threading.enumerate())
