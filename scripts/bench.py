@@ -147,8 +147,9 @@ def throughput(args: argparse.Namespace, tmp: Path, root: Path, model_file: Path
             pids["other modelswap"] = other.pid
         runs = interleaved(targets, args.rounds, args.conc, args.duration, pids)
         histogram = batch_histogram(f"http://127.0.0.1:{ms_port}/metrics")
-        alone = ("ceiling", "modelswap", "modelswap inline")
-        lone = {name: wrk(targets[name][0], 1, args.duration, lua, pid=pids[name]) for name in alone}
+        alone = {name: targets[name] for name in ("ceiling", "modelswap", "modelswap inline", "other modelswap")
+                 if name in targets}  # fmt: skip
+        lone = interleaved(alone, args.rounds, 1, args.duration, pids)
     report(
         f"iris predict, {workers} worker(s), 1-row requests, concurrency {args.conc}, {args.rounds} interleaved "
         f"rounds of {args.duration}s (wrk), medians; server CPU per request (all its processes); "
@@ -165,9 +166,14 @@ def throughput(args: argparse.Namespace, tmp: Path, root: Path, model_file: Path
         print(f"  this modelswap / {args.other_modelswap} per round: {' / '.join(f'{r:.3f}' for r in ab)} "
               f"(median {statistics.median(ab):.3f})")  # fmt: skip
     print(f"  requests answered per predict call (micro-batching, runs above): {histogram}")
-    print("concurrency 1 (one run each): " + "; ".join(
-        f"{name} p50 {r['p50_ms']:.3f} ms, {r['rps']:.0f} req/s, {r['cpu_us']:.0f} CPU µs/req" for name, r in lone.items()
-    ))  # fmt: skip
+    print(
+        f"concurrency 1, {args.rounds} interleaved rounds, medians (p50 ratio against the ceiling in the same round):"
+    )
+    for name, rs in lone.items():
+        med = {k: statistics.median(r[k] for r in rs) for k in ("p50_ms", "rps", "cpu_us")}
+        ratio = statistics.median(r["p50_ms"] / c["p50_ms"] for r, c in zip(rs, lone["ceiling"], strict=True))
+        print(f"  {name:22} p50 {med['p50_ms']:.3f} ms ({ratio:.2f}x), {med['rps']:.0f} req/s, "
+              f"{med['cpu_us']:.0f} CPU µs/req")  # fmt: skip
 
 
 @contextmanager
