@@ -298,14 +298,18 @@ def _day(moment: np.datetime64) -> str:
     return str(np.datetime_as_string(moment, unit="D"))
 
 
-def _to_datetime(column: Column, index: int, row: int, value: Any, text: bool) -> np.datetime64:
+def _to_datetime(column: Column, index: int, row: int, value: Any, text: bool) -> np.datetime64 | None:
     if isinstance(value, str):
         try:
             moment = np.datetime64(value.strip().rstrip("Z"))  # in the text's own unit: no overflow yet
         except ValueError:
             pass
         else:
-            if not np.isnat(moment) and not (EARLIEST <= moment <= LATEST):
+            if np.isnat(moment):  # "NaT" is a null, held to the column's nullability like any other
+                if not column.nullable:
+                    raise InvalidInput(f"column {column.label(index)} row {row}: null, but this column takes no nulls")
+                return None
+            if not (EARLIEST <= moment <= LATEST):
                 raise _wrong(column, index, row, f"a time between {_day(EARLIEST)} and {_day(LATEST)}", value)
             nanoseconds: np.datetime64 = moment.astype("datetime64[ns]")
             return nanoseconds

@@ -178,3 +178,15 @@ def test_a_frame_model_gets_a_dataframe_with_the_signature_dtypes() -> None:
     assert str(
         to_model(dated, prepare(dated, rows_table([["2026-11-23T02:00:00Z"]]), max_rows=1))["at"].dtype
     ).startswith("datetime64")
+
+
+def test_the_text_nat_is_a_null_held_to_the_columns_nullability() -> None:
+    required = Signature((Column("at", DATETIME),), frame=True)
+    for given in ("NaT", " nat "):
+        with pytest.raises(InvalidInput) as error:
+            prepare(required, records_table([{"at": given}]), max_rows=5)
+        assert error.value.message == "column 'at' row 0: null, but this column takes no nulls"
+    optional = Signature((Column("at", DATETIME, nullable=True, required=False),), frame=True)
+    X = prepare(optional, records_table([{"at": "NaT"}, {"at": None}, {"at": "2026-11-23"}]), max_rows=5)
+    assert X[0, 0] is None and X[1, 0] is None  # the same null as a JSON null
+    assert to_model(optional, X)["at"].isna().tolist() == [True, True, False]
