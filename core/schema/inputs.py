@@ -25,9 +25,12 @@ REFUSE, IGNORE = "refuse", "ignore"
 Values = Sequence[Any] | np.ndarray  # one column's values: a list (a request), or an array (batch scoring)
 TRUE_TEXT, FALSE_TEXT = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
 NULL_TEXT = frozenset({"", "null", "none", "nan", "na"})
-# The times a datetime column holds: pandas' and NumPy's nanoseconds since 1970 in 64 bits. A
-# time outside is refused by name instead of wrapping around to another century.
-EARLIEST, LATEST = np.datetime64("1677-09-22", "us"), np.datetime64("2262-04-11", "us")
+# The times a datetime column holds: pandas' and NumPy's nanoseconds since 1970 in 64 bits
+# (1677-09-21T00:12:43 to 2262-04-11T23:47:16), as whole days: the first day to the last.
+# A time outside is refused by name instead of wrapping around to another century.
+FIRST_DAY, LAST_DAY = "1677-09-22", "2262-04-10"
+EARLIEST = np.datetime64(FIRST_DAY, "us")
+LATEST = np.datetime64(LAST_DAY, "us") + np.timedelta64(1, "D") - np.timedelta64(1, "us")
 
 
 class Table(NamedTuple):
@@ -294,10 +297,6 @@ def _to_string(column: Column, index: int, row: int, value: Any, text: bool) -> 
     raise _wrong(column, index, row, "a string", value)
 
 
-def _day(moment: np.datetime64) -> str:
-    return str(np.datetime_as_string(moment, unit="D"))
-
-
 def _to_datetime(column: Column, index: int, row: int, value: Any, text: bool) -> np.datetime64 | None:
     if isinstance(value, str):
         try:
@@ -310,7 +309,7 @@ def _to_datetime(column: Column, index: int, row: int, value: Any, text: bool) -
                     raise InvalidInput(f"column {column.label(index)} row {row}: null, but this column takes no nulls")
                 return None
             if not (EARLIEST <= moment <= LATEST):
-                raise _wrong(column, index, row, f"a time between {_day(EARLIEST)} and {_day(LATEST)}", value)
+                raise _wrong(column, index, row, f"a time from {FIRST_DAY} to {LAST_DAY} (whole days)", value)
             nanoseconds: np.datetime64 = moment.astype("datetime64[ns]")
             return nanoseconds
     raise _wrong(column, index, row, "an ISO 8601 date or time", value)

@@ -96,14 +96,18 @@ def test_a_time_outside_the_nanosecond_range_is_named_not_wrapped(store: Store, 
     table = pa.Table.from_pandas(frame.drop(columns="signup"), preserve_index=False)
     days = pa.array([18000, 18001, 120000, 18003, 18004], pa.int32()).cast(pa.date32())  # 120000: in 2298
     pq.write_table(table.append_column("signup", days), tmp_path / "in.parquet")
-    with pytest.raises(InvalidInput, match=r"column 'signup' row 2: expected a time between 1677-09-22 and 2262-04-11"):
+    with pytest.raises(
+        InvalidInput, match=r"column 'signup' row 2: expected a time from 1677-09-22 to 2262-04-10 \(whole days\)"
+    ):
         store.score("churn", tmp_path / "in.parquet", tmp_path / "out.parquet")
     report = store.score("churn", tmp_path / "in.parquet", tmp_path / "out.parquet", rejects=tmp_path / "r.jsonl")
     assert (report.rows, report.rejects) == (4, 1)
     frame["signup"] = frame["signup"].astype(str)
     frame.loc[1, "signup"] = "2300-01-01"  # as text, online or in a file: the same refusal
     frame.to_csv(tmp_path / "in.csv", index=False)
-    with pytest.raises(InvalidInput, match=r"row 1: expected a time between 1677-09-22 and 2262-04-11, got '2300"):
+    with pytest.raises(
+        InvalidInput, match=r"row 1: expected a time from 1677-09-22 to 2262-04-10 \(whole days\), got '2300"
+    ):
         store.score("churn", tmp_path / "in.csv", tmp_path / "out.parquet")
 
 

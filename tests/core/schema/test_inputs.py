@@ -190,3 +190,13 @@ def test_the_text_nat_is_a_null_held_to_the_columns_nullability() -> None:
     X = prepare(optional, records_table([{"at": "NaT"}, {"at": None}, {"at": "2026-11-23"}]), max_rows=5)
     assert X[0, 0] is None and X[1, 0] is None  # the same null as a JSON null
     assert to_model(optional, X)["at"].isna().tolist() == [True, True, False]
+
+
+def test_times_are_taken_on_the_whole_days_the_message_names_and_refused_past_them() -> None:
+    dated = Signature((Column("at", DATETIME),))
+    for inside in ("1677-09-22T00:00:00", "2262-04-10T23:59:59.999", "2262-04-10"):
+        assert prepare(dated, rows_table([[inside]]), max_rows=1)[0, 0] == np.datetime64(inside, "ns")
+    for outside in ("1677-09-21T23:59:59", "2262-04-11T00:00:00", "2262-04-11"):
+        with pytest.raises(InvalidInput) as error:
+            prepare(dated, rows_table([[outside]]), max_rows=1)
+        assert "expected a time from 1677-09-22 to 2262-04-10 (whole days)" in error.value.message
