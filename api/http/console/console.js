@@ -80,12 +80,16 @@ function alertsCell(monitor) {
     .map((s) => `<span class="badge ${s}">${counts[s]} ${s}</span>`).join(" ");
 }
 
-// A variant's traffic in words: the model's errors (5xx, timeouts; red past 5%) and, apart
-// and never red, the requests refused as the client's (4xx: a bad body, a missing column)
-function trafficLine(row) {
+// The model's own error-rate warning threshold (monitor.json, `modelswap monitor set`)
+const errorLimit = (monitor) => (monitor && monitor.thresholds && monitor.thresholds.error_rate_warning) ?? 0.05;
+
+// A variant's traffic in words: the model's errors (5xx, timeouts; red past the model's
+// error-rate warning threshold) and, apart and never red, the requests refused as the
+// client's (4xx: a bad body, a missing column)
+function trafficLine(row, limit) {
   const w = row.window;
   const rate = w.server_error_rate == null ? "—" : `${(100 * w.server_error_rate).toFixed(1)}%`;
-  const cls = w.server_error_rate > 0.05 ? "bad" : "";
+  const cls = w.server_error_rate > limit ? "bad" : "";
   const client = w.errors.client || 0;
   return `<span class="traffic" data-variant="${esc(row.variant)}">${esc(row.variant)}: <span class="server-errors ${cls}">${rate} server errors</span>,
     <span class="client-errors">${client} client error${client === 1 ? "" : "s"} (4xx)</span>,
@@ -94,7 +98,7 @@ function trafficLine(row) {
 
 function trafficCells(monitor) {
   if (!monitor || !monitor.versions.length) return "no traffic counted";
-  return monitor.versions.map(trafficLine).join("<br>");
+  return monitor.versions.map((row) => trafficLine(row, errorLimit(monitor))).join("<br>");
 }
 
 function delivery(canary, rollout, shadow) {
@@ -308,7 +312,7 @@ function trafficSection(monitor) {
   const label = (r) => `${r.variant} ${r.version.slice(-6)}`;
   const lines = (pick) => rows.map((r) => ({ label: label(r), values: r.series.map(pick) }));
   const count = (v) => String(Math.round(v));
-  return `<p>${rows.map(trafficLine).join("<br>")}</p><div class="charts">
+  return `<p>${rows.map((row) => trafficLine(row, errorLimit(monitor))).join("<br>")}</p><div class="charts">
     ${Charts.line("Requests per bucket", times, lines((p) => p.requests), count, { id: "chart-requests" })}
     ${Charts.line("Server errors (5xx, timeouts) per bucket", times, lines((p) => p.errors.server + p.errors.timeout), count, { id: "chart-server-errors" })}
     ${Charts.line("Client errors (4xx, not the model's) per bucket", times, lines((p) => p.errors.client), count, { id: "chart-client-errors" })}

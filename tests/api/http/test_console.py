@@ -117,6 +117,16 @@ def test_a_drifted_feature_shows_its_distribution_beside_the_references_with_its
         expect(traffic.locator(".server-errors")).to_have_text("0.0% server errors")
         expect(traffic.locator(".server-errors")).not_to_have_class(re.compile(r"\bbad\b"))  # 2 of 26: not red
         expect(traffic.locator(".client-errors")).to_have_text("2 client errors (4xx)")
+        # red past the model's own error-rate warning threshold (monitor.json), not a fixed 5 %
+        window = {"server_error_rate": 0.08, "errors": {"client": 0}, "p99_ms": 1.0, "requests": 100}
+        red = (
+            "(m) => document.createRange().createContextualFragment(trafficCells(m))"
+            ".querySelector('.server-errors').classList.contains('bad')"
+        )
+        for limit, is_red in ((0.05, True), (0.1, False)):
+            thresholds = {"error_rate_warning": limit}
+            monitor = {"versions": [{"variant": "stable", "window": window}], "thresholds": thresholds}
+            assert page.evaluate(red, monitor) is is_red, limit
 
         page.goto(server.url + "/#/models/iris")
         charts = page.locator("#drift-charts .drift-version .charts figure")
