@@ -173,6 +173,19 @@ class Signature:
         columns = tuple(replace(c, nullable=c.nullable or i in indexes) for i, c in enumerate(self.columns))
         return replace(self, columns=columns)
 
+    def optional_as(self, live: Signature | None) -> Signature:
+        """This inferred signature with ``live``'s optional columns left optional where
+        they still take nulls. An example cannot say whether a client may leave a column
+        out, so the live version's answer stands: re-publishing the same model does not
+        make its own clients' requests break (``~ plan: now required``)."""
+        if live is None or not self.named or not live.named:
+            return self
+        optional = {c.name for c in live.columns if not c.required}
+        if not optional:
+            return self
+        columns = tuple(replace(c, required=False) if c.name in optional and c.nullable else c for c in self.columns)
+        return replace(self, columns=columns)
+
 
 def fitted_names(estimator: Any) -> list[str] | None:
     """The column names the estimator was fitted with (a DataFrame fit), if any."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from modelswap.core.errors import InvalidInput, ValidationFailed
+from modelswap.core.errors import InvalidInput, ModelswapError, ValidationFailed
 from modelswap.core.schema.signature import Signature, manifest_signature, schema_change
 from modelswap.core.store import registry as reg
 from modelswap.core.store.clock import default_actor, iso
@@ -70,6 +70,7 @@ def stage_version(
     fallback_example: Callable[[], Sequence[Any] | None],
     rand: Callable[[int], str],
     vet: Callable[[Manifest], None] | None = None,
+    live: Callable[[], Signature | None] = lambda: None,
     model_format: str | None = None,
     trusted_types: Sequence[str] = (),
     inspect: Inspector = inspect_model,
@@ -86,7 +87,9 @@ def stage_version(
        uploads): load it, take its signature from the example (or the given one),
        predict the example, find the columns that take nulls; predict and profile the
        reference rows, if given, and write the profile as reference.json;
-    3. let ``vet`` refuse it (an upload whose inputs break the live version's clients);
+    3. an inferred signature keeps the ``live`` version's optional columns optional
+       (Signature.optional_as); let ``vet`` refuse it (an upload whose inputs break the
+       live version's clients);
        write manifest.json (sha256 + size of every file, reference.json included,
        signature, example) and fsync it;
     4. fsync the staging directory, rename it to ``versions/<version>``, fsync ``versions/``.
@@ -114,6 +117,7 @@ def stage_version(
             reference=details.reference,
         )
         seen = inspect(request)  # 2
+        signature = seen.signature if details.signature is not None else seen.signature.optional_as(live())
         if seen.reference is not None:  # before the digests: the manifest covers it
             write_bytes_durable(staging / REFERENCE_FILE, orjson.dumps(seen.reference.to_dict()) + b"\n")
         manifest = Manifest(
@@ -128,7 +132,7 @@ def stage_version(
             tags={str(k): str(v) for k, v in details.tags.items()},
             description=details.description,
             parent=details.parent,
-            signature=seen.signature,
+            signature=signature,
             metadata=clean_metadata,
             model_format=fmt,
             reference=seen.reference.summary() if seen.reference is not None else None,
@@ -244,6 +248,7 @@ def publish_version(
         fallback_example=lambda: _parent_example(kernel, paths, parent),
         rand=kernel.rand,
         vet=_live_schema_check(kernel, model, options.force) if options.against_live else None,
+        live=lambda: _live_signature(kernel, model),
         model_format=options.model_format,
         trusted_types=kernel.trusted_types,
         inspect=Sandbox(sandbox) if sandbox is not None else inspect_model,
@@ -272,6 +277,16 @@ def publish_version(
             raise
     logger.info("published %s %s (actor %s)", model, staged.version, actor)
     return record
+
+
+def _live_signature(kernel: Kernel, model: str) -> Signature | None:
+    """The live version's signature, or None (no live version, or one whose manifest
+    cannot be read: then nothing is carried over, and a deploy checks what it can)."""
+    try:
+        current = kernel.current(model)
+        return manifest_signature(kernel.manifest(model, current)) if current is not None else None
+    except (OSError, ModelswapError):
+        return None
 
 
 def _live_schema_check(kernel: Kernel, model: str, force: bool) -> Callable[[Manifest], None]:

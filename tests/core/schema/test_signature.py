@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,31 @@ def test_a_manifest_without_a_signature_still_loads_and_gets_one_from_the_estima
     assert old.signature is None and old.input_example == (IRIS_ROW,)
     estimator = store.load("iris", version)
     assert estimator.predict(np.array([IRIS_ROW])).tolist() == iris_a.predict(np.array([IRIS_ROW])).tolist()
+
+
+def test_republishing_keeps_the_live_versions_optional_columns_optional(store: Store) -> None:
+    """An inferred signature cannot tell whether a column may be left out: a column the live
+    version takes as optional stays optional in the next version when it still takes nulls,
+    so re-publishing the same model is no breaking change. A declared signature is kept as given."""
+    from tests.models_for_tests import churn_pipeline
+
+    pipeline, frame = churn_pipeline()
+    inferred = store.publish("churn", pipeline, example=frame.head(3)).id
+    columns = store.manifest("churn", inferred).signature.columns  # type: ignore[union-attr]
+    declared = Signature(tuple(replace(c, required=False) if c.name == "plan" else c for c in columns), frame=True)
+    assert declared.columns[0].nullable  # the pipeline imputes a missing plan
+    live = store.publish("churn", pipeline, example=frame.head(3), signature=declared).id
+    store.deploy("churn", live, force=True)
+    again = store.publish("churn", pipeline, example=frame.head(3)).id
+    kept = store.manifest("churn", again).signature
+    assert kept is not None and [(c.name, c.required) for c in kept.columns] == [
+        ("plan", False),
+        ("tenure", True),
+        ("spend", True),
+    ]
+    store.deploy("churn", again)  # no "~ plan: now required"
+    assert store.current("churn") == again
+    # as declared, a column the live version left optional may become required: that is the breaking change
+    required = store.publish("churn", pipeline, example=frame.head(3), signature=Signature(columns, frame=True)).id
+    with pytest.raises(IncompatibleSchema, match="~ plan: now required"):
+        store.deploy("churn", required)
