@@ -228,10 +228,16 @@ def _cells(
     position); else each unfit row's first reason goes into ``bad`` (by position) and the
     row is left null."""
     convert = _CONVERT[column.type]
+    dated = column.type == DATETIME
     out: list[Any] = []
     for row, value in enumerate(cells):
         try:
-            if value is None or value != value or (text and isinstance(value, str) and _null_text(column, value)):
+            if (
+                value is None
+                or value != value
+                or (text and isinstance(value, str) and _null_text(column, value))
+                or (dated and isinstance(value, str) and value.strip().lower() == "nat")  # NumPy's not-a-time
+            ):
                 if not column.nullable:
                     raise InvalidInput(
                         f"column {column.label(index)} row {row0 + row}: null, but this column takes no nulls"
@@ -297,17 +303,15 @@ def _to_string(column: Column, index: int, row: int, value: Any, text: bool) -> 
     raise _wrong(column, index, row, "a string", value)
 
 
-def _to_datetime(column: Column, index: int, row: int, value: Any, text: bool) -> np.datetime64 | None:
+def _to_datetime(column: Column, index: int, row: int, value: Any, text: bool) -> np.datetime64:
     if isinstance(value, str):
         try:
             moment = np.datetime64(value.strip().rstrip("Z"))  # in the text's own unit: no overflow yet
         except ValueError:
             pass
         else:
-            if np.isnat(moment):  # "NaT" is a null, held to the column's nullability like any other
-                if not column.nullable:
-                    raise InvalidInput(f"column {column.label(index)} row {row}: null, but this column takes no nulls")
-                return None
+            if np.isnat(moment):  # text NumPy reads as not-a-time ("", "NaTZ"); "NaT" itself is a null (_cells)
+                raise _wrong(column, index, row, "an ISO 8601 date or time", value)
             if not (EARLIEST <= moment <= LATEST):
                 raise _wrong(column, index, row, f"a time from {FIRST_DAY} to {LAST_DAY} (whole days)", value)
             nanoseconds: np.datetime64 = moment.astype("datetime64[ns]")

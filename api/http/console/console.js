@@ -81,7 +81,7 @@ function alertsCell(monitor) {
 }
 
 // The model's own error-rate warning threshold (monitor.json, `modelswap monitor set`)
-const errorLimit = (monitor) => (monitor && monitor.thresholds && monitor.thresholds.error_rate_warning) ?? 0.05;
+const errorLimit = (monitor) => monitor?.thresholds?.error_rate_warning ?? 0.05;
 
 // A variant's traffic in words: the model's errors (5xx, timeouts; red past the model's
 // error-rate warning threshold) and, apart and never red, the requests refused as the

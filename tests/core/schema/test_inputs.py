@@ -187,6 +187,9 @@ def test_the_text_nat_is_a_null_held_to_the_columns_nullability() -> None:
             prepare(required, records_table([{"at": given}]), max_rows=5)
         assert error.value.message == "column 'at' row 0: null, but this column takes no nulls"
     optional = Signature((Column("at", DATETIME, nullable=True, required=False),), frame=True)
+    for not_a_time in ("", "NaTZ"):  # what else NumPy reads as not-a-time is no time, nullable or not
+        with pytest.raises(InvalidInput, match="expected an ISO 8601 date or time"):
+            prepare(optional, records_table([{"at": not_a_time}]), max_rows=5)
     X = prepare(optional, records_table([{"at": "NaT"}, {"at": None}, {"at": "2026-11-23"}]), max_rows=5)
     assert X[0, 0] is None and X[1, 0] is None  # the same null as a JSON null
     assert to_model(optional, X)["at"].isna().tolist() == [True, True, False]
