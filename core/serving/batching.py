@@ -34,14 +34,17 @@ the hand-off is awaited at once: a slow model never blocks the loop, not even fo
 hand-off.
 
 Accounting once per batch: a batcher may be given an ``account`` callback (the inference
-plane's, core.serving.inference). When a batch's answer is back, it is called once, on
-the event loop's thread, with the tickets (start time and request id) of the requests
-that still wait for it (None for one that timed out or went away meanwhile: it was
-counted as what it got), the row counts, the rows and the answer, before the answers are
-handed out. On the loop's thread, so a request is counted exactly once whatever its
-deadline does, and what accounting raises is logged, never taken for the model's
-failure. A batch that fails is retried one waiting request at a time, each accounted on
-its own.
+plane's, core.serving.inference). When a batch's answer is back, the answers are handed
+out, then the accounting is queued as the loop's next callback, behind the requests' own
+continuations: at one request at a time its response is written before it is counted,
+and counting still comes before anything the loop reads next from a socket (a client's
+next request, ``/metrics`` included, sees its last one counted). It is called once, on
+the loop's thread, with the tickets (start time and request id) of the requests the
+answer was handed to (None for one that had timed out or gone away: it was counted as
+what it got), the row counts, the rows, the answer and when it came back. So a request
+is counted exactly once whatever its deadline does, and what accounting raises is
+logged, never taken for the model's failure. A batch that fails is retried one waiting
+request at a time, each accounted on its own.
 
 On the loop, by choice (``inline_s``, off by default): a call that the last call's cost
 per row says will take at most ``inline_s`` is made on the event loop's own thread, with
@@ -73,9 +76,9 @@ logger = logging.getLogger(__name__)
 
 Predict = Callable[[np.ndarray], Any]
 Ticket = tuple[float, str]  # a request's start (time.perf_counter) and its request id
-# account(tickets, sizes, X, answer): one batch's requests (None: no longer waiting), their
-# row counts, the rows and the answer
-Account = Callable[[list[Ticket | None], list[int], np.ndarray, Any], None]
+# account(tickets, sizes, X, answer, answered): one batch's requests (None: no longer waiting),
+# their row counts, the rows, the answer and when it came back (time.perf_counter)
+Account = Callable[[list[Ticket | None], list[int], np.ndarray, Any, float], None]
 NO_TICKET: Ticket = (0.0, "")
 THREADS_PER_MODEL = 2  # the stable and the canary variant can compute at once
 HAND_OFF_S = 0.002
@@ -264,14 +267,28 @@ class Batcher:
         hand_off = self.hand_off_s if self._fast else 0.0
         return await compute(self._executor, self._work, X, hand_off_s=hand_off)
 
-    def _accounted(
-        self, items: list[tuple[np.ndarray, asyncio.Future[Any], Ticket]], X: np.ndarray, result: Any
-    ) -> None:
-        """The batch's accounting, for the requests still waiting (see the module's doc)."""
-        if self._account is None:
-            return
+    def _answer(self, items: list[tuple[np.ndarray, asyncio.Future[Any], Ticket]], X: np.ndarray, result: Any) -> None:
+        """Hand each request still waiting its rows of ``result`` (the answer to ``X``, their
+        rows in order), then queue the batch's accounting behind their continuations."""
+        answered = time.perf_counter()
+        tickets: list[Ticket | None] = []
+        sizes: list[int] = []
+        whole, offset = len(items) == 1, 0
+        for x, future, ticket in items:
+            size = len(x)
+            live = not future.done()  # else timed out or gone meanwhile: counted as what it got
+            tickets.append(ticket if live else None)
+            if live:
+                future.set_result(result if whole else result[offset : offset + size])
+            sizes.append(size)
+            offset += size
+        if self._account is not None:
+            asyncio.get_running_loop().call_soon(self._accounted, tickets, sizes, X, result, answered)
+
+    def _accounted(self, tickets: list[Ticket | None], sizes: list[int], X: np.ndarray, result: Any, at: float) -> None:
+        """The batch's accounting (see the module's doc)."""
         try:
-            self._account([None if f.done() else t for _, f, t in items], [len(x) for x, _, _ in items], X, result)
+            self._account(tickets, sizes, X, result, at)  # type: ignore[misc]
         except Exception:  # counting must never fail a request the model answered
             logger.exception("accounting a batch failed")
 
@@ -298,17 +315,12 @@ class Batcher:
                 except Exception as error:  # this request's own rows make the model fail
                     _settle(future, error=error)
                 else:
-                    self._accounted([item], x, own)
-                    _settle(future, result=own)
+                    self._answer([item], x, own)
             return
-        self._accounted(live, X, result)
+        self._answer(live, X, result)
         self._answered_at = time.perf_counter()
         self._call_s = self._answered_at - began
         self._sizes.append(len(live))
-        offset = 0
-        for x, future, _ in live:
-            _settle(future, result=result if len(live) == 1 else result[offset : offset + len(x)])
-            offset += len(x)
 
 
 def timed_out(timeout_s: float) -> PredictTimeout:

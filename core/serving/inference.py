@@ -12,8 +12,9 @@ its body into a :class:`~modelswap.core.schema.inputs.Table` and renders the
    version as a client error: a deploy that breaks clients shows);
 4. the batch: the request joins its snapshot and method's batcher (core.serving.batching)
    and the model runs on its worker thread;
-5. the accounting, once per batch when its answer is back (on the event loop's thread,
-   for the requests still waiting: a request is counted once, as what it got):
+5. the accounting, once per batch, just after its answer is handed out (on the event
+   loop's thread, for the requests it was handed to: a request is counted once, as what
+   it got):
    ``modelswap_predictions_total`` and the latency histogram, the slot's per-variant
    counts (the canary guard), the shadow's copy of stable's requests, and one monitoring
    hand-over per batch (its rows, answer, and each request's latency and id: counted,
@@ -191,15 +192,14 @@ class Inference:
 
     def _accountant(self, slot: ModelSlot, snap: Snapshot, method: str) -> Account:
         """The accounting of one batcher's batches (called once per batch on the event
-        loop's thread; made once per batcher)."""
+        loop's thread, just after the answers were handed out; made once per batcher)."""
         metrics, monitor, shadows, clock = self.metrics, self.monitor, self.shadows, self.clock
         model, version, variant = snap.model, snap.version, snap.variant
         output = snap.signature.output
         classes = output.classes if output is not None else None
         debug = logger.isEnabledFor(logging.DEBUG)
 
-        def account(tickets: list[Ticket | None], sizes: list[int], X: np.ndarray, result: Any) -> None:
-            now = time.perf_counter()
+        def account(tickets: list[Ticket | None], sizes: list[int], X: np.ndarray, result: Any, now: float) -> None:
             latencies = [now - ticket[0] for ticket in tickets if ticket is not None]
             if not latencies:
                 return
