@@ -48,7 +48,7 @@ class Settings:
     batch_max_rows: int = 256
     batch_wait_ms: float = 0.0
     batch_hand_off_ms: float = 2.0
-    batch_inline_ms: float = 0.0
+    batch_inline_ms: float = 1.0
     model_threads: int = 1
     lock_kind: str = "flock"
     lock_stale_after: float = 60.0
@@ -114,7 +114,7 @@ class Settings:
             batch_max_rows=int(_number(env, "MODELSWAP_BATCH_MAX_ROWS", 256, minimum=1)),
             batch_wait_ms=_number(env, "MODELSWAP_BATCH_WAIT_MS", 0.0, minimum=0.0),
             batch_hand_off_ms=_number(env, "MODELSWAP_BATCH_HANDOFF_MS", 2.0, minimum=0.0),
-            batch_inline_ms=_number(env, "MODELSWAP_BATCH_INLINE_MS", 0.0, minimum=0.0),
+            batch_inline_ms=_number(env, "MODELSWAP_BATCH_INLINE_MS", 1.0, minimum=0.0),
             model_threads=_whole(env, "MODELSWAP_MODEL_THREADS", 1, minimum=1),
             lock_kind=_choice(env, "MODELSWAP_LOCK", "flock", ("flock", "soft")),
             lock_stale_after=_number(env, "MODELSWAP_LOCK_STALE_SECONDS", 60.0, minimum=1.0),

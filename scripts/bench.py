@@ -7,8 +7,8 @@
 Parts (all by default):
   throughput  iris, 1-row requests: req/s, server CPU µs per request (every process of the
               server, from /proc) and p50/p99 for the ceiling (same uvicorn loop and parser),
-              the native route, the v2 route, /invocations and a server that calls the model
-              on the event loop (MODELSWAP_BATCH_INLINE_MS=2; and another modelswap build
+              the native route, the v2 route, /invocations and a server that never calls the
+              model on the event loop (MODELSWAP_BATCH_INLINE_MS=0; and another modelswap build
               with --other-modelswap, e.g. the previous release, to measure a change);
               concurrency 1; --workers N runs both servers with N worker processes
   pipeline    a ColumnTransformer pipeline fitted on a DataFrame, 1-row records: the ceiling
@@ -132,12 +132,12 @@ def throughput(args: argparse.Namespace, tmp: Path, root: Path, model_file: Path
             Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(exist_ok=True)
         ms_proc = stack.enter_context(modelswap(root, ms_port, workers=workers, env=env))
         pids = {"ceiling": ceiling_proc.pid, **{name: ms_proc.pid for name in targets if name != "ceiling"}}
-        inline_port = free_port()  # the model called on the event loop's thread (opt-in)
-        inline = stack.enter_context(
-            modelswap(root, inline_port, workers=workers, env={**(env or {}), "MODELSWAP_BATCH_INLINE_MS": "2"})
+        threads_port = free_port()  # every call on the model's worker threads, never on the loop
+        threads = stack.enter_context(
+            modelswap(root, threads_port, workers=workers, env={**(env or {}), "MODELSWAP_BATCH_INLINE_MS": "0"})
         )
-        targets["modelswap inline"] = (f"http://127.0.0.1:{inline_port}/v1/models/iris/predict", lua)
-        pids["modelswap inline"] = inline.pid
+        targets["modelswap threads"] = (f"http://127.0.0.1:{threads_port}/v1/models/iris/predict", lua)
+        pids["modelswap threads"] = threads.pid
         if args.other_modelswap:
             other_port = free_port()
             other = stack.enter_context(
@@ -147,7 +147,7 @@ def throughput(args: argparse.Namespace, tmp: Path, root: Path, model_file: Path
             pids["other modelswap"] = other.pid
         runs = interleaved(targets, args.rounds, args.conc, args.duration, pids)
         histogram = batch_histogram(f"http://127.0.0.1:{ms_port}/metrics")
-        alone = {name: targets[name] for name in ("ceiling", "modelswap", "modelswap inline", "other modelswap")
+        alone = {name: targets[name] for name in ("ceiling", "modelswap", "modelswap threads", "other modelswap")
                  if name in targets}  # fmt: skip
         lone = interleaved(alone, args.rounds, 1, args.duration, pids)
     report(

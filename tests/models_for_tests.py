@@ -192,6 +192,28 @@ class SleepsOnNegative:
         return np.zeros(len(X), dtype=np.int64)
 
 
+class NamesItsThread:
+    """Answers, for each row, the name of the thread that ran the call; a row whose first
+    value is negative keeps the CPU busy for that many seconds first (see BusyOnNegative)."""
+
+    n_features_in_ = 4
+
+    def predict(self, X: Any) -> Any:
+        import threading
+
+        BusyOnNegative().predict(X)
+        return np.array([threading.current_thread().name] * len(np.asarray(X)))
+
+
+class NamesItsThreadForText:
+    """NamesItsThread for a table of one text column (a DataFrame)."""
+
+    def predict(self, X: Any) -> Any:
+        import threading
+
+        return np.array([threading.current_thread().name] * len(X))
+
+
 class AnswersObjects:
     """Predicts a plain ``object()`` per row: an answer no protocol can encode."""
 

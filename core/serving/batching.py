@@ -46,15 +46,20 @@ is counted exactly once whatever its deadline does, and what accounting raises i
 logged, never taken for the model's failure. A batch that fails is retried one waiting
 request at a time, each accounted on its own.
 
-On the loop, by choice (``inline_s``, off by default): a call that the last call's cost
-per row says will take at most ``inline_s`` is made on the event loop's own thread, with
-no thread switch at all, as a bare Starlette app makes it. That is the fastest way to
-serve a small model and it gives up what the worker threads guarantee: while such a call
-runs, nothing else in the process does, and a call that never returns stalls the worker
-(its health checks included) instead of timing out. A call slower than its estimate
-sends the next ones back to the worker threads until a call there is cheap again; a big
-request is estimated by its rows, so it goes to a worker; the first call of every batcher
-(a newly loaded version) runs on a worker thread.
+On the loop, once proven cheap (``inline_s``: MODELSWAP_BATCH_INLINE_MS, 1 ms by
+default): a call that the last call's cost per row puts within ``inline_s`` is made on
+the event loop's own thread, as a bare Starlette app makes it, once none of the
+batcher's last ``proof`` calls (32, the first on the worker threads) took over STALL
+times ``inline_s`` (4 ms). It gives up the worker threads' guarantee only for a call
+whose cost its rows do not predict (a cheap model that suddenly takes seconds on some
+input holds the loop for that call; one that never returns stalls the worker instead of
+timing out). So a new version is measured on the worker threads first; a model that took
+over 4 ms in any of its last 32 calls, or a big request (estimated by its rows), goes to
+a worker; and a call on the loop that takes over 4 ms ends calls on the loop for its
+batcher (version and method) in this process, with a warning: a model stalls the loop
+once, never twice. ``inline_s`` 0 keeps every call on the worker threads; the inference
+plane gives it only to a version whose signature takes numbers alone (text costs by its
+length, not its rows).
 """
 
 from __future__ import annotations
@@ -83,6 +88,8 @@ NO_TICKET: Ticket = (0.0, "")
 THREADS_PER_MODEL = 2  # the stable and the canary variant can compute at once
 HAND_OFF_S = 0.002
 REGROUP_S = 0.001  # the longest a smaller batch waits for the requests of the batches before it
+PROOF = 32  # calls in a row within STALL x inline_s before any is made on the loop
+STALL = 4  # a call over this many times inline_s: a stall (on the loop: ends calls there for its batcher)
 RECENT = 8  # batches whose sizes say how many requests are about
 
 
@@ -103,10 +110,12 @@ class Batcher:
         timeout_s: float = 30.0,
         hand_off_s: float = HAND_OFF_S,
         inline_s: float = 0.0,
+        proof: int = PROOF,
         threads: int | None = None,
         observe: Callable[[int, int], None] | None = None,
         account: Account | None = None,
         regroup_s: float = REGROUP_S,
+        name: str = "",
     ) -> None:
         self._fn = fn
         self._account = account
@@ -117,8 +126,12 @@ class Batcher:
         self.timeout_s = timeout_s
         self.hand_off_s = hand_off_s
         self.inline_s = inline_s
+        self.proof = proof
+        self.name = name  # for the warning when a call on the loop stalls it
         self._fast = True  # the last call computed within the hand-off
-        self._row_cost: float | None = None  # seconds per row of the last call (None: none yet)
+        self._row_cost = 0.0  # seconds per row of the last call
+        self._took = 0.0  # seconds the last call took
+        self._cheap = 0  # calls in a row that took at most STALL x inline_s
         self._observe = observe
         self._pending: deque[tuple[np.ndarray, asyncio.Future[Any], Ticket]] = deque()
         self._pending_rows = 0
@@ -247,9 +260,10 @@ class Batcher:
         try:
             return self._fn(X)
         finally:
-            took = time.perf_counter() - start
+            took = self._took = time.perf_counter() - start
             self._fast = took <= self.hand_off_s
             self._row_cost = took / max(1, len(X))
+            self._cheap = self._cheap + 1 if took <= STALL * self.inline_s else 0
 
     def _work(self, X: np.ndarray) -> Any:
         """One batch where the model runs: the call and its row count checked (an answer
@@ -260,10 +274,19 @@ class Batcher:
         return result
 
     async def _call(self, X: np.ndarray) -> Any:
-        """The batch on the model's worker thread (or on the loop: ``inline_s``)."""
-        cost = self._row_cost
-        if self.inline_s > 0 and cost is not None and cost * len(X) <= self.inline_s:
-            return self._work(X)
+        """The batch on the model's worker thread, or on the loop once proven cheap (see
+        the module's doc)."""
+        inline_s = self.inline_s
+        if inline_s > 0 and self._cheap >= self.proof and self._row_cost * len(X) <= inline_s:
+            try:
+                return self._work(X)
+            finally:
+                if self._took > STALL * inline_s:
+                    self.inline_s = 0.0
+                    logger.warning(
+                        "%s: a call on the event loop took %.1f ms (%d rows); its calls stay on the worker threads",
+                        self.name or "a model", 1000 * self._took, len(X),
+                    )  # fmt: skip
         hand_off = self.hand_off_s if self._fast else 0.0
         return await compute(self._executor, self._work, X, hand_off_s=hand_off)
 
@@ -370,7 +393,9 @@ class BatchPool:
 
     def batcher(self, snapshot: Any, method: str, fn: Predict, account: Callable[[], Account] | None = None) -> Batcher:
         """The batcher of (``snapshot``, ``method``), made on first use with the accounting
-        ``account()`` makes (called then only; later calls return the batcher as it is)."""
+        ``account()`` makes (called then only; later calls return the batcher as it is).
+        Its calls may go on the event loop once proven cheap (``inline_s``) only when the
+        snapshot's signature takes numbers alone: text costs by its length, not its rows."""
         key = (id(snapshot), method)
         entry = self._batchers.get(key)
         if entry is not None and entry[0] is snapshot:
@@ -384,10 +409,11 @@ class BatchPool:
             wait_s=self.wait_s,
             timeout_s=self.timeout_s,
             hand_off_s=self.hand_off_s,
-            inline_s=self.inline_s,
+            inline_s=self.inline_s if snapshot.signature.numeric else 0.0,
             threads=self.threads,
             observe=self._observe,
             account=account() if account is not None else None,
+            name=f"{snapshot.model} {snapshot.version} {method}",
         )
         self._batchers[key] = (snapshot, batcher)  # holding the snapshot keeps its id unique
         return batcher

@@ -11,7 +11,8 @@ its body into a :class:`~modelswap.core.schema.inputs.Table` and renders the
 3. the rows checked against that snapshot's signature (a refusal is counted against the
    version as a client error: a deploy that breaks clients shows);
 4. the batch: the request joins its snapshot and method's batcher (core.serving.batching)
-   and the model runs on its worker thread;
+   and the model runs on its worker thread (or, once proven cheap on numbers, on the
+   event loop's);
 5. the accounting, once per batch, just after its answer is handed out (on the event
    loop's thread, for the requests it was handed to: a request is counted once, as what
    it got):

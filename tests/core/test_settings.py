@@ -44,7 +44,7 @@ def test_a_bad_connection_setting_is_an_error_naming_it(name: str, value: str, m
 
 def test_batching_settings_default_to_what_the_docs_say_and_are_read_from_the_environment() -> None:
     s = Settings.from_env({})
-    assert (s.batch_hand_off_ms, s.batch_inline_ms) == (2.0, 0.0)  # inline: off unless asked for
+    assert (s.batch_hand_off_ms, s.batch_inline_ms) == (2.0, 1.0)  # on the loop once proven within 1 ms
     s = Settings.from_env({"MODELSWAP_BATCH_HANDOFF_MS": "0", "MODELSWAP_BATCH_INLINE_MS": "1.5"})
     assert (s.batch_hand_off_ms, s.batch_inline_ms) == (0.0, 1.5)
     with pytest.raises(InvalidInput, match="MODELSWAP_BATCH_INLINE_MS"):

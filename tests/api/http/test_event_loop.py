@@ -1,5 +1,5 @@
-"""Model code never runs on the event loop: while one model computes for seconds, health
-checks, metrics and other models keep answering, and a request past
+"""Model code never runs on the event loop unless proven cheap: while one model computes
+for seconds, health checks, metrics and other models keep answering, and a request past
 MODELSWAP_PREDICT_TIMEOUT gets 504."""
 
 from __future__ import annotations
@@ -45,3 +45,52 @@ def test_a_busy_model_leaves_health_metrics_and_other_models_answering(
         thread.join(timeout=30)
     assert outcome["status"] == 504 and outcome["body"]["error"]["code"] == "predict_timeout"
     assert outcome["seconds"] < 3.9  # answered at the timeout, not when the model finished
+
+
+def test_a_cheap_model_goes_on_the_loop_once_proven_and_leaves_it_for_good_after_one_stall(store: Store) -> None:
+    """MODELSWAP_BATCH_INLINE_MS (1 ms by default): a numeric model's calls go on the
+    event loop after 32 cheap ones on its worker threads; a call there that turns out slow
+    stalls the loop that once, and the model's calls stay on its threads after it, however
+    cheap again. A model of text never goes on the loop."""
+    import pandas as pd
+
+    from tests.models_for_tests import NamesItsThread, NamesItsThreadForText
+
+    store.deploy("numbers", publish(store, NamesItsThread(), model="numbers"))
+    text = pd.DataFrame({"text": ["short", "a longer text"]})
+    store.deploy("text", publish(store, NamesItsThreadForText(), model="text", example=text))
+    with serve(store.root) as server, server.client() as client:
+
+        def where(model: str, row: Any) -> str:
+            r = client.post(f"/v1/models/{model}/predict", json={"instances": [row]})
+            assert r.status_code == 200, r.text
+            return str(r.json()["predictions"][0])
+
+        cheap = [1.0, 0.0, 0.0, 0.0]
+        seen = [where("numbers", cheap) for _ in range(300)]
+        assert seen[0].startswith("predict-numbers")  # a new version is measured on its threads first
+        assert seen.index("MainThread") >= 32  # then on the loop, once 32 calls in a row were cheap
+        assert all(where("text", {"text": "words"}).startswith("predict-text") for _ in range(100))
+
+        assert where("numbers", [-0.5, 0.0, 0.0, 0.0]) == "MainThread"  # proven cheap: on the loop, for 0.5 s
+        after = [where("numbers", cheap) for _ in range(100)]
+        assert all(name.startswith("predict-numbers") for name in after)  # never on the loop again, though cheap
+        assert "numbers" in server.output() and "its calls stay on the worker threads" in server.output()
+
+        outcome: dict[str, Any] = {}
+
+        def busy() -> None:
+            with server.client() as other:
+                r = other.post("/v1/models/numbers/predict", json={"instances": [[-2.0, 0, 0, 0]]})
+                outcome.update(status=r.status_code, on_loop=r.json()["predictions"][0] == "MainThread")
+
+        thread = threading.Thread(target=busy)
+        thread.start()
+        time.sleep(0.3)  # the busy call is running now, on the model's thread
+        with httpx.Client(base_url=server.url, timeout=5) as probe:
+            for _ in range(5):
+                t0 = time.monotonic()
+                assert probe.get("/healthz").status_code == 200
+                assert time.monotonic() - t0 < 1.0  # the loop is free; only the GIL is shared
+        thread.join(timeout=30)
+    assert outcome == {"status": 200, "on_loop": False}

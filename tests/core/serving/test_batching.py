@@ -4,6 +4,8 @@ request, in order; the model never runs on the loop; a miscounting model fails a
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ import numpy as np
 import pytest
 
 from modelswap.core.errors import PredictTimeout
+from modelswap.core.schema.signature import Signature
 from modelswap.core.serving.batching import Batcher, BatchPool, WrongAnswerCount
 from modelswap.core.serving.threads import ModelThreads, compute
 from tests.models_for_tests import RowSum
@@ -146,7 +149,7 @@ def test_answered_requests_leave_no_deadlines_behind(executor: ModelThreads) -> 
 
 def test_the_pool_keeps_snapshots_and_methods_apart_and_joins_its_threads() -> None:
     class Snap:
-        model = "m"
+        model, version, signature = "m", "v1", Signature(columns=())
 
     pool = BatchPool(max_rows=100, wait_s=0)
     stable, canary = Snap(), Snap()
@@ -220,10 +223,11 @@ def test_a_model_slower_than_the_hand_off_is_not_waited_for_again(executor: Mode
     assert second < 0.25  # its last call was slow: not waited for at all
 
 
-def test_inline_runs_a_fast_model_on_the_loop_after_its_first_call_and_a_slow_one_on_workers(
-    executor: ModelThreads,
+def test_calls_go_on_the_loop_once_proven_cheap_back_to_workers_when_slow_and_for_good_after_a_stall(
+    executor: ModelThreads, caplog: pytest.LogCaptureFixture
 ) -> None:
-    delays = [0.0, 0.0, 0.0, 0.05, 0.05, 0.0, 0.0]  # fast, then two calls over the budget, then fast
+    # inline_s 10 ms, proof 2 calls, a stall past 4 x 10 ms: fast, then over the budget, then past the stall
+    delays = [0.0, 0.0, 0.0, 0.02, 0.0, 0.0, 0.0, 0.06, 0.0, 0.0, 0.0, 0.0]
     where: list[str] = []
 
     def model(X: np.ndarray) -> Any:
@@ -232,16 +236,39 @@ def test_inline_runs_a_fast_model_on_the_loop_after_its_first_call_and_a_slow_on
         return X.sum(axis=1)
 
     async def main() -> list[Any]:
-        batcher = Batcher(model, executor, inline_s=0.01)
+        batcher = Batcher(model, executor, inline_s=0.01, proof=2, name="m v1 predict")
         return [await batcher.submit(rows(i, 2)) for i in range(len(delays))]
 
-    results = asyncio.run(main())
+    with caplog.at_level(logging.WARNING, logger="modelswap.core.serving.batching"):
+        results = asyncio.run(main())
     for i, got in enumerate(results):
         np.testing.assert_array_equal(got, rows(i, 2).sum(axis=1))
     on_loop = [name == "MainThread" for name in where]
-    # the first call on a worker (a new version is measured first); fast: the loop; the
-    # slow call there sends the next to a worker, which keeps it until a call is fast again
-    assert on_loop == [False, True, True, True, False, False, True]
+    # two calls on a worker (a new version is measured first), then the loop; a call over
+    # the budget there (20 ms for 2 rows) puts the next one's estimate over it: a worker;
+    # cheap again, the loop; a call there past the stall keeps them on the workers for good
+    assert on_loop == [False, False, True, True, False, True, True, True, False, False, False, False]
+    [warning] = [r.getMessage() for r in caplog.records]
+    stay = "its calls stay on the worker threads"
+    took = re.fullmatch(rf"m v1 predict: a call on the event loop took ([\d.]+) ms \(2 rows\); {stay}", warning)
+    assert took is not None and float(took[1]) >= 60
+
+
+def test_a_slow_model_never_goes_on_the_loop(executor: ModelThreads) -> None:
+    where: list[str] = []
+
+    def model(X: np.ndarray) -> Any:
+        where.append(threading.current_thread().name)
+        time.sleep(0.005)  # over 4 x 1 ms: a stall
+        return X.sum(axis=1)
+
+    async def main() -> None:
+        batcher = Batcher(model, executor, inline_s=0.001, proof=2)
+        for i in range(8):
+            await batcher.submit(rows(i, 1))
+
+    asyncio.run(main())
+    assert "MainThread" not in where
 
 
 def test_a_model_that_raises_on_the_loop_still_fails_alone(executor: ModelThreads) -> None:
@@ -254,7 +281,7 @@ def test_a_model_that_raises_on_the_loop_still_fails_alone(executor: ModelThread
         return X.sum(axis=1)
 
     async def main() -> list[Any]:
-        batcher = Batcher(model, executor, inline_s=1.0)
+        batcher = Batcher(model, executor, inline_s=1.0, proof=1)
         await batcher.submit(rows(0, 1))  # measured on a worker: the next calls run on the loop
         return await submit_all(batcher, [rows(1, 1), -rows(2, 1), rows(3, 1)])
 
@@ -274,13 +301,14 @@ def test_a_big_request_after_small_fast_ones_goes_to_a_worker(executor: ModelThr
         return X.sum(axis=1)
 
     async def main() -> None:
-        batcher = Batcher(model, executor, inline_s=0.01, max_rows=10_000)
-        for n in (1, 1, 2, 1000, 2):
+        batcher = Batcher(model, executor, inline_s=0.01, proof=1, max_rows=10_000)
+        for n in (1, 1, 2, 1000, 2, 2):
             await batcher.submit(rows(n, n))
 
     asyncio.run(main())
     assert [(n, name == "MainThread") for n, name in where] == [
-        (1, False), (1, True), (2, True), (1000, False), (2, True)  # 1000 rows: ~100 ms estimated
+        # 1000 rows: ~100 ms estimated; it took that, a stall, so the next call proves cheap again first
+        (1, False), (1, True), (2, True), (1000, False), (2, False), (2, True)
     ]  # fmt: skip
 
 
