@@ -25,26 +25,23 @@ last batch, goes at once. Waiting for a group at most one call's time is never s
 that group than the extra call it saves. ``wait_s`` (a fixed wait) replaces it.
 
 The hand-off: after giving a batch to its worker thread, the event loop's thread waits
-for the answer, blocked, for up to ``hand_off_s`` (2 ms by default) before it goes back
-to other work. Both threads need the GIL; while the loop's thread waits it holds nothing,
-so a fast model's batch computes without the two threads taking the GIL from each other
-at every system call and comes back with no trip through the event loop. That halves
-what the thread hop costs a 1-row request. A batcher whose last call took longer than
-the hand-off is awaited at once: a slow model never blocks the loop, not even for the
-hand-off.
+for the answer, blocked (holding no GIL), for up to ``hand_off_s`` (2 ms by default): a
+fast model's batch then computes without the two threads taking the GIL from each other
+at every system call and comes back with no trip through the loop, which halves what the
+hop costs a 1-row request. A batcher whose last call took longer is awaited at once.
 
 Accounting once per batch: a batcher may be given an ``account`` callback (the inference
-plane's, core.serving.inference). When a batch's answer is back, the answers are handed
-out, then the accounting is queued as the loop's next callback, behind the requests' own
-continuations: at one request at a time its response is written before it is counted,
-and counting still comes before anything the loop reads next from a socket (a client's
-next request, ``/metrics`` included, sees its last one counted). It is called once, on
-the loop's thread, with the tickets (start time and request id) of the requests the
-answer was handed to (None for one that had timed out or gone away: it was counted as
-what it got), the row counts, the rows, the answer and when it came back. So a request
-is counted exactly once whatever its deadline does, and what accounting raises is
-logged, never taken for the model's failure. A batch that fails is retried one waiting
-request at a time, each accounted on its own.
+plane's). When a batch's answer is back it is called once, on the loop's thread, with the
+tickets (start time, request id) of the requests the answer goes to (None for one that
+timed out or went away: counted as what it got), the row counts, the rows, the answer
+and when it came back; what it counts there (Prometheus, the slot's counts) is on
+``/metrics`` before the answer leaves, in every worker process. Then the answers are
+handed out, and what ``account`` returned (the monitoring hand-over, the shadow's copies)
+runs as the loop's next callback, behind the requests' own continuations (at one request
+at a time its response is written first) and before anything the loop reads next from a
+socket. A request is counted exactly once whatever its deadline does; what accounting
+raises is logged, never taken for the model's failure. A batch that fails is retried one
+waiting request at a time, each accounted on its own.
 
 On the loop, once proven cheap (``inline_s``: MODELSWAP_BATCH_INLINE_MS, 1 ms by
 default): a call that the last call's cost per row puts within ``inline_s`` is made on
@@ -81,9 +78,10 @@ logger = logging.getLogger(__name__)
 
 Predict = Callable[[np.ndarray], Any]
 Ticket = tuple[float, str]  # a request's start (time.perf_counter) and its request id
-# account(tickets, sizes, X, answer, answered): one batch's requests (None: no longer waiting),
-# their row counts, the rows, the answer and when it came back (time.perf_counter)
-Account = Callable[[list[Ticket | None], list[int], np.ndarray, Any, float], None]
+# account(tickets, sizes, X, answer, answered) -> what to run once the answers are out: one
+# batch's requests (None: no longer waiting), their row counts, the rows, the answer and
+# when it came back (time.perf_counter)
+Account = Callable[[list[Ticket | None], list[int], np.ndarray, Any, float], Callable[[], None] | None]
 NO_TICKET: Ticket = (0.0, "")
 THREADS_PER_MODEL = 2  # the stable and the canary variant can compute at once
 HAND_OFF_S = 0.002
@@ -116,22 +114,15 @@ class Batcher:
         account: Account | None = None,
         regroup_s: float = REGROUP_S,
         name: str = "",
+        on_stall: Callable[[], None] | None = None,
     ) -> None:
-        self._fn = fn
-        self._account = account
-        self.threads = threads
-        self._executor = executor
-        self.max_rows = max_rows
-        self.wait_s = wait_s
-        self.timeout_s = timeout_s
-        self.hand_off_s = hand_off_s
-        self.inline_s = inline_s
-        self.proof = proof
-        self.name = name  # for the warning when a call on the loop stalls it
-        self._fast = True  # the last call computed within the hand-off
-        self._row_cost = 0.0  # seconds per row of the last call
-        self._took = 0.0  # seconds the last call took
-        self._cheap = 0  # calls in a row that took at most STALL x inline_s
+        self._fn, self._account, self.threads, self._executor = fn, account, threads, executor
+        self.max_rows, self.wait_s, self.timeout_s, self.hand_off_s = max_rows, wait_s, timeout_s, hand_off_s
+        self.inline_s, self.proof = inline_s, proof
+        # for the warning when a call on the loop stalls it, and who is told (the pool)
+        self.name, self._on_stall = name, on_stall
+        # the last call: within the hand-off?, seconds per row, seconds; calls in a row within STALL x inline_s
+        self._fast, self._row_cost, self._took, self._cheap = True, 0.0, 0.0, 0
         self._observe = observe
         self._pending: deque[tuple[np.ndarray, asyncio.Future[Any], Ticket]] = deque()
         self._pending_rows = 0
@@ -254,9 +245,9 @@ class Batcher:
     def _timed(self, X: np.ndarray) -> Any:
         """The model's call, timed where it runs (not counting the loop's delays), with
         its native code held to ``threads`` (native_threads)."""
+        start = time.perf_counter()  # the thread limits first: on the loop, its time is the loop's too
         if self.threads is not None:
             native_threads.apply(self.threads)
-        start = time.perf_counter()
         try:
             return self._fn(X)
         finally:
@@ -283,6 +274,8 @@ class Batcher:
             finally:
                 if self._took > STALL * inline_s:
                     self.inline_s = 0.0
+                    if self._on_stall is not None:
+                        self._on_stall()
                     logger.warning(
                         "%s: a call on the event loop took %.1f ms (%d rows); its calls stay on the worker threads",
                         self.name or "a model", 1000 * self._took, len(X),
@@ -291,29 +284,21 @@ class Batcher:
         return await compute(self._executor, self._work, X, hand_off_s=hand_off)
 
     def _answer(self, items: list[tuple[np.ndarray, asyncio.Future[Any], Ticket]], X: np.ndarray, result: Any) -> None:
-        """Hand each request still waiting its rows of ``result`` (the answer to ``X``, their
-        rows in order), then queue the batch's accounting behind their continuations."""
+        """Count the batch, hand each request still waiting its rows of ``result`` (the
+        answer to ``X``, their rows in order), then queue what the accounting left for
+        after (see the module's doc)."""
         answered = time.perf_counter()
-        tickets: list[Ticket | None] = []
-        sizes: list[int] = []
-        whole, offset = len(items) == 1, 0
-        for x, future, ticket in items:
-            size = len(x)
-            live = not future.done()  # else timed out or gone meanwhile: counted as what it got
-            tickets.append(ticket if live else None)
-            if live:
-                future.set_result(result if whole else result[offset : offset + size])
-            sizes.append(size)
-            offset += size
+        tickets = [None if future.done() else ticket for _, future, ticket in items]  # None: counted as what it got
+        later = None
         if self._account is not None:
-            asyncio.get_running_loop().call_soon(self._accounted, tickets, sizes, X, result, answered)
-
-    def _accounted(self, tickets: list[Ticket | None], sizes: list[int], X: np.ndarray, result: Any, at: float) -> None:
-        """The batch's accounting (see the module's doc)."""
-        try:
-            self._account(tickets, sizes, X, result, at)  # type: ignore[misc]
-        except Exception:  # counting must never fail a request the model answered
-            logger.exception("accounting a batch failed")
+            later = _guarded(self._account, tickets, [len(x) for x, _, _ in items], X, result, answered)
+        whole, offset = len(items) == 1, 0
+        for (x, future, _), ticket in zip(items, tickets, strict=True):
+            if ticket is not None:
+                future.set_result(result if whole else result[offset : offset + len(x)])
+            offset += len(x)
+        if later is not None:
+            asyncio.get_running_loop().call_soon(_guarded, later)
 
     async def _run(self, batch: list[tuple[np.ndarray, asyncio.Future[Any], Ticket]]) -> None:
         live = [item for item in batch if not item[1].done()]  # a cancelled or timed-out request needs no answer
@@ -344,6 +329,16 @@ class Batcher:
         self._answered_at = time.perf_counter()
         self._call_s = self._answered_at - began
         self._sizes.append(len(live))
+
+
+def _guarded(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` for the accounting: what it raises is logged (counting must never fail
+    a request the model answered), and None returned."""
+    try:
+        return fn(*args)
+    except Exception:
+        logger.exception("accounting a batch failed")
+        return None
 
 
 def timed_out(timeout_s: float) -> PredictTimeout:
@@ -381,8 +376,9 @@ class BatchPool:
         self.hand_off_s = hand_off_s
         self.inline_s = inline_s
         self._observe = observe
-        self._batchers: dict[tuple[int, str], tuple[object, Batcher]] = {}
+        self._batchers: dict[tuple[int, str], tuple[Any, Batcher]] = {}
         self._executors: dict[str, ModelThreads] = {}
+        self._stalled: set[tuple[str, str]] = set()  # (model, version): a call on the loop stalled it
 
     def executor(self, model: str) -> ModelThreads:
         executor = self._executors.get(model)
@@ -395,11 +391,13 @@ class BatchPool:
         """The batcher of (``snapshot``, ``method``), made on first use with the accounting
         ``account()`` makes (called then only; later calls return the batcher as it is).
         Its calls may go on the event loop once proven cheap (``inline_s``) only when the
-        snapshot's signature takes numbers alone: text costs by its length, not its rows."""
+        snapshot's signature takes numbers alone (text costs by its length, not its rows)
+        and no call on the loop has stalled it, in any batcher of this (model, version)."""
         key = (id(snapshot), method)
         entry = self._batchers.get(key)
         if entry is not None and entry[0] is snapshot:
             return entry[1]
+        version = (snapshot.model, snapshot.version)
         if len(self._batchers) > 32:
             self._batchers = {k: v for k, v in self._batchers.items() if not v[1].idle}
         batcher = Batcher(
@@ -409,14 +407,23 @@ class BatchPool:
             wait_s=self.wait_s,
             timeout_s=self.timeout_s,
             hand_off_s=self.hand_off_s,
-            inline_s=self.inline_s if snapshot.signature.numeric else 0.0,
+            inline_s=self.inline_s if snapshot.signature.numeric and version not in self._stalled else 0.0,
             threads=self.threads,
             observe=self._observe,
             account=account() if account is not None else None,
             name=f"{snapshot.model} {snapshot.version} {method}",
+            on_stall=lambda: self._stall(version),
         )
         self._batchers[key] = (snapshot, batcher)  # holding the snapshot keeps its id unique
         return batcher
+
+    def _stall(self, version: tuple[str, str]) -> None:
+        """A call on the loop stalled it: every batcher of that (model, version), now and
+        later (a batcher dropped while idle, another method, a reload), calls on its threads."""
+        self._stalled.add(version)
+        for snapshot, batcher in self._batchers.values():
+            if (snapshot.model, snapshot.version) == version:
+                batcher.inline_s = 0.0
 
     async def call(self, model: str, fn: Predict, X: np.ndarray) -> Any:
         """One unbatched call on the model's worker threads (a v2 request's extra outputs)."""

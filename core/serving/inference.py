@@ -13,9 +13,9 @@ its body into a :class:`~modelswap.core.schema.inputs.Table` and renders the
 4. the batch: the request joins its snapshot and method's batcher (core.serving.batching)
    and the model runs on its worker thread (or, once proven cheap on numbers, on the
    event loop's);
-5. the accounting, once per batch, just after its answer is handed out (on the event
-   loop's thread, for the requests it was handed to: a request is counted once, as what
-   it got):
+5. the accounting, once per batch (on the event loop's thread, for the requests its
+   answer goes to: a request is counted once, as what it got), the Prometheus part
+   before the answers are handed out and the rest just after:
    ``modelswap_predictions_total`` and the latency histogram, the slot's per-variant
    counts (the canary guard), the shadow's copy of stable's requests, and one monitoring
    hand-over per batch (its rows, answer, and each request's latency and id: counted,
@@ -26,6 +26,7 @@ its body into a :class:`~modelswap.core.schema.inputs.Table` and renders the
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -193,19 +194,29 @@ class Inference:
 
     def _accountant(self, slot: ModelSlot, snap: Snapshot, method: str) -> Account:
         """The accounting of one batcher's batches (called once per batch on the event
-        loop's thread, just after the answers were handed out; made once per batcher)."""
+        loop's thread before the answers are handed out; what it returns runs just after;
+        made once per batcher)."""
         metrics, monitor, shadows, clock = self.metrics, self.monitor, self.shadows, self.clock
         model, version, variant = snap.model, snap.version, snap.variant
         output = snap.signature.output
         classes = output.classes if output is not None else None
         debug = logger.isEnabledFor(logging.DEBUG)
 
-        def account(tickets: list[Ticket | None], sizes: list[int], X: np.ndarray, result: Any, now: float) -> None:
+        def account(
+            tickets: list[Ticket | None], sizes: list[int], X: np.ndarray, result: Any, now: float
+        ) -> Callable[[], None] | None:
             latencies = [now - ticket[0] for ticket in tickets if ticket is not None]
             if not latencies:
-                return
-            metrics.answered(model, version, variant, latencies)
+                return None
+            metrics.answered(model, version, variant, latencies)  # on /metrics before the answer leaves
             slot.record_answered(snap, len(latencies))
+            return functools.partial(hand_over, tickets, sizes, X, result, now, latencies)
+
+        def hand_over(
+            tickets: list[Ticket | None], sizes: list[int], X: np.ndarray, result: Any, now: float,
+            latencies: list[float],
+        ) -> None:  # fmt: skip
+            """Monitoring's and the shadow's part, once the answers are out."""
             shadow = slot.shadow if variant == STABLE else None
             at = clock()
             everyone = len(latencies) == len(tickets)

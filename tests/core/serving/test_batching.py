@@ -254,21 +254,53 @@ def test_calls_go_on_the_loop_once_proven_cheap_back_to_workers_when_slow_and_fo
     assert took is not None and float(took[1]) >= 60
 
 
-def test_a_slow_model_never_goes_on_the_loop(executor: ModelThreads) -> None:
-    where: list[str] = []
+def test_a_model_that_stalled_in_its_last_calls_stays_on_workers_though_its_rows_look_cheap(
+    executor: ModelThreads,
+) -> None:
+    where: list[tuple[int, bool]] = []
 
-    def model(X: np.ndarray) -> Any:
-        where.append(threading.current_thread().name)
-        time.sleep(0.005)  # over 4 x 1 ms: a stall
+    def model(X: np.ndarray) -> Any:  # 500 rows take 10 ms: 20 us a row, a 1-row call looks cheap
+        where.append((len(X), threading.current_thread().name == "MainThread"))
+        time.sleep(0.01 if len(X) > 100 else 0.0)
         return X.sum(axis=1)
 
     async def main() -> None:
-        batcher = Batcher(model, executor, inline_s=0.001, proof=2)
-        for i in range(8):
-            await batcher.submit(rows(i, 1))
+        batcher = Batcher(model, executor, inline_s=0.001, proof=2, max_rows=1000)
+        for n in (1, 500, 1, 1, 1):
+            await batcher.submit(rows(n, n))
 
     asyncio.run(main())
-    assert "MainThread" not in where
+    # the 500-row call stalled (10 ms > 4 x 1 ms): two cheap calls on a worker before the loop again
+    assert where == [(1, False), (500, False), (1, False), (1, False), (1, True)]
+
+
+def test_a_stall_keeps_every_batcher_of_that_version_off_the_loop() -> None:
+    class Snap:
+        def __init__(self, version: str) -> None:
+            self.model, self.version, self.signature = "m", version, Signature(columns=())
+
+    def model(X: np.ndarray) -> Any:
+        time.sleep(0.02 if (X < 0).any() else 0.0)
+        return X.sum(axis=1)
+
+    pool = BatchPool(max_rows=100, wait_s=0, inline_s=0.001)
+    v1, v2 = Snap("v1"), Snap("v2")
+    try:
+        predict = pool.batcher(v1, "predict", model)
+        proba = pool.batcher(v1, "predict_proba", model)
+        other = pool.batcher(v2, "predict", model)
+        predict.proof = 1
+
+        async def main() -> None:
+            await predict.submit(rows(0, 1))  # proven on a worker: the next call goes on the loop
+            await predict.submit(-rows(1, 1))  # 20 ms there: a stall
+
+        asyncio.run(main())
+        assert (predict.inline_s, proba.inline_s, other.inline_s) == (0.0, 0.0, 0.001)
+        again = pool.batcher(Snap("v1"), "predict", model)  # v1 reloaded (or its batcher dropped while idle)
+        assert again is not predict and again.inline_s == 0.0
+    finally:
+        pool.close()
 
 
 def test_a_model_that_raises_on_the_loop_still_fails_alone(executor: ModelThreads) -> None:
