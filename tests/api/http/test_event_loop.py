@@ -48,10 +48,11 @@ def test_a_busy_model_leaves_health_metrics_and_other_models_answering(
 
 
 def test_a_cheap_model_goes_on_the_loop_once_proven_and_leaves_it_for_good_after_one_stall(store: Store) -> None:
-    """MODELSWAP_BATCH_INLINE_MS (1 ms by default): a numeric model's calls go on the
-    event loop after 32 cheap ones on its worker threads; a call there that turns out slow
-    stalls the loop that once, and the model's calls stay on its threads after it, however
-    cheap again. A model of text never goes on the loop."""
+    """MODELSWAP_BATCH_INLINE_MS: a numeric model's calls go on the event loop after 32
+    cheap ones on its worker threads; a call there that turns out slow stalls the loop that
+    once, and the model's calls stay on its threads after it, however cheap again. A model
+    of text never goes on the loop. (A 5 ms budget here, so a stall is a call past 20 ms:
+    a cheap call on a machine this busy with tests may pause for 4.)"""
     import pandas as pd
 
     from tests.models_for_tests import NamesItsThread, NamesItsThreadForText
@@ -59,19 +60,20 @@ def test_a_cheap_model_goes_on_the_loop_once_proven_and_leaves_it_for_good_after
     store.deploy("numbers", publish(store, NamesItsThread(), model="numbers"))
     text = pd.DataFrame({"text": ["short", "a longer text"]})
     store.deploy("text", publish(store, NamesItsThreadForText(), model="text", example=text))
-    with serve(store.root) as server, server.client() as client:
+    with serve(store.root, env={"MODELSWAP_BATCH_INLINE_MS": "5"}) as server, server.client() as client:
 
         def where(model: str, row: Any) -> str:
             r = client.post(f"/v1/models/{model}/predict", json={"instances": [row]})
             assert r.status_code == 200, r.text
             return str(r.json()["predictions"][0])
 
-        cheap = [1.0, 0.0, 0.0, 0.0]
-        seen = [where("numbers", cheap) for _ in range(300)]
-        assert seen[0].startswith("predict-numbers")  # a new version is measured on its threads first
-        assert seen.index("MainThread") >= 32  # then on the loop, once 32 calls in a row were cheap
         assert all(where("text", {"text": "words"}).startswith("predict-text") for _ in range(100))
-
+        cheap = [1.0, 0.0, 0.0, 0.0]
+        seen = [where("numbers", cheap)]
+        while seen[-1] != "MainThread" and len(seen) < 300:
+            seen.append(where("numbers", cheap))
+        assert seen[0].startswith("predict-numbers")  # a new version is measured on its threads first
+        assert seen[-1] == "MainThread" and len(seen) > 32  # then on the loop, once 32 calls in a row were cheap
         assert where("numbers", [-0.5, 0.0, 0.0, 0.0]) == "MainThread"  # proven cheap: on the loop, for 0.5 s
         after = [where("numbers", cheap) for _ in range(100)]
         assert all(name.startswith("predict-numbers") for name in after)  # never on the loop again, though cheap
