@@ -52,11 +52,11 @@ whose cost its rows do not predict (a cheap model that suddenly takes seconds on
 input holds the loop for that call; one that never returns stalls the worker instead of
 timing out). So a new version is measured on the worker threads first; a model that took
 over 4 ms in any of its last 32 calls, or a big request (estimated by its rows), goes to
-a worker; and a call on the loop that takes over 4 ms ends calls on the loop for its
-batcher (version and method) in this process, with a warning: a model stalls the loop
-once, never twice. ``inline_s`` 0 keeps every call on the worker threads; the inference
-plane gives it only to a version whose signature takes numbers alone (text costs by its
-length, not its rows).
+a worker; and a call on the loop that takes over 4 ms ends calls on the loop for every
+batcher of that model version in this process (the pool's), with a warning: a model
+stalls the loop once, never twice. ``inline_s`` 0 keeps every call on the worker threads;
+the pool gives it only to a version whose signature takes numbers alone (text costs by
+its length, not its rows).
 """
 
 from __future__ import annotations
@@ -121,8 +121,8 @@ class Batcher:
         self.inline_s, self.proof = inline_s, proof
         # for the warning when a call on the loop stalls it, and who is told (the pool)
         self.name, self._on_stall = name, on_stall
-        # the last call: within the hand-off?, seconds per row, seconds; calls in a row within STALL x inline_s
-        self._fast, self._row_cost, self._took, self._cheap = True, 0.0, 0.0, 0
+        # the last call: within the hand-off?, seconds per row; calls in a row within STALL x inline_s
+        self._fast, self._row_cost, self._cheap = True, 0.0, 0
         self._observe = observe
         self._pending: deque[tuple[np.ndarray, asyncio.Future[Any], Ticket]] = deque()
         self._pending_rows = 0
@@ -251,7 +251,7 @@ class Batcher:
         try:
             return self._fn(X)
         finally:
-            took = self._took = time.perf_counter() - start
+            took = time.perf_counter() - start
             self._fast = took <= self.hand_off_s
             self._row_cost = took / max(1, len(X))
             self._cheap = self._cheap + 1 if took <= STALL * self.inline_s else 0
@@ -272,13 +272,14 @@ class Batcher:
             try:
                 return self._work(X)
             finally:
-                if self._took > STALL * inline_s:
+                took = self._row_cost * len(X)  # this call's, timed in _timed
+                if took > STALL * inline_s:
                     self.inline_s = 0.0
                     if self._on_stall is not None:
                         self._on_stall()
                     logger.warning(
                         "%s: a call on the event loop took %.1f ms (%d rows); its calls stay on the worker threads",
-                        self.name or "a model", 1000 * self._took, len(X),
+                        self.name or "a model", 1000 * took, len(X),
                     )  # fmt: skip
         hand_off = self.hand_off_s if self._fast else 0.0
         return await compute(self._executor, self._work, X, hand_off_s=hand_off)
