@@ -31,6 +31,21 @@ class RaisesAfterWarmup:
         return np.zeros(len(X), dtype=np.int64)
 
 
+class ExitsOnNegative:
+    """Predicts the example fine; calls ``sys.exit()`` on a row whose first value is negative
+    (custom code in a pipeline that exits instead of raising)."""
+
+    n_features_in_ = 4
+
+    def predict(self, X: Any) -> Any:
+        import sys
+
+        X = np.asarray(X)
+        if (X[:, 0] < 0).any():
+            sys.exit(3)
+        return np.zeros(len(X), dtype=np.int64)
+
+
 class Constant:
     """Predicts ``value`` for every row: tells which version answered a batched request."""
 

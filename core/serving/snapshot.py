@@ -67,17 +67,25 @@ def _served(method: Callable[..., Any], *, assume_finite: bool) -> Callable[[np.
 
     An answer that is not made of numbers, booleans, strings and nulls is refused here
     (PredictionFailed, see ``encodable``), so every protocol and the shadow runner refuse
-    it alike and count it as the model's failure.
+    it alike and count it as the model's failure. So is model code that raises what is not
+    an ``Exception`` (``sys.exit()`` in a custom transformer: SystemExit): it would pass
+    every ``except Exception`` on its way up and end the worker's event loop, and every
+    request in flight with it, on the loop or from a worker thread alike.
     """
 
     from sklearn import config_context  # here, once a model is loaded: a CLI command that loads none never pays for it
 
     def call(X: np.ndarray) -> Any:
-        if assume_finite:
-            with config_context(assume_finite=True):
+        try:
+            if assume_finite:
+                with config_context(assume_finite=True):
+                    answer = method(X)
+            else:
                 answer = method(X)
-        else:
-            answer = method(X)
+        except Exception:
+            raise
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt, GeneratorExit from the model's code
+            raise PredictionFailed(f"it raised {type(exc).__name__}") from exc
         return encodable(answer.view(np.ndarray) if isinstance(answer, np.memmap) else answer)
 
     return call

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -233,6 +234,33 @@ def test_an_answer_no_protocol_can_encode_is_refused_alike_by_every_protocol(tmp
         if line.startswith("modelswap_predictions_total{") and 'model="odd"' in line and 'outcome="error"' in line
     ]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in errors) == len(calls)
+    assert "unhandled error" not in server.output()
+
+
+def test_a_model_that_calls_sys_exit_fails_the_request_not_the_server(tmp_path: Any) -> None:
+    """SystemExit is not an Exception: from a model it passed every handler on its way up
+    and ended the worker's event loop, whether the call ran on a worker thread or, once
+    proven cheap, on the loop itself."""
+    from tests.models_for_tests import ExitsOnNegative
+
+    store = Store(tmp_path / "models", clock=StepClock())
+    exits = publish(store, ExitsOnNegative(), model="exits")
+    store.deploy("exits", exits)
+    with serve(store.root) as server, server.client() as client:
+
+        def predict(row: list[float]) -> httpx.Response:
+            return client.post("/v1/models/exits/predict", json={"instances": [row]})
+
+        bad = [-1.0, 0.0, 0.0, 0.0]
+        first = predict(bad)  # a new version: its first call is on a worker thread
+        for _ in range(60):  # proven cheap: later calls go on the event loop
+            assert predict(IRIS_ROW).status_code == 200
+        second = predict(bad)
+        for r in (first, second):
+            assert r.status_code == 500 and r.json()["error"]["code"] == "prediction_failed", r.text
+            assert r.json()["error"]["message"] == f"exits {exits} failed to predict: it raised SystemExit"
+        assert client.get("/healthz").status_code == 200
+        assert predict(IRIS_ROW).json()["predictions"] == [0]
     assert "unhandled error" not in server.output()
 
 
