@@ -10,28 +10,44 @@ from batching, so each call gets ``threads`` (MODELSWAP_MODEL_THREADS, 1 by defa
 
 An OpenMP limit belongs to the thread that sets it, and reaches only the libraries loaded
 by then, so :func:`apply` runs in the thread about to predict, once, and again after any
-model load (:func:`loaded`: a new model may bring a new library). Otherwise it costs a
-comparison. Retraining jobs and other child processes keep their own settings.
+model load (:func:`loaded`: a new model may bring a new library). Finding the loaded
+libraries is the dear part (4 ms: every shared object of the process is inspected), so it
+is done once per model load, in the thread that loads, and a predicting thread only sets
+the limits on what was found (under 0.1 ms): a call made on the event loop must not hold
+it for the discovery. Otherwise :func:`apply` costs a comparison. Retraining jobs and
+other child processes keep their own settings.
 """
 
 from __future__ import annotations
 
 import threading
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
-_generation = [0]  # bumped by every model load
+# (generation, the libraries loaded by then), replaced whole by every model load; None:
+# found by the first apply (nothing was loaded through the loader yet)
+_found: list[tuple[int, ThreadpoolController | None]] = [(0, None)]
+_lock = threading.Lock()
 _local = threading.local()
 
 
 def loaded() -> None:
-    """A model was loaded: the next call in every thread applies the limit again."""
-    _generation[0] += 1
+    """A model was loaded: find the native libraries now (in this thread), and the next
+    call in every thread applies the limit again, to them."""
+    controller = ThreadpoolController()
+    with _lock:
+        _found[0] = (_found[0][0] + 1, controller)
 
 
 def apply(threads: int) -> None:
     """Limit OpenMP (this thread) and BLAS (the process) to ``threads``, unless done already."""
-    key = (_generation[0], threads)
+    generation, controller = _found[0]
+    key = (generation, threads)
     if getattr(_local, "applied", None) != key:
-        threadpool_limits(limits=threads)
+        if controller is None:
+            controller = ThreadpoolController()
+            with _lock:
+                if _found[0][0] == generation:
+                    _found[0] = (generation, controller)
+        controller.limit(limits=threads)
         _local.applied = key

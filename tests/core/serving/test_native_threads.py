@@ -35,18 +35,37 @@ def test_apply_limits_openmp_in_the_calling_thread_once_per_model_load(monkeypat
 
     assert in_thread(lambda: limited(3))[0] == 3
     assert in_thread(lambda: limited(1))[0] == 1
-    calls: list[int] = []
-    real = native_threads.threadpool_limits
-    monkeypatch.setattr(native_threads, "threadpool_limits", lambda limits: calls.append(limits) or real(limits))
+    found: list[str] = []  # the threads that inspected the process's libraries
+    limited_to: list[tuple[int, str]] = []  # the limits set, and in which thread
+    real = native_threads.ThreadpoolController
 
-    def twice_then_after_a_load() -> None:
+    class Counted(real):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            found.append(threading.current_thread().name)
+            super().__init__()
+
+        def limit(self, *, limits: int) -> Any:
+            limited_to.append((limits, threading.current_thread().name))
+            return super().limit(limits=limits)
+
+    monkeypatch.setattr(native_threads, "ThreadpoolController", Counted)
+    native_threads.loaded()  # a model load in this thread
+
+    def twice_then_after_a_load() -> str:
         native_threads.apply(2)
         native_threads.apply(2)  # done already: not again
         native_threads.loaded()  # a model load may have brought a new library
         native_threads.apply(2)
+        return threading.current_thread().name
 
-    in_thread(twice_then_after_a_load)
-    assert calls == [2, 2]
+    name = in_thread(twice_then_after_a_load)
+    assert limited_to == [(2, name), (2, name)]
+    assert found == ["MainThread", name]  # by the loads: a predicting thread only sets the limits
+    limited_to.clear()
+    other = in_thread(lambda: (native_threads.apply(2), threading.current_thread().name)[1])
+    assert limited_to == [(2, other)]
+    assert found == ["MainThread", name]  # another thread uses what the last load found
+    assert in_thread(lambda: limited(4))[0] == 4
 
 
 def test_a_batchers_worker_thread_predicts_with_the_configured_threads() -> None:
