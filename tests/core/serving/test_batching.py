@@ -4,7 +4,9 @@ request, in order; the model never runs on the loop; a miscounting model fails a
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
 import re
 import threading
 import time
@@ -253,6 +255,69 @@ def test_calls_go_on_the_loop_once_proven_cheap_back_to_workers_when_slow_and_fo
     stay = "its calls stay on the worker threads"
     took = re.fullmatch(rf"m v1 predict: a call on the event loop took ([\d.]+) ms \(2 rows\); {stay}", warning)
     assert took is not None and float(took[1]) >= 80
+
+
+def test_a_pause_of_the_machine_is_not_the_models_stall(executor: ModelThreads, shared_cpu: int) -> None:
+    # the loop's thread shares its CPU with a busy process: a cheap call (0.1 ms of CPU) now
+    # and then waits for the CPU while the other runs its slice (some ms), past the stall
+    # (4 x 0.5 ms); that wait is not the model's
+    calls: list[tuple[bool, float]] = []  # on the loop's thread?, wall seconds
+
+    def model(X: np.ndarray) -> Any:
+        start, cpu = time.perf_counter(), time.thread_time()
+        while time.thread_time() - cpu < 0.0001:
+            pass
+        calls.append((threading.current_thread() is loop_thread, time.perf_counter() - start))
+        return X.sum(axis=1)
+
+    async def main() -> Batcher:
+        batcher = Batcher(model, executor, inline_s=0.0005, proof=2, name="m v1 predict")
+        deadline = time.monotonic() + 20
+        while sum(wall > 0.003 for on_loop, wall in calls if on_loop) < 3 and time.monotonic() < deadline:
+            await batcher.submit(rows(len(calls), 1))
+        return batcher
+
+    def on_shared_cpu() -> Batcher:
+        os.sched_setaffinity(0, {shared_cpu})
+        return asyncio.run(main())
+
+    loop_thread = threading.Thread(target=lambda: out.append(on_shared_cpu()))
+    out: list[Batcher] = []
+    loop_thread.start()
+    loop_thread.join()
+    paused = [wall for on_loop, wall in calls if on_loop and wall > 0.003]
+    assert len(paused) == 3  # calls on the loop past the stall (2 ms) by the wall clock
+    assert [on_loop for on_loop, _ in calls] == [False, False] + [True] * (len(calls) - 2)
+    assert out[0].inline_s == 0.0005
+
+
+def test_a_garbage_collection_during_a_call_on_the_loop_is_not_the_models_stall(executor: ModelThreads) -> None:
+    where: list[bool] = []
+
+    def model(X: np.ndarray) -> Any:
+        where.append(threading.current_thread().name == "MainThread")
+        if (X < 0).any():  # the collector runs in this call, as when its allocations set it off
+            gc.collect()
+        return X.sum(axis=1)
+
+    async def main() -> Batcher:
+        batcher = Batcher(model, executor, inline_s=0.001, proof=2)
+        for i in range(3):
+            await batcher.submit(rows(i, 1))
+        garbage: list[Any] = [[] for _ in range(200_000)]  # a cycle of 200,000 lists: tens of ms to collect
+        garbage.append(garbage)
+        del garbage
+        await batcher.submit(-rows(3, 1))
+        await batcher.submit(rows(4, 1))
+        return batcher
+
+    gc.disable()  # the garbage waits for the model's call
+    try:
+        batcher = asyncio.run(main())
+    finally:
+        gc.enable()
+    assert where == [False, False, True, True, True]  # on the loop before, during and after the collection
+    assert batcher.inline_s == 0.001
 
 
 def test_a_model_that_stalled_in_its_last_calls_stays_on_workers_though_its_rows_look_cheap(
