@@ -220,6 +220,17 @@ class NamesItsThread:
         return np.array([threading.current_thread().name] * len(np.asarray(X)))
 
 
+class ReportsSwitchInterval:
+    """Answers, for each row, the serving process's switch interval (sys.getswitchinterval)."""
+
+    n_features_in_ = 4
+
+    def predict(self, X: Any) -> Any:
+        import sys
+
+        return np.array([sys.getswitchinterval()] * len(np.asarray(X)))
+
+
 class NamesItsThreadForText:
     """NamesItsThread for a table of one text column (a DataFrame)."""
 

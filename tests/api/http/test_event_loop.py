@@ -96,3 +96,15 @@ def test_a_cheap_model_goes_on_the_loop_once_proven_and_leaves_it_for_good_after
                 assert time.monotonic() - t0 < 1.0  # the loop is free; only the GIL is shared
         thread.join(timeout=30)
     assert outcome == {"status": 200, "on_loop": False}
+
+
+def test_another_thread_holding_the_gil_is_made_to_switch_within_1_ms(store: Store) -> None:
+    """The serving process's switch interval: a thread holding the GIL (a model on its
+    worker thread, monitoring's counting) gives it back to the loop within 1 ms of the loop
+    asking, not Python's 5."""
+    from tests.models_for_tests import ReportsSwitchInterval
+
+    store.deploy("gil", publish(store, ReportsSwitchInterval(), model="gil"))
+    with serve(store.root) as server, server.client() as client:
+        r = client.post("/v1/models/gil/predict", json={"instances": [IRIS_ROW]})
+        assert r.status_code == 200 and r.json()["predictions"] == [0.001]
