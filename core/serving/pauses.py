@@ -17,7 +17,6 @@ import threading
 import time
 from typing import Any
 
-_schedstat = threading.local()
 # CPU seconds the collector ran, in this process; the collecting thread's CPU time when the
 # current collection began (CPU time: its own pauses are cpu_wait's)
 _collector = [0.0, 0.0]
@@ -30,24 +29,40 @@ def _on_collection(phase: str, info: dict[str, Any]) -> None:
         _collector[0] += time.thread_time() - _collector[1]
 
 
+gc.callbacks.append(_on_collection)  # counted from this module's import on
+
+
+class _Schedstat:
+    """A thread's ``/proc/thread-self/schedstat``, open while the thread lives: held only by
+    that thread's slot of ``_threads``, which goes (and closes it) when the thread ends."""
+
+    def __init__(self) -> None:
+        try:
+            self.fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        except OSError:  # not Linux: no figure, the wall clock stands
+            self.fd = -1
+
+    def __del__(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+
+
+_threads = threading.local()
+
+
 def seconds() -> float:
     """Seconds the calling thread was held by the machine (waiting for a CPU) plus those the
-    garbage collector ran in this process, since this was first asked."""
+    garbage collector ran in this process."""
     return cpu_wait() + _collector[0]
 
 
 def cpu_wait() -> float:
     """Seconds the calling thread has spent ready to run but waiting for a CPU, from Linux's
     ``/proc/thread-self/schedstat``; 0.0 where the system does not say."""
-    fd = getattr(_schedstat, "fd", None)
-    if fd is None:
-        if _on_collection not in gc.callbacks:
-            gc.callbacks.append(_on_collection)
-        try:
-            fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
-        except OSError:
-            fd = -1
-        _schedstat.fd = fd  # one per thread that asks (the event loop's, the models'), kept for the process
+    schedstat = getattr(_threads, "schedstat", None)
+    if schedstat is None:
+        schedstat = _threads.schedstat = _Schedstat()
+    fd = schedstat.fd
     if fd < 0:
         return 0.0
     try:

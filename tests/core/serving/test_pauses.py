@@ -62,3 +62,15 @@ def test_the_collectors_runs_count_in_every_thread() -> None:
     assert took > 0.005
     assert took * 0.9 <= after[0] - before[0] <= took + 0.05  # this thread's: the collection
     assert after[1] - before[1] >= took * 0.9  # the other's: the collection held it up too
+
+
+def test_a_thread_that_asked_leaves_no_file_open_when_it_ends() -> None:
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_files()
+    for _ in range(20):
+        thread = threading.Thread(target=pauses.seconds)
+        thread.start()
+        thread.join()
+    assert open_files() == before
