@@ -12,7 +12,9 @@ An OpenMP limit belongs to the thread that sets it, and reaches only the librari
 by then, so :func:`apply` runs in the thread about to predict, once, and again after any
 model load (:func:`loaded`: a new model may bring a new library). Finding the loaded
 libraries is the dear part (4 ms: every shared object of the process is inspected), so it
-is done once per model load, in the thread that loads, and a predicting thread only sets
+is done in the thread that loads, and only after a load that imported modules (a native
+library comes with the extension module that needs it; a server loading 100 versions of
+the same kind of model finds them once, not 100 times), and a predicting thread only sets
 the limits on what was found (under 0.1 ms): a call made on the event loop must not hold
 it for the discovery. Otherwise :func:`apply` costs a comparison. Retraining jobs and
 other child processes keep their own settings.
@@ -20,34 +22,39 @@ other child processes keep their own settings.
 
 from __future__ import annotations
 
+import sys
 import threading
 
 from threadpoolctl import ThreadpoolController
 
-# (generation, the libraries loaded by then), replaced whole by every model load; None:
-# found by the first apply (nothing was loaded through the loader yet)
-_found: list[tuple[int, ThreadpoolController | None]] = [(0, None)]
+# (generation, the libraries loaded by then, how many modules were imported then),
+# replaced whole by a model load that imported modules; None: found by the first apply
+# (nothing was loaded through the loader yet)
+_found: list[tuple[int, ThreadpoolController | None, int]] = [(0, None, 0)]
 _lock = threading.Lock()
 _local = threading.local()
 
 
 def loaded() -> None:
-    """A model was loaded: find the native libraries now (in this thread), and the next
-    call in every thread applies the limit again, to them."""
+    """A model was loaded: if it imported modules, find the native libraries now (in this
+    thread), and the next call in every thread applies the limit again, to them."""
+    modules = len(sys.modules)
+    if _found[0][1] is not None and _found[0][2] == modules:
+        return  # nothing imported since the libraries were found: no new library
     controller = ThreadpoolController()
     with _lock:
-        _found[0] = (_found[0][0] + 1, controller)
+        _found[0] = (_found[0][0] + 1, controller, modules)
 
 
 def apply(threads: int) -> None:
     """Limit OpenMP (this thread) and BLAS (the process) to ``threads``, unless done already."""
-    generation, controller = _found[0]
+    generation, controller, _ = _found[0]
     key = (generation, threads)
     if getattr(_local, "applied", None) != key:
         if controller is None:
-            controller = ThreadpoolController()
+            modules, controller = len(sys.modules), ThreadpoolController()
             with _lock:
                 if _found[0][0] == generation:
-                    _found[0] = (generation, controller)
+                    _found[0] = (generation, controller, modules)
         controller.limit(limits=threads)
         _local.applied = key

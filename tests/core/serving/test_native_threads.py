@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +30,16 @@ def in_thread(fn: Any) -> Any:
         return pool.submit(fn).result()
 
 
-def test_apply_limits_openmp_in_the_calling_thread_once_per_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_apply_limits_openmp_in_the_calling_thread_once_per_model_load(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def a_load_that_imports(module: str) -> None:  # as unpickling a new kind of model does
+        (tmp_path / f"{module}.py").write_text("")
+        importlib.import_module(module)
+        native_threads.loaded()
+
     def limited(threads: int) -> tuple[int, int]:
         native_threads.apply(threads)
         return openmp_threads(), threading.get_ident()
@@ -49,12 +60,12 @@ def test_apply_limits_openmp_in_the_calling_thread_once_per_model_load(monkeypat
             return super().limit(limits=limits)
 
     monkeypatch.setattr(native_threads, "ThreadpoolController", Counted)
-    native_threads.loaded()  # a model load in this thread
+    a_load_that_imports("native_threads_first_load")  # a model load in this thread
 
     def twice_then_after_a_load() -> str:
         native_threads.apply(2)
         native_threads.apply(2)  # done already: not again
-        native_threads.loaded()  # a model load may have brought a new library
+        a_load_that_imports("native_threads_second_load")  # a model load may have brought a new library
         native_threads.apply(2)
         return threading.current_thread().name
 
@@ -66,6 +77,10 @@ def test_apply_limits_openmp_in_the_calling_thread_once_per_model_load(monkeypat
     assert limited_to == [(2, other)]
     assert found == ["MainThread", name]  # another thread uses what the last load found
     assert in_thread(lambda: limited(4))[0] == 4
+    limited_to.clear()
+    native_threads.loaded()  # a load that imported nothing (another version of a model served): no new library
+    assert in_thread(lambda: (native_threads.apply(2), native_threads.apply(2))) and found == ["MainThread", name]
+    assert len(limited_to) == 1  # that new thread's own limits, once, on what was found before
 
 
 def test_a_batchers_worker_thread_predicts_with_the_configured_threads() -> None:
