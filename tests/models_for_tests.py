@@ -19,31 +19,37 @@ class RaisesOnPredict:
         raise RuntimeError("this model always fails")
 
 
-class RaisesAfterWarmup:
-    """Predicts the manifest's example fine, then raises on anything with a negative first value."""
+class OnNegative:
+    """Predicts zeros (the manifest's example fine); a batch with a negative first value
+    first does what ``negative`` does: each subclass's way of misbehaving."""
 
     n_features_in_ = 4
+
+    def negative(self) -> None:
+        raise NotImplementedError
 
     def predict(self, X: Any) -> Any:
         X = np.asarray(X)
         if (X[:, 0] < 0).any():
-            raise RuntimeError("negative input")
+            self.negative()
         return np.zeros(len(X), dtype=np.int64)
 
 
-class ExitsOnNegative:
-    """Predicts the example fine; calls ``sys.exit()`` on a row whose first value is negative
-    (custom code in a pipeline that exits instead of raising)."""
+class RaisesAfterWarmup(OnNegative):
+    """Raises on anything with a negative first value."""
 
-    n_features_in_ = 4
+    def negative(self) -> None:
+        raise RuntimeError("negative input")
 
-    def predict(self, X: Any) -> Any:
+
+class ExitsOnNegative(OnNegative):
+    """Calls ``sys.exit()`` on a negative first value (custom code in a pipeline that exits
+    instead of raising)."""
+
+    def negative(self) -> None:
         import sys
 
-        X = np.asarray(X)
-        if (X[:, 0] < 0).any():
-            sys.exit(3)
-        return np.zeros(len(X), dtype=np.int64)
+        sys.exit(3)
 
 
 class Constant:
@@ -195,16 +201,11 @@ class WritesMarkerOnLoad:
         return np.zeros(len(np.asarray(X)), dtype=np.int64)
 
 
-class SleepsOnNegative:
-    """Predicts the example fine; a batch with a negative first value sleeps 0.2 s first."""
+class SleepsOnNegative(OnNegative):
+    """A batch with a negative first value sleeps 0.2 s first."""
 
-    n_features_in_ = 4
-
-    def predict(self, X: Any) -> Any:
-        X = np.asarray(X)
-        if (X[:, 0] < 0).any():
-            time.sleep(0.2)
-        return np.zeros(len(X), dtype=np.int64)
+    def negative(self) -> None:
+        time.sleep(0.2)
 
 
 class NamesItsThread:
