@@ -52,6 +52,13 @@ class ExitsOnNegative(OnNegative):
         sys.exit(3)
 
 
+class InterruptedOnNegative(OnNegative):
+    """A Ctrl-C (KeyboardInterrupt) arrives while it predicts a negative first value."""
+
+    def negative(self) -> None:
+        raise KeyboardInterrupt
+
+
 class Constant:
     """Predicts ``value`` for every row: tells which version answered a batched request."""
 

@@ -67,10 +67,12 @@ def _served(method: Callable[..., Any], *, assume_finite: bool) -> Callable[[np.
 
     An answer that is not made of numbers, booleans, strings and nulls is refused here
     (PredictionFailed, see ``encodable``), so every protocol and the shadow runner refuse
-    it alike and count it as the model's failure. So is model code that raises what is not
-    an ``Exception`` (``sys.exit()`` in a custom transformer: SystemExit): it would pass
-    every ``except Exception`` on its way up and end the worker's event loop, and every
-    request in flight with it, on the loop or from a worker thread alike.
+    it alike and count it as the model's failure. So is model code that exits
+    (``sys.exit()`` in a custom transformer: SystemExit, not an ``Exception``): it would
+    pass every ``except Exception`` on its way up and end the worker's event loop, and
+    every request in flight with it, on the loop or from a worker thread alike. A
+    KeyboardInterrupt goes up as it is: it is the user's Ctrl-C (``modelswap score``), not
+    the model's.
     """
 
     from sklearn import config_context  # here, once a model is loaded: a CLI command that loads none never pays for it
@@ -82,9 +84,7 @@ def _served(method: Callable[..., Any], *, assume_finite: bool) -> Callable[[np.
                     answer = method(X)
             else:
                 answer = method(X)
-        except Exception:
-            raise
-        except BaseException as exc:  # SystemExit, KeyboardInterrupt, GeneratorExit from the model's code
+        except (SystemExit, GeneratorExit) as exc:  # the model's code; a KeyboardInterrupt is the user's (Ctrl-C)
             raise PredictionFailed(f"it raised {type(exc).__name__}") from exc
         return encodable(answer.view(np.ndarray) if isinstance(answer, np.memmap) else answer)
 

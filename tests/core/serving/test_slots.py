@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from modelswap.core.errors import InsufficientMemory, NotReady, ValidationFailed
+from modelswap.core.errors import InsufficientMemory, NotReady, PredictionFailed, ValidationFailed
 from modelswap.core.metrics import Metrics
 from modelswap.core.serving.changes import Watcher
 from modelswap.core.serving.fleet import read_fleet, touch_heartbeat, write_heartbeat
@@ -184,6 +184,23 @@ def test_a_memory_mapped_answer_reaches_each_request_as_plain_rows_of_the_same_m
     expected = iris_a.predict(rows).tolist()
     assert [type(r) for r in results] == [np.ndarray] * len(rows)
     assert [r.tolist() for r in results] == [[e] for e in expected]
+
+
+def test_a_model_that_exits_fails_its_call_and_a_ctrl_c_goes_up_as_it_is(store: Store) -> None:
+    from tests.models_for_tests import ExitsOnNegative, InterruptedOnNegative
+
+    def predict_of(model: Any) -> Any:
+        store.deploy("iris", publish(store, model))
+        slot = make_serving(store).slot("iris")
+        assert slot.sync()
+        return slot.snapshot().methods["predict"]
+
+    exits, interrupted = predict_of(ExitsOnNegative()), predict_of(InterruptedOnNegative())
+    assert exits([[1.0, 0.0, 0.0, 0.0]]).tolist() == interrupted([[1.0, 0.0, 0.0, 0.0]]).tolist() == [0]
+    with pytest.raises(PredictionFailed, match="it raised SystemExit"):
+        exits([[-1.0, 0.0, 0.0, 0.0]])
+    with pytest.raises(KeyboardInterrupt):  # the user's, not the model's failure: nothing makes it an answer
+        interrupted([[-1.0, 0.0, 0.0, 0.0]])
 
 
 def test_memory_guard_refuses_a_load_that_would_not_fit(store: Store, iris_a: Any) -> None:
