@@ -45,20 +45,19 @@ waiting request at a time, each accounted on its own.
 
 On the loop, once proven cheap (``inline_s``: MODELSWAP_BATCH_INLINE_MS, 1 ms by
 default): a call that the last call's cost per row puts within ``inline_s`` is made on
-the event loop's own thread, as a bare Starlette app makes it, once none of the
-batcher's last ``proof`` calls (32, the first on the worker threads) took over STALL
-times ``inline_s`` (4 ms). It gives up the worker threads' guarantee only for a call
-whose cost its rows do not predict (a cheap model that suddenly takes seconds on some
-input holds the loop for that call; one that never returns stalls the worker instead of
-timing out). So a new version is measured on the worker threads first; a model that took
-over 4 ms in any of its last 32 calls, or a big request (estimated by its rows), goes to
-a worker; and a call on the loop that takes over 4 ms ends calls on the loop for every
-batcher of that model version in this process (the pool's), with a warning: a model
-stalls the loop once, never twice. A call's time is the model's own: the time its thread
-waited for a CPU (a busy node, a pod's CPU quota) and the garbage collector's runs are
-left out (pauses), so neither is a stall nor a break in the proof. ``inline_s`` 0
-keeps every call on the worker threads; the pool gives it only to a version whose
-signature takes numbers alone (text costs by its length, not its rows).
+the event loop's own thread, as a bare Starlette app makes it, once none of the batcher's
+last ``proof`` calls (32, the first on the worker threads) took over STALL times
+``inline_s`` (4 ms). It gives up the worker threads' guarantee only for a call whose cost
+its rows do not predict (a cheap model that suddenly takes seconds on some input holds
+the loop for that call; one that never returns stalls the worker instead of timing out).
+A call on the loop that runs over 4 ms of its thread's CPU, or holds it over HOLD_S (50
+ms, hardening's bound on a health check's delay), ends calls there for every batcher of
+that version in the pool, with a warning: a model stalls the loop once, never twice.
+Another call there over 4 ms waited (on I/O, on another thread holding the GIL) and only
+sends the batcher back to its workers to be proven again: such a wait holds the loop at
+most once in 33 calls. A call's time leaves out its thread's waits for a CPU and the
+collector's runs (pauses). The pool gives ``inline_s`` only to a version whose signature
+takes numbers alone; 0 keeps every call on the worker threads.
 """
 
 from __future__ import annotations
@@ -89,7 +88,8 @@ THREADS_PER_MODEL = 2  # the stable and the canary variant can compute at once
 HAND_OFF_S = 0.002
 REGROUP_S = 0.001  # the longest a smaller batch waits for the requests of the batches before it
 PROOF = 32  # calls in a row within STALL x inline_s before any is made on the loop
-STALL = 4  # a call over this many times inline_s: a stall (on the loop: ends calls there for its batcher)
+STALL = 4  # a call over this many times inline_s: a stall (on the loop, in CPU time: ends calls there)
+HOLD_S = 0.05  # a call on the loop that holds it longer, CPU or not, ends calls there too
 RECENT = 8  # batches whose sizes say how many requests are about
 
 
@@ -271,17 +271,20 @@ class Batcher:
         the module's doc)."""
         inline_s = self.inline_s
         if inline_s > 0 and self._cheap >= self.proof and self._row_cost * len(X) <= inline_s:
+            cpu, collected = time.thread_time(), pauses.collected()
             try:
                 return self._work(X)
             finally:
                 took = self._row_cost * len(X)  # this call's, timed in _timed
-                if took > STALL * inline_s:
+                ran = time.thread_time() - cpu - (pauses.collected() - collected)  # its own CPU time
+                if ran > STALL * inline_s or took > HOLD_S:
                     self.inline_s = 0.0
                     if self._on_stall is not None:
                         self._on_stall()
                     logger.warning(
-                        "%s: a call on the event loop took %.1f ms (%d rows); its calls stay on the worker threads",
-                        self.name or "a model", 1000 * took, len(X),
+                        "%s: a call on the event loop took %.1f ms (%.1f ms of CPU, %d rows); "
+                        "its calls stay on the worker threads",
+                        self.name or "a model", 1000 * took, 1000 * ran, len(X),
                     )  # fmt: skip
         hand_off = self.hand_off_s if self._fast else 0.0
         return await compute(self._executor, self._work, X, hand_off_s=hand_off)

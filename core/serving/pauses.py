@@ -7,6 +7,8 @@ collections the garbage collector made meanwhile (it runs in whichever thread al
 holding everyone up: a full collection takes milliseconds). Neither is the cost of the
 call, nor changes with where it runs. ``seconds()`` counts both for the calling thread;
 the difference of two readings in one thread is what they took of the time between.
+A call timed by its thread's CPU time (``time.thread_time()``) counts no wait, but still
+the collections that ran in that thread: ``collected()`` counts them.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ from typing import Any
 # CPU seconds the collector ran, in this process; the collecting thread's CPU time when the
 # current collection began (CPU time: its own pauses are cpu_wait's)
 _collector = [0.0, 0.0]
+_threads = threading.local()  # per thread: its schedstat file, the collections it ran
 
 
 def _on_collection(phase: str, info: dict[str, Any]) -> None:
     if phase == "start":
         _collector[1] = time.thread_time()
     else:
-        _collector[0] += time.thread_time() - _collector[1]
+        took = time.thread_time() - _collector[1]
+        _collector[0] += took
+        _threads.collected = getattr(_threads, "collected", 0.0) + took
 
 
 gc.callbacks.append(_on_collection)  # counted from this module's import on
@@ -47,13 +52,16 @@ class _Schedstat:
             os.close(self.fd)
 
 
-_threads = threading.local()
-
-
 def seconds() -> float:
     """Seconds the calling thread was held by the machine (waiting for a CPU) plus those the
     garbage collector ran in this process."""
     return cpu_wait() + _collector[0]
+
+
+def collected() -> float:
+    """CPU seconds the garbage collector ran in the calling thread (the share of its own
+    CPU time, ``time.thread_time()``, that was not its code's)."""
+    return getattr(_threads, "collected", 0.0)
 
 
 def cpu_wait() -> float:

@@ -253,8 +253,46 @@ def test_calls_go_on_the_loop_once_proven_cheap_back_to_workers_when_slow_and_fo
     assert on_loop == [False, False, True, True, False, True, True, True, False, False, False, False]
     [warning] = [r.getMessage() for r in caplog.records]
     stay = "its calls stay on the worker threads"
-    took = re.fullmatch(rf"m v1 predict: a call on the event loop took ([\d.]+) ms \(2 rows\); {stay}", warning)
-    assert took is not None and float(took[1]) >= 80
+    pattern = rf"m v1 predict: a call on the event loop took ([\d.]+) ms \([\d.]+ ms of CPU, 2 rows\); {stay}"
+    took = re.fullmatch(pattern, warning)
+    assert took is not None and float(took[1]) >= 80  # asleep, but past HOLD_S (50 ms) on the loop
+
+
+def test_a_call_on_the_loop_that_waited_is_proven_again_and_one_that_ran_ends_calls_there(
+    executor: ModelThreads, caplog: pytest.LogCaptureFixture
+) -> None:
+    # inline_s 5 ms, proof 2: a stall is 20 ms of the thread's CPU, or a hold past 50 ms.
+    # A call waiting 30 ms (asleep, as on I/O or on another thread holding the GIL) is not
+    # one; a call running 30 ms of CPU is.
+    plan = ["", "", "wait", "", "", "", "run", "", "", ""]
+    where: list[bool] = []
+
+    def model(X: np.ndarray) -> Any:
+        where.append(threading.current_thread() is threading.main_thread())
+        step = plan[len(where) - 1]
+        if step == "wait":
+            time.sleep(0.03)
+        elif step == "run":
+            start = time.thread_time()
+            while time.thread_time() - start < 0.03:
+                pass
+        return X.sum(axis=1)
+
+    async def main() -> Batcher:
+        batcher = Batcher(model, executor, inline_s=0.005, proof=2, name="m v1 predict")
+        for i in range(len(plan)):
+            await batcher.submit(rows(i, 1))
+        return batcher
+
+    with caplog.at_level(logging.WARNING, logger="modelswap.core.serving.batching"):
+        batcher = asyncio.run(main())
+    # measured on a worker, the loop; the wait sends it back for two calls, then the loop
+    # again; the run there keeps it on the workers for good
+    assert where == [False, False, True, False, False, True, True, False, False, False]
+    assert batcher.inline_s == 0.0
+    [warning] = [r.getMessage() for r in caplog.records]
+    cpu = re.search(r"\(([\d.]+) ms of CPU, 1 rows\)", warning)
+    assert cpu is not None and float(cpu[1]) >= 30
 
 
 def test_a_pause_of_the_machine_is_not_the_models_stall(executor: ModelThreads, shared_cpu: int) -> None:

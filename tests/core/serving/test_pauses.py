@@ -54,14 +54,19 @@ def test_the_collectors_runs_count_in_every_thread() -> None:
         garbage.append(cycle)
     with ThreadPoolExecutor(1) as other:  # another thread, asked before and after
         before = pauses.seconds(), other.submit(pauses.seconds).result()
+        ran_before = pauses.collected(), other.submit(pauses.collected).result()
         del garbage
         start = time.thread_time()
         gc.collect()
         took = time.thread_time() - start
         after = pauses.seconds(), other.submit(pauses.seconds).result()
+        ran_after = pauses.collected(), other.submit(pauses.collected).result()
     assert took > 0.005
     assert took * 0.9 <= after[0] - before[0] <= took + 0.05  # this thread's: the collection
     assert after[1] - before[1] >= took * 0.9  # the other's: the collection held it up too
+    # in CPU time, only the collecting thread's: it ran there, the other just waited
+    assert took * 0.9 <= ran_after[0] - ran_before[0] <= took
+    assert ran_after[1] == ran_before[1]
 
 
 def test_a_thread_that_asked_leaves_no_file_open_when_it_ends() -> None:
