@@ -251,12 +251,15 @@ def create_app(
         # Any other thread of this process holding the GIL (a model on its worker thread,
         # monitoring's counting, an admin verb on a thread) keeps the loop waiting for it,
         # each time the loop gave it up for a system call, until the holder is made to
-        # switch: 5 ms by Python's default, 1 ms here.
+        # switch: 5 ms by Python's default, 1 ms here; given back when the app stops (a
+        # process that embeds it, e.g. a user's tests, keeps its own).
+        switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         logger.info("serving %s from %s", ", ".join(serving.slots) or "no models", settings.root)
         try:
             yield
         finally:
+            sys.setswitchinterval(switch_interval)
             state.runtime.stop()
             state.batching.close()
 

@@ -4,6 +4,8 @@ MODELSWAP_PREDICT_TIMEOUT gets 504."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import threading
 import time
 from typing import Any
@@ -12,7 +14,7 @@ import httpx
 
 from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, publish
-from tests.models_for_tests import BusyOnNegative
+from tests.models_for_tests import BusyOnNegative, Constant
 from tests.server import serve
 
 
@@ -108,3 +110,33 @@ def test_another_thread_holding_the_gil_is_made_to_switch_within_1_ms(store: Sto
     with serve(store.root) as server, server.client() as client:
         r = client.post("/v1/models/gil/predict", json={"instances": [IRIS_ROW]})
         assert r.status_code == 200 and r.json()["predictions"] == [0.001]
+
+
+def test_an_app_in_a_process_of_its_own_gives_the_switch_interval_back_when_it_stops(store: Store) -> None:
+    """An app embedded in another process (a user's tests, say) sets the 1 ms switch
+    interval while it serves, and the process has its own back after."""
+    from modelswap.api.http.app import create_app
+    from modelswap.core.settings import Settings
+
+    store.deploy("iris", publish(store, Constant(0)))
+    app = create_app(Settings.from_env({"MODELSWAP_ROOT": str(store.root)}))
+    before = sys.getswitchinterval()
+    assert before != 0.001
+
+    async def main() -> tuple[int, float]:
+        """The lifespan as uvicorn drives it, a prediction while it serves, then the stop."""
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        lifespan = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, outbox.put))
+        await inbox.put({"type": "lifespan.startup"})
+        assert (await outbox.get())["type"] == "lifespan.startup.complete"
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
+            r = await client.post("/v1/models/iris/predict", json={"instances": [IRIS_ROW]})
+        serving = sys.getswitchinterval()
+        await inbox.put({"type": "lifespan.shutdown"})
+        assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+        await lifespan
+        return r.status_code, serving
+
+    assert asyncio.run(main()) == (200, 0.001)
+    assert sys.getswitchinterval() == before
