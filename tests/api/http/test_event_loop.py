@@ -5,6 +5,7 @@ MODELSWAP_PREDICT_TIMEOUT gets 504."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
 import time
@@ -112,9 +113,12 @@ def test_another_thread_holding_the_gil_is_made_to_switch_within_1_ms(store: Sto
         assert r.status_code == 200 and r.json()["predictions"] == [0.001]
 
 
-def test_an_app_in_a_process_of_its_own_gives_the_switch_interval_back_when_it_stops(store: Store) -> None:
+def test_an_app_embedded_in_a_process_gives_the_switch_interval_and_the_collector_back_when_it_stops(
+    store: Store,
+) -> None:
     """An app embedded in another process (a user's tests, say) sets the 1 ms switch
-    interval while it serves, and the process has its own back after."""
+    interval and freezes what was imported while it serves; the process has its own
+    interval back after, and what was frozen is the collector's again."""
     from modelswap.api.http.app import create_app
     from modelswap.core.settings import Settings
 
@@ -122,8 +126,9 @@ def test_an_app_in_a_process_of_its_own_gives_the_switch_interval_back_when_it_s
     app = create_app(Settings.from_env({"MODELSWAP_ROOT": str(store.root)}))
     before = sys.getswitchinterval()
     assert before != 0.001
+    gc.unfreeze()  # a process that froze nothing itself
 
-    async def main() -> tuple[int, float]:
+    async def main() -> tuple[int, float, bool]:
         """The lifespan as uvicorn drives it, a prediction while it serves, then the stop."""
         inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -132,11 +137,40 @@ def test_an_app_in_a_process_of_its_own_gives_the_switch_interval_back_when_it_s
         assert (await outbox.get())["type"] == "lifespan.startup.complete"
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
             r = await client.post("/v1/models/iris/predict", json={"instances": [IRIS_ROW]})
-        serving = sys.getswitchinterval()
+        serving, frozen = sys.getswitchinterval(), gc.get_freeze_count() > 0
         await inbox.put({"type": "lifespan.shutdown"})
         assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
         await lifespan
-        return r.status_code, serving
+        return r.status_code, serving, frozen
 
-    assert asyncio.run(main()) == (200, 0.001)
+    assert asyncio.run(main()) == (200, 0.001, True)
     assert sys.getswitchinterval() == before
+    assert gc.get_freeze_count() == 0
+
+
+def test_an_app_leaves_frozen_what_the_process_froze_itself(store: Store) -> None:
+    """A process that froze objects of its own before the app started keeps them frozen
+    when the app stops (unfreezing would give the collector theirs too)."""
+    from modelswap.api.http.app import create_app
+    from modelswap.core.settings import Settings
+
+    store.deploy("iris", publish(store, Constant(0)))
+    app = create_app(Settings.from_env({"MODELSWAP_ROOT": str(store.root)}))
+    gc.freeze()
+    try:
+        theirs = gc.get_freeze_count()
+        assert theirs > 0
+
+        async def main() -> None:
+            inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+            outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+            lifespan = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, outbox.put))
+            for message in ("lifespan.startup", "lifespan.shutdown"):
+                await inbox.put({"type": message})
+                assert (await outbox.get())["type"] == f"{message}.complete"
+            await lifespan
+
+        asyncio.run(main())
+        assert gc.get_freeze_count() >= theirs
+    finally:
+        gc.unfreeze()
