@@ -2,62 +2,45 @@
 
 Requests for the same snapshot and method that are ready together share one call. There
 is no timer by default: the first request schedules a drain task and goes on; every
-request the event loop already has in hand is parsed and queued before that task runs,
-and while a batch computes on its model's worker thread the next one fills, so under
-load batches form by themselves and a lone request waits one loop iteration and one
-thread hop. A batch holds one snapshot: a swap mid-queue never mixes versions. If a
-batched call raises, or answers with another number of rows than it was given, its
-requests are retried one by one, so one bad request fails alone and no request ever
-gets another's rows. Each model has its own worker threads, so a saturated or hung
-model leaves health checks, metrics and other models answering; a request that waits
-past the timeout gets PredictTimeout (its computation is not interrupted). All of this
-unless ``inline_s`` says otherwise (below).
+request the loop already has in hand is queued before that task runs, and while a batch
+computes on its model's worker thread the next one fills, so under load batches form by
+themselves. A batch holds one snapshot: a swap mid-queue never mixes versions. A batched
+call that raises, or answers another number of rows, is retried one request at a time:
+one bad request fails alone and no request gets another's rows. Each model has its own
+worker threads (unless ``inline_s``, below): a saturated or hung model leaves health checks,
+metrics and other models answering; a request past the timeout gets PredictTimeout.
 
 Regrouping: requests that miss a batch by a hair (they arrive while it computes) form
-the next one, and under steady concurrency the two groups then alternate for good, each
-paying a model call (16 clients answered as 15 and 1, call after call). So before a batch
-the batcher waits, at most as long as the last call took and never more than
-``regroup_s`` (1 ms by default), for the requests about to join it: when its oldest
-request waited while the last batch computed, for that batch's requests too (its clients
-are about to come back); when it came just after that batch was answered, for as many as
-the recent batches had (the stragglers). A request that comes alone, or long after the
-last batch, goes at once. Waiting for a group at most one call's time is never slower for
-that group than the extra call it saves. ``wait_s`` (a fixed wait) replaces it.
+the next one, and under steady concurrency the two groups alternate for good, each paying
+a model call (16 clients answered as 15 and 1). So a batch first waits, at most as long
+as the last call took and ``regroup_s`` (1 ms), for the requests about to join it: when
+its oldest request waited while the last batch computed, for that batch's too (its
+clients are about to come back); when it came just after, for as many as the recent
+batches had (the stragglers); a request alone goes at once. Waiting one call's time at
+most is never slower than the call it saves. ``wait_s`` (a fixed wait) replaces it.
 
-The hand-off: after giving a batch to its worker thread, the event loop's thread waits
-for the answer, blocked (holding no GIL), for up to ``hand_off_s`` (2 ms by default): a
-fast model's batch then computes without the two threads taking the GIL from each other
-at every system call and comes back with no trip through the loop, which halves what the
-hop costs a 1-row request. A batcher whose last call took longer is awaited at once.
+The hand-off: the loop's thread waits for a batch on its worker thread, blocked (holding
+no GIL), for up to ``hand_off_s`` (2 ms): the two threads do not take the GIL from each
+other at every system call, and the answer needs no trip through the loop. A batcher
+whose last call took longer is awaited at once.
 
-Accounting once per batch: a batcher may be given an ``account`` callback (the inference
-plane's). When a batch's answer is back it is called once, on the loop's thread, with the
-tickets (start time, request id) of the requests the answer goes to (None for one that
-timed out or went away: counted as what it got), the row counts, the rows, the answer
-and when it came back; what it counts there (Prometheus, the slot's counts) is on
-``/metrics`` before the answer leaves, in every worker process. Then the answers are
-handed out, and what ``account`` returned (the monitoring hand-over, the shadow's copies)
-runs as the loop's next callback, behind the requests' own continuations (at one request
-at a time its response is written first) and before anything the loop reads next from a
-socket. A request is counted exactly once whatever its deadline does; what accounting
-raises is logged, never taken for the model's failure. A batch that fails is retried one
-waiting request at a time, each accounted on its own.
+Accounting once per batch: ``account`` (the inference plane's) is called once per answer
+on the loop's thread, before the answers are handed out, with the requests' tickets (None:
+timed out or gone, counted as what it got), row counts, rows, answer and when it came
+back; what it returns runs as the loop's next callback; what it raises is only logged.
 
-On the loop, once proven cheap (``inline_s``: MODELSWAP_BATCH_INLINE_MS, 1 ms by
-default): a call that the last call's cost per row puts within ``inline_s`` is made on
-the event loop's own thread, as a bare Starlette app makes it, once none of the batcher's
-last ``proof`` calls (32, the first on the worker threads) took over STALL times
-``inline_s`` (4 ms). It gives up the worker threads' guarantee only for a call whose cost
-its rows do not predict (a cheap model that suddenly takes seconds on some input holds
-the loop for that call; one that never returns stalls the worker instead of timing out).
-A call on the loop that runs over 4 ms of its thread's CPU, or holds it over HOLD_S (50
-ms, hardening's bound on a health check's delay), ends calls there for every batcher of
-that version in the pool, with a warning: a model stalls the loop once, never twice.
-Another call there over 4 ms waited (on I/O, on another thread holding the GIL) and only
-sends the batcher back to its workers to be proven again: such a wait holds the loop at
-most once in 33 calls. A call's time leaves out its thread's waits for a CPU and the
-collector's runs (pauses). The pool gives ``inline_s`` only to a version whose signature
-takes numbers alone; 0 keeps every call on the worker threads.
+On the loop, once proven cheap (``inline_s``: MODELSWAP_BATCH_INLINE_MS, 1 ms): a call
+that the last call's cost per row puts within ``inline_s`` is made on the loop's own
+thread, as a bare Starlette app makes it, once none of the batcher's last ``proof`` calls
+(32, the first on the worker threads) took over STALL times ``inline_s`` (4 ms). One
+request at a time (the batcher idle after batches of one, nothing else for the loop to
+run) is answered in its own task: no drain task, no trip through the loop. Only a call
+whose cost its rows do not predict holds the loop (a cheap model that suddenly takes
+seconds), and once: a call there that runs over 4 ms of its thread's CPU, or holds it
+over HOLD_S (50 ms, hardening's bound on a health check's delay), ends calls there for
+every batcher of that version, with a warning. Another call there over 4 ms waited (on
+I/O, on another thread holding the GIL): the batcher is proven again. Pauses of the
+machine and the collector are left out. ``inline_s`` is only for numbers-only signatures.
 """
 
 from __future__ import annotations
@@ -79,9 +62,7 @@ logger = logging.getLogger(__name__)
 
 Predict = Callable[[np.ndarray], Any]
 Ticket = tuple[float, str]  # a request's start (time.perf_counter) and its request id
-# account(tickets, sizes, X, answer, answered) -> what to run once the answers are out: one
-# batch's requests (None: no longer waiting), their row counts, the rows, the answer and
-# when it came back (time.perf_counter)
+# account(tickets, sizes, X, answer, answered) -> what runs once the answers are out (see the doc)
 Account = Callable[[list[Ticket | None], list[int], np.ndarray, Any, float], Callable[[], None] | None]
 NO_TICKET: Ticket = (0.0, "")
 THREADS_PER_MODEL = 2  # the stable and the canary variant can compute at once
@@ -156,6 +137,11 @@ class Batcher:
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((X, future, ticket))
         self._pending_rows += len(X)
+        if not self._draining and self._alone(loop, len(X)):
+            self._draining = True
+            await self._drain()  # in this request's own task, without suspending (see _alone)
+            if future.done():
+                return future.result()
         self._watch(loop, future)
         gather = self._gather
         if gather is not None and (len(self._pending) >= self._want or self._pending_rows >= self.max_rows):
@@ -165,6 +151,21 @@ class Batcher:
             self._draining = True
             loop.create_task(self._drain())
         return await future
+
+    def _on_loop(self, rows: int) -> bool:
+        """Whether a call of ``rows`` rows is made on the loop's thread (see the module's doc)."""
+        inline_s = self.inline_s
+        return inline_s > 0 and self._cheap >= self.proof and self._row_cost * rows <= inline_s
+
+    def _alone(self, loop: asyncio.AbstractEventLoop, rows: int) -> bool:
+        """Whether the only request queued is answered in its own task: a call on the loop after
+        batches of one request, nothing else ready to run there (no request about to join;
+        asyncio's ready queue, another loop: never) and no group worth a wait."""
+        return (
+            len(self._pending) == 1 and self.wait_s == 0 and self._on_loop(rows) and max(self._sizes, default=1) == 1
+            and not getattr(loop, "_ready", True)
+            and (self.regroup_s == 0 or not self.regroup_target(time.perf_counter()))
+        )  # fmt: skip
 
     def _watch(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
         """Give ``future`` its deadline; answered ones are dropped from the front as they go."""
@@ -269,9 +270,8 @@ class Batcher:
     async def _call(self, X: np.ndarray) -> Any:
         """The batch on the model's worker thread, or on the loop once proven cheap (see
         the module's doc)."""
-        inline_s = self.inline_s
-        if inline_s > 0 and self._cheap >= self.proof and self._row_cost * len(X) <= inline_s:
-            cpu, collected = time.thread_time(), pauses.collected()
+        if self._on_loop(len(X)):
+            inline_s, cpu, collected = self.inline_s, time.thread_time(), pauses.collected()
             try:
                 return self._work(X)
             finally:
@@ -303,8 +303,8 @@ class Batcher:
             if ticket is not None:
                 future.set_result(result if whole else result[offset : offset + len(x)])
             offset += len(x)
-        if later is not None:
-            asyncio.get_running_loop().call_soon(_guarded, later)
+        if later is not None:  # the future's loop: asyncio.get_running_loop() is a getpid() call
+            items[0][1].get_loop().call_soon(_guarded, later)
 
     async def _run(self, batch: list[tuple[np.ndarray, asyncio.Future[Any], Ticket]]) -> None:
         live = [item for item in batch if not item[1].done()]  # a cancelled or timed-out request needs no answer

@@ -428,6 +428,32 @@ def test_a_model_that_raises_on_the_loop_still_fails_alone(executor: ModelThread
     assert where[0] != "MainThread" and where[1:] == ["MainThread"] * 4  # the batch, then each request alone
 
 
+def test_a_lone_request_to_a_batcher_proven_cheap_is_answered_in_its_own_task(executor: ModelThreads) -> None:
+    """With nothing else for the loop to run, a request to an idle batcher whose calls go on
+    the loop is answered in the request's own task (no drain task, no trip through the
+    loop); requests ready together still share one call, in a drain task."""
+    calls: list[tuple[int, asyncio.Task[Any] | None]] = []
+
+    def model(X: np.ndarray) -> Any:
+        on_loop = threading.current_thread() is threading.main_thread()
+        calls.append((len(X), asyncio.current_task() if on_loop else None))
+        return X.sum(axis=1)
+
+    async def main() -> tuple[asyncio.Task[Any] | None, list[Any]]:
+        batcher = Batcher(model, executor, inline_s=1.0, proof=1)
+        for i in range(4):  # the first measured on a worker, the next on the loop
+            np.testing.assert_array_equal(await batcher.submit(rows(i, 1)), rows(i, 1).sum(axis=1))
+        return asyncio.current_task(), await submit_all(batcher, [rows(i, 1) for i in range(4)])
+
+    mine, together = asyncio.run(main())
+    for i, got in enumerate(together):
+        np.testing.assert_array_equal(got, rows(i, 1).sum(axis=1))
+    assert mine is not None
+    assert calls[:4] == [(1, None), (1, mine), (1, mine), (1, mine)]
+    [(size, drain)] = calls[4:]
+    assert size == 4 and drain is not None and drain is not mine
+
+
 def test_a_big_request_after_small_fast_ones_goes_to_a_worker(executor: ModelThreads) -> None:
     where: list[tuple[int, str]] = []
 
