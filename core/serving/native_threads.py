@@ -17,20 +17,26 @@ library comes with the extension module that needs it; a server loading 100 vers
 the same kind of model finds them once, not 100 times), and a predicting thread only sets
 the limits on what was found (under 0.1 ms): a call made on the event loop must not hold
 it for the discovery. Otherwise :func:`apply` costs a comparison. Retraining jobs and
-other child processes keep their own settings.
+other child processes keep their own settings. Should threadpoolctl fail to inspect or
+limit a library (a broken native library), models load and predict with their
+libraries' own thread counts, and the log says so once.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
+from typing import Any
 
 from threadpoolctl import ThreadpoolController
+
+logger = logging.getLogger(__name__)
 
 # (generation, the libraries loaded by then, how many modules were imported then),
 # replaced whole by a model load that imported modules; None: found by the first apply
 # (nothing was loaded through the loader yet)
-_found: list[tuple[int, ThreadpoolController | None, int]] = [(0, None, 0)]
+_found: list[tuple[int, Any, int]] = [(0, None, 0)]
 _lock = threading.Lock()
 _local = threading.local()
 
@@ -41,7 +47,7 @@ def loaded() -> None:
     modules = len(sys.modules)
     if _found[0][1] is not None and _found[0][2] == modules:
         return  # nothing imported since the libraries were found: no new library
-    controller = ThreadpoolController()
+    controller = _controller()
     with _lock:
         _found[0] = (_found[0][0] + 1, controller, modules)
 
@@ -52,9 +58,38 @@ def apply(threads: int) -> None:
     key = (generation, threads)
     if getattr(_local, "applied", None) != key:
         if controller is None:
-            modules, controller = len(sys.modules), ThreadpoolController()
+            modules, controller = len(sys.modules), _controller()
             with _lock:
                 if _found[0][0] == generation:
                     _found[0] = (generation, controller, modules)
-        controller.limit(limits=threads)
+        try:
+            controller.limit(limits=threads)
+        except Exception as exc:  # a library threadpoolctl cannot limit: its own thread count
+            _unlimited(exc)
         _local.applied = key
+
+
+class _Unlimited:
+    """Stands for the libraries when threadpoolctl could not inspect them: no limit is set."""
+
+    def limit(self, *, limits: int) -> None:
+        return None
+
+
+_warned: list[bool] = [False]
+
+
+def _controller() -> Any:
+    """The process's native libraries (threadpoolctl inspects every shared object loaded)."""
+    try:
+        return ThreadpoolController()
+    except Exception as exc:  # a broken native library must not fail a model's load
+        _unlimited(exc)
+        return _Unlimited()
+
+
+def _unlimited(exc: Exception) -> None:
+    if not _warned[0]:
+        _warned[0] = True
+        logger.warning("models' native thread pools cannot be limited (threadpoolctl: %s: %s); "
+                       "they use their libraries' own thread counts", type(exc).__name__, exc)  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -100,3 +101,42 @@ def test_a_batchers_worker_thread_predicts_with_the_configured_threads() -> None
     finally:
         pool.close()
     assert seen == [1, 3]
+
+
+@pytest.mark.parametrize("fails", ["inspecting", "limiting"])
+def test_a_library_threadpoolctl_cannot_handle_leaves_models_loading_and_predicting(
+    fails: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broken native library (threadpoolctl raising as it inspects or limits it) neither
+    fails a model's load nor its calls: they run with the libraries' own thread counts,
+    and the log says so once."""
+
+    class Broken:
+        def __init__(self) -> None:
+            if fails == "inspecting":
+                raise OSError("libbroken.so: cannot read its symbols")
+
+        def limit(self, *, limits: int) -> None:
+            raise OSError("libbroken.so: cannot read its symbols")
+
+    monkeypatch.setattr(native_threads, "ThreadpoolController", Broken)
+    monkeypatch.setattr(native_threads, "_found", [(0, None, 0)])
+    monkeypatch.setattr(native_threads, "_warned", [False])
+
+    async def predict() -> Any:
+        executor = ModelThreads(1, "predict-broken")
+        try:
+            batcher = Batcher(lambda X: X.sum(axis=1), executor, threads=1)
+            return [await batcher.submit(np.ones((2, 3))) for _ in range(3)]
+        finally:
+            executor.close()
+
+    with caplog.at_level(logging.WARNING, logger="modelswap.core.serving.native_threads"):
+        native_threads.loaded()  # a model's load
+        answers = asyncio.run(predict())
+        native_threads.loaded()  # another's
+        native_threads.apply(1)  # a call in this thread
+    for got in answers:
+        np.testing.assert_array_equal(got, [3.0, 3.0])
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("models' native thread pools cannot be limited (threadpoolctl: OSError: libbroken.so")
