@@ -139,9 +139,8 @@ class Batcher:
         self._pending_rows += len(X)
         if not self._draining and self._alone(loop, len(X)):
             self._draining = True
-            await self._drain()  # in this request's own task, without suspending (see _alone)
-            if future.done():
-                return future.result()
+            await self._drain()  # in this request's own task, without suspending (see _alone) ...
+            return await future  # ... so its future is settled: answered, or the model's error
         self._watch(loop, future)
         gather = self._gather
         if gather is not None and (len(self._pending) >= self._want or self._pending_rows >= self.max_rows):

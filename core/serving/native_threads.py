@@ -27,16 +27,23 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any
 
 from threadpoolctl import ThreadpoolController
 
 logger = logging.getLogger(__name__)
 
+
+class _Unlimited:
+    """Stands for the libraries when threadpoolctl could not inspect them: no limit is set."""
+
+    def limit(self, *, limits: int) -> None:
+        return None
+
+
 # (generation, the libraries loaded by then, how many modules were imported then),
 # replaced whole by a model load that imported modules; None: found by the first apply
 # (nothing was loaded through the loader yet)
-_found: list[tuple[int, Any, int]] = [(0, None, 0)]
+_found: list[tuple[int, ThreadpoolController | _Unlimited | None, int]] = [(0, None, 0)]
 _lock = threading.Lock()
 _local = threading.local()
 
@@ -69,17 +76,10 @@ def apply(threads: int) -> None:
         _local.applied = key
 
 
-class _Unlimited:
-    """Stands for the libraries when threadpoolctl could not inspect them: no limit is set."""
-
-    def limit(self, *, limits: int) -> None:
-        return None
-
-
 _warned: list[bool] = [False]
 
 
-def _controller() -> Any:
+def _controller() -> ThreadpoolController | _Unlimited:
     """The process's native libraries (threadpoolctl inspects every shared object loaded)."""
     try:
         return ThreadpoolController()

@@ -9,6 +9,8 @@ import gc
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -113,35 +115,46 @@ def test_another_thread_holding_the_gil_is_made_to_switch_within_1_ms(store: Sto
         assert r.status_code == 200 and r.json()["predictions"] == [0.001]
 
 
+def embedded_app(store: Store) -> Any:
+    """The app as a process embedding it makes it (a user's tests), serving iris."""
+    from modelswap.api.http.app import create_app
+    from modelswap.core.settings import Settings
+
+    store.deploy("iris", publish(store, Constant(0)))
+    return create_app(Settings.from_env({"MODELSWAP_ROOT": str(store.root)}))
+
+
+@asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[None]:
+    """The app's lifespan as uvicorn drives it: started on entry, stopped on exit."""
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, outbox.put))
+    await inbox.put({"type": "lifespan.startup"})
+    assert (await outbox.get())["type"] == "lifespan.startup.complete"
+    yield
+    await inbox.put({"type": "lifespan.shutdown"})
+    assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+    await task
+
+
 def test_an_app_embedded_in_a_process_gives_the_switch_interval_and_the_collector_back_when_it_stops(
     store: Store,
 ) -> None:
     """An app embedded in another process (a user's tests, say) sets the 1 ms switch
     interval and freezes what was imported while it serves; the process has its own
     interval back after, and what was frozen is the collector's again."""
-    from modelswap.api.http.app import create_app
-    from modelswap.core.settings import Settings
-
-    store.deploy("iris", publish(store, Constant(0)))
-    app = create_app(Settings.from_env({"MODELSWAP_ROOT": str(store.root)}))
+    app = embedded_app(store)
     before = sys.getswitchinterval()
     assert before != 0.001
     gc.unfreeze()  # a process that froze nothing itself
 
     async def main() -> tuple[int, float, bool]:
-        """The lifespan as uvicorn drives it, a prediction while it serves, then the stop."""
-        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        lifespan = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, outbox.put))
-        await inbox.put({"type": "lifespan.startup"})
-        assert (await outbox.get())["type"] == "lifespan.startup.complete"
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
-            r = await client.post("/v1/models/iris/predict", json={"instances": [IRIS_ROW]})
-        serving, frozen = sys.getswitchinterval(), gc.get_freeze_count() > 0
-        await inbox.put({"type": "lifespan.shutdown"})
-        assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
-        await lifespan
-        return r.status_code, serving, frozen
+        """A prediction while the app serves, and what the process is set to meanwhile."""
+        async with lifespan(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
+                r = await client.post("/v1/models/iris/predict", json={"instances": [IRIS_ROW]})
+            return r.status_code, sys.getswitchinterval(), gc.get_freeze_count() > 0
 
     assert asyncio.run(main()) == (200, 0.001, True)
     assert sys.getswitchinterval() == before
@@ -151,24 +164,15 @@ def test_an_app_embedded_in_a_process_gives_the_switch_interval_and_the_collecto
 def test_an_app_leaves_frozen_what_the_process_froze_itself(store: Store) -> None:
     """A process that froze objects of its own before the app started keeps them frozen
     when the app stops (unfreezing would give the collector theirs too)."""
-    from modelswap.api.http.app import create_app
-    from modelswap.core.settings import Settings
-
-    store.deploy("iris", publish(store, Constant(0)))
-    app = create_app(Settings.from_env({"MODELSWAP_ROOT": str(store.root)}))
+    app = embedded_app(store)
     gc.freeze()
     try:
         theirs = gc.get_freeze_count()
         assert theirs > 0
 
         async def main() -> None:
-            inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-            outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-            lifespan = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, outbox.put))
-            for message in ("lifespan.startup", "lifespan.shutdown"):
-                await inbox.put({"type": message})
-                assert (await outbox.get())["type"] == f"{message}.complete"
-            await lifespan
+            async with lifespan(app):
+                pass
 
         asyncio.run(main())
         assert gc.get_freeze_count() >= theirs
