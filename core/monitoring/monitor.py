@@ -139,7 +139,7 @@ class Monitor:
             # In slices (monitor_counts.SLICE), and only what was queued when the tick
             # began: requests arriving faster than they are counted cannot hold the
             # heartbeat thread here (its heartbeats and the delivery driver come next).
-            left = self.recorder.pending
+            left = handed = self.recorder.pending
             pause = Pacer()
             while left > 0:
                 drained = self.recorder.count(left, most=SLICE)
@@ -151,6 +151,8 @@ class Monitor:
                     self.log.submit(drained)
                 if left > 0:
                     pause()
+            if self.log is not None and left < handed:
+                self.log.wake()  # one write for the tick's lines
             now = self.clock()
             self.recorder.expire(now)
             if self.recorder.dropped != self._dropped_before:

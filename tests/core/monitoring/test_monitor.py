@@ -4,8 +4,10 @@ prediction log, in process on real files."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -233,14 +235,51 @@ def test_the_prediction_log_rotates_and_finds_requests(tmp_path: Path) -> None:
     assert "inputs" not in line and line["outputs"] == [1]
 
 
-def test_the_prediction_log_writes_a_big_batch_in_slices_in_order(tmp_path: Path) -> None:
+def test_the_prediction_log_writes_many_lines_in_chunks_in_order_and_continues_a_short_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelswap.core.monitoring import prediction_log
+
+    written = []
+    real_write = os.write
+
+    def short_write(fd: int, data: Any) -> int:  # what a full pipe or a signal does: less than asked
+        written.append(len(data))
+        return real_write(fd, bytes(data[:1000]))
+
+    monkeypatch.setattr(prediction_log.os, "write", short_write)
     log = PredictionLog(tmp_path / "log")
     log.directory.mkdir()
+    n = 2 * prediction_log.CHUNK + 100
     log.submit([Observation("iris", "v1", "stable", np.array([[float(i)]]), np.array([i % 3]), 0.001,
-                            request_id=f"r{i}", time=time.time()) for i in range(150)])  # fmt: skip
-    log.flush(sliced=True)  # what the log's thread does: 16 lines, a pause, 16, a pause, ...
+                            request_id=f"r{i}", time=time.time()) for i in range(n)])  # fmt: skip
+    log.flush()
     [path] = (tmp_path / "log").iterdir()
-    assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == [f"r{i}" for i in range(150)]
+    assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == [f"r{i}" for i in range(n)]
+    assert max(written) < path.stat().st_size / 2  # in chunks, not one write of everything
+
+
+def test_the_prediction_log_drops_and_counts_what_would_queue_past_its_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelswap.core.monitoring import prediction_log
+
+    monkeypatch.setattr(prediction_log, "MAX_QUEUED_BYTES", 1000)
+    dropped: list[int] = []
+    log = PredictionLog(tmp_path / "log", on_drop=dropped.append)
+    log.directory.mkdir()
+
+    def hand(i: int, rows: int) -> None:
+        log.submit([Observation("iris", "v1", "stable", np.ones((rows, 4)), np.zeros(rows), 0.001, request_id=f"r{i}")])
+
+    hand(0, 40)  # over 1000 bytes queued: the next hand-over waits for the writer
+    hand(1, 1)
+    assert dropped == [1]
+    log.flush()
+    hand(2, 1)  # written: room again
+    log.flush()
+    [path] = (tmp_path / "log").iterdir()
+    assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == ["r0", "r2"]
 
 
 def test_a_tick_counts_what_was_queued_when_it_began_even_while_requests_keep_coming(
@@ -342,7 +381,7 @@ def test_a_batch_is_logged_line_for_line_as_its_requests(
         log.directory.mkdir()
     batched.submit([batch])
     single.submit(batch.observations())
-    batched.flush(sliced=True)
+    batched.flush()
     single.flush()
     [a], [b] = (tmp_path / "batched").iterdir(), (tmp_path / "single").iterdir()
     assert a.read_bytes() == b.read_bytes()
