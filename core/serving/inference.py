@@ -221,8 +221,13 @@ class Inference:
             at = clock()
             everyone = len(latencies) == len(tickets)
             if everyone:  # the usual case: the batch goes to monitoring as it was computed, in one hand-over
-                ids = [ticket[1] for ticket in tickets]  # type: ignore[index]
-                monitor.observe(Batch(model, version, variant, X, result, latencies, method, classes, ids, sizes, at))
+                # Tuples, not lists: the collector stops tracking a tuple of numbers or strings
+                # once it has seen it, so a batch waiting for the tick is one object for each
+                # collection to walk until then, not four.
+                ids = tuple([ticket[1] for ticket in tickets])  # type: ignore[index]
+                monitor.observe(
+                    Batch(model, version, variant, X, result, tuple(latencies), method, classes, ids, tuple(sizes), at)
+                )
             if shadow is not None or not everyone:
                 whole = len(tickets) == 1
                 offset = 0

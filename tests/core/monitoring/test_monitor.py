@@ -419,6 +419,32 @@ def test_feedback_finds_each_request_of_a_batch(
     assert feedback["n"] == 150 and feedback["correct"] == 146
 
 
+def test_the_answers_kept_for_feedback_leave_the_garbage_collector_nothing_to_walk(
+    tmp_path: Path, iris: tuple[np.ndarray, np.ndarray, ReferenceProfile]
+) -> None:
+    """Thousands of answers are kept; were each a tracked object, every full collection
+    would walk them all (a pause on whichever thread allocates: the event loop's)."""
+    import gc
+
+    from modelswap.core.monitoring.monitor import Monitor
+    from modelswap.core.settings import Settings
+
+    X, y, _ = iris
+    monitor = Monitor(Store(tmp_path / "models"), Settings(root=tmp_path / "models", prediction_log=None))
+
+    def tracked_after(requests: range) -> int:
+        for b in requests:  # one request per batch, as at concurrency 1
+            i = b % 150
+            monitor.observe(_batch(X[i : i + 1], y[i : i + 1].copy(), [1])._replace(request_ids=(f"r{b}",)))
+        monitor.tick()
+        gc.collect()
+        return len(gc.get_objects())
+
+    first = tracked_after(range(1000))
+    assert tracked_after(range(1000, 3000)) - first < 50  # 2,000 more answers kept
+    assert monitor.feedback("iris", [("r2999", int(y[2999 % 150]))])["matched"] == 1
+
+
 def test_feedback_forgets_the_oldest_batches_with_their_requests(
     tmp_path: Path, iris: tuple[np.ndarray, np.ndarray, ReferenceProfile], monkeypatch: pytest.MonkeyPatch
 ) -> None:
