@@ -241,13 +241,20 @@ def test_the_prediction_log_writes_many_lines_in_chunks_in_order_and_continues_a
     from modelswap.core.monitoring import prediction_log
 
     written = []
-    real_write = os.write
 
-    def short_write(fd: int, data: Any) -> int:  # what a full pipe or a signal does: less than asked
-        written.append(len(data))
-        return real_write(fd, bytes(data[:1000]))
+    class ShortWrites:
+        """The os module as the log sees it (only the log), writing 1,000 bytes at most per
+        call: what a signal or a full device may do."""
 
-    monkeypatch.setattr(prediction_log.os, "write", short_write)
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        @staticmethod
+        def write(fd: int, data: Any) -> int:
+            written.append(len(data))
+            return os.write(fd, bytes(data[:1000]))
+
+    monkeypatch.setattr(prediction_log, "os", ShortWrites())
     log = PredictionLog(tmp_path / "log")
     log.directory.mkdir()
     n = 2 * prediction_log.CHUNK + 100
