@@ -15,7 +15,7 @@ import skops.io
 
 from modelswap.core.errors import InvalidInput, UntrustedTypes, ValidationFailed
 from modelswap.core.settings import Settings
-from modelswap.core.store.formats import JOBLIB, SKOPS, detect_format
+from modelswap.core.store.formats import JOBLIB, SKOPS, detect_format, load_model
 from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, ROOT, StepClock
 from tests.core.store.test_store import tree
@@ -186,3 +186,41 @@ def test_the_cli_publishes_a_skops_file(tmp_path: Path, churn: tuple[Path, Any])
     published = json.loads(result.stdout)
     assert published["deployed"]
     assert (root / "churn" / "versions" / published["version"] / "model.skops").is_file()
+
+
+def test_a_shared_joblib_model_holds_plain_arrays_over_its_mapped_file(tmp_path: Path) -> None:
+    """Memory-mapped, every array of a fitted pipeline (its steps', a ColumnTransformer's
+    transformers', lists and dicts of arrays) is a plain ndarray over the file's mapping:
+    numpy runs Python code for every array made from a memmap, and answers would be ones."""
+    import numpy as np
+
+    model, frame = churn_pipeline()
+    model.extra_ = {"table": np.arange(8.0), "parts": [np.ones(4)]}  # containers of arrays, too
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    shared = load_model(path, JOBLIB, [], share_memory=True)
+
+    arrays: list[np.ndarray] = []
+
+    def collect(obj: Any, seen: set[int]) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, np.ndarray):
+            arrays.append(obj)
+        elif isinstance(obj, (list, tuple)):
+            for item in obj:
+                collect(item, seen)
+        elif isinstance(obj, dict):
+            for item in obj.values():
+                collect(item, seen)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            collect(vars(obj), seen)
+
+    collect(shared, set())
+    mapped = [a for a in arrays if isinstance(a.base, np.memmap)]
+    assert len(mapped) >= 5 and all(type(a) is np.ndarray for a in arrays)
+    assert {Path(a.base.filename) for a in mapped} == {path.resolve()}
+    answer = shared.predict(frame.head(5))
+    assert type(answer) is np.ndarray and answer.tolist() == model.predict(frame.head(5)).tolist()
+    assert shared.extra_["parts"][0].tolist() == [1.0] * 4
