@@ -62,11 +62,11 @@ def _served(method: Callable[..., Any], *, assume_finite: bool) -> Callable[[np.
 
     An estimator holding a memmap the load could not make a plain view
     (core.store.formats.plain_views: one held in a tuple) answers with it indexed
-    (``classes_[i]`` is a ``numpy.memmap``), and every slice of a memmap and every array made from one goes
-    through numpy's Python-level ``__getitem__`` and ``__array_finalize__`` (1.4 us a slice
-    against 0.1), and each is an object the garbage collector tracks (a view would keep it
-    as its base; monitoring keeps 20,000 answers): the answer is copied into a plain
-    ndarray (it is the indexing's result, not the mapped file).
+    (``classes_[i]`` is a ``numpy.memmap``). Every slice of a memmap and every array made
+    from one goes through numpy's Python-level ``__getitem__`` and ``__array_finalize__``
+    (1.4 us a slice against 0.1), and each is an object the garbage collector tracks (a
+    view would keep it as its base; monitoring keeps 20,000 answers): the answer is copied
+    into a plain ndarray (it is the indexing's result, not the mapped file).
 
     An answer that is not made of numbers, booleans, strings and nulls is refused here
     (PredictionFailed, see ``encodable``), so every protocol and the shadow runner refuse
