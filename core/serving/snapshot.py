@@ -61,7 +61,7 @@ def _served(method: Callable[..., Any], *, assume_finite: bool) -> Callable[[np.
     process-wide: a model that takes nulls keeps scikit-learn's own checks).
 
     An estimator holding a memmap the load could not make a plain view
-    (core.store.formats.plain_views: one held in a tuple) answers with it indexed
+    (core.store.formats.plain_views: e.g. one held in a tuple) answers with it indexed
     (``classes_[i]`` is a ``numpy.memmap``). Every slice of a memmap and every array made
     from one goes through numpy's Python-level ``__getitem__`` and ``__array_finalize__``
     (1.4 us a slice against 0.1), and each is an object the garbage collector tracks (a

@@ -132,30 +132,39 @@ def untrusted_message(file_name: str, types: Sequence[str]) -> str:
 
 def plain_views(model: Any) -> Any:
     """``model`` with each ``numpy.memmap`` it holds (in its attributes, its steps', in
-    lists and dicts; not directly in a tuple) replaced by a plain ndarray view of the same
-    mapped memory. numpy runs Python code (``memmap.__array_finalize__``) for every array
-    made from a memmap: twice in a linear model's predict (4.5 of 74 us for one row of a
-    LogisticRegression), and every answer indexed from one (``classes_[i]``) is a memmap."""
+    lists and dicts; not in a tuple, a slotted or compiled object, or a container that
+    refuses the change) replaced by a plain ndarray view of the same mapped memory. numpy
+    runs Python code (``memmap.__array_finalize__``) for every array made from a memmap:
+    twice in a linear model's predict (4.5 of 74 us for one row of a LogisticRegression),
+    and every answer indexed from one (``classes_[i]``) is a memmap. What is left a memmap
+    still works, at that cost."""
     import types
 
     import numpy as np
 
+    leaves = (np.ndarray, str, bytes, int, float, types.ModuleType, type)
     seen: set[int] = set()
     todo = [model]
     while todo:
         obj = todo.pop()
-        if id(obj) in seen or isinstance(obj, (np.ndarray, str, bytes, int, float, types.ModuleType)):
+        if id(obj) in seen:
             continue
         seen.add(id(obj))
         if isinstance(obj, tuple):
-            todo.extend(obj)
+            todo.extend(item for item in obj if not isinstance(item, leaves))
             continue
-        holder = obj if isinstance(obj, (dict, list)) else getattr(obj, "__dict__", None)
+        try:
+            holder = obj if isinstance(obj, (dict, list)) else getattr(obj, "__dict__", None)
+        except Exception:  # an object whose attribute lookup fails its own way: left as it is
+            continue
         if not isinstance(holder, (dict, list)):
             continue
-        for key, value in holder.items() if isinstance(holder, dict) else enumerate(holder):
+        for key, value in list(holder.items() if isinstance(holder, dict) else enumerate(holder)):
             if isinstance(value, np.memmap):
-                holder[key] = value.view(np.ndarray)
-            else:
+                try:
+                    holder[key] = value.view(np.ndarray)
+                except Exception:  # a container that refuses the change: the memmap stays
+                    pass
+            elif not isinstance(value, leaves):
                 todo.append(value)
     return model

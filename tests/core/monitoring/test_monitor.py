@@ -266,6 +266,125 @@ def test_the_prediction_log_writes_many_lines_in_chunks_in_order_and_continues_a
     assert max(written) < path.stat().st_size / 2  # in chunks, not one write of everything
 
 
+def test_a_full_disk_drops_and_counts_only_the_lines_not_written_and_the_file_keeps_whole_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from modelswap.core.monitoring import prediction_log
+
+    room = [0]
+
+    class FullDisk:
+        """The os module as the log sees it, on a device with ``room`` bytes left."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        @staticmethod
+        def write(fd: int, data: Any) -> int:
+            if room[0] <= 0:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            n = os.write(fd, bytes(data[: room[0]]))
+            room[0] -= n
+            return n
+
+    monkeypatch.setattr(prediction_log, "os", FullDisk())
+    dropped: list[int] = []
+    log = PredictionLog(tmp_path / "log", on_drop=dropped.append)
+    log.directory.mkdir()
+
+    def hand(ids: range) -> None:
+        log.submit([Observation("iris", "v1", "stable", np.array([[float(i)]]), np.array([i % 3]), 0.001,
+                                request_id=f"r{i}", time=time.time()) for i in ids])  # fmt: skip
+
+    chunk = prediction_log.CHUNK
+    hand(range(3 * chunk))
+    [queued] = log._queue
+    room[0] = sum(map(len, queued[: chunk + chunk // 2]))  # the first chunk fits, the second is torn
+    log.flush()
+    [path] = (tmp_path / "log").iterdir()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]  # every line whole
+    assert [line["request_id"] for line in lines] == [f"r{i}" for i in range(chunk)]
+    assert dropped == [2 * chunk]  # only those not written
+    room[0] = 10**9  # room again: the next lines follow whole ones
+    hand(range(3 * chunk, 3 * chunk + 5))
+    log.flush()
+    assert len(path.read_text().splitlines()) == chunk + 5
+    assert set(find(tmp_path / "log", "iris", {f"r{3 * chunk + 4}"})) == {f"r{3 * chunk + 4}"}
+
+
+def test_a_failing_close_closes_once_and_the_writer_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from modelswap.core.monitoring import prediction_log
+
+    descriptors: set[int] = set()
+    twice: list[int] = []
+    failures = [1, 1]  # the first two closes fail: after the first write, and at its first rotation
+
+    class CloseFails:
+        """The os module as the log sees it, where closing reports an error (as NFS may)."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        @staticmethod
+        def open(*args: Any) -> int:
+            fd = os.open(*args)
+            descriptors.add(fd)
+            return fd
+
+        @staticmethod
+        def close(fd: int) -> None:
+            if fd not in descriptors:  # closed already: by now, maybe another thread's file
+                twice.append(fd)
+                return
+            descriptors.discard(fd)
+            os.close(fd)  # the descriptor is released, the error still reported
+            if failures:
+                failures.pop()
+                raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(prediction_log, "os", CloseFails())
+    dropped: list[int] = []
+    log = PredictionLog(tmp_path / "log", max_bytes=300, on_drop=dropped.append)  # two lines a file: rotations
+    log.start()
+    try:
+        for i in range(3):
+            log.submit([Observation("iris", "v1", "stable", np.array([[1.0]]), np.array([1]), 0.001,
+                                    request_id=f"r{i}")])  # fmt: skip
+            log.flush()
+        log.submit([Observation("iris", "v1", "stable", np.array([[1.0]]), np.array([1]), 0.001, request_id="r3")])
+        log.wake()  # the writer's thread flushes this one, and lives on
+        deadline = time.monotonic() + 10
+        while log._queue and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert log._thread is not None and log._thread.is_alive()
+    finally:
+        log.close()
+    assert twice == [] and descriptors == set()
+    ids = sorted(
+        line["request_id"] for p in (tmp_path / "log").iterdir() for line in map(json.loads, p.read_text().splitlines())
+    )
+    assert ids == ["r0", "r2", "r3"] and dropped == [1]  # r1's write stopped at the failed rotation: counted
+
+
+def test_a_request_the_log_cannot_write_as_json_is_dropped_and_counted_alone(tmp_path: Path) -> None:
+    dropped: list[int] = []
+    log = PredictionLog(tmp_path / "log", on_drop=dropped.append)
+    log.directory.mkdir()
+    huge = np.array([2**70], dtype=object)  # an integer JSON (orjson) cannot hold
+    log.submit([
+        Observation("iris", "v1", "stable", np.array([[1.0]]), np.array([1]), 0.001, request_id="fine"),
+        Observation("iris", "v1", "stable", np.array([[1.0]]), huge, 0.001, request_id="huge"),
+    ])  # fmt: skip
+    log.flush()
+    [path] = (tmp_path / "log").iterdir()
+    assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == ["fine"]
+    assert dropped == [1]
+
+
 def test_the_prediction_log_drops_and_counts_what_would_queue_past_its_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,7 +15,7 @@ import skops.io
 
 from modelswap.core.errors import InvalidInput, UntrustedTypes, ValidationFailed
 from modelswap.core.settings import Settings
-from modelswap.core.store.formats import JOBLIB, SKOPS, detect_format, load_model
+from modelswap.core.store.formats import JOBLIB, SKOPS, detect_format, load_model, plain_views
 from modelswap.core.store.store import Store
 from tests.conftest import IRIS_ROW, ROOT, StepClock
 from tests.core.store.test_store import tree
@@ -224,3 +224,26 @@ def test_a_shared_joblib_model_holds_plain_arrays_over_its_mapped_file(tmp_path:
     answer = shared.predict(frame.head(5))
     assert type(answer) is np.ndarray and answer.tolist() == model.predict(frame.head(5)).tolist()
     assert shared.extra_["parts"][0].tolist() == [1.0] * 4
+
+
+class _Frozen(dict):  # type: ignore[type-arg]
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise TypeError("frozen")
+
+
+class _Holder:
+    pass
+
+
+def test_plain_views_leave_what_they_cannot_change_and_never_fail_a_load(tmp_path: Path) -> None:
+    import numpy as np
+
+    mapped = np.memmap(tmp_path / "values.bin", dtype="float64", mode="w+", shape=(3,))
+    holder = _Holder()
+    holder.frozen = _Frozen(a=mapped)  # type: ignore[attr-defined]
+    holder.plain = {"b": mapped}  # type: ignore[attr-defined]
+    holder.items = [mapped, (mapped,)]  # type: ignore[attr-defined]
+    holder.itself = holder  # type: ignore[attr-defined]  # a cycle
+    assert plain_views(holder) is holder
+    assert type(holder.plain["b"]) is np.ndarray and type(holder.items[0]) is np.ndarray  # type: ignore[attr-defined]
+    assert isinstance(holder.frozen["a"], np.memmap) and isinstance(holder.items[1][0], np.memmap)  # type: ignore[attr-defined]
