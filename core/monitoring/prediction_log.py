@@ -30,6 +30,7 @@ import orjson
 
 from modelswap.core.monitoring.counts import Batch, Observation, Observed, observations, requests
 from modelswap.core.store.clock import iso
+from modelswap.core.store.fsio import append_whole
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ class PredictionLog:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one writer at a time: the thread, or a caller's flush
         self._failed = False
+        self._unwritable = False  # warned of a request JSON cannot hold
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -180,7 +182,12 @@ class PredictionLog:
                 n -= requests(item)
                 if self.on_drop is not None:
                     self.on_drop(requests(item))
-                logger.warning("prediction log: a request of %s could not be written as JSON: %s", item.model, exc)
+                if not self._unwritable:  # once: the drop counter tells how often
+                    self._unwritable = True
+                    logger.warning("prediction log: a request of %s cannot be written as JSON (%s); such "
+                                   "requests are left out and counted as dropped", item.model, exc)  # fmt: skip
+        if not lines:
+            return
         with self._queue_lock:
             self._queue.append(lines)
             self._queued += n
@@ -273,22 +280,9 @@ class PredictionLog:
 
 
 def _append(fd: int, lines: list[bytes]) -> int:
-    """Write all of ``lines`` and return how many (a short write is continued). A write
-    that fails raises OSError and leaves the file as it was: a torn line would glue the
-    next one written onto it."""
-    data = memoryview(b"".join(lines))
-    if not data:
-        return 0
-    start = os.lseek(fd, 0, os.SEEK_END)
-    try:
-        while data:
-            data = data[os.write(fd, data) :]
-    except OSError:
-        try:
-            os.ftruncate(fd, start)
-        except OSError:
-            pass
-        raise
+    """Write all of ``lines`` and return how many (whole, or not at all: fsio.append_whole)."""
+    if lines:
+        append_whole(fd, b"".join(lines))
     return len(lines)
 
 

@@ -159,12 +159,15 @@ def plain_views(model: Any) -> Any:
             continue
         if not isinstance(holder, (dict, list)):
             continue
-        for key, value in list(holder.items() if isinstance(holder, dict) else enumerate(holder)):
+        mapped = []
+        for key, value in holder.items() if isinstance(holder, dict) else enumerate(holder):
             if isinstance(value, np.memmap):
-                try:
-                    holder[key] = value.view(np.ndarray)
-                except Exception:  # a container that refuses the change: the memmap stays
-                    pass
+                mapped.append((key, value))
             elif not isinstance(value, leaves):
                 todo.append(value)
+        for key, value in mapped:  # after the walk over the container: no copy of a big one
+            try:
+                holder[key] = value.view(np.ndarray)
+            except Exception:  # a container that refuses the change: the memmap stays
+                pass
     return model

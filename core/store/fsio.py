@@ -44,6 +44,23 @@ def write_bytes_durable(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
+def append_whole(fd: int, data: bytes) -> None:
+    """Write all of ``data`` at the end of the file open with O_APPEND on ``fd``: a short
+    write is continued, and a write that fails (a full disk) cuts the file back to its
+    size before and raises, so no torn line stays for the next one to be glued onto."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        try:
+            os.ftruncate(fd, start)
+        except OSError:
+            pass
+        raise
+
+
 def dumps_json(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
 

@@ -197,18 +197,18 @@ def journal(path: Path, entry: HistoryEntry) -> Iterator[None]:
     before = size(path)
     line = orjson.dumps(entry.to_dict()) + b"\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    from modelswap.core.store.fsio import append_whole, fsync_dir
+
     try:
         try:
-            os.write(fd, line)  # 1
+            append_whole(fd, line)  # 1: whole, or not at all (disk full mid-write)
             os.fsync(fd)
         except BaseException:
-            os.ftruncate(fd, before)  # a partial line (disk full mid-write) must not stay
+            os.ftruncate(fd, before)  # nor a line that did not reach the disk
             raise
     finally:
         os.close(fd)
     if created:
-        from modelswap.core.store.fsio import fsync_dir
-
         fsync_dir(path.parent)
     try:
         yield  # 2

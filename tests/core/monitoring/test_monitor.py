@@ -21,6 +21,7 @@ from modelswap.core.monitoring.prediction_log import PredictionLog, find
 from modelswap.core.monitoring.profiles import ReferenceProfile, build_profile
 from modelswap.core.monitoring.view import Evaluator
 from modelswap.core.schema.signature import DOUBLE, Column, Signature
+from modelswap.core.store import fsio
 from modelswap.core.store.fsio import atomic_write_json
 from modelswap.core.store.store import Store
 
@@ -243,8 +244,9 @@ def test_the_prediction_log_writes_many_lines_in_chunks_in_order_and_continues_a
     written = []
 
     class ShortWrites:
-        """The os module as the log sees it (only the log), writing 1,000 bytes at most per
-        call: what a signal or a full device may do."""
+        """The os module as the store's file helpers see it (only them: the log appends
+        through fsio.append_whole), writing 1,000 bytes at most per call: what a signal or
+        a full device may do."""
 
         def __getattr__(self, name: str) -> Any:
             return getattr(os, name)
@@ -254,7 +256,7 @@ def test_the_prediction_log_writes_many_lines_in_chunks_in_order_and_continues_a
             written.append(len(data))
             return os.write(fd, bytes(data[:1000]))
 
-    monkeypatch.setattr(prediction_log, "os", ShortWrites())
+    monkeypatch.setattr(fsio, "os", ShortWrites())
     log = PredictionLog(tmp_path / "log")
     log.directory.mkdir()
     n = 2 * prediction_log.CHUNK + 100
@@ -276,7 +278,8 @@ def test_a_full_disk_drops_and_counts_only_the_lines_not_written_and_the_file_ke
     room = [0]
 
     class FullDisk:
-        """The os module as the log sees it, on a device with ``room`` bytes left."""
+        """The os module as the store's file helpers (fsio.append_whole) see it, on a device
+        with ``room`` bytes left."""
 
         def __getattr__(self, name: str) -> Any:
             return getattr(os, name)
@@ -289,7 +292,7 @@ def test_a_full_disk_drops_and_counts_only_the_lines_not_written_and_the_file_ke
             room[0] -= n
             return n
 
-    monkeypatch.setattr(prediction_log, "os", FullDisk())
+    monkeypatch.setattr(fsio, "os", FullDisk())
     dropped: list[int] = []
     log = PredictionLog(tmp_path / "log", on_drop=dropped.append)
     log.directory.mkdir()

@@ -95,6 +95,17 @@ def test_when_the_journal_cannot_be_written_nothing_changes(
     assert snapshot(store) == before
 
 
+def test_a_journal_line_the_disk_takes_only_part_of_is_cut_and_nothing_changes(three: tuple[Store, list[str]]) -> None:
+    """Room for part of the line: the write is short (not an error), the next one fails;
+    the entry is written whole or not at all, and the deploy does not happen."""
+    store, ids = three
+    before = snapshot(store)
+    limit = store.paths("iris").history.stat().st_size + 10  # ten bytes of the line fit
+    result = run_limited(store, limit, "deploy", ids[0])
+    assert result.returncode == 3 and "failed 27" in result.stdout, result.stdout + result.stderr  # EFBIG
+    assert snapshot(store) == before
+
+
 def test_a_rollback_whose_index_write_fails_still_happened_and_is_in_history(
     three: tuple[Store, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
