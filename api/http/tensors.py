@@ -61,17 +61,16 @@ def decode_input(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tupl
     """
     if not isinstance(tensor, dict):
         raise InvalidInput("each input must be an object with name, shape, datatype and data")
-    name, shape, datatype = tensor.get("name"), tensor.get("shape"), tensor.get("datatype")
+    name, datatype = tensor.get("name"), tensor.get("datatype")
     if not isinstance(name, str) or not name:
         raise InvalidInput("an input tensor needs a 'name'")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):  # not a bool
-        raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers")
+    shape = _dims(name, tensor.get("shape"))
     if datatype != "BYTES" and datatype not in DTYPES:
         raise InvalidInput(f"input {name!r}: unknown datatype {datatype!r}; use BYTES or one of {', '.join(DTYPES)}")
-    if len(shape) == 1:
-        count = shape[0]
-    elif len(shape) == 2:
+    if len(shape) == 2:
         count = shape[0] * shape[1]
+    elif len(shape) == 1:
+        count = shape[0]
     else:
         raise InvalidInput(f"input {name!r}: shape {shape} must be [rows, features] or [rows]")
     if shape[0] > max_rows:
@@ -91,6 +90,19 @@ def decode_input(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tupl
     else:
         array = _from_json(name, tensor.get("data"), datatype, count)
     return name, array.reshape(shape), offset  # JSON data may be flat or nested
+
+
+def _dims(name: str, shape: Any) -> list[int]:
+    """``shape`` when it is a list of non-negative integers (a bool is not one), else
+    InvalidInput. The usual [rows, features] is checked without a generator."""
+    if type(shape) is list:
+        if len(shape) == 2:
+            rows, width = shape
+            if type(rows) is int and type(width) is int and rows >= 0 and width >= 0:
+                return shape
+        elif all(type(d) is int and d >= 0 for d in shape):
+            return shape
+    raise InvalidInput(f"input {name!r}: 'shape' must be a list of non-negative integers")
 
 
 def _numbers_from_binary(name: str, chunk: bytes, datatype: str, shape: list[int]) -> np.ndarray:
@@ -153,21 +165,25 @@ def encode_outputs(outputs: list[tuple[str, np.ndarray, bool]]) -> tuple[list[di
     """Output tensors: JSON ``data``, or the binary extension for those asking for it."""
     tensors, chunks = [], []
     for name, array, binary in outputs:
+        if not binary:
+            tensors.append(json_tensor(name, array))
+            continue
         datatype = datatype_of(array)
-        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-        if binary:
-            raw = (
-                _bytes_payload(array) if datatype == "BYTES" else array.astype(array.dtype.newbyteorder("<")).tobytes()
-            )
-            tensor["parameters"] = {"binary_data_size": len(raw)}
-            chunks.append(raw)
-        else:
-            values = (array if array.ndim == 1 else array.reshape(-1)).tolist()
-            tensor["data"] = (
-                [v if v is None or isinstance(v, str) else str(v) for v in values] if datatype == "BYTES" else values
-            )
-        tensors.append(tensor)
+        raw = _bytes_payload(array) if datatype == "BYTES" else array.astype(array.dtype.newbyteorder("<")).tobytes()
+        chunks.append(raw)
+        sent = {"binary_data_size": len(raw)}
+        tensors.append({"name": name, "datatype": datatype, "shape": list(array.shape), "parameters": sent})
     return tensors, b"".join(chunks)
+
+
+def json_tensor(name: str, values: Any) -> dict[str, Any]:
+    """One output tensor with its values as JSON ``data`` (flattened, as the protocol sends them)."""
+    array = np.asarray(values)
+    datatype = NAMES.get(array.dtype, "BYTES")
+    flat = (array if array.ndim == 1 else array.reshape(-1)).tolist()
+    if datatype == "BYTES":
+        flat = [v if v is None or isinstance(v, str) else str(v) for v in flat]
+    return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": flat}
 
 
 def _bytes_payload(array: np.ndarray) -> bytes:

@@ -18,7 +18,14 @@ from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import METHODS, header_value, read_body
 from modelswap.api.http.responses import answer_response, json_response
 from modelswap.api.http.state import AppState, app_state
-from modelswap.api.http.tensors import HEADER_LENGTH, HEADER_LENGTH_RAW, decode_input, encode_outputs, split_body
+from modelswap.api.http.tensors import (
+    HEADER_LENGTH,
+    HEADER_LENGTH_RAW,
+    decode_input,
+    encode_outputs,
+    json_tensor,
+    split_body,
+)
 from modelswap.core.errors import InvalidInput, VersionNotFound
 from modelswap.core.schema.inputs import Table
 from modelswap.core.schema.signature import BOOLEAN, DATETIME, DOUBLE, LONG, STRING, Signature
@@ -159,7 +166,9 @@ def input_table(signature: Signature, tensors: list[tuple[str, np.ndarray]]) -> 
 
 async def infer(request: Request) -> Response:
     start = time.perf_counter()
-    state, target = await _target(request)
+    state = app_state(request)  # _target's work, without a coroutine of its own: this is the hot route
+    params = request.scope["path_params"]
+    target = await state.inference.target(validate_model_name(params["model"]), params.get("version"))
     body = await read_body(request, state.settings.max_body_bytes)
     payload, binary = split_body(body, header_value(request, HEADER_LENGTH_RAW))
     if not isinstance(payload, dict):
@@ -167,11 +176,14 @@ async def infer(request: Request) -> Response:
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInput("'inputs' must be a list: one [rows, features] tensor, or one tensor per column")
-    tensors_in = []
-    offset = 0
-    for tensor in inputs:
-        name, values, offset = decode_input(tensor, binary, offset, state.settings.max_rows)
-        tensors_in.append((name, values))
+    max_rows = state.settings.max_rows
+    if len(inputs) == 1:  # the usual: one tensor
+        tensors_in = [decode_input(inputs[0], binary, 0, max_rows)[:2]]
+    else:
+        tensors_in, offset = [], 0
+        for tensor in inputs:
+            name, values, offset = decode_input(tensor, binary, offset, max_rows)
+            tensors_in.append((name, values))
     wanted = _requested(payload)
     rid = request_id(request)
     # the first output is the counted, batched prediction; further ones reuse the same rows
@@ -184,11 +196,13 @@ async def infer(request: Request) -> Response:
         start=start,
     )
     snap = answer.snapshot
-    name, as_binary = wanted[0]
-    outputs = [(name, np.asarray(answer.result), as_binary)]
-    for name, as_binary in wanted[1:]:
-        outputs.append((name, np.asarray(await state.inference.also(answer, name)), as_binary))
-    tensors, raw = encode_outputs(outputs)
+    if wanted is DEFAULT_OUTPUTS:  # the usual: the prediction, as JSON
+        tensors, raw = [json_tensor("predict", answer.result)], b""
+    else:
+        outputs = [(wanted[0][0], np.asarray(answer.result), wanted[0][1])]
+        for name, as_binary in wanted[1:]:
+            outputs.append((name, np.asarray(await state.inference.also(answer, name)), as_binary))
+        tensors, raw = encode_outputs(outputs)
     result: dict[str, Any] = {
         "model_name": snap.model,
         "model_version": snap.version,

@@ -83,7 +83,7 @@ def test_tritonclient_drives_the_v2_endpoints_end_to_end(running: tuple[Server, 
         client.close()
 
 
-def tensor(shape: list[int], datatype: str, data: list[Any]) -> dict[str, Any]:
+def tensor(shape: Any, datatype: str, data: list[Any]) -> dict[str, Any]:
     return {"inputs": [{"name": "x", "shape": shape, "datatype": datatype, "data": data}]}
 
 
@@ -100,6 +100,11 @@ V2_CASES: list[tuple[str, Any, int, str]] = [
     ("/v2/models/iris/infer", tensor([1, 4], "INT64", [1.5, 2, 3, 4]), 400, "does not match datatype"),
     ("/v2/models/iris/infer", tensor([1, 4], "FP64", ["1", "2", "3", "4"]), 400, "does not match datatype"),
     ("/v2/models/iris/infer", tensor([2, 2, 1], "FP64", [1, 2, 3, 4]), 400, "rows, features"),
+    ("/v2/models/iris/infer", tensor([], "FP64", [1, 2, 3, 4]), 400, "rows, features"),
+    ("/v2/models/iris/infer", tensor([True, 4], "FP64", [1, 2, 3, 4]), 400, "non-negative integers"),
+    ("/v2/models/iris/infer", tensor([1, -4], "FP64", [1, 2, 3, 4]), 400, "non-negative integers"),
+    ("/v2/models/iris/infer", tensor([4.0], "FP64", [1, 2, 3, 4]), 400, "non-negative integers"),
+    ("/v2/models/iris/infer", tensor("1,4", "FP64", [1, 2, 3, 4]), 400, "non-negative integers"),
     ("/v2/models/iris/infer", {"inputs": []}, 400, "one tensor per column"),
     ("/v2/models/iris/infer", {**GOOD, "outputs": [{"name": "fit"}]}, 400, "unknown output"),
     ("/v2/models/iris/infer", {**GOOD, "outputs": [{"name": "predict", "parameters": [1]}]}, 400, "must be an object"),
