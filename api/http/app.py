@@ -47,8 +47,8 @@ from modelswap.core.metrics import Metrics, forget_dead_processes
 from modelswap.core.monitoring.gauges import MonitorCollector
 from modelswap.core.monitoring.monitor import Monitor
 from modelswap.core.operations import Operations
-from modelswap.core.serving.batching import BatchPool
 from modelswap.core.serving.inference import Inference
+from modelswap.core.serving.pool import BatchPool
 from modelswap.core.serving.runtime import Runtime
 from modelswap.core.serving.slots import Serving
 from modelswap.core.settings import Settings

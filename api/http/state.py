@@ -13,8 +13,8 @@ from modelswap.core.delivery.shadow_runner import ShadowRunner
 from modelswap.core.metrics import Metrics
 from modelswap.core.monitoring.monitor import Monitor
 from modelswap.core.operations import Operations
-from modelswap.core.serving.batching import BatchPool
 from modelswap.core.serving.inference import Inference
+from modelswap.core.serving.pool import BatchPool
 from modelswap.core.serving.runtime import Runtime
 from modelswap.core.serving.slots import Serving
 from modelswap.core.settings import Settings

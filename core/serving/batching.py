@@ -7,7 +7,7 @@ computes on its model's worker thread the next one fills, so under load batches 
 themselves. A batch holds one snapshot: a swap mid-queue never mixes versions. A batched
 call that raises, or answers another number of rows, is retried one request at a time:
 one bad request fails alone and no request gets another's rows. Each model has its own
-worker threads (unless ``inline_s``, below): a saturated or hung model leaves health checks,
+worker threads (core.serving.pool; unless ``inline_s``, below): a saturated or hung model leaves health checks,
 metrics and other models answering; a request past the timeout gets PredictTimeout.
 
 Regrouping: requests that miss a batch by a hair (they arrive while it computes) form
@@ -34,7 +34,7 @@ that the last call's cost per row puts within ``inline_s`` is made on the loop's
 thread, as a bare Starlette app makes it, once none of the batcher's last ``proof`` calls
 (32, the first on the worker threads) took over STALL times ``inline_s`` (4 ms). One
 request at a time (the batcher idle after batches of one, nothing else for the loop to
-run) is answered in its own task: no drain task, no trip through the loop. Only a call
+run) is answered in its own task: no queue, future, drain task or trip through the loop. Only a call
 whose cost its rows do not predict holds the loop (a cheap model that suddenly takes
 seconds), and once: a call there that runs over 4 ms of its thread's CPU, or holds it
 over HOLD_S (50 ms, hardening's bound on a health check's delay), ends calls there for
@@ -65,7 +65,6 @@ Ticket = tuple[float, str]  # a request's start (time.perf_counter) and its requ
 # account(tickets, sizes, X, answer, answered) -> what runs once the answers are out (see the doc)
 Account = Callable[[list[Ticket | None], list[int], np.ndarray, Any, float], Callable[[], None] | None]
 NO_TICKET: Ticket = (0.0, "")
-THREADS_PER_MODEL = 2  # the stable and the canary variant can compute at once
 HAND_OFF_S = 0.002
 REGROUP_S = 0.001  # the longest a smaller batch waits for the requests of the batches before it
 PROOF = 32  # calls in a row within STALL x inline_s before any is made on the loop
@@ -134,13 +133,11 @@ class Batcher:
         """This request's rows of the prediction (raises what the model raised on them,
         PredictTimeout after ``timeout_s``); ``ticket`` goes to the batch's accounting."""
         loop = asyncio.get_running_loop()
+        if not self._draining and self._alone(loop, len(X), ticket[0]):
+            return self._solo(X, ticket)  # in this request's own task, without suspending (see _alone)
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((X, future, ticket))
         self._pending_rows += len(X)
-        if not self._draining and self._alone(loop, len(X)):
-            self._draining = True
-            await self._drain()  # in this request's own task, without suspending (see _alone) ...
-            return await future  # ... so its future is settled: answered, or the model's error
         self._watch(loop, future)
         gather = self._gather
         if gather is not None and (len(self._pending) >= self._want or self._pending_rows >= self.max_rows):
@@ -156,15 +153,32 @@ class Batcher:
         inline_s = self.inline_s
         return inline_s > 0 and self._cheap >= self.proof and self._row_cost * rows <= inline_s
 
-    def _alone(self, loop: asyncio.AbstractEventLoop, rows: int) -> bool:
-        """Whether the only request queued is answered in its own task: a call on the loop after
-        batches of one request, nothing else ready to run there (no request about to join;
-        asyncio's ready queue, another loop: never) and no group worth a wait."""
+    def _alone(self, loop: asyncio.AbstractEventLoop, rows: int, arrived: float) -> bool:
+        """Whether a request that finds nothing queued is answered alone, in its own task: a
+        call on the loop after batches of one request, nothing else ready to run there (no
+        request about to join; asyncio's ready queue, another loop: never), and no group to
+        wait for (regroup_target: it did not arrive while the last batch computed)."""
         return (
-            len(self._pending) == 1 and self.wait_s == 0 and self._on_loop(rows) and max(self._sizes, default=1) == 1
+            not self._pending and self.wait_s == 0 and self._on_loop(rows) and max(self._sizes, default=1) == 1
             and not getattr(loop, "_ready", True)
-            and (self.regroup_s == 0 or not self.regroup_target(time.perf_counter()))
+            and (self.regroup_s == 0 or not 0 < arrived < self._answered_at)
         )  # fmt: skip
+
+    def _solo(self, X: np.ndarray, ticket: Ticket) -> Any:
+        """A request answered alone (``_alone``): the batch of one that ``_drain`` would make
+        of it, without its queue, future, drain task and coroutines."""
+        if self._observe is not None:
+            self._observe(1, len(X))
+        began = time.perf_counter()
+        result = self._inline(X)  # raises what the model raised: as a batch of one, not counted as answered
+        if self._account is not None:
+            later = _guarded(self._account, [ticket], [len(X)], X, result, time.perf_counter())
+            if later is not None:
+                asyncio.get_running_loop().call_soon(_guarded, later)
+        self._answered_at = time.perf_counter()
+        self._call_s = self._answered_at - began
+        self._sizes.append(1)
+        return result
 
     def _watch(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
         """Give ``future`` its deadline; answered ones are dropped from the front as they go."""
@@ -270,23 +284,27 @@ class Batcher:
         """The batch on the model's worker thread, or on the loop once proven cheap (see
         the module's doc)."""
         if self._on_loop(len(X)):
-            inline_s, cpu, collected = self.inline_s, time.thread_time(), pauses.collected()
-            try:
-                return self._work(X)
-            finally:
-                took = self._row_cost * len(X)  # this call's, timed in _timed
-                ran = time.thread_time() - cpu - (pauses.collected() - collected)  # its own CPU time
-                if ran > STALL * inline_s or took > HOLD_S:
-                    self.inline_s = 0.0
-                    if self._on_stall is not None:
-                        self._on_stall()
-                    logger.warning(
-                        "%s: a call on the event loop took %.1f ms (%.1f ms of CPU, %d rows); "
-                        "its calls stay on the worker threads",
-                        self.name or "a model", 1000 * took, 1000 * ran, len(X),
-                    )  # fmt: skip
+            return self._inline(X)
         hand_off = self.hand_off_s if self._fast else 0.0
         return await compute(self._executor, self._work, X, hand_off_s=hand_off)
+
+    def _inline(self, X: np.ndarray) -> Any:
+        """The batch on the loop's own thread; a call that stalls it ends calls there."""
+        inline_s, cpu, collected = self.inline_s, time.thread_time(), pauses.collected()
+        try:
+            return self._work(X)
+        finally:
+            took = self._row_cost * len(X)  # this call's, timed in _timed
+            ran = time.thread_time() - cpu - (pauses.collected() - collected)  # its own CPU time
+            if ran > STALL * inline_s or took > HOLD_S:
+                self.inline_s = 0.0
+                if self._on_stall is not None:
+                    self._on_stall()
+                logger.warning(
+                    "%s: a call on the event loop took %.1f ms (%.1f ms of CPU, %d rows); "
+                    "its calls stay on the worker threads",
+                    self.name or "a model", 1000 * took, 1000 * ran, len(X),
+                )  # fmt: skip
 
     def _answer(self, items: list[tuple[np.ndarray, asyncio.Future[Any], Ticket]], X: np.ndarray, result: Any) -> None:
         """Count the batch, hand each request still waiting its rows of ``result`` (the
@@ -357,93 +375,3 @@ def _settle(future: asyncio.Future[Any], *, result: Any = None, error: BaseExcep
         future.set_exception(error)
     else:
         future.set_result(result)
-
-
-class BatchPool:
-    """One Batcher per (snapshot, method); idle batchers of retired snapshots are dropped.
-    Each model gets its own worker threads (created on first use); ``close`` joins them."""
-
-    def __init__(
-        self,
-        *,
-        max_rows: int,
-        wait_s: float,
-        timeout_s: float = 30.0,
-        hand_off_s: float = HAND_OFF_S,
-        inline_s: float = 0.0,
-        threads: int | None = None,
-        observe: Callable[[int, int], None] | None = None,
-    ) -> None:
-        self.threads, self.max_rows, self.wait_s, self.timeout_s = threads, max_rows, wait_s, timeout_s
-        self.hand_off_s, self.inline_s = hand_off_s, inline_s
-        self._observe = observe
-        self._batchers: dict[tuple[int, str], tuple[Any, Batcher]] = {}
-        self._executors: dict[str, ModelThreads] = {}
-        self._stalled: set[tuple[str, str]] = set()  # (model, version): a call on the loop stalled it
-
-    def executor(self, model: str) -> ModelThreads:
-        executor = self._executors.get(model)
-        if executor is None:
-            executor = ModelThreads(THREADS_PER_MODEL, f"predict-{model}")
-            self._executors[model] = executor
-        return executor
-
-    def batcher(self, snapshot: Any, method: str, fn: Predict, account: Callable[[], Account] | None = None) -> Batcher:
-        """The batcher of (``snapshot``, ``method``), made on first use with the accounting
-        ``account()`` makes (called then only; later calls return the batcher as it is).
-        Its calls may go on the event loop once proven cheap (``inline_s``) only when the
-        snapshot's signature takes numbers alone (text costs by its length, not its rows)
-        and no call on the loop has stalled it, in any batcher of this (model, version)."""
-        key = (id(snapshot), method)
-        entry = self._batchers.get(key)
-        if entry is not None and entry[0] is snapshot:
-            return entry[1]
-        version = (snapshot.model, snapshot.version)
-        if len(self._batchers) > 32:
-            self._batchers = {k: v for k, v in self._batchers.items() if not v[1].idle}
-        batcher = Batcher(
-            fn,
-            self.executor(snapshot.model),
-            max_rows=self.max_rows,
-            wait_s=self.wait_s,
-            timeout_s=self.timeout_s,
-            hand_off_s=self.hand_off_s,
-            inline_s=self.inline_s if snapshot.signature.numeric and version not in self._stalled else 0.0,
-            threads=self.threads,
-            observe=self._observe,
-            account=account() if account is not None else None,
-            name=f"{snapshot.model} {snapshot.version} {method}",
-            on_stall=lambda: self._stall(version),
-        )
-        self._batchers[key] = (snapshot, batcher)  # holding the snapshot keeps its id unique
-        return batcher
-
-    def _stall(self, version: tuple[str, str]) -> None:
-        """A call on the loop stalled it: every batcher of that (model, version), now and
-        later (a batcher dropped while idle, another method, a reload), calls on its threads."""
-        self._stalled.add(version)
-        for snapshot, batcher in self._batchers.values():
-            if (snapshot.model, snapshot.version) == version:
-                batcher.inline_s = 0.0
-
-    async def call(self, model: str, fn: Predict, X: np.ndarray) -> Any:
-        """One unbatched call on the model's worker threads (a v2 request's extra outputs)."""
-        threads = self.threads
-
-        def limited(X: np.ndarray) -> Any:
-            if threads is not None:
-                native_threads.apply(threads)
-            return fn(X)
-
-        try:
-            work = compute(self.executor(model), limited, X, hand_off_s=self.hand_off_s)
-            return await asyncio.wait_for(work, self.timeout_s)
-        except asyncio.TimeoutError:
-            raise timed_out(self.timeout_s) from None
-
-    def close(self) -> None:
-        """Stop taking work and join every worker thread (a call still computing is
-        waited for: a thread cannot be interrupted)."""
-        for executor in self._executors.values():
-            executor.close()
-        self._executors.clear()

@@ -41,7 +41,8 @@ from modelswap.core.monitoring.counts import Batch, Observation
 from modelswap.core.monitoring.monitor import Monitor
 from modelswap.core.schema.inputs import Table, prepare
 from modelswap.core.schema.signature import Signature
-from modelswap.core.serving.batching import Account, BatchPool, Ticket
+from modelswap.core.serving.batching import Account, Ticket
+from modelswap.core.serving.pool import BatchPool
 from modelswap.core.serving.slots import ModelSlot, Serving
 from modelswap.core.serving.snapshot import STABLE, Snapshot
 from modelswap.core.settings import Settings

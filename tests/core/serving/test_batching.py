@@ -18,7 +18,8 @@ import pytest
 
 from modelswap.core.errors import PredictTimeout
 from modelswap.core.schema.signature import Signature
-from modelswap.core.serving.batching import Batcher, BatchPool, WrongAnswerCount
+from modelswap.core.serving.batching import Batcher, WrongAnswerCount
+from modelswap.core.serving.pool import BatchPool
 from modelswap.core.serving.threads import ModelThreads, compute
 from tests.models_for_tests import RowSum
 

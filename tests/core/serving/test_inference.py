@@ -16,8 +16,8 @@ from modelswap.core.metrics import Metrics
 from modelswap.core.monitoring.counts import Batch, observations
 from modelswap.core.monitoring.monitor import Monitor
 from modelswap.core.schema.inputs import Table
-from modelswap.core.serving.batching import BatchPool
 from modelswap.core.serving.inference import Inference
+from modelswap.core.serving.pool import BatchPool
 from modelswap.core.serving.slots import Serving
 from modelswap.core.settings import Settings
 from modelswap.core.store.aliases import set_alias
@@ -29,7 +29,9 @@ from tests.models_for_tests import AnswersObjects
 class Plane:
     """A real plane on ``store``: real slots, batcher, metrics, monitoring and shadow runner."""
 
-    def __init__(self, store: Store, models: tuple[str, ...] = ("iris",), **settings: Any) -> None:
+    def __init__(
+        self, store: Store, models: tuple[str, ...] = ("iris",), *, inline_s: float = 0.0, **settings: Any
+    ) -> None:
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.serving = Serving({m: store.paths(m) for m in models}, metrics=self.metrics)
@@ -42,6 +44,7 @@ class Plane:
             max_rows=256,
             wait_s=0.0,
             timeout_s=self.settings.predict_timeout,
+            inline_s=inline_s,
             observe=lambda requests, _: self.batches.append(requests),
         )
         self.inference = Inference(
@@ -117,6 +120,48 @@ def test_a_batch_is_monitored_as_the_requests_it_answered(plane: Plane, iris_pai
         assert (o.model, o.version, o.variant, o.method) == ("iris", a, "stable", "predict_proba")
         assert o.rows.tolist() == many[: 1 + i % 3] and o.answer.tolist() == answer.result.tolist()
         assert o.classes == (0, 1, 2) and 0 < o.latency < 60
+
+
+def test_a_request_answered_alone_on_the_loop_is_counted_and_monitored_as_a_batch_of_one(
+    iris_pair: tuple[Store, str, str],
+) -> None:
+    """One request at a time to a model proven cheap: each is answered in its own task, on
+    the loop, without a queue or a drain, and counted exactly as a batch of one is."""
+    import threading
+
+    store, a, _ = iris_pair
+    made = Plane(store, inline_s=1.0)  # a 1 ms budget: the iris model is proven cheap after 32 calls
+    where: list[bool] = []
+    try:
+
+        async def go() -> list[Any]:
+            target = await made.inference.target("iris")
+            slot = made.serving.slot("iris")
+            predict = slot.snapshot().methods["predict"]
+
+            def watched(X: Any) -> Any:
+                where.append(threading.current_thread() is threading.main_thread())
+                return predict(X)
+
+            slot.snapshot().methods["predict"] = watched
+            answers = []
+            for i in range(40):
+                answers.append(await made.inference.predict(target, rows(IRIS_ROW), request_id=f"r{i}"))
+                await asyncio.sleep(0)  # the loop's turn between requests, as between a client's
+            return answers
+
+        answers = asyncio.run(go())
+        assert where[0] is False and where[-1] is True  # the first on a worker thread, the last on the loop
+        assert made.batches == [1] * 40 and made.count(a) == 40
+        assert made.serving.slot("iris").canary_stats.of("stable") == [40, 0]
+        handed = list(made.monitor.recorder._pending)
+        assert len(handed) == 40 and all(type(item) is Batch for item in handed)
+        observed = [o for item in handed for o in observations(item)]
+        assert [o.request_id for o in observed] == [f"r{i}" for i in range(40)]
+        assert [o.answer.tolist() for o in observed] == [answer.result.tolist() for answer in answers]
+        assert all(0 < o.latency < 60 and o.rows.tolist() == [IRIS_ROW] for o in observed)
+    finally:
+        made.close()
 
 
 def test_rows_the_signature_refuses_are_a_client_error_counted_against_the_version(
