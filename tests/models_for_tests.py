@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
 
 
 class RaisesOnPredict:
@@ -50,6 +51,27 @@ class ExitsOnNegative(OnNegative):
         import sys
 
         sys.exit(3)
+
+
+class ReportsAssumeFinite(LogisticRegression):
+    """A logistic regression (its columns take no nulls) that answers, for each row,
+    scikit-learn's ``assume_finite`` setting while it predicts; raises on a negative first
+    value. ``fitted()`` gives one fitted on iris."""
+
+    @classmethod
+    def fitted(cls) -> ReportsAssumeFinite:
+        from sklearn.datasets import load_iris
+
+        data = load_iris()
+        return cls(max_iter=1000).fit(data.data, data.target)
+
+    def predict(self, X: Any) -> Any:
+        import sklearn
+
+        if (np.asarray(X)[:, 0] < 0).any():
+            raise RuntimeError("negative input")
+        super().predict(X)  # refuses NaN unless told to assume finite rows: its columns take no nulls
+        return np.array([sklearn.get_config()["assume_finite"]] * len(np.asarray(X)))
 
 
 class InterruptedOnNegative(OnNegative):

@@ -78,13 +78,18 @@ def _served(method: Callable[..., Any], *, assume_finite: bool) -> Callable[[np.
     the model's.
     """
 
-    from sklearn import config_context  # here, once a model is loaded: a CLI command that loads none never pays for it
+    # here, once a model is loaded: a CLI command that loads none never pays for it
+    from sklearn import get_config, set_config
 
     def call(X: np.ndarray) -> Any:
         try:
-            if assume_finite:
-                with config_context(assume_finite=True):
+            if assume_finite:  # config_context's work for the one setting, at a fifth of its cost (0.4 us)
+                before = get_config()["assume_finite"]
+                set_config(assume_finite=True)
+                try:
                     answer = method(X)
+                finally:
+                    set_config(assume_finite=before)
             else:
                 answer = method(X)
         except (SystemExit, GeneratorExit) as exc:  # the model's code; a KeyboardInterrupt is the user's (Ctrl-C)

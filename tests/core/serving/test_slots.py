@@ -209,6 +209,25 @@ def test_a_model_that_exits_fails_its_call_and_a_ctrl_c_goes_up_as_it_is(store: 
         interrupted([[-1.0, 0.0, 0.0, 0.0]])
 
 
+def test_a_served_call_skips_scikit_learns_finite_check_for_itself_only(store: Store) -> None:
+    """Rows were checked finite before the call: scikit-learn assumes it during the call
+    and only then, whether the call answers or raises."""
+    import sklearn
+
+    from tests.models_for_tests import ReportsAssumeFinite
+
+    store.deploy("iris", publish(store, ReportsAssumeFinite.fitted()))
+    slot = make_serving(store).slot("iris")
+    assert slot.sync()
+    predict = slot.snapshot().methods["predict"]
+    assert sklearn.get_config()["assume_finite"] is False
+    assert predict([[1.0, 0.0, 0.0, 0.0]]).tolist() == [True]
+    assert sklearn.get_config()["assume_finite"] is False
+    with pytest.raises(RuntimeError, match="negative input"):
+        predict([[-1.0, 0.0, 0.0, 0.0]])
+    assert sklearn.get_config()["assume_finite"] is False
+
+
 def test_memory_guard_refuses_a_load_that_would_not_fit(store: Store, iris_a: Any) -> None:
     a = publish(store, iris_a)
     store.deploy("iris", a)
