@@ -132,15 +132,18 @@ def test_a_request_answered_alone_on_the_loop_is_counted_and_monitored_as_a_batc
     store, a, _ = iris_pair
     made = Plane(store, inline_s=1.0)  # a 1 ms budget: the iris model is proven cheap after 32 calls
     where: list[bool] = []
+    tasks: list[asyncio.Task[Any] | None] = []
     try:
 
-        async def go() -> list[Any]:
+        async def go() -> tuple[asyncio.Task[Any] | None, list[Any]]:
             target = await made.inference.target("iris")
             slot = made.serving.slot("iris")
             predict = slot.snapshot().methods["predict"]
 
             def watched(X: Any) -> Any:
-                where.append(threading.current_thread() is threading.main_thread())
+                on_loop = threading.current_thread() is threading.main_thread()
+                where.append(on_loop)
+                tasks.append(asyncio.current_task() if on_loop else None)
                 return predict(X)
 
             slot.snapshot().methods["predict"] = watched
@@ -148,10 +151,11 @@ def test_a_request_answered_alone_on_the_loop_is_counted_and_monitored_as_a_batc
             for i in range(40):
                 answers.append(await made.inference.predict(target, rows(IRIS_ROW), request_id=f"r{i}"))
                 await asyncio.sleep(0)  # the loop's turn between requests, as between a client's
-            return answers
+            return asyncio.current_task(), answers
 
-        answers = asyncio.run(go())
+        mine, answers = asyncio.run(go())
         assert where[0] is False and where[-1] is True  # the first on a worker thread, the last on the loop
+        assert mine is not None and tasks[-1] is mine  # in the request's own task: no drain task
         assert made.batches == [1] * 40 and made.count(a) == 40
         assert made.serving.slot("iris").canary_stats.of("stable") == [40, 0]
         handed = list(made.monitor.recorder._pending)
