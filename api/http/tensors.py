@@ -179,7 +179,7 @@ def encode_outputs(outputs: list[tuple[str, np.ndarray, bool]]) -> tuple[list[di
 def json_tensor(name: str, values: Any) -> dict[str, Any]:
     """One output tensor with its values as JSON ``data`` (flattened, as the protocol sends them)."""
     array = np.asarray(values)
-    datatype = NAMES.get(array.dtype, "BYTES")
+    datatype = datatype_of(array)
     flat = (array if array.ndim == 1 else array.reshape(-1)).tolist()
     if datatype == "BYTES":
         flat = [v if v is None or isinstance(v, str) else str(v) for v in flat]

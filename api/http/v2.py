@@ -176,14 +176,10 @@ async def infer(request: Request) -> Response:
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInput("'inputs' must be a list: one [rows, features] tensor, or one tensor per column")
-    max_rows = state.settings.max_rows
-    if len(inputs) == 1:  # the usual: one tensor
-        tensors_in = [decode_input(inputs[0], binary, 0, max_rows)[:2]]
-    else:
-        tensors_in, offset = [], 0
-        for tensor in inputs:
-            name, values, offset = decode_input(tensor, binary, offset, max_rows)
-            tensors_in.append((name, values))
+    tensors_in, offset = [], 0
+    for tensor in inputs:
+        name, values, offset = decode_input(tensor, binary, offset, state.settings.max_rows)
+        tensors_in.append((name, values))
     wanted = _requested(payload)
     rid = request_id(request)
     # the first output is the counted, batched prediction; further ones reuse the same rows

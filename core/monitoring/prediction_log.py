@@ -15,6 +15,7 @@ by ``files × max_bytes`` per process.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -95,7 +96,13 @@ def _parts(values: Any) -> Any:
     return values
 
 
-_MIDDLES: dict[tuple[str, str, str, str], bytes] = {}  # what a version's lines share, rendered once
+@functools.lru_cache(maxsize=256)  # versions come and go: the recent ones
+def _middle(model: str, version: str, variant: str, method: str) -> bytes:
+    """What the lines of one version's requests share, between the request id and the latency."""
+    return b"".join([
+        b',"model":', _json(model), b',"version":', _json(version), b',"variant":', _json(variant),
+        b',"method":', _json(method), b',"latency_ms":',
+    ])  # fmt: skip
 
 
 def render_batch(batch: Batch, *, inputs: bool) -> list[bytes]:
@@ -104,15 +111,7 @@ def render_batch(batch: Batch, *, inputs: bool) -> list[bytes]:
     per batch, the model, version, variant and method once per process (a batch of one,
     the usual at low concurrency, renders four values, not eight)."""
     head = b'{"time":"' + _when(batch.time).encode() + b'","request_id":'  # digits, dashes, colons: no escapes
-    key = (batch.model, batch.version, batch.variant, batch.method)
-    middle = _MIDDLES.get(key)
-    if middle is None:
-        if len(_MIDDLES) >= 256:  # versions come and go: keep the recent ones
-            _MIDDLES.clear()
-        middle = _MIDDLES[key] = b"".join([
-            b',"model":', _json(batch.model), b',"version":', _json(batch.version), b',"variant":',
-            _json(batch.variant), b',"method":', _json(batch.method), b',"latency_ms":',
-        ])  # fmt: skip
+    middle = _middle(batch.model, batch.version, batch.variant, batch.method)
     answers = _parts(batch.answer)
     rows = _parts(batch.rows) if inputs else None
     lines = []

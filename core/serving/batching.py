@@ -134,7 +134,7 @@ class Batcher:
         PredictTimeout after ``timeout_s``); ``ticket`` goes to the batch's accounting."""
         loop = asyncio.get_running_loop()
         if not self._draining and self._alone(loop, len(X), ticket[0]):
-            return self._solo(X, ticket)  # in this request's own task, without suspending (see _alone)
+            return self._solo(loop, X, ticket)  # in this request's own task, without suspending (see _alone)
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((X, future, ticket))
         self._pending_rows += len(X)
@@ -157,27 +157,24 @@ class Batcher:
         """Whether a request that finds nothing queued is answered alone, in its own task: a
         call on the loop after batches of one request, nothing else ready to run there (no
         request about to join; asyncio's ready queue, another loop: never), and no group to
-        wait for (regroup_target: it did not arrive while the last batch computed)."""
+        wait for (regroup_target's, as if it were queued alone)."""
         return (
             not self._pending and self.wait_s == 0 and self._on_loop(rows) and max(self._sizes, default=1) == 1
             and not getattr(loop, "_ready", True)
-            and (self.regroup_s == 0 or not 0 < arrived < self._answered_at)
+            and (self.regroup_s == 0 or not self._wanted(arrived, 1, rows, time.perf_counter()))
         )  # fmt: skip
 
-    def _solo(self, X: np.ndarray, ticket: Ticket) -> Any:
+    def _solo(self, loop: asyncio.AbstractEventLoop, X: np.ndarray, ticket: Ticket) -> Any:
         """A request answered alone (``_alone``): the batch of one that ``_drain`` would make
         of it, without its queue, future, drain task and coroutines."""
         if self._observe is not None:
             self._observe(1, len(X))
         began = time.perf_counter()
         result = self._inline(X)  # raises what the model raised: as a batch of one, not counted as answered
-        if self._account is not None:
-            later = _guarded(self._account, [ticket], [len(X)], X, result, time.perf_counter())
-            if later is not None:
-                asyncio.get_running_loop().call_soon(_guarded, later)
-        self._answered_at = time.perf_counter()
-        self._call_s = self._answered_at - began
-        self._sizes.append(1)
+        later = self._accounted([ticket], [len(X)], X, result)
+        if later is not None:
+            loop.call_soon(_guarded, later)
+        self._finished(began, 1)
         return result
 
     def _watch(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
@@ -210,16 +207,20 @@ class Batcher:
         (its clients are about to come back); as many as the last batches had when the
         queued came just after it (its stragglers are about to come)."""
         pending = self._pending
-        if not pending or not self._sizes or self._pending_rows >= self.max_rows:
+        return self._wanted(pending[0][2][0], len(pending), self._pending_rows, now) if pending else 0
+
+    def _wanted(self, arrived: float, queued: int, rows: int, now: float) -> int:
+        """regroup_target for ``queued`` requests of ``rows`` rows, the oldest arrived at ``arrived``."""
+        if not self._sizes or rows >= self.max_rows:
             return 0
-        arrived, answered = pending[0][2][0], self._answered_at
+        answered = self._answered_at
         if 0 < arrived < answered:
-            want = len(pending) + self._sizes[-1]
+            want = queued + self._sizes[-1]
         elif now - answered <= self.regroup_s:
             want = max(self._sizes)
         else:  # the last batch is long gone: nobody is about to come
             return 0
-        return want if want > len(pending) else 0
+        return want if want > queued else 0
 
     async def _regroup(self) -> None:
         """Wait for the requests about to join the next batch (regroup_target), at most
@@ -310,11 +311,8 @@ class Batcher:
         """Count the batch, hand each request still waiting its rows of ``result`` (the
         answer to ``X``, their rows in order), then queue what the accounting left for
         after (see the module's doc)."""
-        answered = time.perf_counter()
         tickets = [None if future.done() else ticket for _, future, ticket in items]  # None: counted as what it got
-        later = None
-        if self._account is not None:
-            later = _guarded(self._account, tickets, [len(x) for x, _, _ in items], X, result, answered)
+        later = self._accounted(tickets, [len(x) for x, _, _ in items], X, result)
         whole, offset = len(items) == 1, 0
         for (x, future, _), ticket in zip(items, tickets, strict=True):
             if ticket is not None:
@@ -349,9 +347,22 @@ class Batcher:
                     self._answer([item], x, own)
             return
         self._answer(live, X, result)
+        self._finished(began, len(live))
+
+    def _accounted(
+        self, tickets: list[Ticket | None], sizes: list[int], X: np.ndarray, result: Any
+    ) -> Callable[[], None] | None:
+        """The batch's accounting, before its answers go out; what it returns runs after them."""
+        if self._account is None:
+            return None
+        later: Callable[[], None] | None = _guarded(self._account, tickets, sizes, X, result, time.perf_counter())
+        return later
+
+    def _finished(self, began: float, requests: int) -> None:
+        """A call that began at ``began`` answered ``requests`` requests (what regrouping looks at)."""
         self._answered_at = time.perf_counter()
         self._call_s = self._answered_at - began
-        self._sizes.append(len(live))
+        self._sizes.append(requests)
 
 
 def _guarded(fn: Callable[..., Any], *args: Any) -> Any:

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from modelswap.core.errors import UnsafePath
+from modelswap.core.store.fsio import append_whole, atomic_write_bytes, fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -197,8 +198,6 @@ def journal(path: Path, entry: HistoryEntry) -> Iterator[None]:
     before = size(path)
     line = orjson.dumps(entry.to_dict()) + b"\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    from modelswap.core.store.fsio import append_whole, fsync_dir
-
     try:
         try:
             append_whole(fd, line)  # 1: whole, or not at all (disk full mid-write)
@@ -307,6 +306,5 @@ def last(path: Path, actions: frozenset[str] | None = None) -> HistoryEntry | No
 
 def write_all(path: Path, entries: list[HistoryEntry]) -> None:
     """Replace the whole journal (migration from a registry that kept history inline)."""
-    from modelswap.core.store.fsio import atomic_write_bytes
 
     atomic_write_bytes(path, b"".join(orjson.dumps(e.to_dict()) + b"\n" for e in entries))

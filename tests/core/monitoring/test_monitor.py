@@ -236,6 +236,20 @@ def test_the_prediction_log_rotates_and_finds_requests(tmp_path: Path) -> None:
     assert "inputs" not in line and line["outputs"] == [1]
 
 
+class RealOs:
+    """The os module, for a test to replace one of its calls where the code under test
+    looks it up (``monkeypatch.setattr(fsio, "os", ...)``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+def logged(i: int) -> Observation:
+    """Request ``i``, answered, as the log is handed it."""
+    return Observation("iris", "v1", "stable", np.array([[float(i)]]), np.array([i % 3]), 0.001,
+                       request_id=f"r{i}", time=time.time())  # fmt: skip
+
+
 def test_the_prediction_log_writes_many_lines_in_chunks_in_order_and_continues_a_short_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -243,13 +257,10 @@ def test_the_prediction_log_writes_many_lines_in_chunks_in_order_and_continues_a
 
     written = []
 
-    class ShortWrites:
+    class ShortWrites(RealOs):
         """The os module as the store's file helpers see it (only them: the log appends
         through fsio.append_whole), writing 1,000 bytes at most per call: what a signal or
         a full device may do."""
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(os, name)
 
         @staticmethod
         def write(fd: int, data: Any) -> int:
@@ -260,8 +271,7 @@ def test_the_prediction_log_writes_many_lines_in_chunks_in_order_and_continues_a
     log = PredictionLog(tmp_path / "log")
     log.directory.mkdir()
     n = 2 * prediction_log.CHUNK + 100
-    log.submit([Observation("iris", "v1", "stable", np.array([[float(i)]]), np.array([i % 3]), 0.001,
-                            request_id=f"r{i}", time=time.time()) for i in range(n)])  # fmt: skip
+    log.submit([logged(i) for i in range(n)])
     log.flush()
     [path] = (tmp_path / "log").iterdir()
     assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == [f"r{i}" for i in range(n)]
@@ -277,12 +287,9 @@ def test_a_full_disk_drops_and_counts_only_the_lines_not_written_and_the_file_ke
 
     room = [0]
 
-    class FullDisk:
+    class FullDisk(RealOs):
         """The os module as the store's file helpers (fsio.append_whole) see it, on a device
         with ``room`` bytes left."""
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(os, name)
 
         @staticmethod
         def write(fd: int, data: Any) -> int:
@@ -298,8 +305,7 @@ def test_a_full_disk_drops_and_counts_only_the_lines_not_written_and_the_file_ke
     log.directory.mkdir()
 
     def hand(ids: range) -> None:
-        log.submit([Observation("iris", "v1", "stable", np.array([[float(i)]]), np.array([i % 3]), 0.001,
-                                request_id=f"r{i}", time=time.time()) for i in ids])  # fmt: skip
+        log.submit([logged(i) for i in ids])
 
     chunk = prediction_log.CHUNK
     hand(range(3 * chunk))
@@ -326,11 +332,8 @@ def test_a_failing_close_closes_once_and_the_writer_goes_on(tmp_path: Path, monk
     twice: list[int] = []
     failures = [1, 1]  # the first two closes fail: after the first write, and at its first rotation
 
-    class CloseFails:
+    class CloseFails(RealOs):
         """The os module as the log sees it, where closing reports an error (as NFS may)."""
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(os, name)
 
         @staticmethod
         def open(*args: Any) -> int:
@@ -355,10 +358,9 @@ def test_a_failing_close_closes_once_and_the_writer_goes_on(tmp_path: Path, monk
     log.start()
     try:
         for i in range(3):
-            log.submit([Observation("iris", "v1", "stable", np.array([[1.0]]), np.array([1]), 0.001,
-                                    request_id=f"r{i}")])  # fmt: skip
+            log.submit([logged(i)])
             log.flush()
-        log.submit([Observation("iris", "v1", "stable", np.array([[1.0]]), np.array([1]), 0.001, request_id="r3")])
+        log.submit([logged(3)])
         log.wake()  # the writer's thread flushes this one, and lives on
         deadline = time.monotonic() + 10
         while log._queue and time.monotonic() < deadline:
