@@ -30,6 +30,7 @@ KINDS = {name: "b" if name == "BOOL" else ("iu" if name.startswith(("INT", "UINT
 NAMES = {dtype: name for name, dtype in DTYPES.items()}
 HEADER_LENGTH = "inference-header-content-length"
 HEADER_LENGTH_RAW = HEADER_LENGTH.encode()  # as the ASGI scope holds header names
+USUAL_KEYS = frozenset(("name", "shape", "datatype", "data"))  # a JSON tensor without parameters
 
 
 def datatype_of(array: np.ndarray) -> str:
@@ -58,7 +59,24 @@ def decode_input(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tupl
     """One input tensor: (its name, its values shaped as declared, the new binary offset).
 
     Numbers come back with their declared dtype; BYTES as an object array of strings.
+    The usual tensor (FP64 numbers as JSON, shaped [rows, features]) is taken in one
+    pass; anything else, every error included, goes the long way, which names the problem.
     """
+    if type(tensor) is dict and tensor.keys() == USUAL_KEYS and tensor["datatype"] == "FP64":
+        name, data, shape = tensor["name"], tensor["data"], tensor["shape"]
+        if type(name) is str and name and type(data) is list:
+            try:  # numbers of the declared shape; reshape refuses what is not a whole number
+                array = np.array(data).reshape(shape)
+            except (TypeError, ValueError):
+                array = None  # the long way names it
+            if (
+                array is not None
+                and array.ndim == 2
+                and array.dtype.kind in "iuf"
+                and list(array.shape) == shape  # not a -1 that NumPy filled in
+                and len(array) <= max_rows
+            ):
+                return name, array, offset
     if not isinstance(tensor, dict):
         raise InvalidInput("each input must be an object with name, shape, datatype and data")
     name, datatype = tensor.get("name"), tensor.get("datatype")
@@ -178,9 +196,9 @@ def encode_outputs(outputs: list[tuple[str, np.ndarray, bool]]) -> tuple[list[di
 
 def json_tensor(name: str, values: Any) -> dict[str, Any]:
     """One output tensor with its values as JSON ``data`` (flattened, as the protocol sends them)."""
-    array = np.asarray(values)
+    array = values if type(values) is np.ndarray else np.asarray(values)
     datatype = datatype_of(array)
-    flat = (array if array.ndim == 1 else array.reshape(-1)).tolist()
+    flat = array.ravel().tolist()
     if datatype == "BYTES":
         flat = [v if v is None or isinstance(v, str) else str(v) for v in flat]
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": flat}

@@ -144,11 +144,12 @@ def _requested(payload: dict[str, Any]) -> Sequence[tuple[str, bool]]:
 
 def input_table(signature: Signature, tensors: list[tuple[str, np.ndarray]]) -> Table:
     """One [rows, features] tensor (by position), or one tensor per column named after it."""
-    if len(tensors) == 1 and tensors[0][0] not in signature.name_set:
-        values = tensors[0][1]
-        if values.ndim == 1:
-            values = values.reshape(1, -1)  # [features]: one row
-        return Table(array=values) if values.dtype.kind != "O" else Table(rows=values.tolist())
+    if len(tensors) == 1:
+        name, values = tensors[0]
+        if name not in signature.name_set:
+            if values.ndim == 1:
+                values = values.reshape(1, -1)  # [features]: one row
+            return Table(array=values) if values.dtype.kind != "O" else Table(rows=values.tolist())
     columns: dict[str, list[Any]] = {}
     for name, values in tensors:
         if values.ndim == 2 and values.shape[1] == 1:

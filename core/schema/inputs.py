@@ -95,23 +95,24 @@ def prepare(signature: Signature, table: Table, *, max_rows: int, extra: str = R
     float64 when every column is a number, else an object array whose columns hold
     values of their column's type (None for null). 400s name the column and the row.
     """
-    if table.n_rows > max_rows:
-        raise InvalidInput(f"{table.n_rows} rows exceed the limit of {max_rows} per request")
-    if table.n_rows == 0:
+    array = table.array
+    n_rows = len(array) if array is not None else table.n_rows
+    if n_rows > max_rows:
+        raise InvalidInput(f"{n_rows} rows exceed the limit of {max_rows} per request")
+    if n_rows == 0:
         raise InvalidInput("the request has no rows")
-    if table.array is not None:
-        if table.array.dtype.kind == "b" and any(c.type != BOOLEAN for c in signature.columns):
-            table = Table(rows=table.array.tolist())  # the slow way names the column a bool cannot fill
-    if table.array is not None:
-        if table.array.ndim != 2:
-            raise InvalidInput(f"expected rows of {signature.width} features, got shape {list(table.array.shape)}")
-        if table.array.shape[1] != signature.width:
-            raise InvalidInput(f"expects {signature.width} features per row, got {table.array.shape[1]}")
-        if signature.plain_numbers:
-            X = table.array.astype(np.float64, copy=False)
+    if array is not None:
+        if array.dtype.kind == "b" and any(c.type != BOOLEAN for c in signature.columns):
+            pass  # the slow way names the column a bool cannot fill
+        elif array.ndim != 2:
+            raise InvalidInput(f"expected rows of {signature.width} features, got shape {list(array.shape)}")
+        elif array.shape[1] != len(signature.columns):
+            raise InvalidInput(f"expects {signature.width} features per row, got {array.shape[1]}")
+        elif signature.plain_numbers:
+            X = array.astype(np.float64, copy=False)
             if all_finite(X) and _whole_where_long(signature, X):
                 return X
-        table = Table(rows=table.array.tolist())
+        table = Table(rows=array.tolist())
     if table.rows is not None and table.names is None and not table.text and signature.plain_numbers:
         fast = _numeric_rows(signature, table.rows)
         if fast is not None:
