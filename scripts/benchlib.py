@@ -161,11 +161,13 @@ def session_memory(leader: int) -> tuple[float, float, int]:
     return rss / 1024, pss / 1024, count
 
 
-def wrk(url: str, conc: int, duration: int, lua: Path, *, pid: int | None = None) -> dict[str, Any]:
-    """One wrk run after a 2 s warm-up; with ``pid`` (a server started by ``process``),
-    also the server's CPU µs per answered request during the measured run."""
-    warm = ["wrk", "-t1", f"-c{conc}", "-d2s", "--timeout", "5s", "-s", str(lua), url]
-    subprocess.run(warm, capture_output=True, check=True)
+def wrk(url: str, conc: int, duration: int, lua: Path, *, pid: int | None = None, warm: bool = True) -> dict[str, Any]:
+    """One wrk run, after a 2 s warm-up unless ``warm`` is False; with ``pid`` (a server
+    started by ``process``), also the server's CPU µs per answered request during the
+    measured run."""
+    if warm:
+        warm_up = ["wrk", "-t1", f"-c{conc}", "-d2s", "--timeout", "5s", "-s", str(lua), url]
+        subprocess.run(warm_up, capture_output=True, check=True)
     cmd = ["wrk", "-t1", f"-c{conc}", f"-d{duration}s", "--timeout", "5s", "-s", str(lua), url]
     cpu0 = server_cpu_seconds(pid) if pid is not None else 0.0
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -198,6 +200,42 @@ def interleaved(
         for name in order:
             url, lua = targets[name]
             runs[name].append(wrk(url, conc, duration, lua, pid=(pids or {}).get(name)))
+    return runs
+
+
+def bracketed(
+    targets: dict[str, tuple[str, Path]],
+    base: str,
+    slices: int,
+    conc: int,
+    seconds: int,
+    pids: dict[str, int] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Targets on one warm server against ``base``, in short runs: base, the others (in
+    turned order every slice), base again, and so on. Each run of another target gets
+    ``ratio``: its req/s over the mean of the two base runs either side of it.
+
+    The machine's speed drifts: one route alone, in consecutive 5 s runs, went 20.3k,
+    15.4k, 19.7k req/s, its server spending 25 % more CPU per request in the slow
+    stretch. Runs 8 s apart (interleaved) see different machines; a run bracketed by
+    base runs seconds away sees the same one, and a steady drift cancels."""
+    others = [name for name in targets if name != base]
+
+    def run(name: str) -> dict[str, Any]:
+        url, lua = targets[name]
+        return wrk(url, conc, seconds, lua, pid=(pids or {}).get(name), warm=False)
+
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+    before = run(base)
+    runs[base].append(before)
+    for slice_ in range(slices):
+        now = {name: run(name) for name in (others if slice_ % 2 == 0 else others[::-1])}
+        after = run(base)
+        runs[base].append(after)
+        for name, result in now.items():
+            result["ratio"] = result["rps"] / ((before["rps"] + after["rps"]) / 2)
+            runs[name].append(result)
+        before = after
     return runs
 
 

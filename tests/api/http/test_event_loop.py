@@ -142,23 +142,30 @@ def test_an_app_embedded_in_a_process_gives_the_switch_interval_and_the_collecto
     store: Store,
 ) -> None:
     """An app embedded in another process (a user's tests, say) sets the 1 ms switch
-    interval and freezes what was imported while it serves; the process has its own
-    interval back after, and what was frozen is the collector's again."""
+    interval, freezes what was imported and collects its youngest generation after 10,000
+    containers while it serves; the process has its own interval and thresholds back
+    after, and what was frozen is the collector's again."""
     app = embedded_app(store)
     before = sys.getswitchinterval()
     assert before != 0.001
+    thresholds = gc.get_threshold()
+    gc.set_threshold(500, *thresholds[1:])  # the process's own, not Python's default
     gc.unfreeze()  # a process that froze nothing itself
 
-    async def main() -> tuple[int, float, bool]:
+    async def main() -> tuple[int, float, bool, int]:
         """A prediction while the app serves, and what the process is set to meanwhile."""
         async with lifespan(app):
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
                 r = await client.post("/v1/models/iris/predict", json={"instances": [IRIS_ROW]})
-            return r.status_code, sys.getswitchinterval(), gc.get_freeze_count() > 0
+            return r.status_code, sys.getswitchinterval(), gc.get_freeze_count() > 0, gc.get_threshold()[0]
 
-    assert asyncio.run(main()) == (200, 0.001, True)
-    assert sys.getswitchinterval() == before
-    assert gc.get_freeze_count() == 0
+    try:
+        assert asyncio.run(main()) == (200, 0.001, True, 10_000)
+        assert sys.getswitchinterval() == before
+        assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == (500, *thresholds[1:])
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 def test_an_app_leaves_frozen_what_the_process_froze_itself(store: Store) -> None:
