@@ -7,9 +7,11 @@
 Parts (all by default):
   throughput  iris, 1-row requests: req/s, server CPU µs per request (every process of the
               server, from /proc) and p50/p99 for the ceiling (same uvicorn loop and parser),
-              the native route, the v2 route, /invocations and a server that never calls the
-              model on the event loop (MODELSWAP_BATCH_INLINE_MS=0; and another modelswap build
-              with --other-modelswap, e.g. the previous release, to measure a change);
+              the native route and a server that never calls the model on the event loop
+              (MODELSWAP_BATCH_INLINE_MS=0; and another modelswap build with --other-modelswap,
+              e.g. the previous release, to measure a change), in interleaved rounds; the v2
+              route and /invocations against the native route on the same server, each run
+              between two native runs (2 x rounds runs of duration/2 s: benchlib.bracketed);
               concurrency 1; --workers N runs both servers with N worker processes
   pipeline    a ColumnTransformer pipeline fitted on a DataFrame, 1-row records: the ceiling
               serving the same file, modelswap, and `mlflow models serve` / MLServer serving
@@ -43,6 +45,7 @@ from benchlib import (
     ROOT,
     ROW,
     TOKEN,
+    bracketed,
     ceiling,
     churn_pipeline,
     free_port,
@@ -121,6 +124,9 @@ def throughput(args: argparse.Namespace, tmp: Path, root: Path, model_file: Path
     targets = {
         "ceiling": (f"http://127.0.0.1:{port}/predict", lua),
         "modelswap": (f"http://127.0.0.1:{ms_port}/v1/models/iris/predict", lua),
+    }
+    routes = {  # one server's routes, compared with each other in bracketed runs (benchlib.bracketed)
+        "modelswap": targets["modelswap"],
         "modelswap v2": (f"http://127.0.0.1:{ms_port}/v2/models/iris/infer", lua_v2),
         "modelswap /invocations": (f"http://127.0.0.1:{ms_port}/invocations", lua),
     }
@@ -131,7 +137,7 @@ def throughput(args: argparse.Namespace, tmp: Path, root: Path, model_file: Path
         if env:
             Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(exist_ok=True)
         ms_proc = stack.enter_context(modelswap(root, ms_port, workers=workers, env=env))
-        pids = {"ceiling": ceiling_proc.pid, **{name: ms_proc.pid for name in targets if name != "ceiling"}}
+        pids = {"ceiling": ceiling_proc.pid, **{name: ms_proc.pid for name in routes}}
         threads_port = free_port()  # every call on the model's worker threads, never on the loop
         threads = stack.enter_context(
             modelswap(root, threads_port, workers=workers, env={**(env or {}), "MODELSWAP_BATCH_INLINE_MS": "0"})
@@ -146,6 +152,7 @@ def throughput(args: argparse.Namespace, tmp: Path, root: Path, model_file: Path
             targets["other modelswap"] = (f"http://127.0.0.1:{other_port}/v1/models/iris/predict", lua)
             pids["other modelswap"] = other.pid
         runs = interleaved(targets, args.rounds, args.conc, args.duration, pids)
+        on_one = bracketed(routes, "modelswap", 2 * args.rounds, args.conc, max(2, args.duration // 2), pids)
         histogram = batch_histogram(f"http://127.0.0.1:{ms_port}/metrics")
         alone = {name: targets[name] for name in ("ceiling", "modelswap", "modelswap threads", "other modelswap")
                  if name in targets}  # fmt: skip
@@ -158,9 +165,11 @@ def throughput(args: argparse.Namespace, tmp: Path, root: Path, model_file: Path
         "ceiling",
     )
     for name in ("modelswap v2", "modelswap /invocations"):
-        r = [v["rps"] / o["rps"] for v, o in zip(runs[name], runs["modelswap"], strict=True)]
-        print(f"  {name} / native route per round: {' / '.join(f'{x:.2f}' for x in r)} "
-              f"(median {statistics.median(r):.2f})")  # fmt: skip
+        r = [run["ratio"] for run in on_one[name]]
+        cpu = [statistics.median(run["cpu_us"] for run in on_one[n]) for n in (name, "modelswap")]
+        print(f"  {name} / native route, one server, {len(r)} bracketed runs of {max(2, args.duration // 2)}s: "
+              f"{' / '.join(f'{x:.2f}' for x in r)} (median {statistics.median(r):.2f}; "
+              f"CPU {cpu[0]:.0f} against {cpu[1]:.0f} µs/req)")  # fmt: skip
     if args.other_modelswap:
         ab = [n["rps"] / o["rps"] for n, o in zip(runs["modelswap"], runs["other modelswap"], strict=True)]
         print(f"  this modelswap / {args.other_modelswap} per round: {' / '.join(f'{r:.3f}' for r in ab)} "
