@@ -152,7 +152,8 @@ def throughput(args: argparse.Namespace, tmp: Path, root: Path, model_file: Path
             targets["other modelswap"] = (f"http://127.0.0.1:{other_port}/v1/models/iris/predict", lua)
             pids["other modelswap"] = other.pid
         runs = interleaved(targets, args.rounds, args.conc, args.duration, pids)
-        on_one = bracketed(routes, "modelswap", 2 * args.rounds, args.conc, max(2, args.duration // 2), pids)
+        slice_s = max(2, args.duration // 2)
+        on_one = bracketed(routes, "modelswap", 2 * args.rounds, args.conc, slice_s, pids)
         histogram = batch_histogram(f"http://127.0.0.1:{ms_port}/metrics")
         alone = {name: targets[name] for name in ("ceiling", "modelswap", "modelswap threads", "other modelswap")
                  if name in targets}  # fmt: skip
@@ -167,9 +168,12 @@ def throughput(args: argparse.Namespace, tmp: Path, root: Path, model_file: Path
     for name in ("modelswap v2", "modelswap /invocations"):
         r = [run["ratio"] for run in on_one[name]]
         cpu = [statistics.median(run["cpu_us"] for run in on_one[n]) for n in (name, "modelswap")]
-        print(f"  {name} / native route, one server, {len(r)} bracketed runs of {max(2, args.duration // 2)}s: "
+        p99 = [statistics.median(run["p99_ms"] for run in on_one[n]) for n in (name, "modelswap")]
+        errors = sum(run["errors"] + run["non2xx"] for n in (name, "modelswap") for run in on_one[n])
+        print(f"  {name} / native route, one server, {len(r)} bracketed runs of {slice_s}s: "
               f"{' / '.join(f'{x:.2f}' for x in r)} (median {statistics.median(r):.2f}; "
-              f"CPU {cpu[0]:.0f} against {cpu[1]:.0f} µs/req)")  # fmt: skip
+              f"CPU {cpu[0]:.0f} against {cpu[1]:.0f} µs/req, p99 {p99[0]:.2f} against {p99[1]:.2f} ms, "
+              f"errors {errors})")  # fmt: skip
     if args.other_modelswap:
         ab = [n["rps"] / o["rps"] for n, o in zip(runs["modelswap"], runs["other modelswap"], strict=True)]
         print(f"  this modelswap / {args.other_modelswap} per round: {' / '.join(f'{r:.3f}' for r in ab)} "

@@ -211,8 +211,8 @@ def bracketed(
     seconds: int,
     pids: dict[str, int] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Targets on one warm server against ``base``, in short runs: base, the others (in
-    turned order every slice), base again, and so on. Each run of another target gets
+    """Targets on one server against ``base``, in short runs after a warm-up of each:
+    base, the others (in turned order every slice), base again, and so on. Each run of another target gets
     ``ratio``: its req/s over the mean of the two base runs either side of it.
 
     The machine's speed drifts: one route alone, in consecutive 5 s runs, went 20.3k,
@@ -225,6 +225,9 @@ def bracketed(
         url, lua = targets[name]
         return wrk(url, conc, seconds, lua, pid=(pids or {}).get(name), warm=False)
 
+    for name in targets:  # warm, unmeasured
+        url, lua = targets[name]
+        wrk(url, conc, 2, lua, warm=False)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
     before = run(base)
     runs[base].append(before)

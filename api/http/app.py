@@ -60,7 +60,7 @@ from modelswap.core.training.jobs import Jobs
 logger = logging.getLogger(__name__)
 
 SWITCH_INTERVAL_S = 0.001  # the longest the loop waits for the GIL held by another thread (sys.setswitchinterval)
-YOUNG_OBJECTS = 10_000  # the collector's youngest generation (gc.set_threshold; Python's default is 700)
+YOUNG_OBJECTS = 10_000  # the collector's youngest generation (gc.set_threshold; 700 by default up to Python 3.12)
 
 # The inference routes: first in ROUTES (Starlette matches routes in order, and these
 # carry the traffic), and the table of the lean layer in front of the app (lean.py).

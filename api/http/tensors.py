@@ -59,12 +59,13 @@ def decode_input(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tupl
     """One input tensor: (its name, its values shaped as declared, the new binary offset).
 
     Numbers come back with their declared dtype; BYTES as an object array of strings.
-    The usual tensor (FP64 numbers as JSON, shaped [rows, features]) is taken in one
-    pass; anything else, every error included, goes the long way, which names the problem.
+    The usual tensor (FP64 numbers as JSON, shaped [rows, features], its data no longer
+    than the row limit) is taken in one pass; anything else, every error included, goes
+    the long way, which names the problem (and refuses too many rows before reading them).
     """
     if type(tensor) is dict and tensor.keys() == USUAL_KEYS and tensor["datatype"] == "FP64":
         name, data, shape = tensor["name"], tensor["data"], tensor["shape"]
-        if type(name) is str and name and type(data) is list:
+        if type(name) is str and name and type(data) is list and len(data) <= max_rows:
             try:  # numbers of the declared shape; reshape refuses what is not a whole number
                 array = np.array(data).reshape(shape)
             except (TypeError, ValueError):

@@ -95,18 +95,18 @@ def prepare(signature: Signature, table: Table, *, max_rows: int, extra: str = R
     float64 when every column is a number, else an object array whose columns hold
     values of their column's type (None for null). 400s name the column and the row.
     """
-    array = table.array
-    n_rows = len(array) if array is not None else table.n_rows
+    n_rows = table.n_rows
     if n_rows > max_rows:
         raise InvalidInput(f"{n_rows} rows exceed the limit of {max_rows} per request")
     if n_rows == 0:
         raise InvalidInput("the request has no rows")
+    array = table.array
     if array is not None:
         if array.dtype.kind == "b" and any(c.type != BOOLEAN for c in signature.columns):
             pass  # the slow way names the column a bool cannot fill
         elif array.ndim != 2:
             raise InvalidInput(f"expected rows of {signature.width} features, got shape {list(array.shape)}")
-        elif array.shape[1] != len(signature.columns):
+        elif array.shape[1] != signature.width:
             raise InvalidInput(f"expects {signature.width} features per row, got {array.shape[1]}")
         elif signature.plain_numbers:
             X = array.astype(np.float64, copy=False)

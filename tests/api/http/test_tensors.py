@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from modelswap.api.http import tensors
 from modelswap.api.http.tensors import decode_input
 from modelswap.core.errors import InvalidInput
 
@@ -67,3 +68,27 @@ def test_the_usual_tensor_comes_back_shaped_as_declared() -> None:
     )
     assert (name, array.shape, array.dtype, offset) == ("input-0", (2, 4), np.dtype(np.float64), 0)
     assert array.tolist() == [ROW, ROW]
+
+
+def test_the_usual_tensor_takes_one_pass_and_a_long_one_is_refused_before_its_data_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The long way checks the shape first (_dims); the usual tensor never gets there.
+    A tensor whose data is longer than the row limit goes the long way, which refuses its
+    shape without turning the data into an array."""
+
+    def long_way(name: str, shape: Any) -> list[int]:
+        raise AssertionError("the long way")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(tensors, "_dims", long_way)
+        assert decode_input({"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROW}, b"", 0, 5)[0] == "x"
+        with pytest.raises(AssertionError, match="the long way"):
+            decode_input({"name": "x", "shape": [6, 4], "datatype": "FP64", "data": [ROW] * 6}, b"", 0, 5)
+
+    def no_array(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(tensors.np, "array", no_array)
+    with pytest.raises(InvalidInput, match="6 rows exceed the limit of 5"):
+        decode_input({"name": "x", "shape": [6, 4], "datatype": "FP64", "data": [ROW] * 6}, b"", 0, 5)
