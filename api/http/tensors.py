@@ -59,9 +59,10 @@ def decode_input(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tupl
     """One input tensor: (its name, its values shaped as declared, the new binary offset).
 
     Numbers come back with their declared dtype; BYTES as an object array of strings.
-    The usual tensor (FP64 numbers as JSON, shaped [rows, features], its data no longer
-    than the row limit) is taken in one pass; anything else, every error included, goes
-    the long way, which names the problem (and refuses too many rows before reading them).
+    The usual tensor (FP64 numbers as JSON, shaped [rows, features] or a column's [rows],
+    its data no longer than the row limit) is taken in one pass; anything else, every
+    error included, goes the long way, which names the problem (and refuses too many rows
+    before reading them).
     """
     if type(tensor) is dict and tensor.keys() == USUAL_KEYS and tensor["datatype"] == "FP64":
         name, data, shape = tensor["name"], tensor["data"], tensor["shape"]
@@ -72,7 +73,7 @@ def decode_input(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tupl
                 array = None  # the long way names it
             if (
                 array is not None
-                and array.ndim == 2
+                and 0 < array.ndim <= 2
                 and array.dtype.kind in "iuf"
                 and list(array.shape) == shape  # not a -1 that NumPy filled in
                 and len(array) <= max_rows
@@ -197,7 +198,7 @@ def encode_outputs(outputs: list[tuple[str, np.ndarray, bool]]) -> tuple[list[di
 
 def json_tensor(name: str, values: Any) -> dict[str, Any]:
     """One output tensor with its values as JSON ``data`` (flattened, as the protocol sends them)."""
-    array = values if type(values) is np.ndarray else np.asarray(values)
+    array = np.asarray(values)
     datatype = datatype_of(array)
     flat = array.ravel().tolist()
     if datatype == "BYTES":

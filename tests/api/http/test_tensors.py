@@ -37,7 +37,9 @@ TENSORS: list[tuple[Any, Any, Any]] = [
     ([True, 4], ROW, "x"),
     ([1.0, 4], ROW, "x"),
     ([1, 4, 1], ROW, "x"),
-    ([4], ROW, "x"),
+    ([4], ROW, "x"),  # a column
+    ([4], [ROW], "x"),
+    ([0], [], "x"),
     ([], ROW, "x"),
     ([2**70, 4], ROW, "x"),
     ("1,4", ROW, "x"),
@@ -73,7 +75,8 @@ def test_the_usual_tensor_comes_back_shaped_as_declared() -> None:
 def test_the_usual_tensor_takes_one_pass_and_a_long_one_is_refused_before_its_data_is_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The long way checks the shape first (_dims); the usual tensor never gets there.
+    """The long way checks the shape first (_dims); the usual tensor, a [rows, features]
+    one or a column, never gets there.
     A tensor whose data is longer than the row limit goes the long way, which refuses its
     shape without turning the data into an array."""
 
@@ -83,6 +86,7 @@ def test_the_usual_tensor_takes_one_pass_and_a_long_one_is_refused_before_its_da
     with monkeypatch.context() as patched:
         patched.setattr(tensors, "_dims", long_way)
         assert decode_input({"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROW}, b"", 0, 5)[0] == "x"
+        assert decode_input({"name": "x", "shape": [4], "datatype": "FP64", "data": ROW}, b"", 0, 5)[0] == "x"
         with pytest.raises(AssertionError, match="the long way"):
             decode_input({"name": "x", "shape": [6, 4], "datatype": "FP64", "data": [ROW] * 6}, b"", 0, 5)
 
