@@ -30,8 +30,8 @@ timed out or gone, counted as what it got), row counts, rows, answer and when it
 back; what it returns runs as the loop's next callback; what it raises is only logged.
 
 On the loop, once proven cheap (``inline_s``: MODELSWAP_BATCH_INLINE_MS, 1 ms): a call
-that the last call's cost per row puts within ``inline_s`` is made on the loop's own
-thread, as a bare Starlette app makes it, once none of the batcher's last ``proof`` calls
+that the recent calls' costs put within ``inline_s`` is made on the loop's own thread, as
+a bare Starlette app makes it, once none of the batcher's last ``proof`` calls
 (32, the first on the worker threads) took over STALL times ``inline_s`` (4 ms). One
 request at a time (the batcher idle after batches of one, nothing else for the loop to
 run) is answered in its own task: no queue, future, drain task or trip through the loop. Only a call
@@ -70,7 +70,7 @@ REGROUP_S = 0.001  # the longest a smaller batch waits for the requests of the b
 PROOF = 32  # calls in a row within STALL x inline_s before any is made on the loop
 STALL = 4  # a call over this many times inline_s: a stall (on the loop, in CPU time: ends calls there)
 HOLD_S = 0.05  # a call on the loop that holds it longer, CPU or not, ends calls there too
-RECENT = 8  # batches whose sizes say how many requests are about
+RECENT = 8  # the last batches: their sizes say how many requests are about to come, their costs bound the next call
 
 
 class WrongAnswerCount(RuntimeError):
@@ -103,8 +103,10 @@ class Batcher:
         self.inline_s, self.proof = inline_s, proof
         # for the warning when a call on the loop stalls it, and who is told (the pool)
         self.name, self._on_stall = name, on_stall
-        # the last call: within the hand-off?, seconds per row; calls in a row within STALL x inline_s
-        self._fast, self._row_cost, self._cheap = True, 0.0, 0
+        # the last call within the hand-off?; calls in a row within STALL x inline_s; the
+        # last calls' (rows, seconds), newest last (their bounds: _bound)
+        self._fast, self._cheap = True, 0
+        self._costs: deque[tuple[int, float]] = deque(maxlen=RECENT)
         self._observe = observe
         self._pending: deque[tuple[np.ndarray, asyncio.Future[Any], Ticket]] = deque()
         self._pending_rows = 0
@@ -151,7 +153,23 @@ class Batcher:
     def _on_loop(self, rows: int) -> bool:
         """Whether a call of ``rows`` rows is made on the loop's thread (see the module's doc)."""
         inline_s = self.inline_s
-        return inline_s > 0 and self._cheap >= self.proof and self._row_cost * rows <= inline_s
+        return inline_s > 0 and self._cheap >= self.proof and self._bound(rows) <= inline_s
+
+    def _bound(self, rows: int) -> float:
+        """What a call of ``rows`` rows should take, from the recent calls. A call costs a
+        fixed part and a part per row, so one of n rows that took t bounds any call of up
+        to n rows by t, and one of r > n rows by t x r / n: the tightest of the recent
+        calls' bounds, and never less than the last call took when ``rows`` is more than
+        it had. A batch of 40 after a request alone is bounded by the last batch of 40,
+        not by 40 times the lone request's cost (with a cost that is mostly the fixed
+        part, that sent the batch after every lone request to the worker threads)."""
+        costs = self._costs
+        if not costs:
+            return 0.0  # no call yet: _cheap is 0, the first calls go to the workers
+        n, t = costs[-1]
+        if rows <= n:
+            return t
+        return max(t, min(t if rows <= n else t * rows / n for n, t in costs))
 
     def _alone(self, loop: asyncio.AbstractEventLoop, rows: int, arrived: float) -> bool:
         """Whether a request that finds nothing queued is answered alone, in its own task: a
@@ -270,7 +288,7 @@ class Batcher:
         finally:
             took = time.perf_counter() - start - (pauses.seconds() - paused)
             self._fast = took <= self.hand_off_s
-            self._row_cost = took / max(1, len(X))
+            self._costs.append((max(1, len(X)), took))
             self._cheap = self._cheap + 1 if took <= STALL * self.inline_s else 0
 
     def _work(self, X: np.ndarray) -> Any:
@@ -295,7 +313,7 @@ class Batcher:
         try:
             return self._work(X)
         finally:
-            took = self._row_cost * len(X)  # this call's, timed in _timed
+            took = self._costs[-1][1]  # this call's, timed in _timed
             ran = time.thread_time() - cpu - (pauses.collected() - collected)  # its own CPU time
             if ran > STALL * inline_s or took > HOLD_S:
                 self.inline_s = 0.0

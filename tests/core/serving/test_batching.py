@@ -379,6 +379,27 @@ def test_a_model_that_stalled_in_its_last_calls_stays_on_workers_though_its_rows
     assert where == [(1, False), (500, False), (1, False), (1, False), (1, True)]
 
 
+def test_a_batch_after_a_lone_request_is_bounded_by_the_last_batch_of_its_size_not_by_the_lone_cost_per_row(
+    executor: ModelThreads,
+) -> None:
+    where: list[tuple[int, bool]] = []
+
+    def model(X: np.ndarray) -> Any:  # 5 ms a call, whatever its rows: all of it the fixed part
+        where.append((len(X), threading.current_thread().name == "MainThread"))
+        time.sleep(0.005)
+        return X.sum(axis=1)
+
+    async def main() -> None:
+        batcher = Batcher(model, executor, inline_s=0.02, proof=1, max_rows=1000)
+        for n in (5, 5, 1, 5, 100):
+            await batcher.submit(rows(n, n))
+
+    asyncio.run(main())
+    # 5 rows after 1: 5 x 5 ms per row would be 25 ms, over 20; the last call of 5 rows took 5 ms.
+    # 100 rows: no recent call had as many; 5 ms x 100 / 5 = 100 ms, over 20: a worker
+    assert where == [(5, False), (5, True), (1, True), (5, True), (100, False)]
+
+
 def test_a_stall_keeps_every_batcher_of_that_version_off_the_loop() -> None:
     class Snap:
         def __init__(self, version: str) -> None:
