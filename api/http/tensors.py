@@ -30,7 +30,6 @@ KINDS = {name: "b" if name == "BOOL" else ("iu" if name.startswith(("INT", "UINT
 NAMES = {dtype: name for name, dtype in DTYPES.items()}
 HEADER_LENGTH = "inference-header-content-length"
 HEADER_LENGTH_RAW = HEADER_LENGTH.encode()  # as the ASGI scope holds header names
-USUAL_KEYS = frozenset(("name", "shape", "datatype", "data"))  # a JSON tensor without parameters
 
 
 def datatype_of(array: np.ndarray) -> str:
@@ -64,9 +63,15 @@ def decode_input(tensor: Any, binary: bytes, offset: int, max_rows: int) -> tupl
     error included, goes the long way, which names the problem (and refuses too many rows
     before reading them).
     """
-    if type(tensor) is dict and tensor.keys() == USUAL_KEYS and tensor["datatype"] == "FP64":
-        name, data, shape = tensor["name"], tensor["data"], tensor["shape"]
-        if type(name) is str and name and type(data) is list and len(data) <= max_rows:
+    if type(tensor) is dict and len(tensor) == 4:  # exactly the four keys when all four are found
+        name, data, shape = tensor.get("name"), tensor.get("data"), tensor.get("shape")
+        if (
+            tensor.get("datatype") == "FP64"
+            and type(name) is str
+            and name
+            and type(data) is list
+            and len(data) <= max_rows
+        ):
             try:  # numbers of the declared shape; reshape refuses what is not a whole number
                 array = np.array(data).reshape(shape)
             except (TypeError, ValueError):
@@ -200,6 +205,8 @@ def json_tensor(name: str, values: Any) -> dict[str, Any]:
     """One output tensor with its values as JSON ``data`` (flattened, as the protocol sends them)."""
     array = np.asarray(values)
     datatype = datatype_of(array)
+    if array.ndim == 1 and datatype != "BYTES":  # the usual: a label or a number per row
+        return {"name": name, "datatype": datatype, "shape": [len(array)], "data": array.tolist()}
     flat = array.ravel().tolist()
     if datatype == "BYTES":
         flat = [v if v is None or isinstance(v, str) else str(v) for v in flat]

@@ -110,8 +110,8 @@ class Signature:
     frame: bool = False
     output: Output | None = None
 
-    @property
-    def width(self) -> int:
+    @functools.cached_property
+    def width(self) -> int:  # asked per request
         return len(self.columns)
 
     @functools.cached_property

@@ -96,3 +96,17 @@ def test_the_usual_tensor_takes_one_pass_and_a_long_one_is_refused_before_its_da
     monkeypatch.setattr(tensors.np, "array", no_array)
     with pytest.raises(InvalidInput, match="6 rows exceed the limit of 5"):
         decode_input({"name": "x", "shape": [6, 4], "datatype": "FP64", "data": [ROW] * 6}, b"", 0, 5)
+
+
+@pytest.mark.parametrize("missing", ["name", "shape", "datatype", "data"])
+def test_four_keys_that_are_not_the_usual_four_go_the_long_way(missing: str) -> None:
+    """The one pass takes a tensor of four keys only when they are name, shape, datatype
+    and data: one of them swapped for ``parameters`` gets the long way's error, as it does
+    with a fifth key beside them."""
+    usual = {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROW}
+    swapped = {key: value for key, value in usual.items() if key != missing} | {"parameters": {}}
+    with pytest.raises(InvalidInput) as four:
+        decode_input(swapped, b"", 0, MAX_ROWS)
+    with pytest.raises(InvalidInput) as five:
+        decode_input(swapped | {"id": "1"}, b"", 0, MAX_ROWS)
+    assert four.value.message == five.value.message
