@@ -3,6 +3,7 @@ hot swap, canary routing (X-Routing-Key), version pinning and metrics."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -16,11 +17,12 @@ from starlette.responses import Response
 from modelswap.api.http.health import server_version
 from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import METHODS, header_value, read_body
-from modelswap.api.http.responses import answer_response, json_response
+from modelswap.api.http.responses import answer_response, json_response, plain_json, rendered_answer
 from modelswap.api.http.state import AppState, app_state
 from modelswap.api.http.tensors import (
     HEADER_LENGTH,
     HEADER_LENGTH_RAW,
+    NAMES,
     decode_input,
     encode_outputs,
     json_tensor,
@@ -30,6 +32,7 @@ from modelswap.core.errors import InvalidInput, VersionNotFound
 from modelswap.core.schema.inputs import Table
 from modelswap.core.schema.signature import BOOLEAN, DATETIME, DOUBLE, LONG, STRING, Signature
 from modelswap.core.serving.inference import Target
+from modelswap.core.serving.snapshot import Snapshot
 from modelswap.core.store.ids import validate_model_name
 
 INPUT_NAME = "input-0"
@@ -165,6 +168,36 @@ def input_table(signature: Signature, tensors: list[tuple[str, np.ndarray]]) -> 
     return Table(columns=columns)
 
 
+@functools.lru_cache(maxsize=256)  # versions come and go: the recent ones
+def _usual_head(model: str, version: str, variant: str) -> bytes:
+    """What the usual answers of one version and variant share: their JSON up to the
+    prediction's datatype."""
+    head = orjson.dumps({"model_name": model, "model_version": version, "parameters": {"variant": variant}})
+    return head[:-1] + b',"outputs":[{"name":"predict","datatype":"'
+
+
+def usual_answer(snap: Snapshot, result: Any, payload: dict[str, Any]) -> bytes | None:
+    """The usual answer (the prediction as one JSON tensor) rendered around what its
+    version's answers share, byte for byte the JSON of the answer's object; None for a
+    prediction that is not one dimension of what ``plain_json`` writes, which takes the
+    general way."""
+    if type(result) is not np.ndarray or result.ndim != 1:
+        return None
+    data = plain_json(result)
+    if data is None:
+        return None
+    parts = [
+        _usual_head(snap.model, snap.version, snap.variant),
+        NAMES[result.dtype].encode(),
+        b'","shape":[%d],"data":' % len(result),
+        data,
+        b"}]}",
+    ]
+    if "id" in payload:
+        parts[-1] = b'}],"id":' + orjson.dumps(payload["id"]) + b"}"
+    return b"".join(parts)
+
+
 async def infer(request: Request) -> Response:
     start = time.perf_counter()
     state = app_state(request)  # _target's work, without a coroutine of its own: this is the hot route
@@ -194,6 +227,9 @@ async def infer(request: Request) -> Response:
     )
     snap = answer.snapshot
     if wanted is DEFAULT_OUTPUTS:  # the usual: the prediction, as JSON
+        usual = usual_answer(snap, answer.result, payload)
+        if usual is not None:
+            return rendered_answer(usual, snap.version, snap.variant, rid)
         tensors, raw = [json_tensor("predict", answer.result)], b""
     else:
         outputs = [(wanted[0][0], np.asarray(answer.result), wanted[0][1])]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any, cast
+
+import numpy as np
 import orjson
 import pytest
 from starlette.requests import Request
@@ -9,6 +13,8 @@ from starlette.responses import Response
 
 from modelswap.api.http.payload import header_value
 from modelswap.api.http.responses import Rendered, answer_response, json_response
+from modelswap.api.http.tensors import json_tensor
+from modelswap.api.http.v2 import usual_answer
 
 
 @pytest.mark.parametrize(
@@ -52,3 +58,53 @@ def test_an_inference_answer_is_what_json_response_gives_with_its_headers(rid: s
         theirs.status_code, theirs.body, theirs.raw_headers, theirs.background,
     )  # fmt: skip
     assert ours.headers == theirs.headers and ours.media_type == theirs.media_type
+
+
+def general_v2_answer(result: Any, payload: dict[str, Any]) -> bytes:
+    """The v2 answer as infer builds it the general way: its object, rendered."""
+    answer: dict[str, Any] = {
+        "model_name": "iris",
+        "model_version": "20261207-101010-abcdef",
+        "parameters": {"variant": "canary"},
+        "outputs": [json_tensor("predict", result)],
+    }
+    if "id" in payload:
+        answer["id"] = payload["id"]
+    return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+SNAP = cast(Any, SimpleNamespace(model="iris", version="20261207-101010-abcdef", variant="canary"))
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        np.array([0, 2, 1]),
+        np.array([0.1, float("nan"), float("inf"), -2.5e-300, 1e21, 3.0]),
+        np.array([True, False]),
+        np.array([7, 255], dtype=np.uint8),
+        np.array([-3], dtype=np.int32),
+        np.array([2**63 - 1], dtype=np.int64),
+        np.array([], dtype=np.int64),
+    ],
+)
+@pytest.mark.parametrize("payload", [{}, {"id": "42"}, {"id": {"a": [1, "é"]}}, {"id": None}])
+def test_the_usual_v2_answer_is_byte_for_byte_the_general_one(result: np.ndarray, payload: dict[str, Any]) -> None:
+    assert usual_answer(SNAP, result, payload) == general_v2_answer(result, payload)
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        np.array(["setosa", "virginica"], dtype=object),  # labels as text
+        np.array(["setosa"]),
+        np.array([0.1], dtype=np.float32),  # orjson writes a float32 shorter than its tolist
+        np.array([[0.2, 0.8]]),
+        np.arange(6)[::2],  # not contiguous
+        np.array([1.5], dtype=">f8"),
+        [0, 1],
+    ],
+)
+def test_what_the_usual_v2_answer_cannot_render_takes_the_general_way(result: Any) -> None:
+    assert usual_answer(SNAP, result, {}) is None
+    orjson.loads(general_v2_answer(result, {}))  # which renders it
