@@ -62,22 +62,6 @@ def rendered_answer(body: bytes, version: str, variant: str, request_id: str) ->
     return answer
 
 
-def plain_json(result: Any) -> bytes | None:
-    """An estimator's answer as JSON, byte for byte ``orjson.dumps(json_ready(result))``,
-    written by orjson from the array itself: for a contiguous array of 64-bit floats,
-    integers or booleans (orjson writes a float32 shorter than its ``tolist``); None for
-    anything else, which takes ``json_ready``."""
-    if type(result) is not np.ndarray:
-        return None
-    dtype = result.dtype
-    if not (dtype.kind in "iub" or dtype == np.float64) or not dtype.isnative:
-        return None
-    try:
-        return orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
-    except orjson.JSONEncodeError:  # not contiguous
-        return None
-
-
 def json_ready(result: Any) -> list[Any]:
     """An estimator's answer as a JSON-ready list."""
     return result.tolist() if isinstance(result, np.ndarray) else list(result)

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from modelswap.api.http.health import server_version
 from modelswap.api.http.observe import request_id
 from modelswap.api.http.payload import METHODS, header_value, read_body
-from modelswap.api.http.responses import answer_response, json_response, plain_json, rendered_answer
+from modelswap.api.http.responses import answer_response, json_response, rendered_answer
 from modelswap.api.http.state import AppState, app_state
 from modelswap.api.http.tensors import (
     HEADER_LENGTH,
@@ -176,26 +176,29 @@ def _usual_head(model: str, version: str, variant: str) -> bytes:
     return head[:-1] + b',"outputs":[{"name":"predict","datatype":"'
 
 
+# The datatypes of the predictions orjson writes from the array itself byte for byte as
+# it writes their tolist: 64-bit floats, integers and booleans in the machine's byte order
+# (it writes a float32 shorter than the float its tolist gives).
+PLAIN = {dtype: name.encode() for dtype, name in NAMES.items() if dtype.kind in "iub" or dtype == np.float64}
+
+
 def usual_answer(snap: Snapshot, result: Any, payload: dict[str, Any]) -> bytes | None:
     """The usual answer (the prediction as one JSON tensor) rendered around what its
     version's answers share, byte for byte the JSON of the answer's object; None for a
-    prediction that is not one dimension of what ``plain_json`` writes, which takes the
-    general way."""
+    prediction of more than one dimension, or not PLAIN, or not contiguous, which takes
+    the general way."""
     if type(result) is not np.ndarray or result.ndim != 1:
         return None
-    data = plain_json(result)
-    if data is None:
+    datatype = PLAIN.get(result.dtype)
+    if datatype is None:
         return None
-    parts = [
-        _usual_head(snap.model, snap.version, snap.variant),
-        NAMES[result.dtype].encode(),
-        b'","shape":[%d],"data":' % len(result),
-        data,
-        b"}]}",
-    ]
-    if "id" in payload:
-        parts[-1] = b'}],"id":' + orjson.dumps(payload["id"]) + b"}"
-    return b"".join(parts)
+    try:
+        data = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError:  # not contiguous
+        return None
+    end = b"}]}" if "id" not in payload else b'}],"id":' + orjson.dumps(payload["id"]) + b"}"
+    head = _usual_head(snap.model, snap.version, snap.variant)
+    return b"".join((head, datatype, b'","shape":[%d],"data":' % len(result), data, end))
 
 
 async def infer(request: Request) -> Response:
