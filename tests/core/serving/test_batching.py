@@ -10,7 +10,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -359,22 +359,34 @@ def test_a_garbage_collection_during_a_call_on_the_loop_is_not_the_models_stall(
     assert batcher.inline_s == 0.001
 
 
-def test_a_model_that_stalled_in_its_last_calls_stays_on_workers_though_its_rows_look_cheap(
-    executor: ModelThreads,
-) -> None:
+def on_loop(
+    executor: ModelThreads, sizes: tuple[int, ...], took: Callable[[int], float], **options: Any
+) -> list[tuple[int, bool]]:
+    """Requests of ``sizes`` rows one after the other to a batcher of ``options`` whose model
+    takes ``took(rows)`` seconds: each call's rows, and whether it ran on the loop."""
     where: list[tuple[int, bool]] = []
 
-    def model(X: np.ndarray) -> Any:  # 500 rows take 60 ms: 0.12 ms a row, a 1-row call looks cheap
+    def model(X: np.ndarray) -> Any:
         where.append((len(X), threading.current_thread().name == "MainThread"))
-        time.sleep(0.06 if len(X) > 100 else 0.0)
+        time.sleep(took(len(X)))
         return X.sum(axis=1)
 
     async def main() -> None:
-        batcher = Batcher(model, executor, inline_s=0.01, proof=2, max_rows=1000)
-        for n in (1, 500, 1, 1, 1):
+        batcher = Batcher(model, executor, **options)
+        for n in sizes:
             await batcher.submit(rows(n, n))
 
     asyncio.run(main())
+    return where
+
+
+def test_a_model_that_stalled_in_its_last_calls_stays_on_workers_though_its_rows_look_cheap(
+    executor: ModelThreads,
+) -> None:
+    # 500 rows take 60 ms: 0.12 ms a row, a 1-row call looks cheap
+    where = on_loop(
+        executor, (1, 500, 1, 1, 1), lambda n: 0.06 if n > 100 else 0.0, inline_s=0.01, proof=2, max_rows=1000
+    )
     # the 500-row call stalled (60 ms > 4 x 10 ms): two cheap calls on a worker before the loop again
     assert where == [(1, False), (500, False), (1, False), (1, False), (1, True)]
 
@@ -382,19 +394,8 @@ def test_a_model_that_stalled_in_its_last_calls_stays_on_workers_though_its_rows
 def test_a_batch_after_a_lone_request_is_bounded_by_the_last_batch_of_its_size_not_by_the_lone_cost_per_row(
     executor: ModelThreads,
 ) -> None:
-    where: list[tuple[int, bool]] = []
-
-    def model(X: np.ndarray) -> Any:  # 5 ms a call, whatever its rows: all of it the fixed part
-        where.append((len(X), threading.current_thread().name == "MainThread"))
-        time.sleep(0.005)
-        return X.sum(axis=1)
-
-    async def main() -> None:
-        batcher = Batcher(model, executor, inline_s=0.02, proof=1, max_rows=1000)
-        for n in (5, 5, 1, 5, 100):
-            await batcher.submit(rows(n, n))
-
-    asyncio.run(main())
+    # 5 ms a call, whatever its rows: all of it the fixed part
+    where = on_loop(executor, (5, 5, 1, 5, 100), lambda n: 0.005, inline_s=0.02, proof=1, max_rows=1000)
     # 5 rows after 1: 5 x 5 ms per row would be 25 ms, over 20; the last call of 5 rows took 5 ms.
     # 100 rows: no recent call had as many; 5 ms x 100 / 5 = 100 ms, over 20: a worker
     assert where == [(5, False), (5, True), (1, True), (5, True), (100, False)]
@@ -477,20 +478,9 @@ def test_a_lone_request_to_a_batcher_proven_cheap_is_answered_in_its_own_task(ex
 
 
 def test_a_big_request_after_small_fast_ones_goes_to_a_worker(executor: ModelThreads) -> None:
-    where: list[tuple[int, str]] = []
-
-    def model(X: np.ndarray) -> Any:  # a cost per row: 0.1 ms
-        where.append((len(X), threading.current_thread().name))
-        time.sleep(0.0001 * len(X))
-        return X.sum(axis=1)
-
-    async def main() -> None:
-        batcher = Batcher(model, executor, inline_s=0.01, proof=1, max_rows=10_000)
-        for n in (1, 1, 2, 1000, 2, 2):
-            await batcher.submit(rows(n, n))
-
-    asyncio.run(main())
-    assert [(n, name == "MainThread") for n, name in where] == [
+    # a cost per row: 0.1 ms
+    where = on_loop(executor, (1, 1, 2, 1000, 2, 2), lambda n: 0.0001 * n, inline_s=0.01, proof=1, max_rows=10_000)
+    assert where == [
         # 1000 rows: ~100 ms estimated; it took that, a stall, so the next call proves cheap again first
         (1, False), (1, True), (2, True), (1000, False), (2, False), (2, True)
     ]  # fmt: skip
