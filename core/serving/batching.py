@@ -104,8 +104,8 @@ class Batcher:
         # for the warning when a call on the loop stalls it, and who is told (the pool)
         self.name, self._on_stall = name, on_stall
         # the last call within the hand-off?; calls in a row within STALL x inline_s; the
-        # last calls' (rows, seconds), newest last (their bounds: _bound)
-        self._fast, self._cheap = True, 0
+        # last call's seconds; the last calls' (rows, seconds), newest last (see _bound)
+        self._fast, self._cheap, self._took = True, 0, 0.0
         self._costs: deque[tuple[int, float]] = deque(maxlen=RECENT)
         self._observe = observe
         self._pending: deque[tuple[np.ndarray, asyncio.Future[Any], Ticket]] = deque()
@@ -281,14 +281,21 @@ class Batcher:
         """The model's call, timed where it runs (not counting the loop's delays, nor the
         machine's and the collector's pauses), with its native code held to ``threads``."""
         start, paused = time.perf_counter(), pauses.seconds()  # the thread limits too: on the loop, the loop's time
-        if self.threads is not None:
-            native_threads.apply(self.threads)
+        answered = False
         try:
-            return self._fn(X)
+            if self.threads is not None:
+                native_threads.apply(self.threads)
+            result = self._fn(X)
+            answered = True
+            return result
         finally:
             took = time.perf_counter() - start - (pauses.seconds() - paused)
-            self._fast = took <= self.hand_off_s
-            self._costs.append((max(1, len(X)), took))
+            self._took, self._fast = took, took <= self.hand_off_s
+            rows = max(1, len(X))
+            # a call that raised may have stopped at its first row: its time may raise the
+            # bound of the calls after it, never lower it
+            if answered or took >= self._bound(rows):
+                self._costs.append((rows, took))
             self._cheap = self._cheap + 1 if took <= STALL * self.inline_s else 0
 
     def _work(self, X: np.ndarray) -> Any:
@@ -313,7 +320,7 @@ class Batcher:
         try:
             return self._work(X)
         finally:
-            took = self._costs[-1][1]  # this call's, timed in _timed
+            took = self._took  # this call's, timed in _timed
             ran = time.thread_time() - cpu - (pauses.collected() - collected)  # its own CPU time
             if ran > STALL * inline_s or took > HOLD_S:
                 self.inline_s = 0.0

@@ -401,6 +401,32 @@ def test_a_batch_after_a_lone_request_is_bounded_by_the_last_batch_of_its_size_n
     assert where == [(5, False), (5, True), (1, True), (5, True), (100, False)]
 
 
+def test_a_call_that_raised_at_once_does_not_make_a_big_one_look_cheap(executor: ModelThreads) -> None:
+    where: list[tuple[int, bool]] = []
+
+    def model(X: np.ndarray) -> Any:  # 5 ms and 0.5 ms a row; a negative value is refused at once
+        where.append((len(X), threading.current_thread().name == "MainThread"))
+        if (X < 0).any():
+            raise ValueError("negative")
+        time.sleep(0.005 + 0.0005 * len(X))
+        return X.sum(axis=1)
+
+    async def main() -> None:
+        batcher = Batcher(model, executor, inline_s=0.02, proof=1, max_rows=1000)
+        bad = rows(3, 40)
+        bad[0, 0] = -1.0
+        for X in (rows(1, 1), rows(2, 1), bad, rows(4, 1), rows(5, 40)):
+            try:
+                await batcher.submit(X)
+            except ValueError:
+                assert X is bad
+
+    asyncio.run(main())
+    # 40 rows after 1 of 5.5 ms: 220 ms, a worker; the 40 that failed in no time bound nothing,
+    # so the next 40 go to a worker too (on the loop they would take 25 ms, over 20)
+    assert where == [(1, False), (1, True), (40, False), (1, True), (40, False)]
+
+
 def test_a_stall_keeps_every_batcher_of_that_version_off_the_loop() -> None:
     class Snap:
         def __init__(self, version: str) -> None:
