@@ -33,7 +33,12 @@ HEADER_LENGTH_RAW = HEADER_LENGTH.encode()  # as the ASGI scope holds header nam
 
 
 def datatype_of(array: np.ndarray) -> str:
-    return NAMES.get(array.dtype, "BYTES")
+    """The v2 datatype of ``array``'s values, whatever their byte order (BYTES: not numbers)."""
+    dtype = array.dtype
+    name = NAMES.get(dtype)
+    if name is None and not dtype.isnative:
+        name = NAMES.get(dtype.newbyteorder("="))
+    return name or "BYTES"
 
 
 def split_body(body: bytes, header_length: str | None) -> tuple[Any, bytes]:

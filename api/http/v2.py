@@ -176,6 +176,19 @@ def _usual_head(model: str, version: str, variant: str) -> bytes:
     return head[:-1] + b',"outputs":[{"name":"predict","datatype":"'
 
 
+def answer_object(snap: Snapshot, tensors: list[dict[str, Any]], payload: dict[str, Any]) -> dict[str, Any]:
+    """A v2 answer: the version's names, the output tensors, and the request's ``id`` if it had one."""
+    answer: dict[str, Any] = {
+        "model_name": snap.model,
+        "model_version": snap.version,
+        "parameters": {"variant": snap.variant},
+        "outputs": tensors,
+    }
+    if "id" in payload:
+        answer["id"] = payload["id"]
+    return answer
+
+
 # The datatypes of the predictions orjson writes from the array itself byte for byte as
 # it writes their tolist: 64-bit floats, integers and booleans in the machine's byte order
 # (it writes a float32 shorter than the float its tolist gives).
@@ -184,7 +197,7 @@ PLAIN = {dtype: name.encode() for dtype, name in NAMES.items() if dtype.kind in 
 
 def usual_answer(snap: Snapshot, result: Any, payload: dict[str, Any]) -> bytes | None:
     """The usual answer (the prediction as one JSON tensor) rendered around what its
-    version's answers share, byte for byte the JSON of the answer's object; None for a
+    version's answers share, byte for byte the JSON of its ``answer_object``; None for a
     prediction of more than one dimension, or not PLAIN, or not contiguous, which takes
     the general way."""
     if type(result) is not np.ndarray or result.ndim != 1:
@@ -239,14 +252,7 @@ async def infer(request: Request) -> Response:
         for name, as_binary in wanted[1:]:
             outputs.append((name, np.asarray(await state.inference.also(answer, name)), as_binary))
         tensors, raw = encode_outputs(outputs)
-    result: dict[str, Any] = {
-        "model_name": snap.model,
-        "model_version": snap.version,
-        "parameters": {"variant": snap.variant},
-        "outputs": tensors,
-    }
-    if "id" in payload:
-        result["id"] = payload["id"]
+    result = answer_object(snap, tensors, payload)
     if not raw:
         return answer_response(result, snap.version, snap.variant, rid)
     headers = {"X-Model-Version": snap.version, "X-Model-Variant": snap.variant, "X-Request-Id": rid}

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from modelswap.api.http.payload import header_value
 from modelswap.api.http.responses import Rendered, answer_response, json_response
 from modelswap.api.http.tensors import json_tensor
-from modelswap.api.http.v2 import usual_answer
+from modelswap.api.http.v2 import answer_object, usual_answer
 
 
 @pytest.mark.parametrize(
@@ -61,16 +61,10 @@ def test_an_inference_answer_is_what_json_response_gives_with_its_headers(rid: s
 
 
 def general_v2_answer(result: Any, payload: dict[str, Any]) -> bytes:
-    """The v2 answer as infer builds it the general way: its object, rendered."""
-    answer: dict[str, Any] = {
-        "model_name": "iris",
-        "model_version": "20261207-101010-abcdef",
-        "parameters": {"variant": "canary"},
-        "outputs": [json_tensor("predict", result)],
-    }
-    if "id" in payload:
-        answer["id"] = payload["id"]
-    return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
+    """The v2 answer as infer renders it the general way."""
+    return orjson.dumps(
+        answer_object(SNAP, [json_tensor("predict", result)], payload), option=orjson.OPT_SERIALIZE_NUMPY
+    )
 
 
 SNAP = cast(Any, SimpleNamespace(model="iris", version="20261207-101010-abcdef", variant="canary"))
@@ -107,4 +101,9 @@ def test_the_usual_v2_answer_is_byte_for_byte_the_general_one(result: np.ndarray
 )
 def test_what_the_usual_v2_answer_cannot_render_takes_the_general_way(result: Any) -> None:
     assert usual_answer(SNAP, result, {}) is None
-    orjson.loads(general_v2_answer(result, {}))  # which renders it
+    [tensor] = orjson.loads(general_v2_answer(result, {}))["outputs"]  # which renders it
+    values = np.asarray(result)
+    assert (tensor["shape"], tensor["data"]) == (list(values.shape), values.ravel().tolist())
+    assert tensor["datatype"] == (
+        "BYTES" if values.dtype.kind in "OU" else values.dtype.name.upper().replace("FLOAT", "FP")
+    )
