@@ -210,9 +210,7 @@ def json_tensor(name: str, values: Any) -> dict[str, Any]:
     """One output tensor with its values as JSON ``data`` (flattened, as the protocol sends them)."""
     array = np.asarray(values)
     datatype = datatype_of(array)
-    if array.ndim == 1 and datatype != "BYTES":  # the usual: a label or a number per row
-        return {"name": name, "datatype": datatype, "shape": [len(array)], "data": array.tolist()}
-    flat = array.ravel().tolist()
+    flat = (array if array.ndim == 1 else array.reshape(-1)).tolist()
     if datatype == "BYTES":
         flat = [v if v is None or isinstance(v, str) else str(v) for v in flat]
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": flat}

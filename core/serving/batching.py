@@ -166,10 +166,10 @@ class Batcher:
         costs = self._costs
         if not costs:
             return 0.0  # no call yet: _cheap is 0, the first calls go to the workers
-        n, t = costs[-1]
-        if rows <= n:
-            return t
-        return max(t, min(t if rows <= n else t * rows / n for n, t in costs))
+        last_rows, last_took = costs[-1]
+        if rows <= last_rows:
+            return last_took
+        return max(last_took, min(took if rows <= n else took * rows / n for n, took in costs))
 
     def _alone(self, loop: asyncio.AbstractEventLoop, rows: int, arrived: float) -> bool:
         """Whether a request that finds nothing queued is answered alone, in its own task: a

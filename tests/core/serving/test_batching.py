@@ -360,32 +360,41 @@ def test_a_garbage_collection_during_a_call_on_the_loop_is_not_the_models_stall(
 
 
 def on_loop(
-    executor: ModelThreads, sizes: tuple[int, ...], took: Callable[[int], float], **options: Any
-) -> list[tuple[int, bool]]:
-    """Requests of ``sizes`` rows one after the other to a batcher of ``options`` whose model
-    takes ``took(rows)`` seconds: each call's rows, and whether it ran on the loop."""
+    executor: ModelThreads, inputs: list[np.ndarray], took: Callable[[np.ndarray], float], **options: Any
+) -> tuple[list[tuple[int, bool]], list[int]]:
+    """``inputs`` one after the other to a batcher of ``options`` whose model takes
+    ``took(X)`` seconds (or raises the ValueError it raises): each call's rows and whether
+    it ran on the loop, and which of the inputs got the ValueError."""
     where: list[tuple[int, bool]] = []
+    failed: list[int] = []
 
     def model(X: np.ndarray) -> Any:
         where.append((len(X), threading.current_thread().name == "MainThread"))
-        time.sleep(took(len(X)))
+        time.sleep(took(X))
         return X.sum(axis=1)
 
     async def main() -> None:
         batcher = Batcher(model, executor, **options)
-        for n in sizes:
-            await batcher.submit(rows(n, n))
+        for i, X in enumerate(inputs):
+            try:
+                await batcher.submit(X)
+            except ValueError:
+                failed.append(i)
 
     asyncio.run(main())
-    return where
+    return where, failed
+
+
+def sized(*sizes: int) -> list[np.ndarray]:
+    return [rows(n, n) for n in sizes]
 
 
 def test_a_model_that_stalled_in_its_last_calls_stays_on_workers_though_its_rows_look_cheap(
     executor: ModelThreads,
 ) -> None:
     # 500 rows take 60 ms: 0.12 ms a row, a 1-row call looks cheap
-    where = on_loop(
-        executor, (1, 500, 1, 1, 1), lambda n: 0.06 if n > 100 else 0.0, inline_s=0.01, proof=2, max_rows=1000
+    where, _ = on_loop(
+        executor, sized(1, 500, 1, 1, 1), lambda X: 0.06 if len(X) > 100 else 0.0, inline_s=0.01, proof=2, max_rows=1000
     )
     # the 500-row call stalled (60 ms > 4 x 10 ms): two cheap calls on a worker before the loop again
     assert where == [(1, False), (500, False), (1, False), (1, False), (1, True)]
@@ -395,33 +404,23 @@ def test_a_batch_after_a_lone_request_is_bounded_by_the_last_batch_of_its_size_n
     executor: ModelThreads,
 ) -> None:
     # 5 ms a call, whatever its rows: all of it the fixed part
-    where = on_loop(executor, (5, 5, 1, 5, 100), lambda n: 0.005, inline_s=0.02, proof=1, max_rows=1000)
+    where, _ = on_loop(executor, sized(5, 5, 1, 5, 100), lambda X: 0.005, inline_s=0.02, proof=1, max_rows=1000)
     # 5 rows after 1: 5 x 5 ms per row would be 25 ms, over 20; the last call of 5 rows took 5 ms.
     # 100 rows: no recent call had as many; 5 ms x 100 / 5 = 100 ms, over 20: a worker
     assert where == [(5, False), (5, True), (1, True), (5, True), (100, False)]
 
 
 def test_a_call_that_raised_at_once_does_not_make_a_big_one_look_cheap(executor: ModelThreads) -> None:
-    where: list[tuple[int, bool]] = []
-
-    def model(X: np.ndarray) -> Any:  # 5 ms and 0.5 ms a row; a negative value is refused at once
-        where.append((len(X), threading.current_thread().name == "MainThread"))
+    def took(X: np.ndarray) -> float:  # 5 ms and 0.5 ms a row; a negative value is refused at once
         if (X < 0).any():
             raise ValueError("negative")
-        time.sleep(0.005 + 0.0005 * len(X))
-        return X.sum(axis=1)
+        return 0.005 + 0.0005 * len(X)
 
-    async def main() -> None:
-        batcher = Batcher(model, executor, inline_s=0.02, proof=1, max_rows=1000)
-        bad = rows(3, 40)
-        bad[0, 0] = -1.0
-        for X in (rows(1, 1), rows(2, 1), bad, rows(4, 1), rows(5, 40)):
-            try:
-                await batcher.submit(X)
-            except ValueError:
-                assert X is bad
-
-    asyncio.run(main())
+    bad = rows(3, 40)
+    bad[0, 0] = -1.0
+    inputs = [rows(1, 1), rows(2, 1), bad, rows(4, 1), rows(5, 40)]
+    where, failed = on_loop(executor, inputs, took, inline_s=0.02, proof=1, max_rows=1000)
+    assert [inputs[i] is bad for i in failed] == [True]
     # 40 rows after 1 of 5.5 ms: 220 ms, a worker; the 40 that failed in no time bound nothing,
     # so the next 40 go to a worker too (on the loop they would take 25 ms, over 20)
     assert where == [(1, False), (1, True), (40, False), (1, True), (40, False)]
@@ -505,7 +504,9 @@ def test_a_lone_request_to_a_batcher_proven_cheap_is_answered_in_its_own_task(ex
 
 def test_a_big_request_after_small_fast_ones_goes_to_a_worker(executor: ModelThreads) -> None:
     # a cost per row: 0.1 ms
-    where = on_loop(executor, (1, 1, 2, 1000, 2, 2), lambda n: 0.0001 * n, inline_s=0.01, proof=1, max_rows=10_000)
+    where, _ = on_loop(
+        executor, sized(1, 1, 2, 1000, 2, 2), lambda X: 0.0001 * len(X), inline_s=0.01, proof=1, max_rows=10_000
+    )
     assert where == [
         # 1000 rows: ~100 ms estimated; it took that, a stall, so the next call proves cheap again first
         (1, False), (1, True), (2, True), (1000, False), (2, False), (2, True)
